@@ -1,0 +1,109 @@
+"""Datasets: which observations announce which dataset partitions.
+
+A dataset reads its partition key from the observation's key with a pattern
+(``orders/dt={dt}/_SUCCESS``), from the payload with JMESPath (``partition: {dt: payload.dt}``),
+or both, and may filter with ``where``. Expressions see ``payload``, ``key``, ``time``,
+``sensor`` and whatever the sensor put in ``attributes`` (``headers``, ``topic``, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jmespath
+import jmespath.exceptions
+from jmespath.parser import ParsedResult
+
+from eventflow.errors import EventflowError
+from eventflow.events import Observation
+from eventflow.patterns import KeyPattern
+
+
+class DatasetMatchError(EventflowError):
+    """An observation could not be evaluated against a dataset (the message is malformed)."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    sensor: str
+    pattern: KeyPattern | None
+    partition: Mapping[str, ParsedResult]
+    where: ParsedResult | None
+    declared: tuple[str, ...] = ()
+    """Variables known without a pattern: those of a dataset a rule ``produces``."""
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        names = list(self.pattern.variables if self.pattern else ())
+        names += [v for v in (*self.partition, *self.declared) if v not in names]
+        return tuple(names)
+
+    @classmethod
+    def compile(
+        cls,
+        name: str,
+        sensor: str,
+        key: str | None,
+        partition: Mapping[str, str],
+        where: str | None,
+        declared: tuple[str, ...] = (),
+    ) -> DatasetSpec:
+        """Compile the expressions; raises ``jmespath.exceptions.ParseError`` on bad syntax."""
+        return cls(
+            name=name,
+            sensor=sensor,
+            pattern=KeyPattern(key) if key is not None else None,
+            partition={var: jmespath.compile(expr) for var, expr in partition.items()},
+            where=jmespath.compile(where) if where else None,
+            declared=declared,
+        )
+
+    def match(self, obs: Observation) -> dict[str, str] | None:
+        """The partition this observation announces, or None if it is not about this dataset.
+
+        Raises DatasetMatchError when an expression cannot be evaluated or yields no value.
+        """
+        values: dict[str, str] = {}
+        if self.pattern is not None:
+            if obs.key is None:
+                return None
+            found = self.pattern.match(obs.key)
+            if found is None:
+                return None
+            values.update(found)
+        if self.where is None and not self.partition:
+            return values
+        context = expression_context(obs)
+        try:
+            if self.where is not None and not self.where.search(context):
+                return None
+            for var, expr in self.partition.items():
+                value = expr.search(context)
+                if value is None or isinstance(value, dict | list):
+                    raise DatasetMatchError(
+                        f"dataset {self.name}: partition variable {var!r} ({expr.expression})"
+                        f" gave {value!r}, not a value"
+                    )
+                values[var] = _text(value)
+        except jmespath.exceptions.JMESPathError as exc:
+            raise DatasetMatchError(f"dataset {self.name}: {exc}") from exc
+        return values
+
+
+def expression_context(obs: Observation) -> dict[str, Any]:
+    return {
+        **obs.attributes,
+        "payload": obs.payload,
+        "key": obs.key,
+        "sensor": obs.sensor,
+        "time": obs.time.isoformat() if obs.time else None,
+    }
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,92 @@
+"""A pipeline file compiled into what the engine runs: plugins resolved, expressions compiled.
+
+:func:`eventflow.config.loader.load_pipeline` builds a :class:`Pipeline` after validating
+everything; the engine, dispatcher and CLI read only this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from eventflow.config.models import EngineConfig, PipelineConfig, RunConfig
+from eventflow.datasets import DatasetSpec
+from eventflow.rules.core import RuleSpec
+
+PRODUCED_SENSOR_PREFIX = "rules."
+"""Observations of produced datasets come from the pseudo-sensor ``rules.<rule>``."""
+EMIT_SENSOR = "cli.emit"
+"""Observations made by ``eventflow emit`` come from this pseudo-sensor."""
+
+
+@dataclass(frozen=True)
+class SensorSpec:
+    name: str
+    type: str
+    plugin: Any
+    config: Any
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class PublisherSpec:
+    name: str
+    type: str
+    plugin: Any
+    config: Any
+    types: tuple[str, ...] = ("eventflow.*",)
+
+
+@dataclass(frozen=True)
+class RuleRuntime:
+    """A rule as the engine and dispatcher need it."""
+
+    spec: RuleSpec
+    run: RunConfig
+    task_type: str
+    task_plugin: Any
+    task_config: Any
+    produces: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def max_attempts(self) -> int:
+        return self.run.retries + 1
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    file: Path
+    base_dir: Path
+    state_dsn: str
+    engine: EngineConfig
+    sensors: dict[str, SensorSpec]
+    datasets: dict[str, DatasetSpec]
+    rules: dict[str, RuleRuntime]
+    publishers: list[PublisherSpec]
+    raw: PipelineConfig = field(repr=False)
+
+    @cached_property
+    def datasets_by_sensor(self) -> dict[str, list[DatasetSpec]]:
+        out: dict[str, list[DatasetSpec]] = {}
+        for ds in self.datasets.values():
+            out.setdefault(ds.sensor, []).append(ds)
+        return out
+
+    @cached_property
+    def rules_by_dataset(self) -> dict[str, list[RuleRuntime]]:
+        out: dict[str, list[RuleRuntime]] = {}
+        for rule in self.rules.values():
+            for ds in rule.spec.datasets:
+                out.setdefault(ds, []).append(rule)
+        return out
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.base_dir / self.engine.runs_dir

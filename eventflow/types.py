@@ -1,0 +1,398 @@
+"""The seams of eventflow: protocols for plugins and the state store, and the records they share.
+
+Sensors, publishers, task runners and stores are plugins found by entry point (see
+:mod:`eventflow.registry`). The core talks to them only through these protocols, so it never
+imports a transport library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, runtime_checkable
+
+from pydantic import BaseModel
+
+from eventflow.events import JSON, Event, InputRef, Observation
+from eventflow.rules.core import MatchState
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+RunStatus = Literal["pending", "running", "succeeded", "failed"]
+MatchKey = tuple[str, str]
+"""``(rule, partition key)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class PluginEnv:
+    """What every plugin may know about the pipeline it serves."""
+
+    pipeline: str
+    base_dir: Path
+    """The directory of the pipeline file: relative paths in the config are resolved here."""
+
+
+# --- sensors -------------------------------------------------------------------------------
+
+
+class SensorContext(Protocol):
+    """What the engine gives a running sensor."""
+
+    name: str
+    log: FilteringBoundLogger
+
+    async def emit(self, observation: Observation) -> None:
+        """Queue an observation for the engine; waits while the queue is full (backpressure)."""
+
+    def emit_threadsafe(self, observation: Observation) -> None:
+        """``emit`` from a thread that is not the event loop's; blocks that thread while full."""
+
+    async def load_cursor(self) -> dict[str, JSON]:
+        """The committed checkpoint: cursor key to value, as written by ``Observation.cursor``."""
+
+    async def forget(self, keys: Collection[str]) -> None:
+        """Delete cursor entries that no longer matter (files that were deleted)."""
+
+    def set_health(self, ok: bool, detail: str = "") -> None:
+        """Report whether the sensor reaches its source (shown by ``status`` and ``/readyz``)."""
+
+
+@runtime_checkable
+class Sensor(Protocol):
+    """A source watcher. ``run`` observes until cancelled and returns or raises on failure;
+    the supervisor restarts a failed sensor with backoff."""
+
+    config_model: ClassVar[type[BaseModel]]
+
+    def __init__(self, name: str, config: Any, env: PluginEnv) -> None: ...
+
+    async def run(self, ctx: SensorContext) -> None: ...
+
+
+# --- publishers ----------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Publisher(Protocol):
+    """Delivers completion events. ``publish`` either delivers every event or raises
+    :class:`~eventflow.errors.PublishError`; the outbox keeps undelivered events."""
+
+    config_model: ClassVar[type[BaseModel]]
+
+    def __init__(self, name: str, config: Any, env: PluginEnv) -> None: ...
+
+    async def open(self) -> None: ...
+
+    async def publish(self, events: Sequence[Event]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+# --- tasks ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """Everything a task attempt gets: a stable run id, its attempt and its inputs."""
+
+    run_id: str
+    rule: str
+    attempt: int
+    partition: Mapping[str, str]
+    inputs: tuple[InputRef, ...]
+    events_file: Path
+    """JSON file listing the input events (``EVENTFLOW_EVENTS``)."""
+    stdout_path: Path
+    stderr_path: Path
+    timeout: float | None
+    log_max_bytes: int
+    variables: Mapping[str, str]
+    """Values for ``{var}`` templates: the partition plus ``run_id``, ``rule``, ``attempt``."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    ok: bool
+    detail: str = ""
+    """Why it failed (exit code, exception, HTTP status), shown in ``runs`` and events."""
+    output: Mapping[str, JSON] = field(default_factory=dict)
+    """Structured facts about the attempt (exit code, HTTP status) for the completion event."""
+
+
+@runtime_checkable
+class TaskRunner(Protocol):
+    """Runs one attempt of a task. Raising is a failed attempt, like ``TaskResult(ok=False)``;
+    ``asyncio.CancelledError`` means stop now (timeout or shutdown) and clean up."""
+
+    config_model: ClassVar[type[BaseModel]]
+
+    def __init__(self, config: Any, env: PluginEnv) -> None: ...
+
+    async def run(self, ctx: RunContext) -> TaskResult: ...
+
+
+# --- state store records -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An observed event as recorded in the event log (what ``why`` and replay read)."""
+
+    id: str
+    sensor: str
+    key: str | None
+    time: datetime
+    position: Mapping[str, JSON]
+    payload: JSON
+    attributes: Mapping[str, JSON]
+    datasets: tuple[tuple[str, Mapping[str, str]], ...]
+    """The dataset partitions it announced: ``(dataset, partition)``."""
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """A run created by a fire; the store ignores a second one with the same ``run_id``."""
+
+    run_id: str
+    rule: str
+    key: str
+    partition: Mapping[str, str]
+    generation: int
+    inputs: tuple[InputRef, ...]
+    max_attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    run_id: str
+    rule: str
+    key: str
+    partition: Mapping[str, str]
+    generation: int
+    status: RunStatus
+    attempt: int
+    """Attempts started so far (0 before the first)."""
+    max_attempts: int
+    inputs: tuple[InputRef, ...]
+    created_at: datetime
+    updated_at: datetime
+    not_before: datetime | None = None
+    """When a pending run may start (retry backoff): a durable timer."""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    output: Mapping[str, JSON] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, JSON]:
+        return {
+            "run_id": self.run_id,
+            "rule": self.rule,
+            "partition": dict(self.partition),
+            "generation": self.generation,
+            "status": self.status,
+            "attempt": self.attempt,
+            "max_attempts": self.max_attempts,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "not_before": self.not_before.isoformat() if self.not_before else None,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "error": self.error,
+            "output": dict(self.output),
+            "inputs": [r.to_dict() for r in self.inputs],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunUpdate:
+    """A change of a run's status written by the dispatcher (or ``eventflow retry``)."""
+
+    run_id: str
+    status: RunStatus
+    attempt: int
+    updated_at: datetime
+    not_before: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    output: Mapping[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A durable timer: ``(kind, rule, key, generation)`` is unique."""
+
+    kind: str
+    rule: str
+    key: str
+    generation: int
+    due: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A completion event waiting for one publisher; ``id`` is assigned by the store."""
+
+    publisher: str
+    event: Event
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """An observation recorded in the store instead of a queue: ``eventflow emit`` and the
+    datasets a succeeded run ``produces``. The engine consumes and deletes it in one commit."""
+
+    observation_sensor: str
+    dataset: str
+    partition: Mapping[str, str]
+    position: Mapping[str, JSON]
+    payload: JSON
+    created_at: datetime
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An observation that could not be processed, kept with its source position and error."""
+
+    event_id: str
+    sensor: str
+    position: Mapping[str, JSON]
+    error: str
+    excerpt: str
+    """The first bytes of the raw message or payload, for a human to look at."""
+    time: datetime
+
+
+@dataclass(slots=True)
+class Changes:
+    """Everything one engine batch (or one run transition) writes, committed at once."""
+
+    events: list[StoredEvent] = field(default_factory=list)
+    cursors: dict[tuple[str, str], JSON] = field(default_factory=dict)
+    """``(sensor, cursor key) -> value``, upserted."""
+    matches: dict[MatchKey, MatchState] = field(default_factory=dict)
+    """Upserted by ``(rule, key)``."""
+    runs: list[NewRun] = field(default_factory=list)
+    run_updates: list[RunUpdate] = field(default_factory=list)
+    timers_add: list[Timer] = field(default_factory=list)
+    timers_delete: list[tuple[str, str, str, int]] = field(default_factory=list)
+    """``(kind, rule, key, generation)`` of timers to delete."""
+    outbox: list[OutboxItem] = field(default_factory=list)
+    inbox_add: list[InboxItem] = field(default_factory=list)
+    inbox_delete: list[int] = field(default_factory=list)
+    deadletters: list[DeadLetter] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any(
+            (
+                self.events,
+                self.cursors,
+                self.matches,
+                self.runs,
+                self.run_updates,
+                self.timers_add,
+                self.timers_delete,
+                self.outbox,
+                self.inbox_add,
+                self.inbox_delete,
+                self.deadletters,
+            )
+        )
+
+
+class Transaction(Protocol):
+    """One store transaction; committed when its context exits without an exception."""
+
+    async def seen_events(self, ids: Collection[str]) -> set[str]:
+        """The subset of ``ids`` already in the event log (or a dead letter)."""
+
+    async def get_matches(self, keys: Collection[MatchKey]) -> dict[MatchKey, MatchState]: ...
+
+    async def claim_runs(
+        self, now: datetime, limit: int, rule_limits: Mapping[str, int]
+    ) -> list[RunRecord]:
+        """Mark up to ``limit`` due pending runs as running (``attempt`` + 1, ``started_at``
+        now), oldest first, without exceeding ``rule_limits[rule]`` running runs per rule,
+        and return them as updated."""
+
+    async def apply(self, changes: Changes) -> None: ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The transactional state store. Opened by ``async with`` (or ``open``); ``close`` is
+    idempotent and using a closed store raises :class:`~eventflow.errors.ClosedError`."""
+
+    @classmethod
+    def from_dsn(cls, dsn: str, base_dir: Path) -> Self: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+
+    # sensors
+    async def load_cursors(self, sensor: str) -> dict[str, JSON]: ...
+
+    async def delete_cursors(self, sensor: str, keys: Collection[str]) -> None: ...
+
+    # runs
+    async def recover_running(self, now: datetime) -> list[str]:
+        """At start-up: runs left ``running`` by a dead process go back to ``pending`` (they
+        run again with the same run id). Returns their ids."""
+
+    async def next_run_due(self) -> datetime | None:
+        """The earliest ``not_before`` of a pending run (None = no pending run);
+        a pending run without ``not_before`` counts as due at ``datetime.min`` in UTC."""
+
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(
+        self, *, rule: str | None = None, status: RunStatus | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        """Newest first (by ``created_at``, then ``run_id``)."""
+
+    async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
+        """Put a ``failed`` run back to ``pending`` with one more allowed attempt;
+        raises StoreError if there is no such run or it is not failed."""
+
+    # timers
+    async def due_timers(self, now: datetime, limit: int) -> list[Timer]: ...
+
+    async def next_timer_due(self) -> datetime | None: ...
+
+    # outbox and inbox
+    async def fetch_outbox(self, publisher: str, limit: int) -> list[OutboxItem]:
+        """Oldest first."""
+
+    async def delete_outbox(self, ids: Collection[int]) -> None: ...
+
+    async def fetch_inbox(self, limit: int) -> list[InboxItem]: ...
+
+    async def add_inbox(self, item: InboxItem) -> int: ...
+
+    # reading state (status, why)
+    async def list_matches(
+        self, *, rule: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[MatchState]: ...
+
+    async def get_events(self, ids: Collection[str]) -> list[StoredEvent]: ...
+
+    async def list_deadletters(self, limit: int = 100) -> list[DeadLetter]: ...
+
+    async def counts(self) -> dict[str, int]:
+        """``runs_pending``, ``runs_running``, ``runs_succeeded``, ``runs_failed``,
+        ``matches_open``, ``matches_fired``, ``matches_expired``, ``events``,
+        ``outbox``, ``timers``, ``inbox``, ``deadletters``."""
