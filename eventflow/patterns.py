@@ -2,8 +2,8 @@
 
 A pattern's ``{var}`` matches one run of characters without ``/`` and names a partition
 variable. A template's ``{var}`` is replaced by a value; braces that do not enclose a plain
-identifier (JSON such as ``{"dt": "{dt}"}``) are left alone and ``{{``/``}}`` stand for
-literal braces.
+identifier (JSON such as ``{"a": {"dt": "{dt}"}}``) are left alone, and ``{{var}}`` is the
+literal text ``{var}``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from functools import cached_property
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TEMPLATE_TOKEN = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class KeyPattern:
@@ -74,21 +74,18 @@ def _literal(text: str) -> str:
 
 
 def placeholders(template: str) -> list[str]:
-    """The ``{var}`` names a template uses, in order, without ``{{`` escapes."""
-    return [m.group(1) for m in _TEMPLATE_TOKEN.finditer(template) if m.group(1)]
+    """The ``{var}`` names a template uses, in order, without ``{{var}}`` escapes."""
+    return [m.group(2) for m in _TEMPLATE_TOKEN.finditer(template) if m.group(2)]
 
 
 def render(template: str, values: Mapping[str, object]) -> str:
     """Replace ``{var}`` by ``values[var]``; unknown names and other braces stay as written."""
 
     def sub(m: re.Match[str]) -> str:
-        token = m.group(0)
-        if token == "{{":
-            return "{"
-        if token == "}}":
-            return "}"
-        name = m.group(1)
-        return str(values[name]) if name in values else token
+        if m.group(1):
+            return "{" + m.group(1) + "}"
+        name = m.group(2)
+        return str(values[name]) if name in values else m.group(0)
 
     return _TEMPLATE_TOKEN.sub(sub, template)
 

@@ -135,8 +135,8 @@ class RunConfig(BaseModel):
 class RuleConfig(Model):
     """A rule: when to act, what to run, what the run produces."""
 
-    when: When
-    run: RunConfig
+    when: When = Field(description="The join condition (below).")
+    run: RunConfig = Field(description="The task and its retry, timeout and concurrency.")
     produces: str | None = Field(
         default=None,
         description="Dataset announced for the run's partition when a run succeeds; feeds"
@@ -184,11 +184,21 @@ class PipelineConfig(Model):
         default=None,
         description="State store DSN; default `sqlite:///.eventflow/state.db` next to the file.",
     )
-    engine: EngineConfig = Field(default_factory=EngineConfig)
-    sensors: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    datasets: dict[str, DatasetConfig] = Field(default_factory=dict)
-    rules: dict[str, RuleConfig] = Field(default_factory=dict)
-    publish: list[dict[str, Any]] = Field(default_factory=list)
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="Process settings.")
+    sensors: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Source watchers by name; `type` picks the plugin (sections below).",
+    )
+    datasets: dict[str, DatasetConfig] = Field(
+        default_factory=dict, description="Named datasets and how their partition key is read."
+    )
+    rules: dict[str, RuleConfig] = Field(
+        default_factory=dict, description="When to run what, by name."
+    )
+    publish: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Where completion events go; `type` picks the publisher (sections below).",
+    )
 
     @field_validator("sensors", "datasets", "rules")
     @classmethod

@@ -180,55 +180,48 @@ def run_id_for(rule: str, key: str, generation: int) -> str:
 
 def on_input(spec: RuleSpec, state: MatchState | None, ref: InputRef, now: datetime) -> Step:
     """Advance ``spec``'s match for ``ref``'s partition key by one arriving input."""
+    partition: Mapping[str, str]
     if state is None:
         partition = spec.key_of(ref.partition)
-        state = MatchState(rule=spec.name, key=partition_key(partition), partition=partition)
-    if state.has_event(ref.event_id):
-        return Step(state, (Ignored(spec.name, state.key, ref.event_id, "duplicate"),))
-
-    if state.status == "fired":
-        if spec.on_update == "ignore":
-            reason = "update of a fired partition (on_update: ignore)"
-            return Step(state, (Ignored(spec.name, state.key, ref.event_id, reason),))
-        # The update opens the next generation with the inputs of the last one carried over.
-        state = replace(
-            state,
-            generation=state.generation + 1,
-            status="open",
-            opened_at=None,
-            expires_at=None,
-            fired_at=None,
-        )
-    elif state.status == "expired":
-        state = replace(
-            state,
-            generation=state.generation + 1,
-            status="open",
-            inputs={},
-            opened_at=None,
-            expires_at=None,
-            fired_at=None,
-        )
+        generation, inputs, opened_at = 1, {}, None
+        key = partition_key(partition)
+    else:
+        if state.has_event(ref.event_id):
+            return Step(state, (Ignored(spec.name, state.key, ref.event_id, "duplicate"),))
+        partition, key = state.partition, state.key
+        if state.status == "fired":
+            if spec.on_update == "ignore":
+                reason = "update of a fired partition (on_update: ignore)"
+                return Step(state, (Ignored(spec.name, key, ref.event_id, reason),))
+            # The update opens the next generation with the inputs of the last one carried over.
+            generation, inputs, opened_at = state.generation + 1, dict(state.inputs), None
+        elif state.status == "expired":
+            generation, inputs, opened_at = state.generation + 1, {}, None
+        else:
+            generation, inputs, opened_at = state.generation, dict(state.inputs), state.opened_at
 
     effects: list[Effect] = []
-    inputs = dict(state.inputs)
     inputs[ref.dataset] = _with(inputs.get(ref.dataset, ()), ref)
-    state = replace(state, inputs=inputs, updated_at=now)
-    if state.opened_at is None:
-        state = replace(state, opened_at=now)
+    expires_at = state.expires_at if state is not None and opened_at is not None else None
+    if opened_at is None:
+        opened_at = now
         if spec.within is not None and spec.mode == "all":
-            due = now + spec.within
-            state = replace(state, expires_at=due)
-            effects.append(ScheduleTimer(EXPIRY, spec.name, state.key, state.generation, due))
+            expires_at = now + spec.within
+            effects.append(ScheduleTimer(EXPIRY, spec.name, key, generation, expires_at))
 
-    if _satisfied(spec, state):
-        if state.expires_at is not None:
-            effects.append(CancelTimer(EXPIRY, spec.name, state.key, state.generation))
-        state = replace(state, status="fired", fired_at=now, expires_at=None)
-        effects.append(
-            Fire(spec.name, state.key, state.partition, state.generation, state.arrived())
+    if _satisfied(spec, inputs):
+        if expires_at is not None:
+            effects.append(CancelTimer(EXPIRY, spec.name, key, generation))
+        new = MatchState(
+            spec.name, key, partition, generation, "fired", inputs, opened_at, None, now, now
         )
-    return Step(state, tuple(effects))
+        refs = tuple(r for rs in inputs.values() for r in rs)
+        effects.append(Fire(spec.name, key, partition, generation, refs))
+    else:
+        new = MatchState(
+            spec.name, key, partition, generation, "open", inputs, opened_at, expires_at, None, now
+        )
+    return Step(new, tuple(effects))
 
 
 def on_expiry(
@@ -255,17 +248,17 @@ def on_expiry(
     return Step(replace(state, status="expired", updated_at=now), (expired,))
 
 
-def _satisfied(spec: RuleSpec, state: MatchState) -> bool:
+def _satisfied(spec: RuleSpec, inputs: Mapping[str, tuple[InputRef, ...]]) -> bool:
     if spec.mode == "any":
-        return any(state.inputs.get(d) for d in spec.datasets)
-    return all(state.inputs.get(d) for d in spec.datasets)
+        return any(inputs.get(d) for d in spec.datasets)
+    return all(inputs.get(d) for d in spec.datasets)
 
 
 def _with(refs: tuple[InputRef, ...], ref: InputRef) -> tuple[InputRef, ...]:
     """``refs`` with ``ref`` added, replacing an older event for the same dataset partition."""
-    pkey = partition_key(ref.partition)
-    kept = tuple(r for r in refs if partition_key(r.partition) != pkey)
-    return (*kept, ref)
+    if not refs:
+        return (ref,)
+    return (*(r for r in refs if r.partition != ref.partition), ref)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -1,0 +1,1 @@
+"""eventflow's benchmarks: ``python -m benchmarks [NAME ...]`` (``make bench``)."""

@@ -1,0 +1,5 @@
+"""``python -m eventflow`` is the ``eventflow`` command."""
+
+from eventflow.cli import main
+
+main()

@@ -1,0 +1,116 @@
+"""Completion events: what eventflow tells the world, in the CloudEvents 1.0 envelope.
+
+Every id is derived from what the event is about (a run attempt, an expired generation, a
+dataset partition announced by an event), so a consumer that sees an event twice (the outbox
+delivers at least once) can deduplicate by ``id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from eventflow.events import Event, InputRef, digest, format_partition
+from eventflow.patterns import glob_match
+from eventflow.pipeline import Pipeline
+from eventflow.rules.core import Expired
+from eventflow.types import OutboxItem, RunRecord
+
+DATASET_AVAILABLE = "eventflow.dataset.available"
+RUN_STARTED = "eventflow.run.started"
+RUN_SUCCEEDED = "eventflow.run.succeeded"
+RUN_RETRYING = "eventflow.run.retrying"
+RUN_FAILED = "eventflow.run.failed"
+MATCH_EXPIRED = "eventflow.match.expired"
+
+TYPES = (DATASET_AVAILABLE, RUN_STARTED, RUN_SUCCEEDED, RUN_RETRYING, RUN_FAILED, MATCH_EXPIRED)
+
+
+def _source(pipeline: str, kind: str, name: str) -> str:
+    return f"/eventflow/{pipeline}/{kind}/{name}"
+
+
+def dataset_available(pipeline: str, ref: InputRef, now: datetime) -> Event:
+    return Event(
+        id=digest(DATASET_AVAILABLE, ref.dataset, ref.event_id),
+        source=_source(pipeline, "datasets", ref.dataset),
+        type=DATASET_AVAILABLE,
+        subject=f"{ref.dataset}/{format_partition(ref.partition)}",
+        time=now,
+        data={
+            "dataset": ref.dataset,
+            "partition": dict(ref.partition),
+            "event": ref.to_dict(),
+        },
+    )
+
+
+def run_event(
+    pipeline: str,
+    type_: str,
+    run: RunRecord,
+    now: datetime,
+    *,
+    duration: float | None = None,
+    error: str | None = None,
+    output: Mapping[str, Any] | None = None,
+    next_attempt_at: datetime | None = None,
+) -> Event:
+    data: dict[str, Any] = {
+        "rule": run.rule,
+        "partition": dict(run.partition),
+        "run_id": run.run_id,
+        "generation": run.generation,
+        "attempt": run.attempt,
+        "max_attempts": run.max_attempts,
+        "inputs": [r.to_dict() for r in run.inputs],
+    }
+    if duration is not None:
+        data["duration"] = round(duration, 6)
+    if error is not None:
+        data["error"] = error
+    if output:
+        data["output"] = dict(output)
+    if next_attempt_at is not None:
+        data["next_attempt_at"] = next_attempt_at.isoformat()
+    return Event(
+        id=digest(type_, run.run_id, run.attempt),
+        source=_source(pipeline, "rules", run.rule),
+        type=type_,
+        subject=f"{run.rule}/{format_partition(run.partition)}",
+        time=now,
+        data=data,
+    )
+
+
+def match_expired(pipeline: str, effect: Expired, now: datetime) -> Event:
+    return Event(
+        id=digest(MATCH_EXPIRED, effect.rule, effect.key, effect.generation),
+        source=_source(pipeline, "rules", effect.rule),
+        type=MATCH_EXPIRED,
+        subject=f"{effect.rule}/{format_partition(effect.partition)}",
+        time=now,
+        data={
+            "rule": effect.rule,
+            "partition": dict(effect.partition),
+            "generation": effect.generation,
+            "opened_at": effect.opened_at.isoformat() if effect.opened_at else None,
+            "arrived": [r.to_dict() for r in effect.arrived],
+            "missing": list(effect.missing),
+        },
+    )
+
+
+def wanted(pipeline: Pipeline, type_: str) -> bool:
+    """Whether any publisher takes events of this type (skip building the ones none takes)."""
+    return any(glob_match(type_, p.types) for p in pipeline.publishers)
+
+
+def route(pipeline: Pipeline, event: Event) -> list[OutboxItem]:
+    """One outbox item per publisher whose ``types`` globs accept the event's type."""
+    return [
+        OutboxItem(publisher=p.name, event=event)
+        for p in pipeline.publishers
+        if glob_match(event.type, p.types)
+    ]

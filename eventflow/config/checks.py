@@ -1,0 +1,383 @@
+"""Checks that span sections: references, join variables, templates, expressions, cycles.
+
+They run on whatever validated (a broken rule does not hide a broken dataset) and report
+everything they find; the results are the compiled datasets and each rule's ``by``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import jmespath
+import jmespath.exceptions
+
+from eventflow.config.models import _NAME, DatasetConfig, When
+from eventflow.config.report import ConfigPath, Problems, closest, did_you_mean
+from eventflow.datasets import DatasetSpec
+from eventflow.patterns import KeyPattern, placeholders
+from eventflow.pipeline import EMIT_SENSOR, PRODUCED_SENSOR_PREFIX
+
+RUN_VARIABLES = ("run_id", "rule", "attempt", "partition")
+"""Template variables every task has besides its rule's ``by`` variables."""
+
+_BRACES = re.compile(r"\{([^{}]*)\}")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class RuleView:
+    """The parts of a rule the checks read; ``when`` is None where it did not validate."""
+
+    when: When | None
+    produces: str | None
+
+
+@dataclass
+class Sections:
+    """What the checks see: every name the file declares, and the parts that validated
+    (None where the section itself was invalid and is already reported)."""
+
+    sensors: list[str]
+    datasets: dict[str, DatasetConfig | None]
+    rules: dict[str, RuleView]
+    tasks: dict[str, Mapping[str, object]] = field(default_factory=dict)
+    """Each rule's task fields (the keys of ``run`` its task validates), whose ``{var}``
+    placeholders are checked."""
+
+
+@dataclass
+class Compiled:
+    datasets: dict[str, DatasetSpec]
+    by: dict[str, tuple[str, ...]]
+
+
+def check_names(raw: Mapping[str, object], problems: Problems) -> None:
+    """Names of sensors, datasets and rules: the characters they may use, reserved ones."""
+    for section in ("sensors", "datasets", "rules"):
+        names = raw.get(section)
+        if not isinstance(names, Mapping):
+            continue
+        for name in names:
+            if not isinstance(name, str) or not _NAME.match(name):
+                problems.add(
+                    f"the name `{name}` has characters other than letters, digits, '_', '-', '.'",
+                    (section, name),
+                )
+            elif section == "sensors" and (
+                name.startswith(PRODUCED_SENSOR_PREFIX) or name == EMIT_SENSOR
+            ):
+                problems.add(
+                    f"the sensor name `{name}` is reserved for eventflow's own observations",
+                    (section, name),
+                    hint=f"rename it; names starting with `{PRODUCED_SENSOR_PREFIX}` and"
+                    f" `{EMIT_SENSOR}` are taken",
+                )
+
+
+class _Checker:
+    def __init__(self, sections: Sections, problems: Problems) -> None:
+        self.s = sections
+        self.problems = problems
+        self.specs: dict[str, DatasetSpec] = {}
+        self.defined: dict[str, tuple[str, ...]] = {}
+        """Variables of each declared dataset whose key and partition names are valid (even
+        if its sensor or expressions are not: that is reported once, at the dataset)."""
+        self.producers: dict[str, list[str]] = {}
+        self.by: dict[str, tuple[str, ...] | None] = {}
+        self._resolving: set[str] = set()
+
+    def run(self) -> Compiled:
+        for name, ds in self.s.datasets.items():
+            if ds is not None:
+                self.dataset(name, ds)
+        self.collect_producers()
+        for name, rule in self.s.rules.items():
+            if rule.when is not None:
+                self.rule(name, rule.when)
+        self.produced_partitions()
+        self.cycles()
+        by = {rule: vars_ for rule, vars_ in self.by.items() if vars_ is not None}
+        return Compiled(self.specs, by)
+
+    # --- datasets ------------------------------------------------------------------------
+
+    def dataset(self, name: str, ds: DatasetConfig) -> None:
+        path: ConfigPath = ("datasets", name)
+        ok = names_ok = True
+        if ds.sensor.startswith(PRODUCED_SENSOR_PREFIX):
+            rule = ds.sensor[len(PRODUCED_SENSOR_PREFIX) :]
+            ok = False
+            self.problems.add(
+                f"`{ds.sensor}` is the pseudo-sensor of the datasets rule `{rule}` produces",
+                (*path, "sensor"),
+                hint=f"write `produces: {name}` in rule `{rule}` and drop this dataset, or name"
+                " a sensor of `sensors:`",
+            )
+        elif ds.sensor not in self.s.sensors:
+            ok = False
+            self.problems.add(
+                f"unknown sensor `{ds.sensor}`",
+                (*path, "sensor"),
+                hint=did_you_mean(ds.sensor, self.s.sensors, "sensors"),
+            )
+        if ds.key is not None:
+            for m in _BRACES.finditer(ds.key):
+                if not _IDENTIFIER.match(m.group(1)):
+                    ok = names_ok = False
+                    self.problems.add(
+                        f"`{m.group(0)}` in the key pattern is not a variable name",
+                        (*path, "key"),
+                        hint="a {var} name is letters, digits and '_', not starting with a digit",
+                    )
+        for var, expr in ds.partition.items():
+            if not _IDENTIFIER.match(var):
+                ok = names_ok = False
+                self.problems.add(
+                    f"the partition variable `{var}` is not a name `{{var}}` can refer to",
+                    (*path, "partition", var),
+                    hint="use letters, digits and '_', not starting with a digit",
+                )
+            ok = self.expression(expr, (*path, "partition", var)) and ok
+        if ds.where is not None:
+            ok = self.expression(ds.where, (*path, "where")) and ok
+        if names_ok:
+            found = KeyPattern(ds.key).variables if ds.key is not None else ()
+            self.defined[name] = tuple(dict.fromkeys((*found, *ds.partition)))
+        if ok:
+            self.specs[name] = DatasetSpec.compile(name, ds.sensor, ds.key, ds.partition, ds.where)
+
+    def expression(self, text: str, path: ConfigPath) -> bool:
+        try:
+            jmespath.compile(text)
+        except jmespath.exceptions.JMESPathError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            for prefix in ("Invalid jmespath expression: ", "Bad jmespath expression: "):
+                first = first.removeprefix(prefix)
+            first = first.rstrip(": ")
+            first = first[:1].lower() + first[1:]
+            column = getattr(exc, "lex_position", None)
+            at = f" at column {column + 1}" if isinstance(column, int) else ""
+            self.problems.add(
+                f"`{text}` is not a JMESPath expression: {first}{at}",
+                path,
+                hint="see https://jmespath.org/specification.html; quote field names with"
+                ' special characters ("my-field")',
+            )
+            return False
+        return True
+
+    # --- what rules produce ----------------------------------------------------------------
+
+    def collect_producers(self) -> None:
+        for name, rule in self.s.rules.items():
+            if rule.produces is not None:
+                self.producers.setdefault(rule.produces, []).append(name)
+        for dataset, rules in self.producers.items():
+            path: ConfigPath = ("rules", rules[0], "produces")
+            if not _NAME.match(dataset):
+                self.problems.add(
+                    f"the dataset name `{dataset}` has characters other than letters, digits,"
+                    " '_', '-', '.'",
+                    path,
+                )
+            if dataset not in self.s.datasets and len(rules) > 1:
+                for other in rules[1:]:
+                    self.problems.add(
+                        f"dataset `{dataset}` is produced by rule `{rules[0]}` already",
+                        ("rules", other, "produces"),
+                        hint="each dataset has one producing rule; produce another dataset here",
+                    )
+
+    def produced_partitions(self) -> None:
+        """A run announces its partition key (its rule's ``by``) as the partition of what it
+        produces: a declared dataset it produces needs every variable it defines in it."""
+        for dataset, rules in self.producers.items():
+            defined = self.defined.get(dataset)
+            for rule in rules:
+                by = self.by_of(rule)
+                if defined is None or by is None:
+                    continue
+                lacking = [v for v in defined if v not in by]
+                if lacking:
+                    self.problems.add(
+                        f"`{dataset}` defines {', '.join(defined)} but rule `{rule}` joins on"
+                        f" {', '.join(by) or 'nothing'}: its runs cannot announce"
+                        f" {', '.join(lacking)}",
+                        ("rules", rule, "produces"),
+                        hint=f"add {', '.join(lacking)} to the rule's `by`, or produce a dataset"
+                        " that is not declared under `datasets:`",
+                    )
+
+    def variables_of(self, dataset: str) -> tuple[str, ...] | None:
+        """The partition variables ``dataset`` defines, or None when that is not known
+        (the dataset is unknown or invalid, or its producer is)."""
+        if dataset in self.s.datasets:
+            return self.defined.get(dataset)
+        producers = self.producers.get(dataset)
+        if not producers:
+            return None
+        return self.by_of(producers[0])
+
+    def by_of(self, name: str) -> tuple[str, ...] | None:
+        """The join variables of rule ``name``: its ``by``, else those all inputs define."""
+        if name in self.by:
+            return self.by[name]
+        rule = self.s.rules.get(name)
+        when = rule.when if rule is not None else None
+        if when is None or name in self._resolving:
+            return None  # invalid, or a cycle (reported by cycles())
+        if when.by is not None:
+            self.by[name] = when.by
+            return when.by
+        self._resolving.add(name)
+        try:
+            found = [self.variables_of(d) for d in when.datasets]
+        finally:
+            self._resolving.discard(name)
+        result: tuple[str, ...] | None = None
+        if all(v is not None for v in found):
+            known = [v for v in found if v is not None]
+            first = known[0] if known else ()
+            result = tuple(var for var in first if all(var in other for other in known))
+        self.by[name] = result
+        return result
+
+    # --- rules ----------------------------------------------------------------------------
+
+    def rule(self, name: str, rule: When) -> None:
+        here: ConfigPath = ("rules", name, "when")
+        all_datasets = sorted({*self.s.datasets, *self.producers})
+        seen: set[str] = set()
+        for i, dataset in enumerate(rule.datasets):
+            path = (*here, rule.mode, i)
+            if dataset in seen:
+                self.problems.add(f"dataset `{dataset}` is listed twice", path)
+            seen.add(dataset)
+            if dataset not in self.s.datasets and dataset not in self.producers:
+                self.problems.add(
+                    f"unknown dataset `{dataset}`",
+                    path,
+                    hint=did_you_mean(dataset, all_datasets, "datasets"),
+                )
+        if rule.by is not None:
+            self.explicit_by(name, rule)
+        by = self.by_of(name)
+        task = self.s.tasks.get(name)
+        if by is not None and task is not None:
+            self.placeholders(name, by, task)
+
+    def explicit_by(self, name: str, rule: When) -> None:
+        by = rule.by or ()
+        path: ConfigPath = ("rules", name, "when", "by")
+        for j, var in enumerate(by):
+            if var in by[:j]:
+                self.problems.add(f"`{var}` is listed twice", (*path, j))
+                continue
+            for dataset in dict.fromkeys(rule.datasets):
+                defined = self.variables_of(dataset)
+                if defined is None or var in defined:
+                    continue
+                listed = ", ".join(defined) if defined else "no partition variables"
+                guess = closest(var, defined)
+                self.problems.add(
+                    f"`{var}` is not a partition variable of dataset `{dataset}`",
+                    (*path, j),
+                    hint=(f"did you mean `{guess}`? " if guess else "")
+                    + f"`{dataset}` defines: {listed}; define `{var}` there (a `{{{var}}}` in"
+                    " its key or a `partition:` entry) or remove it from `by`",
+                )
+
+    def placeholders(self, name: str, by: tuple[str, ...], task: Mapping[str, object]) -> None:
+        available = [*by, *RUN_VARIABLES]
+        for path, text in _strings(dict(task), ("rules", name, "run")):
+            for var in placeholders(text):
+                if var in available:
+                    continue
+                guess = closest(var, available)
+                listed = ", ".join(f"{{{v}}}" for v in available)
+                self.problems.add(
+                    f"unknown template variable `{{{var}}}`",
+                    path,
+                    hint=(f"did you mean `{{{guess}}}`? " if guess else "")
+                    + f"available: {listed}; write {{{{ and }}}} for literal braces",
+                )
+
+    # --- cycles ---------------------------------------------------------------------------
+
+    def cycles(self) -> None:
+        """Report each cycle rule -> produced dataset -> consuming rule -> ... once."""
+        consumers: dict[str, list[str]] = {}
+        for name, rule in self.s.rules.items():
+            if rule.when is not None:
+                for dataset in dict.fromkeys(rule.when.datasets):
+                    consumers.setdefault(dataset, []).append(name)
+
+        def edges(rule_name: str) -> list[str]:
+            rule = self.s.rules.get(rule_name)
+            if rule is None or rule.produces is None:
+                return []
+            return consumers.get(rule.produces, [])
+
+        reported: set[tuple[str, ...]] = set()
+        state: dict[str, int] = {}  # 1: on the stack, 2: done
+        stack: list[str] = []
+
+        def visit(rule_name: str) -> None:
+            state[rule_name] = 1
+            stack.append(rule_name)
+            for nxt in edges(rule_name):
+                if state.get(nxt) == 1:
+                    cycle = stack[stack.index(nxt) :]
+                    start = cycle.index(min(cycle))
+                    cycle = cycle[start:] + cycle[:start]
+                    if tuple(cycle) not in reported:
+                        reported.add(tuple(cycle))
+                        self.report_cycle(cycle)
+                elif nxt not in state:
+                    visit(nxt)
+            stack.pop()
+            state[rule_name] = 2
+
+        for name in self.s.rules:
+            if name not in state:
+                visit(name)
+
+    def report_cycle(self, cycle: list[str]) -> None:
+        steps: list[str] = []
+        for rule_name in cycle:
+            rule = self.s.rules[rule_name]
+            steps += [rule_name, rule.produces or "?"]
+        text = " -> ".join([*steps, cycle[0]])
+        self.problems.add(
+            f"rules form a cycle through `produces`: {text}",
+            ("rules", cycle[0], "produces"),
+            hint="a rule cannot depend, directly or through other rules, on what it produces",
+        )
+
+
+def check(sections: Sections, problems: Problems) -> Compiled:
+    """Run every cross-section check; the datasets and ``by`` of what passed them."""
+    checker = _Checker(sections, problems)
+    compiled = checker.run()
+    for dataset, rules in checker.producers.items():
+        if dataset not in sections.datasets:
+            by = compiled.by.get(rules[0])
+            if by is not None:
+                compiled.datasets[dataset] = DatasetSpec.compile(
+                    dataset, PRODUCED_SENSOR_PREFIX + rules[0], None, {}, None, declared=by
+                )
+    return compiled
+
+
+def _strings(value: object, path: ConfigPath) -> Iterator[tuple[ConfigPath, str]]:
+    """Every string inside ``value`` with its path (``patterns.strings_in`` with places)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, (*path, i))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*path, key))

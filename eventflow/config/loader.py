@@ -1,0 +1,197 @@
+"""Load a pipeline file into a :class:`~eventflow.pipeline.Pipeline`, or report all that is wrong.
+
+Loading runs in stages that all report into one collector, so a file with five mistakes
+gets five messages at once, in line order, each ``FILE:LINE: dotted.path: what (hint: fix)``:
+
+1. YAML is parsed keeping the line of every key (:mod:`.yaml_lines`);
+2. ``${NAME}`` / ``${NAME:-default}`` are replaced in string values (:mod:`.interpolate`);
+3. the pipeline model validates the file (:mod:`.validation` places pydantic's errors);
+4. plugin sections are validated by their plugin's model (:mod:`.plugins`);
+5. references, join variables, templates, expressions and cycles are checked (:mod:`.checks`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from eventflow.config.checks import RuleView, Sections, check, check_names
+from eventflow.config.interpolate import interpolate_tree
+from eventflow.config.models import DatasetConfig, PipelineConfig, RuleConfig, When
+from eventflow.config.plugins import Plugins, Task
+from eventflow.config.report import Problems
+from eventflow.config.validation import report
+from eventflow.config.yaml_lines import parse_yaml
+from eventflow.errors import ConfigError, ConfigProblem
+from eventflow.pipeline import Pipeline, RuleRuntime
+from eventflow.rules.core import RuleSpec
+
+DEFAULT_STATE = "sqlite:///.eventflow/state.db"
+"""The state store when the file names none; relative to the file's directory."""
+
+_NAMED_SECTIONS = ("sensors", "datasets", "rules")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_pipeline(path: str | Path, environ: Mapping[str, str] | None = None) -> Pipeline:
+    """Read, validate and compile the pipeline file at ``path``.
+
+    ``environ`` supplies ``${NAME}`` values (default: ``os.environ``). Raises
+    :class:`~eventflow.errors.ConfigError` carrying every problem found.
+    """
+    file = Path(path)
+    problems = Problems(str(path))
+    pipeline: Pipeline | None = None
+    text = _read(file, problems)
+    if text is not None:
+        raw = parse_yaml(text, problems)
+        if raw is not None:
+            raw = interpolate_tree(raw, os.environ if environ is None else environ, problems)
+            pipeline = _compile(raw, file, problems)
+    if problems or pipeline is None:
+        raise problems.error()
+    return pipeline
+
+
+def check_file(path: str | Path, environ: Mapping[str, str] | None = None) -> list[ConfigProblem]:
+    """Every problem of the pipeline file at ``path`` (empty when it loads), for ``validate``."""
+    try:
+        load_pipeline(path, environ)
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+def _read(file: Path, problems: Problems) -> str | None:
+    try:
+        return file.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        problems.add("no such file", hint="check the path, or run from the pipeline's directory")
+    except UnicodeDecodeError as exc:
+        problems.add(f"the file is not UTF-8 text (byte {exc.start})")
+    except OSError as exc:
+        problems.add(f"cannot read the file: {exc.strerror or exc}")
+    return None
+
+
+def _compile(raw: dict[str, Any], file: Path, problems: Problems) -> Pipeline | None:
+    config = _validate_pipeline(raw, problems)
+    check_names(raw, problems)
+    plugins = Plugins(problems)
+    sensors = plugins.sensors(raw.get("sensors"))
+    publishers = plugins.publishers(raw.get("publish"))
+    raw_rules = _mapping(raw.get("rules"))
+    tasks: dict[str, Task] = {}
+    for name, section in raw_rules.items():
+        task = plugins.task(name, _mapping(section).get("run"))
+        if task is not None:
+            tasks[name] = task
+    sections = Sections(
+        sensors=[str(name) for name in _mapping(raw.get("sensors"))],
+        datasets={n: _quiet(DatasetConfig, v) for n, v in _mapping(raw.get("datasets")).items()},
+        rules={n: _rule_view(v) for n, v in raw_rules.items()},
+        tasks={n: t.fields for n, t in tasks.items()},
+    )
+    compiled = check(sections, problems)
+    if problems or config is None:
+        return None
+
+    rules: dict[str, RuleRuntime] = {}
+    for name, rc in config.rules.items():
+        task, by = tasks.get(name), compiled.by.get(name)
+        if task is None or by is None:  # pragma: no cover - every such case is reported
+            problems.add(f"rule `{name}` could not be compiled", ("rules", name))
+            return None
+        spec = RuleSpec(
+            name=name,
+            mode=rc.when.mode,
+            datasets=rc.when.datasets,
+            by=by,
+            within=rc.when.within,
+            on_update=rc.on_update,
+        )
+        rules[name] = RuleRuntime(
+            spec=spec,
+            run=rc.run,
+            task_type=task.type,
+            task_plugin=task.plugin,
+            task_config=task.config,
+            produces=rc.produces,
+        )
+    absolute = file.resolve()
+    return Pipeline(
+        name=config.name or file.stem,
+        file=absolute,
+        base_dir=absolute.parent,
+        state_dsn=config.state or DEFAULT_STATE,
+        engine=config.engine,
+        sensors=sensors,
+        datasets=compiled.datasets,
+        rules=rules,
+        publishers=publishers,
+        raw=config,
+    )
+
+
+def _validate_pipeline(raw: dict[str, Any], problems: Problems) -> PipelineConfig | None:
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        errors = [e for e in exc.errors(include_url=False) if not _is_name_error(e)]
+        report(errors, PipelineConfig, raw, problems, ())
+        return None
+
+
+def _is_name_error(err: ErrorDetails) -> bool:
+    """The model's check of section names; :func:`check_names` reports each bad name at its
+    line instead of only the first at the section's."""
+    return (
+        err["type"] == "value_error"
+        and len(err["loc"]) == 1
+        and err["loc"][0] in _NAMED_SECTIONS
+        and "must be letters" in err["msg"]
+    )
+
+
+def _quiet(model: type[M], data: Any) -> M | None:
+    """``model`` validated from ``data``, or None: its errors are reported by the full pass."""
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return None
+
+
+def _rule_view(raw: Any) -> RuleView:
+    """What the cross-section checks can use of a rule, even one with errors elsewhere."""
+    rule = _quiet(RuleConfig, raw)
+    if rule is not None:
+        return RuleView(rule.when, rule.produces)
+    section = _mapping(raw)
+    produces = section.get("produces")
+    return RuleView(
+        _salvage_when(section.get("when")), produces if isinstance(produces, str) else None
+    )
+
+
+def _salvage_when(raw: Any) -> When | None:
+    """``when`` validated without the keys that have errors (say a bad ``within``), so
+    its references can still be checked; None when that does not validate either."""
+    try:
+        return When.model_validate(raw)
+    except ValidationError as exc:
+        if not isinstance(raw, Mapping):
+            return None
+        bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
+        if not bad:
+            return None
+        return _quiet(When, {k: v for k, v in raw.items() if k not in bad})
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}

@@ -1,0 +1,272 @@
+"""The dispatcher: claims due runs, executes their tasks, records each result atomically.
+
+A run is claimed (``pending`` -> ``running``, attempt + 1, ``eventflow.run.started`` in the
+outbox) in one transaction, executed by its task runner, and its result is recorded in a
+second one: ``succeeded`` with its completion event and the dataset it ``produces`` (an inbox
+row the engine turns into the next rule's input), or ``pending`` with a durable
+``not_before`` for the retry, or ``failed`` for good. A run that was ``running`` when the
+process died goes back to ``pending`` at start-up and runs again with the same run id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+
+from eventflow import completion
+from eventflow.aio import wait_event
+from eventflow.config.models import Backoff
+from eventflow.crashpoints import crash_point
+from eventflow.events import format_partition, utcnow
+from eventflow.log import get_logger
+from eventflow.pipeline import PRODUCED_SENSOR_PREFIX, Pipeline, RuleRuntime
+from eventflow.types import (
+    Changes,
+    InboxItem,
+    RunContext,
+    RunRecord,
+    RunStatus,
+    RunUpdate,
+    Store,
+    TaskResult,
+    TaskRunner,
+)
+
+Clock = Callable[[], datetime]
+
+
+def backoff_delay(policy: Backoff, attempt: int, rng: random.Random) -> timedelta:
+    """The wait before the attempt after ``attempt``: exponential, capped, with equal jitter
+    (between half and all of the exponential delay, so retries spread but never bunch at 0)."""
+    base = policy.initial.total_seconds() * policy.multiplier ** max(0, attempt - 1)
+    delay = min(policy.max.total_seconds(), base)
+    if policy.jitter:
+        delay = delay / 2 + rng.uniform(0, delay / 2)
+    return timedelta(seconds=delay)
+
+
+class Dispatcher:
+    """Runs what the engine fired, within the global and per-rule concurrency limits."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        store: Store,
+        runners: Mapping[str, TaskRunner],
+        *,
+        clock: Clock = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.store = store
+        self.runners = runners
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.log = get_logger(component="dispatcher")
+        self.on_outbox: Callable[[], None] = lambda: None
+        self.on_produced: Callable[[], None] = lambda: None
+        self._wake = asyncio.Event()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._claiming = True
+        self._limits = {
+            name: rule.run.concurrency
+            for name, rule in pipeline.rules.items()
+            if rule.run.concurrency is not None
+        }
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    async def run(self) -> None:
+        """Claim and start runs until cancelled."""
+        poll = self.pipeline.engine.poll_interval.total_seconds()
+        while True:
+            self._wake.clear()
+            started = await self.claim_and_start()
+            if started:
+                continue
+            timeout = poll
+            due = await self.store.next_run_due()
+            if due is not None and self.inflight < self.pipeline.engine.max_runs:
+                timeout = max(0.0, min(poll, (due - self.clock()).total_seconds()))
+            await wait_event(self._wake, timeout)
+
+    async def claim_and_start(self) -> int:
+        """Claim as many due runs as there is room for and start them; returns how many."""
+        capacity = self.pipeline.engine.max_runs - self.inflight
+        if capacity <= 0 or not self._claiming:
+            return 0
+        now = self.clock()
+        changes = Changes()
+        async with self.store.transaction() as tx:
+            runs = await tx.claim_runs(now, capacity, self._limits)
+            for run in runs:
+                event = completion.run_event(self.pipeline.name, completion.RUN_STARTED, run, now)
+                changes.outbox.extend(completion.route(self.pipeline, event))
+            if changes:
+                await tx.apply(changes)
+        if not runs:
+            return 0
+        crash_point("dispatcher.after_claim")
+        for run in runs:
+            task = asyncio.create_task(self._execute(run), name=f"run:{run.run_id}")
+            self._inflight[run.run_id] = task
+            task.add_done_callback(functools.partial(self._done, run.run_id))
+        if changes.outbox:
+            self.on_outbox()
+        return len(runs)
+
+    def _done(self, run_id: str, _task: asyncio.Task[None]) -> None:
+        self._inflight.pop(run_id, None)
+        self._wake.set()
+
+    async def drain(self, timeout: float) -> None:
+        """Stop claiming; let in-flight runs finish for ``timeout`` seconds, then stop them.
+        A stopped run goes back to ``pending`` and runs again at the next start."""
+        self._claiming = False
+        tasks = list(self._inflight.values())
+        if not tasks:
+            return
+        self.log.info("drain_waiting", runs=len(tasks), timeout=timeout)
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+            self.log.warning("drain_stopped_runs", runs=len(pending))
+
+    # -- one attempt -----------------------------------------------------------------------
+
+    async def _execute(self, run: RunRecord) -> None:
+        log = self.log.bind(run_id=run.run_id, rule=run.rule, attempt=run.attempt)
+        rule = self.pipeline.rules.get(run.rule)
+        runner = self.runners.get(run.rule)
+        if rule is None or runner is None:
+            result = TaskResult(False, f"rule {run.rule!r} is no longer in the pipeline")
+            await self._record(run, None, result, 0.0)
+            return
+        try:
+            ctx = await asyncio.to_thread(self._context, run, rule)
+        except OSError as exc:
+            await self._record(run, rule, TaskResult(False, f"cannot prepare the run: {exc}"), 0)
+            return
+        log.info("run_started", partition=dict(run.partition))
+        started = time.monotonic()
+        try:
+            result = await runner.run(ctx)
+        except asyncio.CancelledError:
+            log.warning("run_stopped", reason="shutdown")
+            await asyncio.shield(self._requeue(run))
+            raise
+        except Exception as exc:  # a runner bug must not take the dispatcher down
+            log.exception("run_crashed")
+            result = TaskResult(False, f"{type(exc).__name__}: {exc}")
+        crash_point("dispatcher.after_task")
+        await self._record(run, rule, result, time.monotonic() - started)
+
+    def _context(self, run: RunRecord, rule: RuleRuntime) -> RunContext:
+        folder = self.pipeline.runs_dir / run.run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        events_file = folder / "events.json"
+        tmp = folder / ".events.json.tmp"
+        tmp.write_text(json.dumps([r.to_dict() for r in run.inputs], indent=1))
+        tmp.replace(events_file)
+        variables = {
+            **run.partition,
+            "run_id": run.run_id,
+            "rule": run.rule,
+            "attempt": str(run.attempt),
+            "partition": format_partition(run.partition),
+        }
+        timeout = rule.run.timeout.total_seconds() if rule.run.timeout else None
+        return RunContext(
+            run_id=run.run_id,
+            rule=run.rule,
+            attempt=run.attempt,
+            partition=dict(run.partition),
+            inputs=run.inputs,
+            events_file=events_file,
+            stdout_path=folder / f"attempt-{run.attempt}.stdout",
+            stderr_path=folder / f"attempt-{run.attempt}.stderr",
+            timeout=timeout,
+            log_max_bytes=self.pipeline.engine.log_max_bytes,
+            variables=variables,
+        )
+
+    async def _requeue(self, run: RunRecord) -> None:
+        now = self.clock()
+        update = RunUpdate(run.run_id, "pending", run.attempt, now, error="stopped at shutdown")
+        async with self.store.transaction() as tx:
+            await tx.apply(Changes(run_updates=[update]))
+
+    async def _record(
+        self, run: RunRecord, rule: RuleRuntime | None, result: TaskResult, duration: float
+    ) -> None:
+        now = self.clock()
+        changes = Changes()
+        log = self.log.bind(
+            run_id=run.run_id, rule=run.rule, attempt=run.attempt, partition=dict(run.partition)
+        )
+        not_before: datetime | None = None
+        status: RunStatus
+        if result.ok:
+            status, type_ = "succeeded", completion.RUN_SUCCEEDED
+            if rule is not None and rule.produces:
+                changes.inbox_add.append(
+                    InboxItem(
+                        observation_sensor=PRODUCED_SENSOR_PREFIX + rule.name,
+                        dataset=rule.produces,
+                        partition=dict(run.partition),
+                        position={"run_id": run.run_id},
+                        payload={"run_id": run.run_id, "rule": run.rule, "attempt": run.attempt},
+                        created_at=now,
+                    )
+                )
+            log.info("run_succeeded", duration=round(duration, 3))
+        elif rule is not None and run.attempt < run.max_attempts:
+            status, type_ = "pending", completion.RUN_RETRYING
+            not_before = now + backoff_delay(rule.run.backoff, run.attempt, self.rng)
+            log.warning("run_retrying", error=result.detail, next_attempt_at=not_before.isoformat())
+        else:
+            status, type_ = "failed", completion.RUN_FAILED
+            log.error("run_failed", error=result.detail)
+        error = None if result.ok else result.detail
+        finished_at = None if status == "pending" else now
+        changes.run_updates.append(
+            RunUpdate(
+                run.run_id,
+                status,
+                run.attempt,
+                now,
+                not_before=not_before,
+                finished_at=finished_at,
+                error=error,
+                output=result.output,
+            )
+        )
+        event = completion.run_event(
+            self.pipeline.name,
+            type_,
+            run,
+            now,
+            duration=duration,
+            error=error,
+            output=result.output,
+            next_attempt_at=not_before,
+        )
+        changes.outbox.extend(completion.route(self.pipeline, event))
+        async with self.store.transaction() as tx:
+            await tx.apply(changes)
+        if changes.inbox_add:
+            self.on_produced()
+        if changes.outbox:
+            self.on_outbox()

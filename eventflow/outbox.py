@@ -1,0 +1,77 @@
+"""The outbox drainer: delivers recorded completion events to one publisher, at least once.
+
+Events are written to the outbox in the same transaction as the state change they describe;
+the drainer publishes them in order and deletes them only after the publisher confirmed. A
+crash in between publishes them again with the same CloudEvents ``id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from eventflow.aio import wait_event
+from eventflow.crashpoints import crash_point
+from eventflow.errors import EventflowError
+from eventflow.log import get_logger
+from eventflow.types import Publisher, Store
+
+
+class OutboxDrainer:
+    """Moves one publisher's outbox rows to it, with backoff while it is unreachable."""
+
+    batch_size = 500
+    max_backoff = 30.0
+
+    def __init__(self, name: str, publisher: Publisher, store: Store, poll_interval: float) -> None:
+        self.name = name
+        self.publisher = publisher
+        self.store = store
+        self.poll_interval = poll_interval
+        self.log = get_logger(component="outbox", publisher=name)
+        self._wake = asyncio.Event()
+        self.published = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Drain until cancelled."""
+        failures = 0
+        while True:
+            self._wake.clear()
+            try:
+                sent = await self.drain_once()
+                failures = 0
+            except EventflowError as exc:
+                failures += 1
+                delay = min(self.max_backoff, 0.5 * 2 ** min(failures, 10))
+                self.log.warning(
+                    "publish_failed", error=str(exc), retry_in=delay, retriable=exc.retriable
+                )
+                await asyncio.sleep(delay)
+                continue
+            if sent:
+                continue
+            await wait_event(self._wake, self.poll_interval)
+
+    async def drain_once(self) -> int:
+        """Publish one batch; returns how many events were delivered."""
+        items = await self.store.fetch_outbox(self.name, self.batch_size)
+        if not items:
+            return 0
+        crash_point("outbox.before_publish")
+        await self.publisher.publish([item.event for item in items])
+        crash_point("outbox.after_publish")
+        await self.store.delete_outbox([item.id for item in items])
+        self.published += len(items)
+        self.log.debug("events_published", count=len(items))
+        return len(items)
+
+    async def flush(self, timeout: float) -> None:
+        """Deliver what is left, for at most ``timeout`` seconds (at shutdown)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while await self.drain_once():
+                    pass
+        except (TimeoutError, EventflowError) as exc:
+            self.log.warning("outbox_not_flushed", error=str(exc) or "timed out")

@@ -1,0 +1,201 @@
+"""The process: one supervisor owning the engine, the dispatcher, the outbox and the sensors.
+
+Start-up recovers what a dead process left (runs that were running go back to pending),
+opens publishers and starts every component as a named task. A sensor that fails is
+restarted with capped exponential backoff while the others go on; a failure of the engine,
+the dispatcher or the store stops the process. On SIGTERM it drains: sensors stop, the
+engine commits what is queued, in-flight runs get ``drain_timeout`` to finish (then they are
+stopped and run again at the next start), and the outbox is flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from typing import Any
+
+from eventflow.dispatcher import Dispatcher
+from eventflow.engine import Engine
+from eventflow.events import JSON, Observation, utcnow
+from eventflow.log import get_logger
+from eventflow.outbox import OutboxDrainer
+from eventflow.pipeline import Pipeline, SensorSpec
+from eventflow.store import open_store
+from eventflow.types import PluginEnv, Store
+
+SENSOR_BACKOFF_MAX = 60.0
+"""Longest wait before restarting a failed sensor (seconds)."""
+SENSOR_HEALTHY_AFTER = 60.0
+"""A sensor that ran this long before failing starts its backoff from the beginning."""
+
+
+class SensorHandle:
+    """The :class:`~eventflow.types.SensorContext` the runtime gives each sensor."""
+
+    def __init__(self, name: str, engine: Engine, store: Store) -> None:
+        self.name = name
+        self.log = get_logger(sensor=name)
+        self._engine = engine
+        self._store = store
+        self._loop = asyncio.get_running_loop()
+        self.healthy = False
+        self.detail = "starting"
+
+    async def emit(self, observation: Observation) -> None:
+        await self._engine.submit(observation)
+
+    def emit_threadsafe(self, observation: Observation) -> None:
+        asyncio.run_coroutine_threadsafe(self._engine.submit(observation), self._loop).result()
+
+    async def load_cursor(self) -> dict[str, JSON]:
+        return await self._store.load_cursors(self.name)
+
+    async def forget(self, keys: Any) -> None:
+        await self._store.delete_cursors(self.name, keys)
+
+    def set_health(self, ok: bool, detail: str = "") -> None:
+        if ok != self.healthy:
+            self.log.info("sensor_health", healthy=ok, detail=detail)
+        self.healthy, self.detail = ok, detail
+
+
+class Runtime:
+    """Runs a pipeline until ``stop`` is set."""
+
+    def __init__(self, pipeline: Pipeline, store: Store | None = None) -> None:
+        self.pipeline = pipeline
+        self.store = store or open_store(pipeline.state_dsn, pipeline.base_dir)
+        self.env = PluginEnv(pipeline=pipeline.name, base_dir=pipeline.base_dir)
+        self.log = get_logger(pipeline=pipeline.name)
+        self.sensors: dict[str, SensorHandle] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with self.store:
+            await self._run(stop)
+
+    async def _run(self, stop: asyncio.Event) -> None:
+        pipeline, store = self.pipeline, self.store
+        recovered = await store.recover_running(utcnow())
+        if recovered:
+            self.log.warning("runs_recovered", runs=recovered, count=len(recovered))
+        runners = {
+            name: rule.task_plugin(rule.task_config, self.env)
+            for name, rule in pipeline.rules.items()
+        }
+        publishers = {p.name: p.plugin(p.name, p.config, self.env) for p in pipeline.publishers}
+        for publisher in publishers.values():
+            await publisher.open()
+
+        engine = Engine(pipeline, store)
+        dispatcher = Dispatcher(pipeline, store, runners)
+        poll = pipeline.engine.poll_interval.total_seconds()
+        drainers = [OutboxDrainer(n, p, store, poll) for n, p in publishers.items()]
+
+        def wake_outbox() -> None:
+            for d in drainers:
+                d.wake()
+
+        engine.on_runs = dispatcher.wake
+        engine.on_outbox = wake_outbox
+        dispatcher.on_outbox = wake_outbox
+        dispatcher.on_produced = engine.wake
+
+        core: dict[str, asyncio.Task[None]] = {
+            "engine": asyncio.create_task(engine.run(), name="engine"),
+            "dispatcher": asyncio.create_task(dispatcher.run(), name="dispatcher"),
+        }
+        for d in drainers:
+            core[f"outbox:{d.name}"] = asyncio.create_task(d.run(), name=f"outbox:{d.name}")
+        sensor_tasks = []
+        for spec in pipeline.sensors.values():
+            handle = SensorHandle(spec.name, engine, store)
+            self.sensors[spec.name] = handle
+            sensor_tasks.append(
+                asyncio.create_task(self._supervise(spec, handle), name=f"sensor:{spec.name}")
+            )
+        self.log.info(
+            "pipeline_started",
+            sensors=list(pipeline.sensors),
+            rules=list(pipeline.rules),
+            publishers=list(publishers),
+            recovered_runs=len(recovered),
+        )
+
+        stopper = asyncio.create_task(stop.wait(), name="stop")
+        done, _ = await asyncio.wait({stopper, *core.values()}, return_when=asyncio.FIRST_COMPLETED)
+        failure: BaseException | None = None
+        for task in done:
+            if task is not stopper and not task.cancelled() and task.exception() is not None:
+                failure = task.exception()
+                self.log.error("component_failed", component=task.get_name(), error=repr(failure))
+        stopper.cancel()
+
+        # Drain: stop intake, commit what is queued, let runs finish, flush the outbox.
+        self.log.info("pipeline_stopping", reason="failure" if failure else "signal")
+        started = time.monotonic()
+        await _cancel(sensor_tasks)
+        if failure is None:
+            engine.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await core["engine"]
+            await engine.drain()
+            await dispatcher.drain(pipeline.engine.drain_timeout.total_seconds())
+        await _cancel(list(core.values()))
+        if failure is None:
+            for d in drainers:
+                await d.flush(timeout=5.0)
+        for publisher in publishers.values():
+            with contextlib.suppress(Exception):
+                await publisher.close()
+        for runner in runners.values():
+            close = getattr(runner, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+        self.log.info(
+            "pipeline_stopped",
+            seconds=round(time.monotonic() - started, 3),
+            events=engine.total.events,
+            fires=engine.total.fires,
+        )
+        if failure is not None:
+            raise failure
+
+    async def _supervise(self, spec: SensorSpec, handle: SensorHandle) -> None:
+        """Run a sensor; restart it with capped exponential backoff when it fails."""
+        failures = 0
+        rng = random.Random()
+        while True:
+            sensor = spec.plugin(spec.name, spec.config, self.env)
+            started = time.monotonic()
+            try:
+                await sensor.run(handle)
+                handle.log.info("sensor_finished")
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if time.monotonic() - started > SENSOR_HEALTHY_AFTER:
+                    failures = 0
+                failures += 1
+                delay = min(SENSOR_BACKOFF_MAX, 2.0 ** (failures - 1))
+                delay = delay / 2 + rng.uniform(0, delay / 2)
+                handle.set_health(False, str(exc))
+                handle.log.error(
+                    "sensor_failed",
+                    error=str(exc),
+                    error_type=type(exc).__name__,
+                    failures=failures,
+                    restart_in=round(delay, 2),
+                )
+                await asyncio.sleep(delay)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

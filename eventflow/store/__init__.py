@@ -1,0 +1,62 @@
+"""The transactional state store, chosen by DSN scheme.
+
+``sqlite:///state.db`` (relative to the pipeline's directory), ``sqlite:////abs/state.db``
+and ``memory://`` are built in; a plugin adds a scheme through the ``eventflow.stores``
+entry-point group. Every store implements :class:`eventflow.types.Store`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import cast
+
+from eventflow import registry
+from eventflow.errors import EventflowError, StoreError
+from eventflow.types import Store
+
+__all__ = ["COUNT_KEYS", "open_store", "scheme_of"]
+
+COUNT_KEYS = (
+    "runs_pending",
+    "runs_running",
+    "runs_succeeded",
+    "runs_failed",
+    "matches_open",
+    "matches_fired",
+    "matches_expired",
+    "events",
+    "outbox",
+    "timers",
+    "inbox",
+    "deadletters",
+)
+"""The keys of :meth:`Store.counts`, in this order."""
+
+
+def scheme_of(dsn: str) -> str:
+    """The scheme of a store DSN (``sqlite`` for ``sqlite:///state.db``)."""
+    scheme, sep, _ = dsn.partition("://")
+    if not sep or not scheme:
+        raise StoreError(
+            f"state store DSN {dsn!r} has no scheme",
+            hint="write e.g. sqlite:///.eventflow/state.db or memory://",
+        )
+    return scheme.lower()
+
+
+def open_store(dsn: str, base_dir: Path) -> Store:
+    """The store for ``dsn``, not yet opened: use it as ``async with open_store(...) as s``.
+
+    Relative paths in the DSN are resolved against ``base_dir`` (the pipeline's directory).
+    """
+    scheme = scheme_of(dsn)
+    try:
+        cls = registry.stores.get(scheme)
+    except EventflowError as exc:
+        known = ", ".join(f"{name}://" for name in registry.stores.names()) or "none"
+        raise StoreError(
+            f"no state store for the DSN scheme {scheme!r} in {dsn!r}",
+            hint=f"known schemes: {known}; a plugin adds one through the "
+            "'eventflow.stores' entry-point group",
+        ) from exc
+    return cast(Store, cls.from_dsn(dsn, base_dir))

@@ -1,0 +1,328 @@
+"""The in-memory store's tables and operations: dicts of encoded rows, and overlays.
+
+A transaction's writes go to one :class:`Overlay` per table; its own reads see them, and
+``commit`` publishes them to the tables. The rows are those of
+:mod:`eventflow.store._codec`, exactly what the SQLite store writes, so both stores order,
+compare and round-trip values alike.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from eventflow.events import JSON
+from eventflow.rules.core import MatchState
+from eventflow.store import COUNT_KEYS
+from eventflow.store import _codec as c
+from eventflow.types import (
+    Changes,
+    DeadLetter,
+    InboxItem,
+    MatchKey,
+    OutboxItem,
+    RunRecord,
+    StoredEvent,
+    Timer,
+)
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+TimerKey = tuple[str, str, str, int]
+
+
+class Overlay(Generic[K, V]):
+    """Uncommitted writes to one table (``None`` = deleted): reads see them, commit publishes."""
+
+    __slots__ = ("base", "writes")
+
+    def __init__(self, base: dict[K, V]) -> None:
+        self.base = base
+        self.writes: dict[K, V | None] = {}
+
+    def get(self, key: K) -> V | None:
+        if key in self.writes:
+            return self.writes[key]
+        return self.base.get(key)
+
+    def __contains__(self, key: K) -> bool:
+        return self.get(key) is not None
+
+    def put(self, key: K, value: V) -> None:
+        self.writes[key] = value
+
+    def delete(self, key: K) -> None:
+        self.writes[key] = None
+
+    def items(self) -> Iterator[tuple[K, V]]:
+        """Rows in insertion order (committed rows first)."""
+        writes = self.writes
+        for key, value in self.base.items():
+            new = writes.get(key, value) if key in writes else value
+            if new is not None:
+                yield key, new
+        for key, new in writes.items():
+            if new is not None and key not in self.base:
+                yield key, new
+
+    def values(self) -> Iterator[V]:
+        return (value for _, value in self.items())
+
+    def count(self) -> int:
+        return sum(1 for _ in self.items())
+
+    def commit(self) -> None:
+        for key, value in self.writes.items():
+            if value is None:
+                self.base.pop(key, None)
+            else:
+                self.base[key] = value
+        self.writes.clear()
+
+
+@dataclass
+class Tables:
+    events: dict[str, c.EventRow] = field(default_factory=dict)
+    cursors: dict[tuple[str, str], c.CursorRow] = field(default_factory=dict)
+    matches: dict[MatchKey, c.MatchRow] = field(default_factory=dict)
+    runs: dict[str, c.RunRow] = field(default_factory=dict)
+    timers: dict[TimerKey, c.TimerRow] = field(default_factory=dict)
+    outbox: dict[int, tuple[str, str]] = field(default_factory=dict)
+    inbox: dict[int, c.InboxRow] = field(default_factory=dict)
+    deadletters: dict[str, c.DeadLetterRow] = field(default_factory=dict)
+    last_id: dict[str, int] = field(default_factory=lambda: {"outbox": 0, "inbox": 0})
+
+
+class MemoryOps:
+    """Every store operation, synchronous, on overlays of the tables."""
+
+    def __init__(self, t: Tables) -> None:
+        self.tables = t
+        self.events = Overlay(t.events)
+        self.cursors = Overlay(t.cursors)
+        self.matches = Overlay(t.matches)
+        self.runs = Overlay(t.runs)
+        self.timers = Overlay(t.timers)
+        self.outbox = Overlay(t.outbox)
+        self.inbox = Overlay(t.inbox)
+        self.deadletters = Overlay(t.deadletters)
+        self.last_id = dict(t.last_id)
+
+    def commit(self) -> None:
+        self.events.commit()
+        self.cursors.commit()
+        self.matches.commit()
+        self.runs.commit()
+        self.timers.commit()
+        self.outbox.commit()
+        self.inbox.commit()
+        self.deadletters.commit()
+        self.tables.last_id.update(self.last_id)
+
+    def _next_id(self, table: str) -> int:
+        self.last_id[table] += 1
+        return self.last_id[table]
+
+    # transaction methods
+
+    def seen_events(self, ids: Collection[str]) -> set[str]:
+        return {i for i in ids if i in self.events or i in self.deadletters}
+
+    def get_matches(self, keys: Collection[MatchKey]) -> dict[MatchKey, MatchState]:
+        found = ((k, self.matches.get(k)) for k in keys)
+        return {k: c.decode_match(row.state) for k, row in found if row is not None}
+
+    def claim_runs(
+        self, now: datetime, limit: int, rule_limits: Mapping[str, int]
+    ) -> list[RunRecord]:
+        now_t = c.dt_text(now)
+        if limit <= 0:
+            return []
+        running = Counter(r.rule for r in self.runs.values() if r.status == "running")
+        due = sorted(
+            (
+                r
+                for r in self.runs.values()
+                if r.status == "pending" and (r.not_before is None or r.not_before <= now_t)
+            ),
+            key=lambda r: (r.created_at, r.run_id),
+        )
+        claimed: list[RunRecord] = []
+        for row in due:
+            if len(claimed) >= limit:
+                break
+            cap = rule_limits.get(row.rule)
+            if cap is not None and running[row.rule] >= cap:
+                continue
+            running[row.rule] += 1
+            new = row._replace(
+                status="running", attempt=row.attempt + 1, started_at=now_t, updated_at=now_t
+            )
+            self.runs.put(row.run_id, new)
+            claimed.append(c.decode_run(new))
+        return claimed
+
+    def apply(self, ch: Changes) -> None:
+        # Encode everything first (a value that cannot be stored changes nothing), then
+        # write in the SQLite store's order: timers and inbox rows are added before deletes.
+        events = [c.event_row(e) for e in ch.events]
+        cursors = [c.cursor_row(s, k, v) for (s, k), v in ch.cursors.items()]
+        matches = [c.match_row(m) for m in ch.matches.values()]
+        runs = [c.new_run_row(r) for r in ch.runs]
+        updates = [c.run_update_row(u) for u in ch.run_updates]
+        timers = [c.timer_row(t) for t in ch.timers_add]
+        outbox = [c.outbox_row(o) for o in ch.outbox]
+        inbox = [c.inbox_row(i) for i in ch.inbox_add]
+        letters = [c.deadletter_row(d) for d in ch.deadletters]
+
+        for e in events:
+            if e.id not in self.events:
+                self.events.put(e.id, e)
+        for cur in cursors:
+            self.cursors.put((cur.sensor, cur.key), cur)
+        for m in matches:
+            self.matches.put((m.rule, m.key), m)
+        for r in runs:
+            if r.run_id not in self.runs:
+                self.runs.put(r.run_id, r)
+        for u in updates:
+            old = self.runs.get(u.run_id)
+            if old is not None:
+                self.runs.put(u.run_id, old._replace(**u._asdict()))
+        for t in timers:
+            self.timers.put((t.kind, t.rule, t.key, t.generation), t)
+        for tkey in ch.timers_delete:
+            self.timers.delete(tkey)
+        for o in outbox:
+            self.outbox.put(self._next_id("outbox"), o)
+        for i in inbox:
+            self.inbox.put(self._next_id("inbox"), i)
+        for inbox_id in ch.inbox_delete:
+            self.inbox.delete(inbox_id)
+        for d in letters:
+            if d.event_id not in self.deadletters:
+                self.deadletters.put(d.event_id, d)
+
+    # store methods
+
+    def load_cursors(self, sensor: str) -> dict[str, JSON]:
+        rows = sorted((r for r in self.cursors.values() if r.sensor == sensor), key=_key)
+        return {r.key: c.json_loads(r.value) for r in rows}
+
+    def delete_cursors(self, sensor: str, keys: Collection[str]) -> None:
+        for key in keys:
+            self.cursors.delete((sensor, key))
+
+    def recover_running(self, now: datetime) -> list[str]:
+        now_t = c.dt_text(now)
+        rows = sorted(
+            (r for r in self.runs.values() if r.status == "running"),
+            key=lambda r: (r.created_at, r.run_id),
+        )
+        for r in rows:
+            self.runs.put(r.run_id, r._replace(status="pending", updated_at=now_t))
+        return [r.run_id for r in rows]
+
+    def next_run_due(self) -> datetime | None:
+        times = [r.not_before or c.MIN_TEXT for r in self.runs.values() if r.status == "pending"]
+        return c.text_dt(min(times)) if times else None
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        row = self.runs.get(run_id)
+        return None if row is None else c.decode_run(row)
+
+    def list_runs(self, rule: str | None, status: str | None, limit: int) -> list[RunRecord]:
+        rows = [
+            r
+            for r in self.runs.values()
+            if (rule is None or r.rule == rule) and (status is None or r.status == status)
+        ]
+        rows.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
+        return [c.decode_run(r) for r in rows[: max(limit, 0)]]
+
+    def retry_run(self, run_id: str, now: datetime) -> RunRecord:
+        now_t = c.dt_text(now)
+        row = self.runs.get(run_id)
+        if row is None or row.status != "failed":
+            raise c.not_retriable(run_id, None if row is None else row.status)
+        new = row._replace(
+            status="pending",
+            max_attempts=max(row.max_attempts, row.attempt + 1),
+            not_before=None,
+            finished_at=None,
+            error=None,
+            output="{}",
+            updated_at=now_t,
+        )
+        self.runs.put(run_id, new)
+        return c.decode_run(new)
+
+    def due_timers(self, now: datetime, limit: int) -> list[Timer]:
+        now_t = c.dt_text(now)
+        rows = sorted((t for t in self.timers.values() if t.due <= now_t), key=_timer_order)
+        return [c.decode_timer(t) for t in rows[: max(limit, 0)]]
+
+    def next_timer_due(self) -> datetime | None:
+        dues = [t.due for t in self.timers.values()]
+        return c.text_dt(min(dues)) if dues else None
+
+    def fetch_outbox(self, publisher: str, limit: int) -> list[OutboxItem]:
+        rows = [(i, row) for i, row in self.outbox.items() if row[0] == publisher]
+        return [c.decode_outbox(i, p, e) for i, (p, e) in sorted(rows)[: max(limit, 0)]]
+
+    def delete_outbox(self, ids: Collection[int]) -> None:
+        for i in ids:
+            self.outbox.delete(i)
+
+    def fetch_inbox(self, limit: int) -> list[InboxItem]:
+        rows = sorted(self.inbox.items())[: max(limit, 0)]
+        return [c.decode_inbox(i, row) for i, row in rows]
+
+    def add_inbox(self, item: InboxItem) -> int:
+        new_id = self._next_id("inbox")
+        self.inbox.put(new_id, c.inbox_row(item))
+        return new_id
+
+    def list_matches(
+        self, rule: str | None, status: str | None, limit: int | None
+    ) -> list[MatchState]:
+        rows = sorted(
+            (
+                m
+                for m in self.matches.values()
+                if (rule is None or m.rule == rule) and (status is None or m.status == status)
+            ),
+            key=lambda m: (m.rule, m.key),
+        )
+        if limit is not None:
+            rows = rows[: max(limit, 0)]
+        return [c.decode_match(m.state) for m in rows]
+
+    def get_events(self, ids: Collection[str]) -> list[StoredEvent]:
+        rows = (self.events.get(i) for i in dict.fromkeys(ids))
+        return [c.decode_event(r) for r in rows if r is not None]
+
+    def list_deadletters(self, limit: int) -> list[DeadLetter]:
+        rows = list(self.deadletters.values())[::-1][: max(limit, 0)]
+        return [c.decode_deadletter(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        runs = Counter(r.status for r in self.runs.values())
+        matches = Counter(m.status for m in self.matches.values())
+        figures = [runs[s] for s in ("pending", "running", "succeeded", "failed")]
+        figures += [matches[s] for s in ("open", "fired", "expired")]
+        figures += [self.events.count(), self.outbox.count(), self.timers.count()]
+        figures += [self.inbox.count(), self.deadletters.count()]
+        return dict(zip(COUNT_KEYS, figures, strict=True))
+
+
+def _key(row: c.CursorRow) -> str:
+    return row.key
+
+
+def _timer_order(t: c.TimerRow) -> tuple[str, str, str, str, int]:
+    return (t.due, t.kind, t.rule, t.key, t.generation)

@@ -1,0 +1,244 @@
+"""The SQLite store's operations on its connection; they run on the store's one thread.
+
+Each method is one executor hop of :class:`~eventflow.store.sqlite.SQLiteStore`. Sets of ids
+and keys go to SQLite as JSON arrays of at most :data:`CHUNK` items (expanded with
+``json_each``), and writes are ``executemany`` over the row tuples of
+:mod:`eventflow.store._codec`, so a batch of a thousand events costs a handful of
+statements and one commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from eventflow.events import JSON
+from eventflow.rules.core import MatchState
+from eventflow.store import COUNT_KEYS
+from eventflow.store import _codec as c
+from eventflow.store._sqlite_sql import queries
+from eventflow.types import (
+    Changes,
+    DeadLetter,
+    InboxItem,
+    MatchKey,
+    OutboxItem,
+    RunRecord,
+    StoredEvent,
+    Timer,
+)
+
+T = TypeVar("T")
+CHUNK = 500
+"""Most ids or keys sent to SQLite in one statement."""
+
+_SYNCHRONOUS = {0: "off", 1: "normal", 2: "full", 3: "extra"}
+
+
+def _chunks(items: Sequence[T]) -> list[Sequence[T]]:
+    return [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
+
+
+class SQLiteOps:
+    """Store operations on one connection in autocommit mode (transactions are explicit)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.q = queries()
+
+    # transactions
+
+    def begin(self, immediate: bool = True) -> None:
+        self.conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    def commit(self) -> None:
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.rollback()
+            raise
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def run(self, fn: Callable[..., T], *args: Any, immediate: bool = True) -> T:
+        """``fn(*args)`` in a transaction of its own."""
+        self.begin(immediate)
+        try:
+            result = fn(*args)
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+        return result
+
+    def close(self) -> None:
+        self.rollback()
+        self.conn.close()
+
+    # the Transaction protocol
+
+    def seen_events(self, ids: Collection[str]) -> set[str]:
+        seen: set[str] = set()
+        for chunk in _chunks(list(ids)):
+            rows = self.conn.execute(self.q["seen_events"], {"ids": c.json_text(chunk)})
+            seen.update(row[0] for row in rows)
+        return seen
+
+    def get_matches(self, keys: Collection[MatchKey]) -> dict[MatchKey, MatchState]:
+        found: dict[MatchKey, MatchState] = {}
+        for chunk in _chunks([list(k) for k in keys]):
+            rows = self.conn.execute(self.q["get_matches"], {"keys": c.json_text(chunk)})
+            found.update(((rule, key), c.decode_match(state)) for rule, key, state in rows)
+        return found
+
+    def claim_runs(
+        self, now: datetime, limit: int, rule_limits: Mapping[str, int]
+    ) -> list[RunRecord]:
+        now_t = c.dt_text(now)
+        if limit <= 0:
+            return []
+        running: dict[str, int] = dict(self.conn.execute(self.q["running_per_rule"]).fetchall())
+        claimed: list[c.RunRow] = []
+        cursor = self.conn.execute(self.q["claim_candidates"], {"now": now_t})
+        try:
+            for raw in cursor:
+                if len(claimed) >= limit:
+                    break
+                row = c.RunRow._make(raw)
+                cap = rule_limits.get(row.rule)
+                if cap is not None and running.get(row.rule, 0) >= cap:
+                    continue
+                running[row.rule] = running.get(row.rule, 0) + 1
+                claimed.append(
+                    row._replace(
+                        status="running",
+                        attempt=row.attempt + 1,
+                        started_at=now_t,
+                        updated_at=now_t,
+                    )
+                )
+        finally:
+            cursor.close()
+        self.conn.executemany(self.q["claim_run"], [(now_t, now_t, r.run_id) for r in claimed])
+        return [c.decode_run(r) for r in claimed]
+
+    def apply(self, ch: Changes) -> None:
+        q = self.q
+        # Encode everything first (a value that cannot be stored writes nothing). Adds come
+        # before deletes: a timer scheduled and cancelled in one batch is gone.
+        writes: list[tuple[str, Sequence[Sequence[Any]]]] = [
+            (q["insert_events"], [c.event_row(e) for e in ch.events]),
+            (q["upsert_cursors"], [c.cursor_row(s, k, v) for (s, k), v in ch.cursors.items()]),
+            (q["upsert_matches"], [c.match_row(m) for m in ch.matches.values()]),
+            (q["insert_runs"], [c.new_run_row(r) for r in ch.runs]),
+            (q["update_runs"], [c.run_update_row(u) for u in ch.run_updates]),
+            (q["upsert_timers"], [c.timer_row(t) for t in ch.timers_add]),
+            (q["delete_timer"], ch.timers_delete),
+            (q["insert_outbox"], [c.outbox_row(o) for o in ch.outbox]),
+            (q["insert_inbox"], [c.inbox_row(i) for i in ch.inbox_add]),
+            (q["delete_inbox"], [(i,) for i in ch.inbox_delete]),
+            (q["insert_deadletters"], [c.deadletter_row(d) for d in ch.deadletters]),
+        ]
+        for sql, rows in writes:
+            if rows:
+                self.conn.executemany(sql, rows)
+
+    # the Store protocol
+
+    def load_cursors(self, sensor: str) -> dict[str, JSON]:
+        rows = self.conn.execute(self.q["load_cursors"], {"sensor": sensor})
+        return {key: c.json_loads(value) for key, value in rows}
+
+    def delete_cursors(self, sensor: str, keys: Collection[str]) -> None:
+        self.conn.executemany(self.q["delete_cursor"], [(sensor, k) for k in keys])
+
+    def recover_running(self, now: datetime) -> list[str]:
+        now_t = c.dt_text(now)
+        ids = [row[0] for row in self.conn.execute(self.q["running_ids"])]
+        if ids:
+            self.conn.execute(self.q["recover_running"], {"now": now_t})
+        return ids
+
+    def next_run_due(self) -> datetime | None:
+        row = self.conn.execute(self.q["next_run_due"], {"min": c.MIN_TEXT}).fetchone()
+        return c.opt_text_dt(row[0])
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        row = self.conn.execute(self.q["get_run"], {"run_id": run_id}).fetchone()
+        return None if row is None else c.decode_run(row)
+
+    def list_runs(self, rule: str | None, status: str | None, limit: int) -> list[RunRecord]:
+        params = {"rule": rule, "status": status, "limit": max(limit, 0)}
+        return [c.decode_run(row) for row in self.conn.execute(self.q["list_runs"], params)]
+
+    def retry_run(self, run_id: str, now: datetime) -> RunRecord:
+        params = {"run_id": run_id, "now": c.dt_text(now)}
+        if self.conn.execute(self.q["retry_run"], params).rowcount == 0:
+            run = self.get_run(run_id)
+            raise c.not_retriable(run_id, None if run is None else run.status)
+        run = self.get_run(run_id)
+        assert run is not None
+        return run
+
+    def due_timers(self, now: datetime, limit: int) -> list[Timer]:
+        params = {"now": c.dt_text(now), "limit": max(limit, 0)}
+        return [c.decode_timer(row) for row in self.conn.execute(self.q["due_timers"], params)]
+
+    def next_timer_due(self) -> datetime | None:
+        return c.opt_text_dt(self.conn.execute(self.q["next_timer_due"]).fetchone()[0])
+
+    def fetch_outbox(self, publisher: str, limit: int) -> list[OutboxItem]:
+        params = {"publisher": publisher, "limit": max(limit, 0)}
+        rows = self.conn.execute(self.q["fetch_outbox"], params)
+        return [c.decode_outbox(i, p, e) for i, p, e in rows]
+
+    def delete_outbox(self, ids: Collection[int]) -> None:
+        self.conn.executemany(self.q["delete_outbox"], [(i,) for i in ids])
+
+    def fetch_inbox(self, limit: int) -> list[InboxItem]:
+        rows = self.conn.execute(self.q["fetch_inbox"], {"limit": max(limit, 0)})
+        return [c.decode_inbox(row[0], row[1:]) for row in rows]
+
+    def add_inbox(self, item: InboxItem) -> int:
+        new_id = self.conn.execute(self.q["insert_inbox"], c.inbox_row(item)).lastrowid
+        assert new_id is not None
+        return new_id
+
+    def list_matches(
+        self, rule: str | None, status: str | None, limit: int | None
+    ) -> list[MatchState]:
+        params = {"rule": rule, "status": status, "limit": -1 if limit is None else max(limit, 0)}
+        rows = self.conn.execute(self.q["list_matches"], params)
+        return [c.decode_match(state) for (state,) in rows]
+
+    def get_events(self, ids: Collection[str]) -> list[StoredEvent]:
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, StoredEvent] = {}
+        for chunk in _chunks(wanted):
+            rows = self.conn.execute(self.q["get_events"], {"ids": c.json_text(chunk)})
+            found.update((row[0], c.decode_event(row)) for row in rows)
+        return [found[i] for i in wanted if i in found]
+
+    def list_deadletters(self, limit: int) -> list[DeadLetter]:
+        rows = self.conn.execute(self.q["list_deadletters"], {"limit": max(limit, 0)})
+        return [c.decode_deadletter(row) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        row = self.conn.execute(self.q["counts"]).fetchone()
+        return dict(zip(COUNT_KEYS, row, strict=True))
+
+    def diagnostics(self) -> dict[str, JSON]:
+        def pragma(name: str) -> Any:
+            return self.conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+        versions = [row[0] for row in self.conn.execute(self.q["applied_migrations"])]
+        return {
+            "journal_mode": pragma("journal_mode"),
+            "synchronous": _SYNCHRONOUS.get(pragma("synchronous"), "?"),
+            "busy_timeout_ms": pragma("busy_timeout"),
+            "schema_version": max(versions, default=0),
+        }

@@ -1,0 +1,167 @@
+"""An in-memory state store with the SQLite store's semantics, for unit tests and fakes.
+
+Tables are dicts of the same encoded rows the SQLite store writes (see
+:mod:`eventflow.store._memory_ops`), so both stores order, compare and round-trip values
+alike. A transaction writes to per-table overlays that its own reads see; commit publishes
+them and an exception in the ``async with store.transaction()`` body discards them. Nothing is
+kept across processes: ``memory://`` is a fresh, empty store every time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Self, TypeVar
+
+from eventflow.errors import ClosedError, StoreError
+from eventflow.events import JSON
+from eventflow.rules.core import MatchState
+from eventflow.store import scheme_of
+from eventflow.store._base import StoreLifecycle
+from eventflow.store._memory_ops import MemoryOps, Tables
+from eventflow.types import (
+    Changes,
+    DeadLetter,
+    InboxItem,
+    MatchKey,
+    OutboxItem,
+    RunRecord,
+    RunStatus,
+    StoredEvent,
+    Timer,
+    Transaction,
+)
+
+T = TypeVar("T")
+
+
+class _MemoryTransaction:
+    """The :class:`~eventflow.types.Transaction` of a MemoryStore; usable until it exits."""
+
+    def __init__(self, ops: MemoryOps) -> None:
+        self._ops: MemoryOps | None = ops
+
+    def _live(self) -> MemoryOps:
+        if self._ops is None:
+            raise ClosedError("the transaction has ended", hint="open a new one")
+        return self._ops
+
+    def _end(self) -> None:
+        self._ops = None
+
+    async def seen_events(self, ids: Collection[str]) -> set[str]:
+        return self._live().seen_events(ids)
+
+    async def get_matches(self, keys: Collection[MatchKey]) -> dict[MatchKey, MatchState]:
+        return self._live().get_matches(keys)
+
+    async def claim_runs(
+        self, now: datetime, limit: int, rule_limits: Mapping[str, int]
+    ) -> list[RunRecord]:
+        return self._live().claim_runs(now, limit, rule_limits)
+
+    async def apply(self, changes: Changes) -> None:
+        self._live().apply(changes)
+
+
+class MemoryStore(StoreLifecycle):
+    """The state store in dicts: same semantics as :class:`~eventflow.store.sqlite.SQLiteStore`,
+    nothing durable. Transactions are serialised by an :class:`asyncio.Lock`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tables = Tables()
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(id={id(self):#x})"
+
+    @classmethod
+    def from_dsn(cls, dsn: str, base_dir: Path) -> Self:
+        """``memory://``: a new, empty store (``base_dir`` is not used)."""
+        if scheme_of(dsn) != "memory" or dsn.partition("://")[2]:
+            raise StoreError(f"bad in-memory store DSN {dsn!r}", hint="write memory://")
+        return cls()
+
+    async def _open(self) -> None:
+        return None
+
+    async def _close(self) -> None:
+        return None
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        return self._transaction()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Transaction]:
+        async with self._exclusive():
+            ops = MemoryOps(self._tables)
+            tx = _MemoryTransaction(ops)
+            try:
+                yield tx
+            finally:
+                tx._end()
+            ops.commit()
+
+    async def _do(self, fn: Callable[[MemoryOps], T]) -> T:
+        async with self._exclusive():
+            ops = MemoryOps(self._tables)
+            result = fn(ops)
+            ops.commit()
+            return result
+
+    async def load_cursors(self, sensor: str) -> dict[str, JSON]:
+        return await self._do(lambda o: o.load_cursors(sensor))
+
+    async def delete_cursors(self, sensor: str, keys: Collection[str]) -> None:
+        await self._do(lambda o: o.delete_cursors(sensor, keys))
+
+    async def recover_running(self, now: datetime) -> list[str]:
+        return await self._do(lambda o: o.recover_running(now))
+
+    async def next_run_due(self) -> datetime | None:
+        return await self._do(MemoryOps.next_run_due)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return await self._do(lambda o: o.get_run(run_id))
+
+    async def list_runs(
+        self, *, rule: str | None = None, status: RunStatus | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        return await self._do(lambda o: o.list_runs(rule, status, limit))
+
+    async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
+        return await self._do(lambda o: o.retry_run(run_id, now))
+
+    async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
+        return await self._do(lambda o: o.due_timers(now, limit))
+
+    async def next_timer_due(self) -> datetime | None:
+        return await self._do(MemoryOps.next_timer_due)
+
+    async def fetch_outbox(self, publisher: str, limit: int) -> list[OutboxItem]:
+        return await self._do(lambda o: o.fetch_outbox(publisher, limit))
+
+    async def delete_outbox(self, ids: Collection[int]) -> None:
+        await self._do(lambda o: o.delete_outbox(ids))
+
+    async def fetch_inbox(self, limit: int) -> list[InboxItem]:
+        return await self._do(lambda o: o.fetch_inbox(limit))
+
+    async def add_inbox(self, item: InboxItem) -> int:
+        return await self._do(lambda o: o.add_inbox(item))
+
+    async def list_matches(
+        self, *, rule: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[MatchState]:
+        return await self._do(lambda o: o.list_matches(rule, status, limit))
+
+    async def get_events(self, ids: Collection[str]) -> list[StoredEvent]:
+        return await self._do(lambda o: o.get_events(ids))
+
+    async def list_deadletters(self, limit: int = 100) -> list[DeadLetter]:
+        return await self._do(lambda o: o.list_deadletters(limit))
+
+    async def counts(self) -> dict[str, int]:
+        return await self._do(MemoryOps.counts)

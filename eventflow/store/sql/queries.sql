@@ -1,0 +1,219 @@
+-- The named SQL statements of the SQLite state store, loaded by eventflow.store._sqlite_sql.
+--
+-- File format (after procrastinate's sql/queries.sql):
+--     -- name: query_name
+--     -- one or more comment lines describing it
+--     SQL text, up to the next "-- name:" line
+--
+-- Writes on the hot path take positional `?` parameters in the column order of the row
+-- tuples built by eventflow.store._codec; the other statements take `:named` parameters.
+-- Sets of ids and keys are passed as one JSON array and expanded with json_each().
+
+-- name: insert_events
+-- Log observed events; a second event with the same id is ignored (EventRow order).
+INSERT OR IGNORE INTO events
+    (id, sensor, key, time, position, payload, attributes, datasets, received_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: seen_events
+-- The ids among the JSON array :ids that are in the event log or dead-lettered.
+SELECT id FROM events WHERE id IN (SELECT value FROM json_each(:ids))
+UNION
+SELECT event_id FROM deadletters WHERE event_id IN (SELECT value FROM json_each(:ids));
+
+-- name: get_events
+-- Logged events whose id is in the JSON array :ids.
+SELECT id, sensor, key, time, position, payload, attributes, datasets, received_at
+FROM events
+WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: upsert_cursors
+-- Write sensor checkpoints (CursorRow order).
+INSERT INTO cursors (sensor, key, value) VALUES (?, ?, ?)
+ON CONFLICT (sensor, key) DO UPDATE SET value = excluded.value;
+
+-- name: load_cursors
+-- All checkpoints of one sensor.
+SELECT key, value FROM cursors WHERE sensor = :sensor ORDER BY key;
+
+-- name: delete_cursor
+-- Forget one checkpoint entry (sensor, key).
+DELETE FROM cursors WHERE sensor = ? AND key = ?;
+
+-- name: upsert_matches
+-- Write rule states (MatchRow order).
+INSERT INTO matches (rule, key, generation, status, state, updated_at)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (rule, key) DO UPDATE SET
+    generation = excluded.generation,
+    status = excluded.status,
+    state = excluded.state,
+    updated_at = excluded.updated_at;
+
+-- name: get_matches
+-- Rule states for the JSON array :keys of [rule, key] pairs (CROSS JOIN: probe the PK).
+SELECT m.rule, m.key, m.state
+FROM json_each(:keys) AS k
+CROSS JOIN matches AS m
+WHERE m.rule = json_extract(k.value, '$[0]') AND m.key = json_extract(k.value, '$[1]');
+
+-- name: list_matches
+-- Rule states, optionally of one rule and/or one status, by rule and key (:limit -1 = all).
+SELECT state FROM matches
+WHERE (:rule IS NULL OR rule = :rule) AND (:status IS NULL OR status = :status)
+ORDER BY rule, key
+LIMIT :limit;
+
+-- name: insert_runs
+-- Create runs; a second run with the same run_id is ignored (RunRow order).
+INSERT OR IGNORE INTO runs
+    (run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
+     created_at, updated_at, not_before, started_at, finished_at, error, output)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: update_runs
+-- Write a run's new status (RunUpdateRow order).
+UPDATE runs SET
+    status = ?, attempt = ?, updated_at = ?, not_before = ?, finished_at = ?, error = ?,
+    output = ?
+WHERE run_id = ?;
+
+-- name: claim_candidates
+-- Pending runs that are due at :now, oldest first.
+SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
+       created_at, updated_at, not_before, started_at, finished_at, error, output
+FROM runs
+WHERE status = 'pending' AND (not_before IS NULL OR not_before <= :now)
+ORDER BY created_at, run_id;
+
+-- name: running_per_rule
+-- How many runs each rule has running.
+SELECT rule, count(*) FROM runs WHERE status = 'running' GROUP BY rule;
+
+-- name: claim_run
+-- Start one attempt of a pending run (started_at, updated_at, run_id).
+UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = ?, updated_at = ?
+WHERE run_id = ? AND status = 'pending';
+
+-- name: running_ids
+-- The runs left running, oldest first.
+SELECT run_id FROM runs WHERE status = 'running' ORDER BY created_at, run_id;
+
+-- name: recover_running
+-- Put every running run back to pending.
+UPDATE runs SET status = 'pending', updated_at = :now WHERE status = 'running';
+
+-- name: next_run_due
+-- The earliest not_before of a pending run, :min for a pending run without one.
+SELECT min(coalesce(not_before, :min)) FROM runs WHERE status = 'pending';
+
+-- name: get_run
+-- One run by id.
+SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
+       created_at, updated_at, not_before, started_at, finished_at, error, output
+FROM runs
+WHERE run_id = :run_id;
+
+-- name: list_runs
+-- Runs, optionally of one rule and/or one status, newest first.
+SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
+       created_at, updated_at, not_before, started_at, finished_at, error, output
+FROM runs
+WHERE (:rule IS NULL OR rule = :rule) AND (:status IS NULL OR status = :status)
+ORDER BY created_at DESC, run_id DESC
+LIMIT :limit;
+
+-- name: retry_run
+-- Put a failed run back to pending with at least one more allowed attempt.
+UPDATE runs SET
+    status = 'pending', max_attempts = max(max_attempts, attempt + 1), not_before = NULL,
+    finished_at = NULL, error = NULL, output = '{}', updated_at = :now
+WHERE run_id = :run_id AND status = 'failed';
+
+-- name: upsert_timers
+-- Schedule timers; an existing timer gets the new due time (TimerRow order).
+INSERT INTO timers (kind, rule, key, generation, due) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (kind, rule, key, generation) DO UPDATE SET due = excluded.due;
+
+-- name: delete_timer
+-- Cancel one timer (kind, rule, key, generation).
+DELETE FROM timers WHERE kind = ? AND rule = ? AND key = ? AND generation = ?;
+
+-- name: due_timers
+-- Timers due at :now, earliest first.
+SELECT kind, rule, key, generation, due FROM timers
+WHERE due <= :now
+ORDER BY due, kind, rule, key, generation
+LIMIT :limit;
+
+-- name: next_timer_due
+-- The earliest due time of any timer.
+SELECT min(due) FROM timers;
+
+-- name: insert_outbox
+-- Queue completion events for publishers (publisher, event).
+INSERT INTO outbox (publisher, event) VALUES (?, ?);
+
+-- name: fetch_outbox
+-- The oldest events waiting for one publisher.
+SELECT id, publisher, event FROM outbox WHERE publisher = :publisher ORDER BY id LIMIT :limit;
+
+-- name: delete_outbox
+-- Forget one delivered event (id).
+DELETE FROM outbox WHERE id = ?;
+
+-- name: insert_inbox
+-- Record observations (InboxRow order without id).
+INSERT INTO inbox (observation_sensor, dataset, partition, position, payload, created_at)
+VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: fetch_inbox
+-- The oldest recorded observations.
+SELECT id, observation_sensor, dataset, partition, position, payload, created_at
+FROM inbox
+ORDER BY id
+LIMIT :limit;
+
+-- name: delete_inbox
+-- Forget one consumed observation (id).
+DELETE FROM inbox WHERE id = ?;
+
+-- name: insert_deadletters
+-- Keep observations that could not be processed; the first per event id wins.
+INSERT OR IGNORE INTO deadletters (event_id, sensor, position, error, excerpt, time)
+VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: list_deadletters
+-- Dead letters, most recently recorded first.
+SELECT event_id, sensor, position, error, excerpt, time
+FROM deadletters
+ORDER BY seq DESC
+LIMIT :limit;
+
+-- name: counts
+-- The figures shown by `eventflow status`, in the order of eventflow.store.COUNT_KEYS.
+SELECT
+    (SELECT count(*) FROM runs WHERE status = 'pending'),
+    (SELECT count(*) FROM runs WHERE status = 'running'),
+    (SELECT count(*) FROM runs WHERE status = 'succeeded'),
+    (SELECT count(*) FROM runs WHERE status = 'failed'),
+    (SELECT count(*) FROM matches WHERE status = 'open'),
+    (SELECT count(*) FROM matches WHERE status = 'fired'),
+    (SELECT count(*) FROM matches WHERE status = 'expired'),
+    (SELECT count(*) FROM events),
+    (SELECT count(*) FROM outbox),
+    (SELECT count(*) FROM timers),
+    (SELECT count(*) FROM inbox),
+    (SELECT count(*) FROM deadletters);
+
+-- name: has_migrations_table
+-- Whether the schema_migrations table exists (an empty file has none).
+SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations';
+
+-- name: applied_migrations
+-- The schema versions applied to this file.
+SELECT version FROM schema_migrations ORDER BY version;
+
+-- name: record_migration
+-- Remember that a schema version was applied.
+INSERT INTO schema_migrations (version, applied_at) VALUES (:version, :applied_at);
