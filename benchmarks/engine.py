@@ -4,9 +4,11 @@ commit (group commit per batch), and memory with many open partial matches."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -67,13 +69,28 @@ async def _engine(count: int, batch: int, synchronous: str) -> dict[str, Any]:
         obs = observations(count)
         async with open_store(pipeline.state_dsn, pipeline.base_dir) as store:
             engine = Engine(pipeline, store)
-            latencies = []
+            latencies: list[float] = []
+            committed = asyncio.Event()
+            done = 0
+
+            def acked(sent: float) -> Callable[[], None]:
+                def ack() -> None:
+                    nonlocal done
+                    done += 1
+                    latencies.append(time.perf_counter() - sent)
+                    if done == count:
+                        committed.set()
+
+                return ack
+
+            runner = asyncio.create_task(engine.run())
             start = time.perf_counter()
-            for i in range(0, count, batch):
-                t0 = time.perf_counter()
-                await engine.process(obs[i : i + batch])
-                latencies.append(time.perf_counter() - t0)
+            for o in obs:  # through the bounded queue, as a sensor would
+                await engine.submit(dataclasses.replace(o, on_commit=acked(time.perf_counter())))
+            await committed.wait()
             elapsed = time.perf_counter() - start
+            engine.stop()
+            await runner
             counts = await store.counts()
         size = (root / "state.db").stat().st_size
     latencies.sort()
@@ -83,8 +100,8 @@ async def _engine(count: int, batch: int, synchronous: str) -> dict[str, Any]:
         "synchronous": synchronous,
         "seconds": elapsed,
         "events_per_second": count / elapsed,
-        "commit_p50_ms": latencies[len(latencies) // 2] * 1000,
-        "commit_p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "ack_p50_ms": latencies[len(latencies) // 2] * 1000,
+        "ack_p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
         "runs": counts["runs_pending"],
         "db_mib": size / 2**20,
     }
@@ -102,8 +119,8 @@ def report_engine(results: list[dict[str, Any]]) -> str:
     for r in results:
         rows.append(
             f"  batch {r['batch']:>5}, synchronous={r['synchronous']:<6}:"
-            f" {r['events_per_second']:>8,.0f} events/s; commit of a batch p50"
-            f" {r['commit_p50_ms']:.1f} ms, p99 {r['commit_p99_ms']:.1f} ms"
+            f" {r['events_per_second']:>8,.0f} events/s; submit -> acknowledged p50"
+            f" {r['ack_p50_ms']:.1f} ms, p99 {r['ack_p99_ms']:.1f} ms"
             f" ({r['observations']:,} observations, {r['runs']:,} runs)"
         )
     return "\n".join(rows)

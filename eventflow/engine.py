@@ -16,10 +16,10 @@ are recognised by id. Latency stays at one commit; throughput grows with the bat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from eventflow import completion
 from eventflow.aio import wait_event
@@ -28,7 +28,7 @@ from eventflow.datasets import DatasetMatchError
 from eventflow.errors import ClosedError
 from eventflow.events import InputRef, Observation, event_id, partition_key, utcnow
 from eventflow.log import get_logger
-from eventflow.pipeline import Pipeline
+from eventflow.pipeline import Pipeline, RuleRuntime
 from eventflow.rules.core import (
     EXPIRY,
     CancelTimer,
@@ -67,6 +67,22 @@ class BatchStats:
     deadletters: int = 0
     timers: int = 0
     inbox: int = 0
+
+
+@dataclass(slots=True)
+class _Observed:
+    """What one observation announces, worked out before the batch's transaction."""
+
+    event: StoredEvent | None = None
+    refs: list[InputRef] = field(default_factory=list)
+    deadletters: list[DeadLetter] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Prepared:
+    observations: list[Observation]
+    ids: list[str]
+    results: list[_Observed]
 
 
 @dataclass(slots=True)
@@ -132,12 +148,30 @@ class Engine:
         self._next_timer = await self.store.next_timer_due()
         poll = self.pipeline.engine.poll_interval.total_seconds()
         size = self.pipeline.engine.batch_size
-        while not self._stopping:
-            if self._timers_stale:
-                self._timers_stale = False
-                self._next_timer = await self.store.next_timer_due()
-            observations = await self._collect(size, poll)
-            await self.process(observations)
+        # Pipelined: while batch N commits (SQL and fsync in the store's thread), batch N+1 is
+        # prepared (ids, dataset matching). Commits stay strictly ordered and each batch is
+        # acknowledged only after its own commit.
+        inflight: asyncio.Task[BatchStats] | None = None
+        try:
+            while not self._stopping:
+                if self.queue.empty() and inflight is not None:
+                    await inflight
+                    inflight = None
+                if self._timers_stale:
+                    self._timers_stale = False
+                    self._next_timer = await self.store.next_timer_due()
+                prepared = self._prepare(await self._collect(size, poll))
+                if inflight is not None:
+                    await inflight
+                inflight = asyncio.create_task(self._commit(prepared), name="engine-commit")
+            if inflight is not None:
+                await inflight
+        except BaseException:
+            if inflight is not None and not inflight.done():
+                inflight.cancel()
+                with contextlib.suppress(BaseException):
+                    await inflight
+            raise
 
     async def drain(self) -> None:
         """Stop accepting observations and commit everything already queued."""
@@ -166,6 +200,20 @@ class Engine:
 
     async def process(self, observations: list[Observation]) -> BatchStats:
         """Evaluate one batch and commit it (the inbox and due timers are added here)."""
+        return await self._commit(self._prepare(observations))
+
+    def _prepare(self, observations: list[Observation]) -> _Prepared:
+        """What a batch's observations announce; pure CPU, independent of the store."""
+        now = self.clock()
+        prepared = _Prepared(observations, [], [])
+        for obs in observations:
+            eid = obs.id
+            prepared.ids.append(eid)
+            prepared.results.append(self._observe(obs, eid, now))
+        return prepared
+
+    async def _commit(self, prepared: _Prepared) -> BatchStats:
+        observations = prepared.observations
         now = self.clock()
         batch = _Batch(now=now)
         poll_due = self._poll_now or now - self._last_poll >= self.pipeline.engine.poll_interval
@@ -183,7 +231,7 @@ class Engine:
             return batch.stats
 
         async with self.store.transaction() as tx:
-            await self._intake(tx, batch, observations, inbox)
+            await self._intake(tx, batch, prepared, inbox)
             await self._evaluate(tx, batch)
             crash_point("engine.before_commit")
             if batch.changes:
@@ -200,15 +248,15 @@ class Engine:
         self,
         tx: Transaction,
         batch: _Batch,
-        observations: list[Observation],
+        prepared: _Prepared,
         inbox: list[InboxItem],
     ) -> None:
         changes, stats = batch.changes, batch.stats
-        stats.observations = len(observations)
-        ids = [o.id for o in observations]
+        stats.observations = len(prepared.observations)
+        ids = prepared.ids
         inbox_ids = [event_id(i.observation_sensor, i.position) for i in inbox]
         seen = await tx.seen_events({*ids, *inbox_ids}) if ids or inbox_ids else set()
-        for obs, eid in zip(observations, ids, strict=True):
+        for obs, eid, observed in zip(prepared.observations, ids, prepared.results, strict=True):
             if obs.cursor is not None:
                 changes.cursors[(obs.sensor, obs.cursor[0])] = obs.cursor[1]
             if obs.on_commit is not None:
@@ -217,7 +265,13 @@ class Engine:
                 stats.duplicates += 1
                 continue
             seen.add(eid)
-            self._observe(batch, obs, eid)
+            for letter in observed.deadletters:
+                self._deadletter(batch, letter)
+            if observed.event is not None:
+                stats.events += 1
+                changes.events.append(observed.event)
+                for ref in observed.refs:
+                    self._arrive(batch, ref)
         for item, eid in zip(inbox, inbox_ids, strict=True):
             changes.inbox_delete.append(item.id)
             stats.inbox += 1
@@ -248,49 +302,45 @@ class Engine:
             )
             self._arrive(batch, ref)
 
-    def _observe(self, batch: _Batch, obs: Observation, eid: str) -> None:
-        changes = batch.changes
-        when = obs.time or batch.now
+    def _observe(self, obs: Observation, eid: str, now: datetime) -> _Observed:
+        """The dataset partitions ``obs`` announces (or why it cannot be processed)."""
+        observed = _Observed()
         if obs.error is not None:
-            self._deadletter(batch, obs, eid, obs.error)
-            return
+            observed.deadletters.append(self._letter(obs, eid, obs.error, now))
+            return observed
         announced: list[tuple[str, dict[str, str]]] = []
         for ds in self.pipeline.datasets_by_sensor.get(obs.sensor, ()):
             try:
                 partition = ds.match(obs)
             except DatasetMatchError as exc:
-                self._deadletter(batch, obs, eid, str(exc))
+                observed.deadletters.append(self._letter(obs, eid, str(exc), now))
                 continue
             if partition is not None:
                 announced.append((ds.name, partition))
         self.log.debug(
-            "event_received",
-            sensor=obs.sensor,
-            event_id=eid,
-            key=obs.key,
-            datasets=[name for name, _ in announced],
+            "event_received", sensor=obs.sensor, event_id=eid, key=obs.key, datasets=announced
         )
         if not announced:
-            return
-        batch.stats.events += 1
-        changes.events.append(
-            StoredEvent(
-                id=eid,
-                sensor=obs.sensor,
-                key=obs.key,
-                time=when,
-                position=dict(obs.position),
-                payload=obs.payload,
-                attributes=dict(obs.attributes),
-                datasets=tuple(announced),
-                received_at=batch.now,
-            )
+            return observed
+        when = obs.time or now
+        # Observations are frozen and their mappings are not changed after emit: no copies.
+        observed.event = StoredEvent(
+            eid,
+            obs.sensor,
+            obs.key,
+            when,
+            obs.position,
+            obs.payload,
+            obs.attributes,
+            tuple(announced),
+            now,
         )
         iso = when.isoformat()
-        for dataset, partition in announced:
-            self._arrive(
-                batch, InputRef(eid, dataset, partition, obs.sensor, dict(obs.position), iso)
-            )
+        observed.refs = [
+            InputRef(eid, dataset, partition, obs.sensor, obs.position, iso)
+            for dataset, partition in announced
+        ]
+        return observed
 
     def _arrive(self, batch: _Batch, ref: InputRef) -> None:
         batch.stats.arrivals += 1
@@ -299,42 +349,47 @@ class Engine:
             event = completion.dataset_available(self.pipeline.name, ref, batch.now)
             batch.changes.outbox.extend(completion.route(self.pipeline, event))
 
-    def _deadletter(self, batch: _Batch, obs: Observation, eid: str, error: str) -> None:
-        batch.stats.deadletters += 1
+    @staticmethod
+    def _letter(obs: Observation, eid: str, error: str, now: datetime) -> DeadLetter:
         excerpt = repr(obs.payload)[:1024] if obs.payload is not None else (obs.key or "")
-        batch.changes.deadletters.append(
-            DeadLetter(
-                event_id=eid,
-                sensor=obs.sensor,
-                position=dict(obs.position),
-                error=error,
-                excerpt=excerpt,
-                time=batch.now,
-            )
-        )
-        self.log.warning(
-            "event_deadlettered",
-            sensor=obs.sensor,
+        return DeadLetter(
             event_id=eid,
+            sensor=obs.sensor,
             position=dict(obs.position),
             error=error,
+            excerpt=excerpt,
+            time=now,
+        )
+
+    def _deadletter(self, batch: _Batch, letter: DeadLetter) -> None:
+        batch.stats.deadletters += 1
+        batch.changes.deadletters.append(letter)
+        self.log.warning(
+            "event_deadlettered",
+            sensor=letter.sensor,
+            event_id=letter.event_id,
+            position=dict(letter.position),
+            error=letter.error,
         )
 
     # -- evaluation: the pure core ---------------------------------------------------------
 
     async def _evaluate(self, tx: Transaction, batch: _Batch) -> None:
         rules = self.pipeline.rules
-        work: list[tuple[Any, InputRef | Timer]] = []
-        for ref in batch.arrivals:
-            for rule in self.pipeline.rules_by_dataset.get(ref.dataset, ()):
-                work.append((rule, ref))
+        by_dataset = self.pipeline.rules_by_dataset
+        # (rule, match key, input): the key is computed once per rule and input.
+        work: list[tuple[RuleRuntime, MatchKey, InputRef | Timer]] = [
+            (rule, (rule.name, partition_key(rule.spec.key_of(ref.partition))), ref)
+            for ref in batch.arrivals
+            for rule in by_dataset.get(ref.dataset, ())
+        ]
         for timer in batch.timers:
             batch.changes.timers_delete.append(
                 (timer.kind, timer.rule, timer.key, timer.generation)
             )
             batch.stats.timers += 1
             if timer.rule in rules and timer.kind == EXPIRY:
-                work.append((rules[timer.rule], timer))
+                work.append((rules[timer.rule], (timer.rule, timer.key), timer))
             else:
                 self.log.info(
                     "timer_dropped",
@@ -344,30 +399,24 @@ class Engine:
                 )
         if not work:
             return
-        keys: set[MatchKey] = set()
-        for rule, item in work:
-            if isinstance(item, Timer):
-                keys.add((rule.name, item.key))
-            else:
-                keys.add((rule.name, partition_key(rule.spec.key_of(item.partition))))
+        keys = {mk for _, mk, _ in work}
         loaded = await tx.get_matches(keys)
         states = batch.states
         for k in keys:
             states[k] = loaded.get(k)
-        for rule, item in work:
-            if isinstance(item, Timer):
-                mk = (rule.name, item.key)
-                step: Step | None = on_expiry(rule.spec, states[mk], item.generation, batch.now)
+        matches, now = batch.changes.matches, batch.now
+        for rule, mk, item in work:
+            if type(item) is Timer:
+                step: Step | None = on_expiry(rule.spec, states[mk], item.generation, now)
                 if step is None:
                     continue
             else:
-                mk = (rule.name, partition_key(rule.spec.key_of(item.partition)))
-                step = on_input(rule.spec, states[mk], item, batch.now)
-            states[mk] = step.state
-            batch.changes.matches[mk] = step.state
-            self._effects(batch, rule, step)
+                step = on_input(rule.spec, states[mk], item, now)  # type: ignore[arg-type]
+            states[mk] = matches[mk] = step.state
+            if step.effects:
+                self._effects(batch, rule, step)
 
-    def _effects(self, batch: _Batch, rule: Any, step: Step) -> None:
+    def _effects(self, batch: _Batch, rule: RuleRuntime, step: Step) -> None:
         changes = batch.changes
         for effect in step.effects:
             if isinstance(effect, Fire):

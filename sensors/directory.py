@@ -27,6 +27,11 @@ The observer (watchdog, on its own threads) is started before the start-up scan,
 nothing falls between them; the cursor and the in-process map of emitted states dedupe.
 An overflow of the inotify queue (events lost), an observer that died or a handler error
 cause a full rescan; a periodic rescan (``poll_interval``) is the safety net.
+
+Latency: a file renamed into place is emitted about a millisecond later. One exception:
+watchdog holds a file moved *out* of the tree for 0.5 s (waiting to pair the move) and
+every event behind it waits too; delete processed files, or move them into an ignored
+directory inside the tree (``.archive/``), rather than moving them out.
 """
 
 from __future__ import annotations
@@ -170,13 +175,12 @@ class DirectorySensor:
             self._tracker.load_cursor(await ctx.load_cursor())
             await self._start_observer()
             ctx.set_health(True)
+            ready = f"marker {self._marker}" if self._marker else f"stable_for {self._stable_for}s"
             self._log.info(
                 "directory_watch_started",
                 observer="polling" if self.config.polling else "native",
                 recursive=self.config.recursive,
-                ready=f"marker {self._marker}"
-                if self._marker
-                else f"stable_for {self._stable_for}s",
+                ready=ready,
             )
             await self._run_tasks()
         finally:
