@@ -77,6 +77,7 @@ class Runtime:
 
     async def _run(self, stop: asyncio.Event) -> None:
         pipeline, store = self.pipeline, self.store
+        await store.lock_worker()
         recovered = await store.recover_running(utcnow())
         if recovered:
             self.log.warning("runs_recovered", runs=recovered, count=len(recovered))

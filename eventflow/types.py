@@ -343,6 +343,13 @@ class Store(Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
 
+    async def lock_worker(self) -> None:
+        """Claim the right to run the engine and dispatcher on this store, until ``close``.
+
+        Raises StoreError when another process holds it: two workers on a store that is
+        not built for sharing would each take the other's running runs for abandoned ones.
+        """
+
     # sensors
     async def load_cursors(self, sensor: str) -> dict[str, JSON]: ...
 

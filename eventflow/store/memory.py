@@ -90,6 +90,10 @@ class MemoryStore(StoreLifecycle):
     async def _close(self) -> None:
         return None
 
+    async def lock_worker(self) -> None:
+        """Nothing to lock: an in-memory store belongs to one process."""
+        self._check_open()
+
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         return self._transaction()
 

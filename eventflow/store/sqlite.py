@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
@@ -30,7 +31,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Concatenate, Literal, ParamSpec, Self, TypeVar, cast, get_args
+from typing import IO, Any, Concatenate, Literal, ParamSpec, Self, TypeVar, cast, get_args
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from eventflow.errors import ClosedError, StoreError
@@ -80,6 +81,7 @@ class SQLiteStore(StoreLifecycle):
         self.busy_timeout = busy_timeout
         self._executor: ThreadPoolExecutor | None = None
         self._ops: SQLiteOps | None = None
+        self._worker_lock: IO[bytes] | None = None
 
     def __repr__(self) -> str:
         return f"SQLiteStore('{self.path}')"
@@ -137,6 +139,27 @@ class SQLiteStore(StoreLifecycle):
         finally:
             self._executor.shutdown(wait=False)
             self._executor = None
+            if self._worker_lock is not None:
+                self._worker_lock.close()  # releases the flock
+                self._worker_lock = None
+
+    async def lock_worker(self) -> None:
+        """One ``eventflow run`` per SQLite file: an exclusive ``flock`` on ``FILE.lock``,
+        held until ``close`` (the kernel releases it when the process dies, even by SIGKILL)."""
+        self._check_open()
+        if self._worker_lock is not None:
+            return
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        handle = lock_path.open("a+b")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StoreError(
+                f"another eventflow process is running on {self.path}",
+                hint="stop it first; several workers need a PostgreSQL state store",
+            ) from None
+        self._worker_lock = handle
 
     def _connect(self) -> None:
         """On the store's thread: open the file, set it up and bring its schema up to date."""

@@ -111,3 +111,17 @@ engine: {{poll_interval: 100ms}}
         assert "does-not-exist" in failures[0]["error"]
     finally:
         assert p.stop() == 0
+
+
+def test_second_run_on_the_same_state_is_refused(tmp_path: Path) -> None:
+    """A second `eventflow run` on the same SQLite state exits with a clear error instead of
+    taking the first one's running runs for abandoned ones."""
+    p = Project(tmp_path, "sensors:\n  landing: {type: directory, path: ./landing}\n")
+    p.start()
+    try:
+        wait_until(lambda: any(e.get("event") == "pipeline_started" for e in p.log_events()))
+        second = p.cli("run", str(p.file), "--log-format", "json", check=False)
+        assert second.returncode == 1
+        assert "another eventflow process is running" in second.stderr
+    finally:
+        assert p.stop() == 0

@@ -234,3 +234,17 @@ async def test_a_file_that_is_not_a_database_raises_store_error(tmp_path: Path) 
     assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
     assert info.value.hint
     await store.close()
+
+
+async def test_only_one_worker_may_run_on_a_sqlite_file(tmp_path: Path) -> None:
+    """A second store on the same file cannot take the worker lock while the first holds
+    it, and can once the first is closed; readers need no lock."""
+    path = tmp_path / "state.db"
+    async with SQLiteStore(path) as first, SQLiteStore(path) as second:
+        await first.lock_worker()
+        await first.lock_worker()  # idempotent
+        with pytest.raises(StoreError, match="another eventflow process"):
+            await second.lock_worker()
+        assert await second.counts()  # reading needs no lock
+        await first.close()
+        await second.lock_worker()
