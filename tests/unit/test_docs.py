@@ -29,11 +29,12 @@ def test_cli_reference_is_current() -> None:
 
 
 def _pipeline_examples() -> list[tuple[str, str]]:
-    """Every ```yaml block in the README and docs/ that is a whole pipeline (has `rules:`)."""
+    """Every ```yaml block in the README and docs/ that is a whole pipeline (has `sensors:`
+    and `rules:`; fragments showing one section are not)."""
     found = []
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
         for i, block in enumerate(re.findall(r"```yaml\n(.*?)```", path.read_text(), re.S)):
-            if re.search(r"^rules:", block, re.M):
+            if re.search(r"^rules:", block, re.M) and re.search(r"^sensors:", block, re.M):
                 found.append((f"{path.relative_to(ROOT)}#{i}", block))
     return found
 
