@@ -411,7 +411,7 @@ class Engine:
                 if step is None:
                     continue
             else:
-                step = on_input(rule.spec, states[mk], item, now)  # type: ignore[arg-type]
+                step = on_input(rule.spec, states[mk], item, now, mk[1])  # type: ignore[arg-type]
             states[mk] = matches[mk] = step.state
             if step.effects:
                 self._effects(batch, rule, step)

@@ -60,11 +60,8 @@ def partition_key(partition: Partition) -> str:
     path of every rule evaluation.
     """
     try:
-        return (
-            "{"
-            + ",".join(_encode(k) + ":" + _encode(partition[k]) for k in sorted(partition))
-            + "}"
-        )
+        parts = [_encode(k) + ":" + _encode(partition[k]) for k in sorted(partition)]
+        return "{" + ",".join(parts) + "}"
     except TypeError:  # a value that is not a string
         return canonical_json(dict(partition))
 

@@ -71,7 +71,11 @@ class MatchState:
         return tuple(d for d in spec.datasets if not self.inputs.get(d))
 
     def has_event(self, event_id: str) -> bool:
-        return any(ref.event_id == event_id for refs in self.inputs.values() for ref in refs)
+        for refs in self.inputs.values():  # plain loops: this is on every evaluation's path
+            for ref in refs:
+                if ref.event_id == event_id:
+                    return True
+        return False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -178,13 +182,18 @@ def run_id_for(rule: str, key: str, generation: int) -> str:
     return "run_" + digest("run", rule, key, generation)[:20]
 
 
-def on_input(spec: RuleSpec, state: MatchState | None, ref: InputRef, now: datetime) -> Step:
-    """Advance ``spec``'s match for ``ref``'s partition key by one arriving input."""
+def on_input(
+    spec: RuleSpec, state: MatchState | None, ref: InputRef, now: datetime, key: str | None = None
+) -> Step:
+    """Advance ``spec``'s match for ``ref``'s partition key by one arriving input.
+
+    ``key`` is ``partition_key(spec.key_of(ref.partition))`` when the caller has it already.
+    """
     partition: Mapping[str, str]
     if state is None:
         partition = spec.key_of(ref.partition)
         generation, inputs, opened_at = 1, {}, None
-        key = partition_key(partition)
+        key = key or partition_key(partition)
     else:
         if state.has_event(ref.event_id):
             return Step(state, (Ignored(spec.name, state.key, ref.event_id, "duplicate"),))
@@ -250,8 +259,8 @@ def on_expiry(
 
 def _satisfied(spec: RuleSpec, inputs: Mapping[str, tuple[InputRef, ...]]) -> bool:
     if spec.mode == "any":
-        return any(inputs.get(d) for d in spec.datasets)
-    return all(inputs.get(d) for d in spec.datasets)
+        return any(inputs.values())
+    return all(inputs.get(dataset) for dataset in spec.datasets)
 
 
 def _with(refs: tuple[InputRef, ...], ref: InputRef) -> tuple[InputRef, ...]:
