@@ -178,21 +178,33 @@ def run(file: Path, log_level: str, log_format: str) -> None:
 
 @main.command()
 @FILE
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    help="Most open and most expired partial matches to list (each).",
+)
 @JSON_OPT
-def status(file: Path, as_json: bool) -> None:
+def status(file: Path, limit: int, as_json: bool) -> None:
     """Rules, open partial matches with what is missing, expired matches, run counts."""
     pipeline = _load(file)
 
     async def gather(store: Store) -> dict[str, Any]:
-        counts = await store.counts()
-        matches = await store.list_matches()
-        runs = await store.list_runs(limit=20)
-        return {"counts": counts, "matches": matches, "runs": runs}
+        return {
+            "counts": await store.counts(),
+            "per_rule": await store.match_counts(),
+            # The oldest few of each kind: a pipeline may have a million open matches.
+            "matches": [
+                *await store.list_matches(status="open", limit=limit),
+                *await store.list_matches(status="expired", limit=limit),
+            ],
+            "runs": await store.list_runs(limit=20),
+        }
 
     data = _with_store(pipeline, gather)
     rules = []
     for name, rule in pipeline.rules.items():
-        mine = [m for m in data["matches"] if m.rule == name]
+        per_status = data["per_rule"].get(name, {})
         rules.append(
             {
                 "rule": name,
@@ -201,9 +213,9 @@ def status(file: Path, as_json: bool) -> None:
                     "datasets": list(rule.spec.datasets),
                     "by": list(rule.spec.by),
                 },
-                "open": sum(m.status == "open" for m in mine),
-                "fired": sum(m.status == "fired" for m in mine),
-                "expired": sum(m.status == "expired" for m in mine),
+                "open": per_status.get("open", 0),
+                "fired": per_status.get("fired", 0),
+                "expired": per_status.get("expired", 0),
             }
         )
     partial = []
@@ -301,9 +313,8 @@ def why(file: Path, rule: str, partition: tuple[str, ...], as_json: bool) -> Non
     key = partition_key({v: values[v] for v in spec.by})
 
     async def gather(store: Store) -> tuple[Any, list[RunRecord]]:
-        matches = [m for m in await store.list_matches(rule=rule) if m.key == key]
-        runs = [r for r in await store.list_runs(rule=rule, limit=10_000) if r.key == key]
-        return (matches[0] if matches else None), runs
+        match = await store.get_match(rule, key)
+        return match, await store.list_runs(rule=rule, key=key, limit=10_000)
 
     match, runs = _with_store(pipeline, gather)
     datasets: list[dict[str, Any]] = []

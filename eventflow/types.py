@@ -367,9 +367,14 @@ class Store(Protocol):
     async def get_run(self, run_id: str) -> RunRecord | None: ...
 
     async def list_runs(
-        self, *, rule: str | None = None, status: RunStatus | None = None, limit: int = 100
+        self,
+        *,
+        rule: str | None = None,
+        status: RunStatus | None = None,
+        key: str | None = None,
+        limit: int = 100,
     ) -> list[RunRecord]:
-        """Newest first (by ``created_at``, then ``run_id``)."""
+        """Newest first (by ``created_at``, then ``run_id``); ``key`` is a partition key."""
 
     async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         """Put a ``failed`` run back to ``pending`` with one more allowed attempt;
@@ -394,6 +399,12 @@ class Store(Protocol):
     async def list_matches(
         self, *, rule: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[MatchState]: ...
+
+    async def get_match(self, rule: str, key: str) -> MatchState | None: ...
+
+    async def match_counts(self) -> dict[str, dict[str, int]]:
+        """Matches per rule and status: ``{rule: {"open": n, "fired": n, "expired": n}}``
+        (statuses with no match are left out)."""
 
     async def get_events(self, ids: Collection[str]) -> list[StoredEvent]: ...
 

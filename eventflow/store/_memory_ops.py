@@ -235,11 +235,15 @@ class MemoryOps:
         row = self.runs.get(run_id)
         return None if row is None else c.decode_run(row)
 
-    def list_runs(self, rule: str | None, status: str | None, limit: int) -> list[RunRecord]:
+    def list_runs(
+        self, rule: str | None, status: str | None, key: str | None, limit: int
+    ) -> list[RunRecord]:
         rows = [
             r
             for r in self.runs.values()
-            if (rule is None or r.rule == rule) and (status is None or r.status == status)
+            if (rule is None or r.rule == rule)
+            and (status is None or r.status == status)
+            and (key is None or r.key == key)
         ]
         rows.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
         return [c.decode_run(r) for r in rows[: max(limit, 0)]]
@@ -301,6 +305,17 @@ class MemoryOps:
         if limit is not None:
             rows = rows[: max(limit, 0)]
         return [c.decode_match(m.state) for m in rows]
+
+    def get_match(self, rule: str, key: str) -> MatchState | None:
+        row = self.matches.get((rule, key))
+        return None if row is None else c.decode_match(row.state)
+
+    def match_counts(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for m in self.matches.values():
+            per_rule = counts.setdefault(m.rule, {})
+            per_rule[m.status] = per_rule.get(m.status, 0) + 1
+        return counts
 
     def get_events(self, ids: Collection[str]) -> list[StoredEvent]:
         rows = (self.events.get(i) for i in dict.fromkeys(ids))

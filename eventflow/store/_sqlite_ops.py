@@ -171,8 +171,10 @@ class SQLiteOps:
         row = self.conn.execute(self.q["get_run"], {"run_id": run_id}).fetchone()
         return None if row is None else c.decode_run(row)
 
-    def list_runs(self, rule: str | None, status: str | None, limit: int) -> list[RunRecord]:
-        params = {"rule": rule, "status": status, "limit": max(limit, 0)}
+    def list_runs(
+        self, rule: str | None, status: str | None, key: str | None, limit: int
+    ) -> list[RunRecord]:
+        params = {"rule": rule, "status": status, "key": key, "limit": max(limit, 0)}
         return [c.decode_run(row) for row in self.conn.execute(self.q["list_runs"], params)]
 
     def retry_run(self, run_id: str, now: datetime) -> RunRecord:
@@ -214,6 +216,16 @@ class SQLiteOps:
         params = {"rule": rule, "status": status, "limit": -1 if limit is None else max(limit, 0)}
         rows = self.conn.execute(self.q["list_matches"], params)
         return [c.decode_match(state) for (state,) in rows]
+
+    def get_match(self, rule: str, key: str) -> MatchState | None:
+        row = self.conn.execute(self.q["get_match"], {"rule": rule, "key": key}).fetchone()
+        return None if row is None else c.decode_match(row[0])
+
+    def match_counts(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for rule, status, n in self.conn.execute(self.q["match_counts"]):
+            counts.setdefault(rule, {})[status] = n
+        return counts
 
     def get_events(self, ids: Collection[str]) -> list[StoredEvent]:
         wanted = list(dict.fromkeys(ids))

@@ -131,9 +131,14 @@ class MemoryStore(StoreLifecycle):
         return await self._do(lambda o: o.get_run(run_id))
 
     async def list_runs(
-        self, *, rule: str | None = None, status: RunStatus | None = None, limit: int = 100
+        self,
+        *,
+        rule: str | None = None,
+        status: RunStatus | None = None,
+        key: str | None = None,
+        limit: int = 100,
     ) -> list[RunRecord]:
-        return await self._do(lambda o: o.list_runs(rule, status, limit))
+        return await self._do(lambda o: o.list_runs(rule, status, key, limit))
 
     async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         return await self._do(lambda o: o.retry_run(run_id, now))
@@ -160,6 +165,12 @@ class MemoryStore(StoreLifecycle):
         self, *, rule: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[MatchState]:
         return await self._do(lambda o: o.list_matches(rule, status, limit))
+
+    async def get_match(self, rule: str, key: str) -> MatchState | None:
+        return await self._do(lambda o: o.get_match(rule, key))
+
+    async def match_counts(self) -> dict[str, dict[str, int]]:
+        return await self._do(MemoryOps.match_counts)
 
     async def get_events(self, ids: Collection[str]) -> list[StoredEvent]:
         return await self._do(lambda o: o.get_events(ids))

@@ -302,9 +302,14 @@ class SQLiteStore(StoreLifecycle):
         return await self._read(SQLiteOps.get_run, run_id)
 
     async def list_runs(
-        self, *, rule: str | None = None, status: RunStatus | None = None, limit: int = 100
+        self,
+        *,
+        rule: str | None = None,
+        status: RunStatus | None = None,
+        key: str | None = None,
+        limit: int = 100,
     ) -> list[RunRecord]:
-        return await self._read(SQLiteOps.list_runs, rule, status, limit)
+        return await self._read(SQLiteOps.list_runs, rule, status, key, limit)
 
     async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         return await self._write(SQLiteOps.retry_run, run_id, now)
@@ -331,6 +336,12 @@ class SQLiteStore(StoreLifecycle):
         self, *, rule: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[MatchState]:
         return await self._read(SQLiteOps.list_matches, rule, status, limit)
+
+    async def get_match(self, rule: str, key: str) -> MatchState | None:
+        return await self._read(SQLiteOps.get_match, rule, key)
+
+    async def match_counts(self) -> dict[str, dict[str, int]]:
+        return await self._read(SQLiteOps.match_counts)
 
     async def get_events(self, ids: Collection[str]) -> list[StoredEvent]:
         return await self._read(SQLiteOps.get_events, list(ids))

@@ -640,3 +640,19 @@ def test_open_store_rejects_bad_dsns_with_a_hint(tmp_path: Path, dsn: str, messa
     with pytest.raises(StoreError, match=message) as info:
         open_store(dsn, tmp_path)
     assert info.value.hint
+
+
+async def test_get_match_match_counts_and_runs_by_key(store: Store) -> None:
+    """get_match reads one rule's state for one key, match_counts counts per rule and
+    status, and list_runs filters by partition key."""
+    matches = [match("r1", "k1"), match("r1", "k2", "fired"), match("r2", "k1")]
+    await apply(store, matches={(m.rule, m.key): m for m in matches})
+    found = await store.get_match("r1", "k2")
+    assert found is not None
+    assert found.key == "k2"
+    assert await store.get_match("r1", "nope") is None
+    assert found.status == "fired"
+    assert await store.match_counts() == {"r1": {"open": 1, "fired": 1}, "r2": {"open": 1}}
+    other = dataclasses.replace(new_run("b", rule="r1"), key='{"dt":"2024-01-02"}')
+    await apply(store, runs=[new_run("a", rule="r1"), other])
+    assert [r.run_id for r in await store.list_runs(rule="r1", key=other.key)] == ["b"]

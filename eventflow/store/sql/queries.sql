@@ -64,6 +64,14 @@ WHERE (:rule IS NULL OR rule = :rule) AND (:status IS NULL OR status = :status)
 ORDER BY rule, key
 LIMIT :limit;
 
+-- name: get_match
+-- One rule's state for one partition key.
+SELECT state FROM matches WHERE rule = :rule AND key = :key;
+
+-- name: match_counts
+-- How many matches each rule has in each status.
+SELECT rule, status, count(*) FROM matches GROUP BY rule, status;
+
 -- name: insert_runs
 -- Create runs; a second run with the same run_id is ignored (RunRow order).
 INSERT OR IGNORE INTO runs
@@ -120,6 +128,7 @@ SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, 
        created_at, updated_at, not_before, started_at, finished_at, error, output
 FROM runs
 WHERE (:rule IS NULL OR rule = :rule) AND (:status IS NULL OR status = :status)
+  AND (:key IS NULL OR key = :key)
 ORDER BY created_at DESC, run_id DESC
 LIMIT :limit;
 
