@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -13,13 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import rss_mib
 from eventflow.config.loader import load_pipeline
 from eventflow.engine import Engine
-from eventflow.events import InputRef, Observation, partition_key
+from eventflow.events import InputRef, Observation
 from eventflow.log import configure
 from eventflow.rules import MatchState, RuleSpec, on_input
 from eventflow.store import open_store
+from eventflow.types import Changes
 
 PIPELINE = """
 name: bench
@@ -127,39 +130,112 @@ def report_engine(results: list[dict[str, Any]]) -> str:
 
 
 def run_memory(count: int = 1_000_000) -> dict[str, Any]:
-    """Bytes per open partial match held in memory (the in-memory form the engine and the
-    memory store use), and the SQLite size of the same state."""
+    """Memory with ``count`` open partial matches: the RSS of a process running the engine on
+    a SQLite store that holds them (the engine keeps none in memory), the file's size, how
+    long ``eventflow status`` takes on it, and the bytes per match if all were in memory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "in").mkdir()
+        (root / "p.yaml").write_text(PIPELINE.format(batch=1000, query="?synchronous=normal"))
+        start = time.perf_counter()
+        asyncio.run(_fill(root, count))
+        fill = time.perf_counter() - start
+        probe = subprocess.run(
+            [sys.executable, "-c", _PROBE, str(root / "p.yaml")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "eventflow", "status", str(root / "p.yaml"), "--json"],
+            capture_output=True,
+            check=True,
+        )
+        status = time.perf_counter() - start
+        size = (root / "state.db").stat().st_size
+    result: dict[str, Any] = {
+        "open_matches": count,
+        "db_mib": size / 2**20,
+        "fill_seconds": fill,
+        "status_seconds": status,
+    }
+    result.update(json.loads(probe.stdout))
+    result["in_memory_bytes_per_match"] = _bytes_per_match(100_000)
+    return result
+
+
+def _match(i: int, now: datetime) -> MatchState:
     spec = RuleSpec("hourly", "all", ("orders", "inventory"), ("dt", "hr"))
+    ref = InputRef(
+        f"{i:032x}",
+        "orders",
+        {"dt": f"d{i // 24:06d}", "hr": f"{i % 24:02d}"},
+        "feed",
+        {"path": f"orders/{i}", "size": 1, "mtime_ns": i},
+        "2024-01-01T00:00:00+00:00",
+    )
+    return on_input(spec, None, ref, now).state
+
+
+async def _fill(root: Path, count: int) -> None:
+    pipeline = load_pipeline(root / "p.yaml")
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    async with open_store(pipeline.state_dsn, pipeline.base_dir) as store:
+        for lo in range(0, count, 20_000):
+            states = [_match(i, now) for i in range(lo, min(count, lo + 20_000))]
+            async with store.transaction() as tx:
+                await tx.apply(Changes(matches={(m.rule, m.key): m for m in states}))
+
+
+_PROBE = """
+import asyncio, json, sys, time
+from datetime import UTC, datetime
+from eventflow.config.loader import load_pipeline
+from eventflow.engine import Engine
+from eventflow.events import Observation
+from eventflow.log import configure
+from eventflow.store import open_store
+from eventflow.types import Changes
+from benchmarks.common import rss_mib
+
+async def main():
+    configure("warning", "console")
+    pipeline = load_pipeline(sys.argv[1])
+    async with open_store(pipeline.state_dsn, pipeline.base_dir) as store:
+        engine = Engine(pipeline, store)
+        before = rss_mib()
+        # Complete 10,000 of the open matches, in batches as the engine would.
+        obs = [Observation(sensor="feed", key=f"inventory/d{i // 24:06d}/{i % 24:02d}",
+                           position={"n": i}, time=datetime(2024, 1, 1, tzinfo=UTC))
+               for i in range(0, 1_000_000, 100)]
+        start = time.perf_counter()
+        for lo in range(0, len(obs), 1000):
+            await engine.process(obs[lo:lo + 1000])
+        seconds = time.perf_counter() - start
+        print(json.dumps({"rss_mib": rss_mib(), "rss_before_mib": before,
+                          "completed": len(obs), "complete_seconds": seconds}))
+
+asyncio.run(main())
+"""
+
+
+def _bytes_per_match(count: int) -> float:
     now = datetime(2024, 1, 1, tzinfo=UTC)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    rss0 = rss_mib()
-    states: dict[tuple[str, str], MatchState] = {}
-    for i in range(count):
-        ref = InputRef(
-            f"{i:032x}",
-            "orders",
-            {"dt": f"d{i // 24}", "hr": f"{i % 24:02d}"},
-            "feed",
-            {"path": f"orders/{i}"},
-            "2024-01-01T00:00:00+00:00",
-        )
-        step = on_input(spec, None, ref, now)
-        states[("hourly", partition_key(spec.key_of(ref.partition)))] = step.state
+    states = [_match(i, now) for i in range(count)]
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    rss = rss_mib() - rss0
-    return {
-        "open_matches": len(states),
-        "bytes_per_match": used / count,
-        "total_mib": used / 2**20,
-        "rss_growth_mib": rss,
-    }
+    del states
+    return used / count
 
 
 def report_memory(r: dict[str, Any]) -> str:
     return (
-        f"memory: {r['open_matches']:,} open partial matches in memory take"
-        f" {r['total_mib']:,.0f} MiB ({r['bytes_per_match']:,.0f} bytes each; RSS grew"
-        f" {r['rss_growth_mib']:,.0f} MiB)"
+        f"memory: {r['open_matches']:,} open partial matches in SQLite ({r['db_mib']:,.0f} MiB"
+        f" file): eventflow's RSS {r['rss_mib']:,.0f} MiB while completing"
+        f" {r['completed']:,} of them ({r['completed'] / r['complete_seconds']:,.0f}/s);"
+        f" `eventflow status` {r['status_seconds']:.2f} s; held in memory instead, a match"
+        f" takes {r['in_memory_bytes_per_match']:,.0f} bytes"
     )

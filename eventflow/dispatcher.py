@@ -108,7 +108,7 @@ class Dispatcher:
             return 0
         now = self.clock()
         changes = Changes()
-        async with self.store.transaction() as tx:
+        async with self.store.transaction(durable=False) as tx:
             runs = await tx.claim_runs(now, capacity, self._limits)
             for run in runs:
                 event = completion.run_event(self.pipeline.name, completion.RUN_STARTED, run, now)
@@ -208,7 +208,7 @@ class Dispatcher:
     async def _requeue(self, run: RunRecord) -> None:
         now = self.clock()
         update = RunUpdate(run.run_id, "pending", run.attempt, now, error="stopped at shutdown")
-        async with self.store.transaction() as tx:
+        async with self.store.transaction(durable=False) as tx:
             await tx.apply(Changes(run_updates=[update]))
 
     async def _record(
@@ -267,7 +267,7 @@ class Dispatcher:
             next_attempt_at=not_before,
         )
         changes.outbox.extend(completion.route(self.pipeline, event))
-        async with self.store.transaction() as tx:
+        async with self.store.transaction(durable=False) as tx:
             await tx.apply(changes)
         if changes.inbox_add:
             self.on_produced()

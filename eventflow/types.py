@@ -341,7 +341,10 @@ class Store(Protocol):
 
     async def __aexit__(self, *exc: object) -> None: ...
 
-    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+    def transaction(self, *, durable: bool = True) -> AbstractAsyncContextManager[Transaction]:
+        """A transaction. ``durable=False`` may skip flushing to disk at commit: a power cut
+        (never a process crash) may then lose it, and a later durable commit flushes it.
+        Only for changes whose loss merely repeats work (claiming or finishing a run)."""
 
     async def lock_worker(self) -> None:
         """Claim the right to run the engine and dispatcher on this store, until ``close``.

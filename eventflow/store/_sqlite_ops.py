@@ -44,25 +44,33 @@ def _chunks(items: Sequence[T]) -> list[Sequence[T]]:
 class SQLiteOps:
     """Store operations on one connection in autocommit mode (transactions are explicit)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, synchronous: str = "full") -> None:
         self.conn = conn
         self.q = queries()
+        self.synchronous = synchronous
+        """The store's own setting, restored after a relaxed (non-durable) commit."""
 
     # transactions
 
-    def begin(self, immediate: bool = True) -> None:
+    def begin(self, immediate: bool = True, relaxed: bool = False) -> None:
+        if relaxed:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
-    def commit(self) -> None:
+    def commit(self, relaxed: bool = False) -> None:
         try:
             self.conn.execute("COMMIT")
         except BaseException:
-            self.rollback()
+            self.rollback(relaxed)
             raise
+        if relaxed:
+            self.conn.execute(f"PRAGMA synchronous={self.synchronous}")
 
-    def rollback(self) -> None:
+    def rollback(self, relaxed: bool = False) -> None:
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
+        if relaxed:
+            self.conn.execute(f"PRAGMA synchronous={self.synchronous}")
 
     def run(self, fn: Callable[..., T], *args: Any, immediate: bool = True) -> T:
         """``fn(*args)`` in a transaction of its own."""

@@ -94,7 +94,7 @@ class MemoryStore(StoreLifecycle):
         """Nothing to lock: an in-memory store belongs to one process."""
         self._check_open()
 
-    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+    def transaction(self, *, durable: bool = True) -> AbstractAsyncContextManager[Transaction]:
         return self._transaction()
 
     @asynccontextmanager

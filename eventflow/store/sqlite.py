@@ -180,7 +180,7 @@ class SQLiteStore(StoreLifecycle):
         except BaseException:
             conn.close()
             raise
-        self._ops = SQLiteOps(conn)
+        self._ops = SQLiteOps(conn, self.synchronous)
 
     def _enable_wal(self, conn: sqlite3.Connection) -> None:
         """Switch the file to WAL (a no-op once it is). Switching needs an exclusive lock and
@@ -265,24 +265,28 @@ class SQLiteStore(StoreLifecycle):
 
     # --- transactions ----------------------------------------------------------------------
 
-    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
-        return self._transaction()
+    def transaction(self, *, durable: bool = True) -> AbstractAsyncContextManager[Transaction]:
+        return self._transaction(durable)
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[Transaction]:
+    async def _transaction(self, durable: bool) -> AsyncIterator[Transaction]:
+        # A non-durable transaction commits with synchronous=NORMAL: in WAL mode the commit
+        # is safe from process crashes but not fsynced; the next durable commit's fsync
+        # covers it, since the WAL is written in order.
+        relaxed = not durable and self.synchronous in ("full", "extra")
         async with self._exclusive():
             ops = self._live()
             tx = _SQLiteTransaction(self, ops)
             try:
-                await self._hop(ops.begin)
+                await self._hop(ops.begin, True, relaxed)
                 yield tx
             except BaseException:
                 tx._ops = None
                 with contextlib.suppress(StoreError):
-                    await self._hop(ops.rollback)
+                    await self._hop(ops.rollback, relaxed)
                 raise
             tx._ops = None
-            await self._hop(ops.commit)
+            await self._hop(ops.commit, relaxed)
 
     # --- the Store protocol ----------------------------------------------------------------
 

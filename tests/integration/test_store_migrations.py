@@ -248,3 +248,18 @@ async def test_only_one_worker_may_run_on_a_sqlite_file(tmp_path: Path) -> None:
         assert await second.counts()  # reading needs no lock
         await first.close()
         await second.lock_worker()
+
+
+async def test_non_durable_transaction_commits_and_restores_synchronous(tmp_path: Path) -> None:
+    """A transaction(durable=False) commits like any other (a second connection sees it) and
+    the store's synchronous setting is back to full afterwards, also after a rollback."""
+    path = tmp_path / "state.db"
+    async with SQLiteStore(path) as store, SQLiteStore(path) as reader:
+        async with store.transaction(durable=False) as tx:
+            await tx.apply(Changes(cursors={("s", "k"): 1}))
+        assert await reader.load_cursors("s") == {"k": 1}
+        assert (await store.diagnostics())["synchronous"] == "full"
+        with pytest.raises(RuntimeError):
+            async with store.transaction(durable=False):
+                raise RuntimeError("boom")
+        assert (await store.diagnostics())["synchronous"] == "full"
