@@ -11,7 +11,7 @@ import json
 import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,6 +72,18 @@ def _parse_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="KEY=VALUE")
         values[name] = value
     return values
+
+
+def _exact_partition(pairs: tuple[str, ...], names: Sequence[str], what: str) -> dict[str, str]:
+    """``KEY=VALUE`` arguments naming exactly ``names``, in that order; exit 2 otherwise."""
+    values = _parse_pairs(pairs)
+    if set(values) != set(names):
+        example = " ".join(f"{v}=..." for v in names)
+        err.print(
+            f"{what} ({', '.join(names)}): give each as KEY=VALUE, e.g. {example}", markup=False
+        )
+        raise SystemExit(2)
+    return {n: values[n] for n in names}
 
 
 def _print_json(value: Any) -> None:
@@ -302,15 +314,8 @@ def why(file: Path, rule: str, partition: tuple[str, ...], as_json: bool) -> Non
         err.print(f"no rule {rule!r}; rules: {', '.join(pipeline.rules)}", markup=False)
         raise SystemExit(2)
     spec = pipeline.rules[rule].spec
-    values = _parse_pairs(partition)
-    if set(values) != set(spec.by):
-        err.print(
-            f"rule {rule} joins on ({', '.join(spec.by)}): give each as KEY=VALUE,"
-            f" e.g. {' '.join(f'{v}=...' for v in spec.by)}",
-            markup=False,
-        )
-        raise SystemExit(2)
-    key = partition_key({v: values[v] for v in spec.by})
+    values = _exact_partition(partition, spec.by, f"rule {rule} joins on")
+    key = partition_key(values)
 
     async def gather(store: Store) -> tuple[Any, list[RunRecord]]:
         match = await store.get_match(rule, key)
@@ -325,7 +330,7 @@ def why(file: Path, rule: str, partition: tuple[str, ...], as_json: bool) -> Non
         )
     report: dict[str, Any] = {
         "rule": rule,
-        "partition": {v: values[v] for v in spec.by},
+        "partition": values,
         "condition": {
             "mode": spec.mode,
             "datasets": list(spec.datasets),
@@ -465,14 +470,7 @@ def emit(
     if ds is None:
         err.print(f"no dataset {dataset!r}; datasets: {', '.join(pipeline.datasets)}", markup=False)
         raise SystemExit(2)
-    values = _parse_pairs(partition)
-    if set(values) != set(ds.variables):
-        err.print(
-            f"dataset {dataset} is partitioned by ({', '.join(ds.variables)}):"
-            f" give each as KEY=VALUE",
-            markup=False,
-        )
-        raise SystemExit(2)
+    values = _exact_partition(partition, ds.variables, f"dataset {dataset} is partitioned by")
     try:
         data = json.loads(payload) if payload else None
     except json.JSONDecodeError as exc:
