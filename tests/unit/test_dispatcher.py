@@ -1,0 +1,164 @@
+"""The dispatcher on the in-memory store: retries with backoff, concurrency limits, produces."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+from eventflow.config.loader import load_pipeline
+from eventflow.config.models import Backoff
+from eventflow.dispatcher import Dispatcher, backoff_delay
+from eventflow.engine import Engine
+from eventflow.events import utcnow
+from eventflow.pipeline import EMIT_SENSOR, Pipeline
+from eventflow.store.memory import MemoryStore
+from eventflow.types import InboxItem, PluginEnv, TaskRunner
+
+TASKS = """
+import asyncio, os
+calls = []
+running = 0
+peak = 0
+
+def flaky(ctx):
+    calls.append(ctx.attempt)
+    return ctx.attempt >= 2          # the first attempt fails
+
+async def slow(ctx):
+    global running, peak
+    running += 1
+    peak = max(peak, running)
+    await asyncio.sleep(0.05)
+    running -= 1
+"""
+
+
+def setup(tmp_path: Path, rules: str, engine: str = "") -> tuple[Pipeline, str]:
+    module = f"tasks_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(TASKS)
+    text = f"""
+sensors:
+  landing: {{type: directory, path: ./landing}}
+datasets:
+  ready: {{sensor: landing, key: "{{dt}}"}}
+rules:
+{rules.replace("MODULE", module)}
+engine: {{poll_interval: 50ms{engine}}}
+"""
+    (tmp_path / "p.yaml").write_text(text)
+    return load_pipeline(tmp_path / "p.yaml"), module
+
+
+def runners(pipeline: Pipeline) -> dict[str, TaskRunner]:
+    env = PluginEnv(pipeline.name, pipeline.base_dir)
+    return {n: r.task_plugin(r.task_config, env) for n, r in pipeline.rules.items()}
+
+
+async def emit(store: MemoryStore, engine: Engine, *dts: str) -> None:
+    for dt in dts:
+        await store.add_inbox(
+            InboxItem(EMIT_SENSOR, "ready", {"dt": dt}, {"emit_id": dt}, None, utcnow())
+        )
+    engine.wake()
+    await engine.process([])
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
+    """Poll the store (written by another component) until ``check`` holds."""
+    async with asyncio.timeout(timeout):
+        while not await check():  # noqa: ASYNC110 - the store has no change notification
+            await asyncio.sleep(0.01)
+
+
+async def settle(store: MemoryStore, n: int) -> None:
+    async def done() -> bool:
+        return (await store.counts())["runs_succeeded"] >= n
+
+    await until(done)
+
+
+def test_backoff_grows_and_is_capped_with_equal_jitter() -> None:
+    """The delay doubles per attempt up to `max`; jitter keeps it between half and all."""
+    policy = Backoff(initial=timedelta(seconds=1), max=timedelta(seconds=5), jitter=False)
+    assert [backoff_delay(policy, a, random.Random()).total_seconds() for a in (1, 2, 3, 4)] == [
+        1,
+        2,
+        4,
+        5,
+    ]
+    jittered = Backoff(initial=timedelta(seconds=4))
+    for seed in range(20):
+        assert 2 <= backoff_delay(jittered, 1, random.Random(seed)).total_seconds() <= 4
+
+
+async def test_failed_attempt_is_retried_after_backoff_with_the_same_run_id(
+    tmp_path: Path,
+) -> None:
+    """A failed attempt makes the run pending with a not_before (a durable timer), publishes
+    run.retrying, and the next attempt runs with the same run id and succeeds."""
+    rules = """  job:
+    when: {any: [ready], by: [dt]}
+    run: {python: "MODULE:flaky", retries: 2, backoff: {initial: 200ms, jitter: false}}"""
+    pipeline, module = setup(tmp_path, rules)
+    async with MemoryStore() as store:
+        engine = Engine(pipeline, store)
+        dispatcher = Dispatcher(pipeline, store, runners(pipeline))
+        await emit(store, engine, "d1")
+        task = asyncio.create_task(dispatcher.run())
+        try:
+
+            async def retrying() -> bool:
+                runs = await store.list_runs(status="pending")
+                return bool(runs) and runs[0].attempt == 1
+
+            await until(retrying)
+            [waiting] = await store.list_runs()
+            assert waiting.error is not None
+            assert waiting.not_before is not None
+            assert waiting.not_before - waiting.updated_at == timedelta(milliseconds=200)
+            await settle(store, 1)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        [run] = await store.list_runs()
+        assert (run.status, run.attempt, run.run_id) == ("succeeded", 2, waiting.run_id)
+        assert importlib.import_module(module).calls == [1, 2]
+
+
+async def test_per_rule_and_global_concurrency_limits(tmp_path: Path) -> None:
+    """A rule's `concurrency` and `engine.max_runs` cap how many runs execute at once."""
+    rules = """  one_at_a_time:
+    when: {any: [ready], by: [dt]}
+    run: {python: "MODULE:slow", concurrency: 1}"""
+    pipeline, module = setup(tmp_path, rules, ", max_runs: 4")
+    async with MemoryStore() as store:
+        engine = Engine(pipeline, store)
+        dispatcher = Dispatcher(pipeline, store, runners(pipeline))
+        await emit(store, engine, "a", "b", "c")
+        task = asyncio.create_task(dispatcher.run())
+        try:
+            await settle(store, 3)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert importlib.import_module(module).peak == 1
+    rules = """  many:
+    when: {any: [ready], by: [dt]}
+    run: {python: "MODULE:slow"}"""
+    pipeline, module = setup(tmp_path, rules, ", max_runs: 2")
+    async with MemoryStore() as store:
+        engine = Engine(pipeline, store)
+        dispatcher = Dispatcher(pipeline, store, runners(pipeline))
+        await emit(store, engine, *"abcdef")
+        task = asyncio.create_task(dispatcher.run())
+        try:
+            await settle(store, 6)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert importlib.import_module(module).peak == 2
