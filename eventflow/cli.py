@@ -19,6 +19,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from eventflow import __version__
 from eventflow.config.loader import load_pipeline
@@ -84,6 +85,11 @@ def _exact_partition(pairs: tuple[str, ...], names: Sequence[str], what: str) ->
         )
         raise SystemExit(2)
     return {n: values[n] for n in names}
+
+
+def _add_row(table: Table, *cells: str) -> None:
+    """Add a row of plain text: values such as ``dt=[x]`` are not rich markup."""
+    table.add_row(*(Text(cell) for cell in cells))
 
 
 def _print_json(value: Any) -> None:
@@ -264,7 +270,8 @@ def status(file: Path, limit: int, as_json: bool) -> None:
     for r in rules:
         w = r["when"]
         by = f" by {', '.join(w['by'])}" if w["by"] else ""
-        table.add_row(
+        _add_row(
+            table,
             r["rule"],
             f"{w['mode']} of {', '.join(w['datasets'])}{by}",
             str(r["open"]),
@@ -284,7 +291,8 @@ def status(file: Path, limit: int, as_json: bool) -> None:
             title_justify="left",
         )
         for p in partial:
-            table.add_row(
+            _add_row(
+                table,
                 p["rule"],
                 format_partition(p["partition"]),
                 p["status"],
@@ -420,7 +428,8 @@ def runs(
         return
     table = Table("run", "rule", "partition", "status", "attempt", "created", "error")
     for r in records:
-        table.add_row(
+        _add_row(
+            table,
             r.run_id,
             r.rule,
             format_partition(r.partition),
