@@ -50,7 +50,6 @@ from eventflow.types import (
     Store,
     StoredEvent,
     Timer,
-    Transaction,
 )
 
 Clock = Callable[[], datetime]
@@ -94,8 +93,15 @@ class _Batch:
     states: dict[MatchKey, MatchState | None] = field(default_factory=dict)
     arrivals: list[InputRef] = field(default_factory=list)
     timers: list[Timer] = field(default_factory=list)
+    inbox: list[InboxItem] = field(default_factory=list)
     acks: list[Callable[[], None]] = field(default_factory=list)
     stats: BatchStats = field(default_factory=BatchStats)
+
+    def written_ids(self) -> set[str]:
+        """Ids of the events and dead letters this batch writes."""
+        ids = {e.id for e in self.changes.events}
+        ids.update(d.event_id for d in self.changes.deadletters)
+        return ids
 
 
 class Engine:
@@ -148,22 +154,29 @@ class Engine:
         self._next_timer = await self.store.next_timer_due()
         poll = self.pipeline.engine.poll_interval.total_seconds()
         size = self.pipeline.engine.batch_size
-        # Pipelined: while batch N commits (SQL and fsync in the store's thread), batch N+1 is
-        # prepared (ids, dataset matching). Commits stay strictly ordered and each batch is
-        # acknowledged only after its own commit.
+        # Pipelined: batch N+1 is evaluated while batch N commits in the store's thread. Its
+        # reads come from the last commit (a second connection) overlaid with what batch N
+        # writes; that is exact because this engine is the only writer of events and rule
+        # state (Store.lock_worker). Commits stay in order, and each batch is acknowledged
+        # only after its own commit.
         inflight: asyncio.Task[BatchStats] | None = None
+        written: _Batch | None = None
         try:
             while not self._stopping:
                 if self.queue.empty() and inflight is not None:
                     await inflight
-                    inflight = None
+                    inflight, written = None, None
                 if self._timers_stale:
                     self._timers_stale = False
                     self._next_timer = await self.store.next_timer_due()
-                prepared = self._prepare(await self._collect(size, poll))
+                observations = await self._collect(size, poll)
+                batch = await self._evaluate_batch(self._prepare(observations), written)
                 if inflight is not None:
                     await inflight
-                inflight = asyncio.create_task(self._commit(prepared), name="engine-commit")
+                    inflight, written = None, None
+                if batch is not None:
+                    written = batch
+                    inflight = asyncio.create_task(self._write(batch), name="engine-commit")
             if inflight is not None:
                 await inflight
         except BaseException:
@@ -200,7 +213,8 @@ class Engine:
 
     async def process(self, observations: list[Observation]) -> BatchStats:
         """Evaluate one batch and commit it (the inbox and due timers are added here)."""
-        return await self._commit(self._prepare(observations))
+        batch = await self._evaluate_batch(self._prepare(observations), None)
+        return await self._write(batch) if batch is not None else BatchStats()
 
     def _prepare(self, observations: list[Observation]) -> _Prepared:
         """What a batch's observations announce; pure CPU, independent of the store."""
@@ -212,50 +226,48 @@ class Engine:
             prepared.results.append(self._observe(obs, eid, now))
         return prepared
 
-    async def _commit(self, prepared: _Prepared) -> BatchStats:
-        observations = prepared.observations
+    async def _evaluate_batch(self, prepared: _Prepared, written: _Batch | None) -> _Batch | None:
+        """Everything the batch will write; ``written`` is the batch still committing."""
         now = self.clock()
         batch = _Batch(now=now)
         poll_due = self._poll_now or now - self._last_poll >= self.pipeline.engine.poll_interval
         timers_due = self._next_timer is not None and self._next_timer <= now
         self._poll_now = False
-        inbox: list[InboxItem] = []
-        if poll_due:
+        if poll_due:  # reads through the writer's connection: they wait for its commit
             self._last_poll = now
-            inbox = await self.store.fetch_inbox(self.pipeline.engine.batch_size)
+            batch.inbox = await self.store.fetch_inbox(self.pipeline.engine.batch_size)
         if timers_due or poll_due:
             batch.timers = await self.store.due_timers(now, self.pipeline.engine.batch_size)
-        if not observations and not inbox and not batch.timers:
+        if not prepared.observations and not batch.inbox and not batch.timers:
             if timers_due:
                 self._timers_stale = True
-            return batch.stats
+            return None
+        await self._intake(batch, prepared, written)
+        await self._evaluate(batch, written)
+        return batch
 
+    async def _write(self, batch: _Batch) -> BatchStats:
         async with self.store.transaction() as tx:
-            await self._intake(tx, batch, prepared, inbox)
-            await self._evaluate(tx, batch)
             crash_point("engine.before_commit")
             if batch.changes:
                 await tx.apply(batch.changes)
         crash_point("engine.after_commit")
         for ack in batch.acks:
             ack()
-        self._after_commit(batch, inbox)
+        self._after_commit(batch)
         return batch.stats
 
     # -- intake: ids, dedupe, datasets -----------------------------------------------------
 
-    async def _intake(
-        self,
-        tx: Transaction,
-        batch: _Batch,
-        prepared: _Prepared,
-        inbox: list[InboxItem],
-    ) -> None:
-        changes, stats = batch.changes, batch.stats
+    async def _intake(self, batch: _Batch, prepared: _Prepared, written: _Batch | None) -> None:
+        changes, stats, inbox = batch.changes, batch.stats, batch.inbox
         stats.observations = len(prepared.observations)
         ids = prepared.ids
         inbox_ids = [event_id(i.observation_sensor, i.position) for i in inbox]
-        seen = await tx.seen_events({*ids, *inbox_ids}) if ids or inbox_ids else set()
+        wanted = {*ids, *inbox_ids}
+        seen = await self.store.committed_seen_events(wanted) if wanted else set()
+        if written is not None:
+            seen |= wanted & written.written_ids()
         for obs, eid, observed in zip(prepared.observations, ids, prepared.results, strict=True):
             if obs.cursor is not None:
                 changes.cursors[(obs.sensor, obs.cursor[0])] = obs.cursor[1]
@@ -374,7 +386,7 @@ class Engine:
 
     # -- evaluation: the pure core ---------------------------------------------------------
 
-    async def _evaluate(self, tx: Transaction, batch: _Batch) -> None:
+    async def _evaluate(self, batch: _Batch, written: _Batch | None) -> None:
         rules = self.pipeline.rules
         by_dataset = self.pipeline.rules_by_dataset
         # (rule, match key, input): the key is computed once per rule and input.
@@ -400,9 +412,12 @@ class Engine:
         if not work:
             return
         keys = {mk for _, mk, _ in work}
-        loaded = await tx.get_matches(keys)
         states = batch.states
-        for k in keys:
+        if written is not None:  # newer than the last commit
+            for k in keys & written.changes.matches.keys():
+                states[k] = written.changes.matches[k]
+        loaded = await self.store.committed_matches(keys - states.keys())
+        for k in keys - states.keys():
             states[k] = loaded.get(k)
         matches, now = batch.changes.matches, batch.now
         for rule, mk, item in work:
@@ -471,7 +486,7 @@ class Engine:
 
     # -- after the commit ------------------------------------------------------------------
 
-    def _after_commit(self, batch: _Batch, inbox: list[InboxItem]) -> None:
+    def _after_commit(self, batch: _Batch) -> None:
         stats, changes = batch.stats, batch.changes
         for name in (
             "observations",
@@ -490,7 +505,7 @@ class Engine:
                 self._next_timer = t.due
         if batch.timers or (self._next_timer is not None and self._next_timer <= batch.now):
             self._timers_stale = True  # the due ones are gone: read the next one from the store
-        if len(inbox) == self.pipeline.engine.batch_size:
+        if len(batch.inbox) == self.pipeline.engine.batch_size:
             self.wake()  # more inbox rows are waiting
         if changes.runs:
             self.on_runs()

@@ -403,6 +403,14 @@ class Store(Protocol):
         self, *, rule: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[MatchState]: ...
 
+    async def committed_seen_events(self, ids: Collection[str]) -> set[str]:
+        """Like ``Transaction.seen_events`` but outside any transaction, from the last
+        commit, without waiting for an open transaction (the engine overlays what its own
+        in-flight commit writes)."""
+
+    async def committed_matches(self, keys: Collection[MatchKey]) -> dict[MatchKey, MatchState]:
+        """Like ``Transaction.get_matches``, from the last commit (see above)."""
+
     async def get_match(self, rule: str, key: str) -> MatchState | None: ...
 
     async def match_counts(self) -> dict[str, dict[str, int]]:

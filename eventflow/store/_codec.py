@@ -14,6 +14,7 @@ so they compare, order and round-trip values in exactly the same way:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -47,8 +48,12 @@ def _dumps(value: JSON) -> str:
     return orjson.dumps(value, option=_OPTIONS).decode()
 
 
+@functools.lru_cache(maxsize=1024)
 def dt_text(value: datetime) -> str:
-    """``value`` as sortable UTC text; raises StoreError for a naive datetime."""
+    """``value`` as sortable UTC text; raises StoreError for a naive datetime.
+
+    Cached: the events of a batch share ``received_at`` and often their source times.
+    """
     tz = value.tzinfo
     if tz is UTC:
         return value.isoformat(timespec="microseconds")

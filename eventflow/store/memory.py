@@ -166,6 +166,14 @@ class MemoryStore(StoreLifecycle):
     ) -> list[MatchState]:
         return await self._do(lambda o: o.list_matches(rule, status, limit))
 
+    async def committed_seen_events(self, ids: Collection[str]) -> set[str]:
+        self._check_open()  # committed tables only: no lock, like a second connection
+        return MemoryOps(self._tables).seen_events(ids)
+
+    async def committed_matches(self, keys: Collection[MatchKey]) -> dict[MatchKey, MatchState]:
+        self._check_open()
+        return MemoryOps(self._tables).get_matches(keys)
+
     async def get_match(self, rule: str, key: str) -> MatchState | None:
         return await self._do(lambda o: o.get_match(rule, key))
 

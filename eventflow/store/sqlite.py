@@ -82,6 +82,8 @@ class SQLiteStore(StoreLifecycle):
         self._executor: ThreadPoolExecutor | None = None
         self._ops: SQLiteOps | None = None
         self._worker_lock: IO[bytes] | None = None
+        self._reader_executor: ThreadPoolExecutor | None = None
+        self._reader: SQLiteOps | None = None
 
     def __repr__(self) -> str:
         return f"SQLiteStore('{self.path}')"
@@ -142,6 +144,10 @@ class SQLiteStore(StoreLifecycle):
             if self._worker_lock is not None:
                 self._worker_lock.close()  # releases the flock
                 self._worker_lock = None
+            if self._reader_executor is not None:
+                self._reader_executor.submit(self._close_reader)
+                self._reader_executor.shutdown(wait=True)
+                self._reader_executor = None
 
     async def lock_worker(self) -> None:
         """One ``eventflow run`` per SQLite file: an exclusive ``flock`` on ``FILE.lock``,
@@ -340,6 +346,39 @@ class SQLiteStore(StoreLifecycle):
         self, *, rule: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[MatchState]:
         return await self._read(SQLiteOps.list_matches, rule, status, limit)
+
+    async def committed_seen_events(self, ids: Collection[str]) -> set[str]:
+        return await self._read_committed(SQLiteOps.seen_events, list(ids))
+
+    async def committed_matches(self, keys: Collection[MatchKey]) -> dict[MatchKey, MatchState]:
+        return await self._read_committed(SQLiteOps.get_matches, list(keys))
+
+    async def _read_committed(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a read on a second connection with a thread of its own: WAL lets it read the
+        last commit while the writer's transaction is open, without waiting for it."""
+        self._check_open()
+        if self._reader_executor is None:
+            self._reader_executor = ThreadPoolExecutor(1, thread_name_prefix="eventflow-read")
+        job = asyncio.get_running_loop().run_in_executor(
+            self._reader_executor, partial(self._on_reader, fn, *args)
+        )
+        try:
+            return await job
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite state store {self.path}: {exc}") from exc
+
+    def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._reader is None:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            conn.execute("PRAGMA query_only = ON")
+            self._reader = SQLiteOps(conn, self.synchronous)
+        return fn(self._reader, *args)
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.conn.close()
+            self._reader = None
 
     async def get_match(self, rule: str, key: str) -> MatchState | None:
         return await self._read(SQLiteOps.get_match, rule, key)

@@ -656,3 +656,18 @@ async def test_get_match_match_counts_and_runs_by_key(store: Store) -> None:
     other = dataclasses.replace(new_run("b", rule="r1"), key='{"dt":"2024-01-02"}')
     await apply(store, runs=[new_run("a", rule="r1"), other])
     assert [r.run_id for r in await store.list_runs(rule="r1", key=other.key)] == ["b"]
+
+
+async def test_committed_reads_see_the_last_commit_without_waiting(store: Store) -> None:
+    """committed_seen_events and committed_matches answer from the last commit while a
+    transaction is open, without its uncommitted writes and without waiting for it."""
+    await apply(store, events=[stored_event("e1")], matches={("r", "k1"): match("r", "k1")})
+    async with store.transaction() as tx:
+        await tx.apply(
+            Changes(events=[stored_event("e2")], matches={("r", "k2"): match("r", "k2")})
+        )
+        seen = await asyncio.wait_for(store.committed_seen_events(["e1", "e2"]), timeout=5)
+        assert seen == {"e1"}
+        found = await asyncio.wait_for(store.committed_matches([("r", "k1"), ("r", "k2")]), 5)
+        assert set(found) == {("r", "k1")}
+    assert await store.committed_seen_events(["e1", "e2"]) == {"e1", "e2"}

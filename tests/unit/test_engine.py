@@ -199,3 +199,31 @@ def test_what_fires_does_not_depend_on_order_or_batching(
     shuffled = list(obs)
     rnd.shuffle(shuffled)
     assert asyncio.run(feed(obs)) == asyncio.run(feed(shuffled))
+
+
+async def test_pipelined_batches_see_the_state_of_the_batch_still_committing(
+    tmp_path: Path,
+) -> None:
+    """Through the run loop, with batches of two, a join whose inputs fall into consecutive
+    batches (the second evaluated while the first commits) fires exactly once."""
+    (tmp_path / "p.yaml").write_text(PIPELINE + "engine: {batch_size: 2}\n")
+    acks: list[str] = []
+    async with MemoryStore() as store:
+        engine = Engine(load_pipeline(tmp_path / "p.yaml"), store)
+        runner = asyncio.create_task(engine.run())
+        order = []
+        for d in range(20):
+            order += [
+                file_obs(f"orders/d{d}/_SUCCESS", acks=acks),
+                file_obs(f"inventory/d{d}.csv", acks=acks),
+            ]
+        # Shift by one so that every join straddles two batches, and send duplicates too.
+        order = order[1:] + order[:1] + order[:6]
+        for obs in order:
+            await engine.submit(obs)
+        async with asyncio.timeout(10):
+            while len(acks) < len(order):  # noqa: ASYNC110 - acks come from the engine
+                await asyncio.sleep(0.01)
+        engine.stop()
+        await runner
+        assert await runs(store) == [("report", f"d{d}", 1) for d in sorted(range(20), key=str)]
