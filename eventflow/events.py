@@ -13,12 +13,14 @@ import hashlib
 import json
 import json.encoder
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from eventflow.values import value
 
 JSON = Any
 """A value that ``json.dumps`` accepts."""
@@ -76,7 +78,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Observation:
     """Something a sensor saw, with everything needed to process and acknowledge it.
 
@@ -121,7 +123,7 @@ class Event(BaseModel):
         return self.model_dump_json(exclude_none=True)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class InputRef:
     """One input of a rule: an event that announced a dataset partition, and where it came from."""
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from eventflow.events import JSON, Event, InputRef, Observation
 from eventflow.rules.core import MatchState
+from eventflow.values import value
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -138,7 +139,7 @@ class TaskRunner(Protocol):
 # --- state store records -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class StoredEvent:
     """An observed event as recorded in the event log (what ``why`` and replay read)."""
 

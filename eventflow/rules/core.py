@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from eventflow.events import InputRef, Partition, digest, partition_key
+from eventflow.values import value
 
 Mode = Literal["all", "any"]
 OnUpdate = Literal["rerun", "ignore"]
@@ -45,7 +46,7 @@ class RuleSpec:
         return {v: partition[v] for v in self.by}
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MatchState:
     """One rule's progress for one partition key, as kept in the store between batches.
 
@@ -109,7 +110,7 @@ class MatchState:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Fire:
     """Create the run for ``(rule, key, generation)`` with these inputs."""
 
@@ -124,7 +125,7 @@ class Fire:
         return run_id_for(self.rule, self.key, self.generation)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Expired:
     """A partial match closed its ``within`` window without all inputs: publish it."""
 
@@ -137,7 +138,7 @@ class Expired:
     opened_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ScheduleTimer:
     """Write a durable timer row that feeds :func:`on_expiry` when it falls due."""
 
@@ -148,7 +149,7 @@ class ScheduleTimer:
     due: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CancelTimer:
     kind: str
     rule: str
@@ -156,7 +157,7 @@ class CancelTimer:
     generation: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Ignored:
     """An input changed nothing, and why (logged, visible in ``why``)."""
 
@@ -169,7 +170,7 @@ class Ignored:
 Effect = Fire | Expired | ScheduleTimer | CancelTimer | Ignored
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Step:
     """The state after one input and the effects the engine must carry out."""
 
