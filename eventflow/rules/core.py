@@ -261,14 +261,15 @@ def on_expiry(
 def _satisfied(spec: RuleSpec, inputs: Mapping[str, tuple[InputRef, ...]]) -> bool:
     if spec.mode == "any":
         return any(inputs.values())
-    return all(inputs.get(dataset) for dataset in spec.datasets)
+    return all(map(inputs.get, spec.datasets))
 
 
 def _with(refs: tuple[InputRef, ...], ref: InputRef) -> tuple[InputRef, ...]:
     """``refs`` with ``ref`` added, replacing an older event for the same dataset partition."""
     if not refs:
         return (ref,)
-    return (*(r for r in refs if r.partition != ref.partition), ref)
+    partition = ref.partition
+    return (*[r for r in refs if r.partition != partition], ref)
 
 
 def _iso(value: datetime | None) -> str | None:
