@@ -130,35 +130,26 @@ async def test_failed_attempt_is_retried_after_backoff_with_the_same_run_id(
         assert importlib.import_module(module).calls == [1, 2]
 
 
+async def peak_concurrency(tmp_path: Path, run: str, engine: str, dts: str) -> int:
+    """Run one `slow` rule for every partition in ``dts``; the most runs seen at once."""
+    rules = f"""  slow:
+    when: {{any: [ready], by: [dt]}}
+    run: {run}"""
+    pipeline, module = setup(tmp_path, rules, engine)
+    async with MemoryStore() as store:
+        await emit(store, Engine(pipeline, store), *dts)
+        task = asyncio.create_task(Dispatcher(pipeline, store, runners(pipeline)).run())
+        try:
+            await settle(store, len(dts))
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    peak: int = importlib.import_module(module).peak
+    return peak
+
+
 async def test_per_rule_and_global_concurrency_limits(tmp_path: Path) -> None:
     """A rule's `concurrency` and `engine.max_runs` cap how many runs execute at once."""
-    rules = """  one_at_a_time:
-    when: {any: [ready], by: [dt]}
-    run: {python: "MODULE:slow", concurrency: 1}"""
-    pipeline, module = setup(tmp_path, rules, ", max_runs: 4")
-    async with MemoryStore() as store:
-        engine = Engine(pipeline, store)
-        dispatcher = Dispatcher(pipeline, store, runners(pipeline))
-        await emit(store, engine, "a", "b", "c")
-        task = asyncio.create_task(dispatcher.run())
-        try:
-            await settle(store, 3)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        assert importlib.import_module(module).peak == 1
-    rules = """  many:
-    when: {any: [ready], by: [dt]}
-    run: {python: "MODULE:slow"}"""
-    pipeline, module = setup(tmp_path, rules, ", max_runs: 2")
-    async with MemoryStore() as store:
-        engine = Engine(pipeline, store)
-        dispatcher = Dispatcher(pipeline, store, runners(pipeline))
-        await emit(store, engine, *"abcdef")
-        task = asyncio.create_task(dispatcher.run())
-        try:
-            await settle(store, 6)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        assert importlib.import_module(module).peak == 2
+    slow = '{python: "MODULE:slow"'
+    assert await peak_concurrency(tmp_path, slow + ", concurrency: 1}", ", max_runs: 4", "abc") == 1
+    assert await peak_concurrency(tmp_path, slow + "}", ", max_runs: 2", "abcdef") == 2
