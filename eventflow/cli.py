@@ -28,7 +28,7 @@ from eventflow.errors import ConfigError, EventflowError
 from eventflow.events import format_partition, partition_key, utcnow
 from eventflow.log import configure, get_logger
 from eventflow.pipeline import EMIT_SENSOR, Pipeline
-from eventflow.store import open_store
+from eventflow.store import open_store, redact_dsn
 from eventflow.types import InboxItem, RunRecord, Store
 
 T = TypeVar("T")
@@ -255,7 +255,7 @@ def status(file: Path, limit: int, as_json: bool) -> None:
         )
     report = {
         "pipeline": pipeline.name,
-        "state": pipeline.state_dsn,
+        "state": redact_dsn(pipeline.state_dsn),
         "rules": rules,
         "partial_matches": partial,
         "counts": data["counts"],
@@ -265,7 +265,7 @@ def status(file: Path, limit: int, as_json: bool) -> None:
         _print_json(report)
         return
     counts = data["counts"]
-    out.print(f"[bold]{escape(pipeline.name)}[/]  state {escape(pipeline.state_dsn)}")
+    out.print(f"[bold]{escape(pipeline.name)}[/]  state {escape(redact_dsn(pipeline.state_dsn))}")
     table = Table("rule", "when", "open", "fired", "expired", title="Rules", title_justify="left")
     for r in rules:
         w = r["when"]

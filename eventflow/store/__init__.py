@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import cast
+from urllib.parse import urlsplit, urlunsplit
 
 from eventflow import registry
 from eventflow.errors import EventflowError, StoreError
@@ -38,7 +39,7 @@ def scheme_of(dsn: str) -> str:
     scheme, sep, _ = dsn.partition("://")
     if not sep or not scheme:
         raise StoreError(
-            f"state store DSN {dsn!r} has no scheme",
+            f"state store DSN {redact_dsn(dsn)!r} has no scheme",
             hint="write e.g. sqlite:///.eventflow/state.db or memory://",
         )
     return scheme.lower()
@@ -55,8 +56,17 @@ def open_store(dsn: str, base_dir: Path) -> Store:
     except EventflowError as exc:
         known = ", ".join(f"{name}://" for name in registry.stores.names()) or "none"
         raise StoreError(
-            f"no state store for the DSN scheme {scheme!r} in {dsn!r}",
+            f"no state store for the DSN scheme {scheme!r} in {redact_dsn(dsn)!r}",
             hint=f"known schemes: {known}; a plugin adds one through the "
             "'eventflow.stores' entry-point group",
         ) from exc
     return cast(Store, cls.from_dsn(dsn, base_dir))
+
+
+def redact_dsn(dsn: str) -> str:
+    """``dsn`` with any password replaced by ``***``, for printing and logging."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
