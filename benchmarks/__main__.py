@@ -4,32 +4,32 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchmarks import core, engine, latency
 from benchmarks.common import machine
 
+BENCHMARKS: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
+    "latency": (latency.run, latency.report),
+    "core": (core.run, core.report),
+    "engine": (engine.run_engine, engine.report_engine),
+    "memory": (engine.run_memory, engine.report_memory),
+}
+
 
 def main(argv: list[str]) -> None:
-    names = argv or ["latency", "core", "engine", "memory"]
+    names = argv or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        raise SystemExit(f"unknown benchmark {unknown[0]!r}; known: {' '.join(BENCHMARKS)}")
     print(f"machine: {machine()}", flush=True)
     results = {}
     for name in names:
-        if name == "latency":
-            r = latency.run()
-            print(latency.report(r), flush=True)
-        elif name == "core":
-            r = core.run()
-            print(core.report(r), flush=True)
-        elif name == "engine":
-            r = engine.run_engine()
-            print(engine.report_engine(r), flush=True)
-        elif name == "memory":
-            r = engine.run_memory()
-            print(engine.report_memory(r), flush=True)
-        else:
-            raise SystemExit(f"unknown benchmark {name!r}; known: latency core engine memory")
-        results[name] = r
+        run, report = BENCHMARKS[name]
+        results[name] = run()
+        print(report(results[name]), flush=True)
     out = Path("benchmarks/results")
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 from eventflow.events import Event, InputRef, digest, format_partition
-from eventflow.patterns import glob_match
 from eventflow.pipeline import Pipeline
 from eventflow.rules.core import Expired
 from eventflow.types import OutboxItem, RunRecord
@@ -104,13 +103,9 @@ def match_expired(pipeline: str, effect: Expired, now: datetime) -> Event:
 
 def wanted(pipeline: Pipeline, type_: str) -> bool:
     """Whether any publisher takes events of this type (skip building the ones none takes)."""
-    return any(glob_match(type_, p.types) for p in pipeline.publishers)
+    return bool(pipeline.publishers_for(type_))
 
 
 def route(pipeline: Pipeline, event: Event) -> list[OutboxItem]:
     """One outbox item per publisher whose ``types`` globs accept the event's type."""
-    return [
-        OutboxItem(publisher=p.name, event=event)
-        for p in pipeline.publishers
-        if glob_match(event.type, p.types)
-    ]
+    return [OutboxItem(publisher=name, event=event) for name in pipeline.publishers_for(event.type)]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from eventflow import completion
@@ -66,6 +66,10 @@ class BatchStats:
     deadletters: int = 0
     timers: int = 0
     inbox: int = 0
+
+    def add(self, other: BatchStats) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 @dataclass(slots=True)
@@ -488,18 +492,7 @@ class Engine:
 
     def _after_commit(self, batch: _Batch) -> None:
         stats, changes = batch.stats, batch.changes
-        for name in (
-            "observations",
-            "duplicates",
-            "events",
-            "arrivals",
-            "fires",
-            "expired",
-            "deadletters",
-            "timers",
-            "inbox",
-        ):
-            setattr(self.total, name, getattr(self.total, name) + getattr(stats, name))
+        self.total.add(stats)
         for t in changes.timers_add:
             if self._next_timer is None or t.due < self._next_timer:
                 self._next_timer = t.due

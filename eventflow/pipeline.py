@@ -13,6 +13,7 @@ from typing import Any
 
 from eventflow.config.models import EngineConfig, PipelineConfig, RunConfig
 from eventflow.datasets import DatasetSpec
+from eventflow.patterns import glob_match
 from eventflow.rules.core import RuleSpec
 
 PRODUCED_SENSOR_PREFIX = "rules."
@@ -86,6 +87,19 @@ class Pipeline:
             for ds in rule.spec.datasets:
                 out.setdefault(ds, []).append(rule)
         return out
+
+    @cached_property
+    def _routes(self) -> dict[str, tuple[str, ...]]:
+        return {}
+
+    def publishers_for(self, event_type: str) -> tuple[str, ...]:
+        """Names of the publishers whose ``types`` globs take this event type (memoised:
+        a pipeline publishes a handful of types, each many times)."""
+        names = self._routes.get(event_type)
+        if names is None:
+            names = tuple(p.name for p in self.publishers if glob_match(event_type, p.types))
+            self._routes[event_type] = names
+        return names
 
     @property
     def runs_dir(self) -> Path:
