@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import jmespath
 import jmespath.exceptions
 
-from eventflow.config.models import _NAME, DatasetConfig, When
+from eventflow.config.models import NAME, DatasetConfig, When
 from eventflow.config.report import ConfigPath, Problems, closest, did_you_mean
 from eventflow.datasets import DatasetSpec
 from eventflow.patterns import KeyPattern, placeholders
@@ -54,26 +54,21 @@ class Compiled:
 
 
 def check_names(raw: Mapping[str, object], problems: Problems) -> None:
-    """Names of sensors, datasets and rules: the characters they may use, reserved ones."""
-    for section in ("sensors", "datasets", "rules"):
-        names = raw.get(section)
-        if not isinstance(names, Mapping):
-            continue
-        for name in names:
-            if not isinstance(name, str) or not _NAME.match(name):
-                problems.add(
-                    f"the name `{name}` has characters other than letters, digits, '_', '-', '.'",
-                    (section, name),
-                )
-            elif section == "sensors" and (
-                name.startswith(PRODUCED_SENSOR_PREFIX) or name == EMIT_SENSOR
-            ):
-                problems.add(
-                    f"the sensor name `{name}` is reserved for eventflow's own observations",
-                    (section, name),
-                    hint=f"rename it; names starting with `{PRODUCED_SENSOR_PREFIX}` and"
-                    f" `{EMIT_SENSOR}` are taken",
-                )
+    """Sensor names eventflow keeps for itself (the characters of every name are checked by
+    the model's ``Name`` key type)."""
+    sensors = raw.get("sensors")
+    if not isinstance(sensors, Mapping):
+        return
+    for name in sensors:
+        if isinstance(name, str) and (
+            name.startswith(PRODUCED_SENSOR_PREFIX) or name == EMIT_SENSOR
+        ):
+            problems.add(
+                f"the sensor name `{name}` is reserved for eventflow's own observations",
+                ("sensors", name),
+                hint=f"rename it; names starting with `{PRODUCED_SENSOR_PREFIX}` and"
+                f" `{EMIT_SENSOR}` are taken",
+            )
 
 
 class _Checker:
@@ -176,7 +171,7 @@ class _Checker:
                 self.producers.setdefault(rule.produces, []).append(name)
         for dataset, rules in self.producers.items():
             path: ConfigPath = ("rules", rules[0], "produces")
-            if not _NAME.match(dataset):
+            if not NAME.match(dataset):
                 self.problems.add(
                     f"the dataset name `{dataset}` has characters other than letters, digits,"
                     " '_', '-', '.'",

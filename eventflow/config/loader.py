@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
 
 from eventflow.config.checks import RuleView, Sections, check, check_names
 from eventflow.config.interpolate import interpolate_tree
@@ -34,7 +33,6 @@ from eventflow.rules.core import RuleSpec
 DEFAULT_STATE = "sqlite:///.eventflow/state.db"
 """The state store when the file names none; relative to the file's directory."""
 
-_NAMED_SECTIONS = ("sensors", "datasets", "rules")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -143,20 +141,8 @@ def _validate_pipeline(raw: dict[str, Any], problems: Problems) -> PipelineConfi
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        errors = [e for e in exc.errors(include_url=False) if not _is_name_error(e)]
-        report(errors, PipelineConfig, raw, problems, ())
+        report(exc.errors(include_url=False), PipelineConfig, raw, problems, ())
         return None
-
-
-def _is_name_error(err: ErrorDetails) -> bool:
-    """The model's check of section names; :func:`check_names` reports each bad name at its
-    line instead of only the first at the section's."""
-    return (
-        err["type"] == "value_error"
-        and len(err["loc"]) == 1
-        and err["loc"][0] in _NAMED_SECTIONS
-        and "must be letters" in err["msg"]
-    )
 
 
 def _quiet(model: type[M], data: Any) -> M | None:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from eventflow.durations import Duration
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+"""What sensor, dataset and rule names may be made of."""
+Name = Annotated[str, StringConstraints(pattern=NAME.pattern)]
 
 
 class Model(BaseModel):
@@ -185,25 +187,17 @@ class PipelineConfig(Model):
         description="State store DSN; default `sqlite:///.eventflow/state.db` next to the file.",
     )
     engine: EngineConfig = Field(default_factory=EngineConfig, description="Process settings.")
-    sensors: dict[str, dict[str, Any]] = Field(
+    sensors: dict[Name, dict[str, Any]] = Field(
         default_factory=dict,
         description="Source watchers by name; `type` picks the plugin (sections below).",
     )
-    datasets: dict[str, DatasetConfig] = Field(
+    datasets: dict[Name, DatasetConfig] = Field(
         default_factory=dict, description="Named datasets and how their partition key is read."
     )
-    rules: dict[str, RuleConfig] = Field(
+    rules: dict[Name, RuleConfig] = Field(
         default_factory=dict, description="When to run what, by name."
     )
     publish: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Where completion events go; `type` picks the publisher (sections below).",
     )
-
-    @field_validator("sensors", "datasets", "rules")
-    @classmethod
-    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for name in value:
-            if not isinstance(name, str) or not _NAME.match(name):
-                raise ValueError(f"name {name!r} must be letters, digits, '_', '-' or '.'")
-        return value

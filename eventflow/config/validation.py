@@ -73,6 +73,11 @@ def describe(err: ErrorDetails, model: type[BaseModel], path: ConfigPath) -> tup
         what = f", {_sentence(field.description)}" if field and field.description else ""
         return f"missing required key `{last}`", f"add `{last}:`{what}"
     if "[key]" in err["loc"]:
+        if kind == "string_pattern_mismatch":
+            return (
+                f"the name `{last}` has characters other than letters, digits, '_', '-', '.'",
+                None,
+            )
         return "a name must be text", "quote it"
     if kind in ("value_error", "assertion_error"):
         text = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")

@@ -524,3 +524,21 @@ def test_reserved_names_are_rejected(write: Write) -> None:
     assert "reserved" in first.message
     assert second.path == ("datasets", "a", "sensor")
     assert "produces: a" in hint(second)
+
+
+def test_every_bad_name_is_reported_at_its_own_line(write: Write) -> None:
+    """Names with characters other than letters, digits, '_', '-', '.' are each reported
+    once, at the line of the name."""
+    path = write(
+        """
+        sensors:
+          "a b": {type: fake}
+          ok: {type: fake}
+          "c/d": {type: fake}
+        """
+    )
+    found = [p for p in problems(path) if "characters other than" in p.message]
+    assert [(p.line, p.path) for p in found] == [
+        (line_of(path, '"a b"'), ("sensors", "a b")),
+        (line_of(path, '"c/d"'), ("sensors", "c/d")),
+    ]
