@@ -101,17 +101,6 @@ def render_deep(value: object, values: Mapping[str, object]) -> object:
     return value
 
 
-def strings_in(value: object) -> list[str]:
-    """Every string inside a nested structure, for validating the placeholders it uses."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [s for v in value for s in strings_in(v)]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in strings_in(v)]
-    return []
-
-
 def glob_match(name: str, patterns: tuple[str, ...] | list[str]) -> bool:
     """True if ``name`` (a relative path with ``/``) matches any glob; ``**`` spans directories."""
     return any(_glob_regex(p).match(name) for p in patterns)

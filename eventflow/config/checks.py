@@ -367,7 +367,7 @@ def check(sections: Sections, problems: Problems) -> Compiled:
 
 
 def _strings(value: object, path: ConfigPath) -> Iterator[tuple[ConfigPath, str]]:
-    """Every string inside ``value`` with its path (``patterns.strings_in`` with places)."""
+    """Every string inside ``value`` (lists and mappings) with its path."""
     if isinstance(value, str):
         yield path, value
     elif isinstance(value, list):
