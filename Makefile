@@ -14,6 +14,7 @@ install: $(BIN)/python
 
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	scripts/install-test-services.sh
 
 ## Install eventflow and run the quickstart pipeline end to end (directory sensor, SQLite).
 quickstart: install

@@ -1,0 +1,1 @@
+"""Test fixtures for the kafka service (to be filled in)."""

@@ -1,0 +1,1 @@
+"""Test fixtures for the mqtt service (to be filled in)."""

@@ -1,0 +1,1 @@
+"""Test fixtures for the s3 service (to be filled in)."""
