@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.services.kafka",
     "tests.services.s3",
     "tests.services.mqtt",
+    "tests.services.postgres",
 ]
