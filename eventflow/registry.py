@@ -1,7 +1,8 @@
 """Plugins by name: sensors, publishers and task runners by ``type``, stores by DSN scheme.
 
 Plugins are found through the entry-point groups ``eventflow.sensors``,
-``eventflow.publishers``, ``eventflow.tasks`` and ``eventflow.stores``; a third-party
+``eventflow.publishers``, ``eventflow.tasks``, ``eventflow.stores`` and ``eventflow.senders``
+(the transports of the ``publish`` task); a third-party
 package adds one by declaring an entry point, without touching eventflow. Tests may
 ``register`` a plugin directly.
 """
@@ -20,6 +21,7 @@ GROUPS = {
     "publisher": "eventflow.publishers",
     "task": "eventflow.tasks",
     "store": "eventflow.stores",
+    "sender": "eventflow.senders",
 }
 
 
@@ -63,3 +65,4 @@ sensors: Registry[Any] = Registry("sensor")
 publishers: Registry[Any] = Registry("publisher")
 tasks: Registry[Any] = Registry("task")
 stores: Registry[Any] = Registry("store")
+senders: Registry[Any] = Registry("sender")

@@ -93,6 +93,40 @@ class Publisher(Protocol):
     async def close(self) -> None: ...
 
 
+# --- message senders (the ``publish`` task) ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One message a ``publish`` task sends: already rendered and encoded."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@runtime_checkable
+class MessageSender(Protocol):
+    """Sends messages to a broker for the ``publish`` task; registered in the entry-point group
+    ``eventflow.senders`` under the transport key (``kafka``, ``mqtt``). ``config_model``
+    validates the connection settings under that key.
+
+    ``send`` returns once the broker has acknowledged the message (Kafka ``acks=all``, MQTT
+    QoS 1 PUBACK) with facts about it (partition and offset, message id), and raises when it
+    could not be delivered: the attempt fails and the dispatcher retries it."""
+
+    config_model: ClassVar[type[BaseModel]]
+
+    def __init__(self, config: Any, env: PluginEnv) -> None: ...
+
+    async def open(self) -> None: ...
+
+    async def send(self, message: OutgoingMessage) -> dict[str, JSON]: ...
+
+    async def close(self) -> None: ...
+
+
 # --- tasks ---------------------------------------------------------------------------------
 
 
