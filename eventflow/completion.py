@@ -55,6 +55,7 @@ def run_event(
     error: str | None = None,
     output: Mapping[str, Any] | None = None,
     next_attempt_at: datetime | None = None,
+    produces: str | None = None,
 ) -> Event:
     data: dict[str, Any] = {
         "rule": run.rule,
@@ -73,6 +74,8 @@ def run_event(
         data["output"] = dict(output)
     if next_attempt_at is not None:
         data["next_attempt_at"] = next_attempt_at.isoformat()
+    if produces is not None:
+        data["produces"] = produces
     return Event(
         id=digest(type_, run.run_id, run.attempt),
         source=_source(pipeline, "rules", run.rule),

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
-from eventflow import completion
+from eventflow import completion, metrics
 from eventflow.aio import wait_event
 from eventflow.config.models import Backoff
 from eventflow.crashpoints import crash_point
@@ -111,13 +111,21 @@ class Dispatcher:
         async with self.store.transaction(durable=False) as tx:
             runs = await tx.claim_runs(now, capacity, self._limits)
             for run in runs:
-                event = completion.run_event(self.pipeline.name, completion.RUN_STARTED, run, now)
+                rule = self.pipeline.rules.get(run.rule)
+                event = completion.run_event(
+                    self.pipeline.name,
+                    completion.RUN_STARTED,
+                    run,
+                    now,
+                    produces=rule.produces if rule is not None else None,
+                )
                 changes.outbox.extend(completion.route(self.pipeline, event))
             if changes:
                 await tx.apply(changes)
         if not runs:
             return 0
         crash_point("dispatcher.after_claim")
+        metrics.runs_started(runs, now)
         for run in runs:
             task = asyncio.create_task(self._execute(run), name=f"run:{run.run_id}")
             self._inflight[run.run_id] = task
@@ -265,10 +273,12 @@ class Dispatcher:
             error=error,
             output=result.output,
             next_attempt_at=not_before,
+            produces=rule.produces if rule is not None else None,
         )
         changes.outbox.extend(completion.route(self.pipeline, event))
         async with self.store.transaction(durable=False) as tx:
             await tx.apply(changes)
+        metrics.attempt_finished(run.rule, type_.rsplit(".", 1)[-1], duration)
         if changes.inbox_add:
             self.on_produced()
         if changes.outbox:
