@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import jmespath
 import jmespath.exceptions
+import jmespath.functions
 from jmespath.parser import ParsedResult
 
 from eventflow.errors import EventflowError
@@ -78,10 +80,10 @@ class DatasetSpec:
             return values
         context = expression_context(obs)
         try:
-            if self.where is not None and not self.where.search(context):
+            if self.where is not None and not self.where.search(context, OPTIONS):
                 return None
             for var, expr in self.partition.items():
-                value = expr.search(context)
+                value = expr.search(context, OPTIONS)
                 if value is None or isinstance(value, dict | list):
                     raise DatasetMatchError(
                         f"dataset {self.name}: partition variable {var!r} ({expr.expression})"
@@ -91,6 +93,27 @@ class DatasetSpec:
         except jmespath.exceptions.JMESPathError as exc:
             raise DatasetMatchError(f"dataset {self.name}: {exc}") from exc
         return values
+
+
+class Functions(jmespath.functions.Functions):
+    """JMESPath functions eventflow adds for partition keys."""
+
+    @jmespath.functions.signature({"types": ["string", "number"]}, {"types": ["string"]})
+    def _func_strftime(self, value: str | float, fmt: str) -> str:
+        """``strftime(payload.window_end, '%Y-%m-%d')``: a time as text, in UTC. ``value`` is
+        ISO-8601 text (without a zone: UTC) or epoch milliseconds."""
+        if isinstance(value, str):
+            try:
+                when = datetime.fromisoformat(value)
+            except ValueError as exc:
+                raise DatasetMatchError(f"strftime: {value!r} is not an ISO-8601 time") from exc
+            when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        else:
+            when = datetime.fromtimestamp(value / 1000, UTC)
+        return when.strftime(fmt)
+
+
+OPTIONS = jmespath.Options(custom_functions=Functions())
 
 
 def expression_context(obs: Observation) -> dict[str, Any]:
