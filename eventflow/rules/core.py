@@ -11,6 +11,13 @@ when the rule's condition holds (``all`` inputs present, or ``any``), and a late
 an input of a fired partition opens the next generation (``on_update: rerun``, the default)
 or is ignored (``on_update: ignore``). An ``all`` join with ``within`` that is still missing
 inputs when the window closes expires; the next input opens a new generation.
+
+On top of that (each optional, see :class:`RuleSpec`): a condition tree (``all``/``any``/
+``at_least`` with ``count`` leaves), a quiet period (fire only once the inputs have not
+changed for ``quiet``), a per-partition deadline (``eventflow.deadline.missed``, optionally
+a degraded run with what arrived), a policy for late data of closed partitions, and
+batches (one run per ``max_events`` inputs or ``max_wait``). Every wait is a durable timer
+the core asks for with :class:`ScheduleTimer` and handles in :func:`on_timer`.
 """
 
 from __future__ import annotations
@@ -21,13 +28,36 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from eventflow.events import InputRef, Partition, digest, partition_key
+from eventflow.rules.expr import Condition, holds
+from eventflow.rules.expr import missing as missing_of
+from eventflow.rules.timing import DeadlineExpr
 from eventflow.values import value
 
-Mode = Literal["all", "any"]
+Mode = Literal["all", "any", "at_least"]
 OnUpdate = Literal["rerun", "ignore"]
-Status = Literal["open", "fired", "expired"]
+Late = Literal["rerun", "ignore", "event"]
+OnDeadline = Literal["event", "run_partial"]
+Status = Literal["open", "fired", "expired", "missed"]
+"""``missed``: open, and its deadline passed (it still fires when its inputs complete)."""
+DeadlineState = Literal["pending", "met", "missed"]
 
 EXPIRY = "expiry"
+QUIET = "quiet"
+BATCH = "batch"
+DEADLINE = "deadline"
+EXPECT = "expect"
+"""Timer kinds. Deadline timers are per partition (generation 0); ``expect`` timers are
+per rule (key ``{}``, generation = the schedule's period)."""
+PARTITION_TIMER = 0
+OPEN = ("open", "missed")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSpec:
+    """Fire one run per ``max_events`` inputs, or ``max_wait`` after a batch's first input."""
+
+    max_events: int | None = None
+    max_wait: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +70,31 @@ class RuleSpec:
     by: tuple[str, ...]
     within: timedelta | None = None
     on_update: OnUpdate = "rerun"
+    condition: Condition | None = None
+    """A condition tree; None: ``mode`` over ``datasets``, one partition each."""
+    quiet: timedelta | None = None
+    late: Late | None = None
+    """Inputs of fired or expired partitions; None: what ``on_update`` says."""
+    deadline: DeadlineExpr | None = None
+    on_deadline: OnDeadline = "event"
+    batch: BatchSpec | None = None
 
     def key_of(self, partition: Partition) -> dict[str, str]:
         """The rule's partition key: the ``by`` variables of a dataset partition."""
         return {v: partition[v] for v in self.by}
+
+    def late_policy(self, status: Status) -> Late:
+        """What an input of a ``status`` (fired or expired) partition does."""
+        if self.late is not None:
+            return self.late
+        return "ignore" if self.on_update == "ignore" and status == "fired" else "rerun"
+
+    def satisfied(self, inputs: Mapping[str, tuple[InputRef, ...]]) -> bool:
+        if self.condition is not None:
+            return holds(self.condition, inputs)
+        if self.mode == "any":
+            return any(inputs.values())
+        return all(map(inputs.get, self.datasets))
 
 
 @value
@@ -64,11 +115,21 @@ class MatchState:
     expires_at: datetime | None = None
     fired_at: datetime | None = None
     updated_at: datetime | None = None
+    deadline_at: datetime | None = None
+    deadline: DeadlineState | None = None
+    quiet_until: datetime | None = None
+    """Set while the condition holds and the quiet period runs: when it would fire."""
+    partial: bool = False
+    """The fired generation was a degraded run (``on_deadline: run_partial``)."""
+    late: int = 0
+    """Inputs that came after the partition closed and were ignored or published."""
 
     def arrived(self) -> tuple[InputRef, ...]:
         return tuple(ref for refs in self.inputs.values() for ref in refs)
 
     def missing(self, spec: RuleSpec) -> tuple[str, ...]:
+        if spec.condition is not None:
+            return missing_of(spec.condition, self.inputs)
         return tuple(d for d in spec.datasets if not self.inputs.get(d))
 
     def has_event(self, event_id: str) -> bool:
@@ -79,7 +140,7 @@ class MatchState:
         return False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "rule": self.rule,
             "key": self.key,
             "partition": dict(self.partition),
@@ -91,6 +152,16 @@ class MatchState:
             "fired_at": _iso(self.fired_at),
             "updated_at": _iso(self.updated_at),
         }
+        if self.deadline is not None:  # the optional parts only when used: rows stay small
+            data["deadline_at"] = _iso(self.deadline_at)
+            data["deadline"] = self.deadline
+        if self.quiet_until is not None:
+            data["quiet_until"] = _iso(self.quiet_until)
+        if self.partial:
+            data["partial"] = True
+        if self.late:
+            data["late"] = self.late
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MatchState:
@@ -107,6 +178,11 @@ class MatchState:
             expires_at=_dt(data.get("expires_at")),
             fired_at=_dt(data.get("fired_at")),
             updated_at=_dt(data.get("updated_at")),
+            deadline_at=_dt(data.get("deadline_at")),
+            deadline=data.get("deadline"),
+            quiet_until=_dt(data.get("quiet_until")),
+            partial=bool(data.get("partial", False)),
+            late=int(data.get("late", 0)),
         )
 
 
@@ -119,6 +195,9 @@ class Fire:
     partition: Mapping[str, str]
     generation: int
     inputs: tuple[InputRef, ...]
+    partial: bool = False
+    """A degraded run at the deadline: ``missing`` did not arrive."""
+    missing: tuple[str, ...] = ()
 
     @property
     def run_id(self) -> str:
@@ -136,6 +215,37 @@ class Expired:
     arrived: tuple[InputRef, ...]
     missing: tuple[str, ...]
     opened_at: datetime | None
+
+
+@value
+class DeadlineMissed:
+    """A partition was not fired by its deadline: publish what arrived and what is missing.
+
+    ``fired_late`` when it fired after the deadline before the timer was handled;
+    ``partial_run`` names the degraded run fired with it (``on_deadline: run_partial``).
+    """
+
+    rule: str
+    key: str
+    partition: Mapping[str, str]
+    generation: int
+    deadline: datetime
+    arrived: tuple[InputRef, ...]
+    missing: tuple[str, ...]
+    fired_late: bool = False
+    partial_run: str | None = None
+
+
+@value
+class LateInput:
+    """An input of a fired or expired partition under ``late: event``: publish it."""
+
+    rule: str
+    key: str
+    partition: Mapping[str, str]
+    generation: int
+    status: str
+    ref: InputRef
 
 
 @value
@@ -167,7 +277,7 @@ class Ignored:
     reason: str
 
 
-Effect = Fire | Expired | ScheduleTimer | CancelTimer | Ignored
+Effect = Fire | Expired | DeadlineMissed | LateInput | ScheduleTimer | CancelTimer | Ignored
 
 
 @value
@@ -190,47 +300,108 @@ def on_input(
 
     ``key`` is ``partition_key(spec.key_of(ref.partition))`` when the caller has it already.
     """
+    if spec.batch is not None:
+        return _batch_input(spec, state, ref, now, key)
+    effects: list[Effect] = []
     partition: Mapping[str, str]
+    expires_at = deadline_at = None
+    deadline: DeadlineState | None = None
+    status: Status = "open"
+    late = 0
     if state is None:
         partition = spec.key_of(ref.partition)
         generation, inputs, opened_at = 1, {}, None
         key = key or partition_key(partition)
+        if spec.deadline is not None:
+            deadline_at = _deadline_of(spec, partition, key, ref.event_id, effects)
+            if deadline_at is not None:
+                deadline = "pending"
+                effects.append(
+                    ScheduleTimer(DEADLINE, spec.name, key, PARTITION_TIMER, deadline_at)
+                )
     else:
         if state.has_event(ref.event_id):
             return Step(state, (Ignored(spec.name, state.key, ref.event_id, "duplicate"),))
         partition, key = state.partition, state.key
-        if state.status == "fired":
-            if spec.on_update == "ignore":
-                reason = "update of a fired partition (on_update: ignore)"
-                return Step(state, (Ignored(spec.name, key, ref.event_id, reason),))
-            # The update opens the next generation with the inputs of the last one carried over.
-            generation, inputs, opened_at = state.generation + 1, dict(state.inputs), None
-        elif state.status == "expired":
-            generation, inputs, opened_at = state.generation + 1, {}, None
+        deadline_at, deadline, late = state.deadline_at, state.deadline, state.late
+        if state.status == "fired" or state.status == "expired":
+            policy = spec.late_policy(state.status)
+            if policy != "rerun":
+                return _late(spec, state, ref, policy, now)
+            # The update opens the next generation; a fired one carries its inputs over.
+            inputs = dict(state.inputs) if state.status == "fired" else {}
+            generation, opened_at = state.generation + 1, None
         else:
             generation, inputs, opened_at = state.generation, dict(state.inputs), state.opened_at
+            expires_at, status = state.expires_at, state.status
 
-    effects: list[Effect] = []
     inputs[ref.dataset] = _with(inputs.get(ref.dataset, ()), ref)
-    expires_at = state.expires_at if state is not None and opened_at is not None else None
     if opened_at is None:
         opened_at = now
-        if spec.within is not None and spec.mode == "all":
+        if spec.within is not None and spec.mode != "any":
             expires_at = now + spec.within
             effects.append(ScheduleTimer(EXPIRY, spec.name, key, generation, expires_at))
 
-    if _satisfied(spec, inputs):
+    new = MatchState(
+        spec.name, key, partition, generation, status, inputs, opened_at, expires_at, None, now,
+        deadline_at, deadline, None, False, late,
+    )  # fmt: skip
+    if not spec.satisfied(inputs):
+        return Step(new, tuple(effects))
+    if spec.quiet is not None:  # wait until the inputs have been still for `quiet`
         if expires_at is not None:
             effects.append(CancelTimer(EXPIRY, spec.name, key, generation))
-        new = MatchState(
-            spec.name, key, partition, generation, "fired", inputs, opened_at, None, now, now
-        )
-        refs = tuple(r for rs in inputs.values() for r in rs)
-        effects.append(Fire(spec.name, key, partition, generation, refs))
-    else:
-        new = MatchState(
-            spec.name, key, partition, generation, "open", inputs, opened_at, expires_at, None, now
-        )
+        until = now + spec.quiet
+        effects.append(ScheduleTimer(QUIET, spec.name, key, generation, until))
+        return Step(replace(new, expires_at=None, quiet_until=until), tuple(effects))
+    return _fire(spec, new, now, effects)
+
+
+def on_timer(
+    spec: RuleSpec, state: MatchState | None, kind: str, generation: int, now: datetime
+) -> Step | None:
+    """Handle a timer that fell due; None when it is stale (the match moved on)."""
+    if kind == EXPIRY:
+        return on_expiry(spec, state, generation, now)
+    if state is None:
+        return None
+    if kind == DEADLINE:
+        return _deadline_due(spec, state, now)
+    if state.generation != generation or state.status not in OPEN:
+        return None
+    if kind == QUIET:
+        if state.quiet_until is None or state.quiet_until > now:
+            return None
+        return _fire(spec, replace(state, quiet_until=None), now, [])
+    if kind == BATCH:
+        if not state.inputs or spec.batch is None or spec.batch.max_wait is None:
+            return None
+        if state.opened_at is None or state.opened_at + spec.batch.max_wait > now:
+            return None
+        return _fire(spec, state, now, [])
+    return None
+
+
+def on_expected(
+    spec: RuleSpec, state: MatchState | None, partition: Mapping[str, str], now: datetime
+) -> Step:
+    """A schedule says ``partition`` is due from now on: open it (with no inputs) so that
+    its deadline runs even if nothing ever arrives. A known partition is left as it is."""
+    if state is not None:
+        return Step(state)
+    partition = spec.key_of(partition)
+    key = partition_key(partition)
+    effects: list[Effect] = []
+    deadline_at: datetime | None = None
+    deadline: DeadlineState | None = None
+    if spec.deadline is not None:
+        deadline_at = _deadline_of(spec, partition, key, "", effects)
+        if deadline_at is not None:
+            deadline = "pending"
+            effects.append(ScheduleTimer(DEADLINE, spec.name, key, PARTITION_TIMER, deadline_at))
+    new = MatchState(
+        spec.name, key, partition, 1, "open", {}, None, None, None, now, deadline_at, deadline
+    )
     return Step(new, tuple(effects))
 
 
@@ -240,7 +411,7 @@ def on_expiry(
     """Close an open match whose ``within`` window has ended; None when the timer is stale."""
     if (
         state is None
-        or state.status != "open"
+        or state.status not in OPEN
         or state.generation != generation
         or state.expires_at is None
         or state.expires_at > now
@@ -258,10 +429,124 @@ def on_expiry(
     return Step(replace(state, status="expired", updated_at=now), (expired,))
 
 
-def _satisfied(spec: RuleSpec, inputs: Mapping[str, tuple[InputRef, ...]]) -> bool:
-    if spec.mode == "any":
-        return any(inputs.values())
-    return all(map(inputs.get, spec.datasets))
+def _fire(
+    spec: RuleSpec, state: MatchState, now: datetime, effects: list[Effect], partial: bool = False
+) -> Step:
+    """``state`` fires now: cancel its pending timers, settle its deadline, create the run."""
+    name, key, generation = spec.name, state.key, state.generation
+    if state.expires_at is not None:
+        effects.append(CancelTimer(EXPIRY, name, key, generation))
+    if spec.batch is not None and spec.batch.max_wait is not None:
+        effects.append(CancelTimer(BATCH, name, key, generation))
+    refs = tuple([r for rs in state.inputs.values() for r in rs])
+    missing = state.missing(spec) if partial else ()
+    fire = Fire(name, key, state.partition, generation, refs, partial, missing)
+    deadline = state.deadline
+    if deadline == "pending" and not partial:
+        effects.append(CancelTimer(DEADLINE, name, key, PARTITION_TIMER))
+        assert state.deadline_at is not None
+        deadline = "met"
+        if state.deadline_at < now:  # fired, but after its deadline: that is a miss too
+            deadline = "missed"
+            effects.append(
+                DeadlineMissed(
+                    name, key, state.partition, generation, state.deadline_at, refs, (), True
+                )
+            )
+    effects.append(fire)
+    s = state
+    new = MatchState(
+        s.rule,
+        key,
+        s.partition,
+        generation,
+        "fired",
+        s.inputs,
+        s.opened_at,
+        None,
+        now,
+        now,
+        s.deadline_at,
+        deadline,
+        None,
+        partial,
+        s.late,
+    )  # fmt: skip  (positional: this is on every fire's path, and replace() costs 3x)
+    return Step(new, tuple(effects))
+
+
+def _deadline_due(spec: RuleSpec, state: MatchState, now: datetime) -> Step | None:
+    if state.deadline != "pending" or state.deadline_at is None or state.deadline_at > now:
+        return None
+    arrived, missing = state.arrived(), state.missing(spec)
+    if state.status not in OPEN:  # expired: nothing fired by the deadline
+        missing = missing or tuple(spec.datasets)
+    run: str | None = None
+    effects: list[Effect] = []
+    new = replace(
+        state,
+        deadline="missed",
+        updated_at=now,
+        status="missed" if state.status in OPEN else state.status,
+    )
+    if state.status in OPEN and spec.on_deadline == "run_partial" and arrived:
+        run = run_id_for(spec.name, state.key, state.generation)
+        step = _fire(spec, new, now, [], partial=True)
+        new, effects = step.state, list(step.effects)
+    missed = DeadlineMissed(
+        spec.name, state.key, state.partition, state.generation, state.deadline_at, arrived,
+        missing, False, run,
+    )  # fmt: skip
+    return Step(new, (missed, *effects))
+
+
+def _late(spec: RuleSpec, state: MatchState, ref: InputRef, policy: Late, now: datetime) -> Step:
+    new = replace(state, late=state.late + 1, updated_at=now)
+    if policy == "event":
+        late = LateInput(spec.name, state.key, state.partition, state.generation, state.status, ref)
+        return Step(new, (late,))
+    option = "late: ignore" if spec.late is not None else "on_update: ignore"
+    reason = f"update of a {state.status} partition ({option})"
+    return Step(new, (Ignored(spec.name, state.key, ref.event_id, reason),))
+
+
+def _batch_input(
+    spec: RuleSpec, state: MatchState | None, ref: InputRef, now: datetime, key: str | None
+) -> Step:
+    """Add ``ref`` to the open batch of its key (opening one), firing it when full."""
+    assert spec.batch is not None
+    if state is not None and state.has_event(ref.event_id):
+        return Step(state, (Ignored(spec.name, state.key, ref.event_id, "duplicate"),))
+    effects: list[Effect] = []
+    if state is None or state.status not in OPEN:
+        partition = state.partition if state is not None else spec.key_of(ref.partition)
+        key = state.key if state is not None else key or partition_key(partition)
+        generation = state.generation + 1 if state is not None else 1
+        new = MatchState(spec.name, key, partition, generation, "open", {}, now)
+        if spec.batch.max_wait is not None:
+            due = now + spec.batch.max_wait
+            effects.append(ScheduleTimer(BATCH, spec.name, key, generation, due))
+    else:
+        new = state
+    inputs = dict(new.inputs)
+    inputs[ref.dataset] = (*inputs.get(ref.dataset, ()), ref)
+    new = replace(new, inputs=inputs, updated_at=now)
+    limit = spec.batch.max_events
+    if limit is not None and sum(map(len, inputs.values())) >= limit:
+        return _fire(spec, new, now, effects)
+    return Step(new, tuple(effects))
+
+
+def _deadline_of(
+    spec: RuleSpec, partition: Mapping[str, str], key: str, event_id: str, effects: list[Effect]
+) -> datetime | None:
+    assert spec.deadline is not None
+    try:
+        return spec.deadline.at(partition)
+    except ValueError as exc:
+        reason = f"no deadline: `{spec.deadline.text}` for this partition: {exc}"
+        effects.append(Ignored(spec.name, key, event_id, reason))
+        return None
 
 
 def _with(refs: tuple[InputRef, ...], ref: InputRef) -> tuple[InputRef, ...]:
