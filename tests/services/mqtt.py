@@ -1,1 +1,115 @@
-"""Test fixtures for the mqtt service (to be filled in)."""
+"""Mosquitto for the tests: started on a free loopback port with persistence on.
+
+``mqtt_broker`` (session) is the broker most tests share; set ``EVENTFLOW_TEST_MQTT`` to
+``host:port`` to point it at an external broker instead (it must keep sessions and allow
+anonymous clients). ``mosquitto`` (per test) is always a broker of our own, which a test
+may restart (``restart()``: a graceful stop that saves the persistence file, then a start
+on the same port and directory). The machine's own mosquitto on 1883 is never used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.services._process import free_port, stop, wait_listening
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+CONFIG = """\
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence true
+persistence_location {data}/
+autosave_interval 1
+max_inflight_messages 1000
+max_queued_messages 0
+set_tcp_nodelay true
+log_dest file {data}/mosquitto.log
+log_type error
+log_type warning
+"""
+
+
+@dataclass
+class Broker:
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class Mosquitto(Broker):
+    """A mosquitto process of our own, restartable on the same port and data directory."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__("127.0.0.1", free_port())
+        self.data = root / "mosquitto"
+        self.data.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:  # mosquitto drops to its own user: it must write the data dir
+            shutil.chown(self.data, "mosquitto", "mosquitto")
+            for parent in [root, *root.parents]:
+                if parent == Path(parent.anchor) or parent == Path("/tmp"):
+                    break
+                parent.chmod((parent.stat().st_mode & 0o7777) | 0o011)  # traversable
+        self.config = self.data / "mosquitto.conf"
+        self.config.write_text(CONFIG.format(port=self.port, data=self.data))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_listening(self.proc, [self.port], timeout=20, what="mosquitto")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+            self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def restart(self) -> None:
+        """Stop gracefully (the sessions and queued messages are saved), start again."""
+        self.stop()
+        self.start()
+
+
+def _own(root: Path) -> Iterator[Mosquitto]:
+    broker = Mosquitto(root)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A broker shared by the session: ours, or ``EVENTFLOW_TEST_MQTT=host:port``."""
+    external = os.environ.get("EVENTFLOW_TEST_MQTT")
+    if external:
+        host, _, port = external.rpartition(":")
+        yield Broker(host or "127.0.0.1", int(port))
+        return
+    yield from _own(tmp_path_factory.mktemp("mqtt"))
+
+
+@pytest.fixture
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """A mosquitto of this test's own, which it may restart."""
+    yield from _own(tmp_path_factory.mktemp("mqtt"))

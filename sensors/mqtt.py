@@ -1,0 +1,358 @@
+"""MQTT: the sensor (subscriptions acknowledged after commit), the publisher and the sender.
+
+The sensor subscribes to topic filters on a *persistent session*: its client id is stable
+(``eventflow-<pipeline>-<sensor>``) and the session outlives the connection (clean session
+off / clean start off with ``session_expiry``), so QoS 1/2 messages published while
+eventflow is stopped are queued by the broker and delivered when it comes back.
+
+Acknowledgement after commit. Each QoS 1/2 message becomes an observation whose
+``on_commit`` sends the PUBACK (QoS 2: the PUBREC) once the engine has committed its
+effects; until then the broker holds the message as in flight and resends it on the next
+connection of the session. So a crash of eventflow, or a lost connection, loses nothing:
+what was committed is redelivered and recognised as a duplicate by its event id (see
+:mod:`sensors._mqtt_dedupe`), what was not is processed then. Acknowledgements go out in
+the order the messages arrived (the engine commits and acknowledges batches in order).
+Messages that decode badly are dead-lettered with their topic and packet id, and
+acknowledged like the others. QoS 0 messages have no acknowledgement: a crash loses those
+still queued.
+
+The broker sends at most ``receive_maximum`` (MQTT 5) or its ``max_inflight_messages``
+(3.1.1; mosquitto's default is 20) unacknowledged messages; with acknowledgements held
+until a commit, that bounds how many messages one commit can take: raise it for
+throughput. MQTT cannot otherwise push back, so this is the sensor's backpressure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import random
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import aiomqtt
+import jmespath
+import orjson
+from pydantic import BaseModel
+
+from eventflow.errors import ClosedError
+from eventflow.events import JSON, Event, Observation
+from eventflow.patterns import placeholders, render
+from eventflow.types import OutgoingMessage, PluginEnv, SensorContext
+from sensors._mqtt_ack import Acker, defer_qos2_receipt
+from sensors._mqtt_client import Link, backoff, make_client, stable_client_id
+from sensors._mqtt_config import (
+    MqttConnection,
+    MqttPublisherConfig,
+    MqttSenderConfig,
+    MqttSensorConfig,
+    MqttTls,
+)
+from sensors._mqtt_dedupe import Window
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+__all__ = [
+    "MqttConnection",
+    "MqttPublisher",
+    "MqttPublisherConfig",
+    "MqttSender",
+    "MqttSenderConfig",
+    "MqttSensor",
+    "MqttSensorConfig",
+    "MqttTls",
+]
+
+CONNECTED_RESET = 30.0
+"""A connection that lasted this long resets the reconnect backoff."""
+EXCERPT = 1024
+
+
+class MqttSensor:
+    """Subscribes to MQTT topics on a persistent session (see the module doc)."""
+
+    config_model: ClassVar[type[BaseModel]] = MqttSensorConfig
+
+    def __init__(self, name: str, config: Any, env: PluginEnv) -> None:
+        if not isinstance(config, MqttSensorConfig):
+            config = MqttSensorConfig.model_validate(config)
+        self.name = name
+        self.config = config
+        self.env = env
+        self.client_id = config.client_id or stable_client_id(env.pipeline, name)
+        self._id = jmespath.compile(config.id) if config.id else None
+
+    async def run(self, ctx: SensorContext) -> None:
+        """Receive until cancelled, reconnecting with backoff when the connection fails."""
+        cfg = self.config
+        self._ctx = ctx
+        self._log: FilteringBoundLogger = ctx.log.bind(
+            sensor=self.name, broker=cfg.address, client_id=self.client_id
+        )
+        self._window = Window(cfg.dedupe_window.total_seconds(), await ctx.load_cursor())
+        loop = asyncio.get_running_loop()
+        rng = random.Random()
+        failures = 0
+        while True:
+            started = loop.time()
+            try:
+                await self._session(loop)
+            except aiomqtt.MqttError as exc:
+                if loop.time() - started > CONNECTED_RESET:
+                    failures = 0
+                failures += 1
+                delay = backoff(failures, cfg.reconnect_max.total_seconds(), rng)
+                ctx.set_health(False, f"MQTT broker {cfg.address}: {exc}")
+                self._log.warning(
+                    "mqtt_disconnected",
+                    error=str(exc),
+                    failures=failures,
+                    reconnect_in=round(delay, 2),
+                )
+                await asyncio.sleep(delay)
+
+    async def _session(self, loop: asyncio.AbstractEventLoop) -> None:
+        cfg = self.config
+        client = make_client(
+            cfg,
+            self.env.base_dir,
+            self.client_id,
+            persistent=not cfg.clean_start,
+            session_expiry=cfg.session_expiry.total_seconds(),
+            receive_maximum=cfg.receive_maximum,
+        )
+        paho = client._client
+        paho.manual_ack_set(True)
+        defer_qos2_receipt(paho)
+        acker = Acker(paho, loop)
+        try:
+            async with client:
+                await client.subscribe([(f, cfg.qos) for f in cfg.filters])
+                self._ctx.set_health(True)
+                self._log.info("mqtt_subscribed", filters=list(cfg.filters), qos=cfg.qos)
+                async for message in client.messages:
+                    await self._handle(message, acker)
+        finally:
+            acker.live = False  # acks of this connection's messages are void now
+
+    async def _handle(self, message: aiomqtt.Message, acker: Acker) -> None:
+        topic = message.topic.value
+        raw = _raw(message.payload)
+        ack = partial(acker.ack, message.mid, message.qos) if message.qos else None
+        if message.retain and self.config.retained == "ignore":
+            self._log.debug("mqtt_retained_ignored", topic=topic, mid=message.mid)
+            if ack is not None:
+                ack()
+            return
+        now = datetime.now(UTC)
+        now_ms = int(now.timestamp() * 1000)
+        expired = self._window.expired(now_ms)
+        if expired:
+            await self._ctx.forget(expired)
+        await self._ctx.emit(self._observation(message, topic, raw, now, now_ms, ack))
+
+    def _observation(
+        self,
+        message: aiomqtt.Message,
+        topic: str,
+        raw: bytes,
+        now: datetime,
+        now_ms: int,
+        ack: Any,
+    ) -> Observation:
+        attributes: dict[str, JSON] = {
+            "topic": topic,
+            "qos": message.qos,
+            "retain": message.retain,
+            "mid": message.mid,
+            "size": len(raw),
+            "properties": _properties(message),
+        }
+        payload, error = self._decode(raw)
+        cursor = None
+        position: dict[str, JSON] | None = None
+        if error is None and self._id is not None:
+            context = {**attributes, "payload": payload, "key": topic, "sensor": self.name}
+            try:
+                found = self._id.search(context)
+            except jmespath.exceptions.JMESPathError as exc:
+                found, error = None, f"`id` ({self.config.id}) failed: {exc}"
+            if found is None or isinstance(found, dict | list):
+                error = error or f"`id` ({self.config.id}) gave {found!r}, not a value"
+            else:
+                position = {"topic": topic, "id": found}
+        if position is None:
+            position, key, seen = self._window.position(topic, raw, now_ms)
+            cursor = (key, seen)
+        if error is not None:
+            error = f"MQTT message on {topic} (mid {message.mid}): {error}"
+            payload = raw[:EXCERPT].decode("utf-8", "replace")
+        return Observation(
+            sensor=self.name,
+            position=position,
+            key=topic,
+            time=now,
+            payload=payload,
+            attributes=attributes,
+            cursor=cursor,
+            on_commit=ack,
+            error=error,
+        )
+
+    def _decode(self, raw: bytes) -> tuple[JSON, str | None]:
+        mode = self.config.payload
+        if mode == "bytes":
+            return base64.b64encode(raw).decode(), None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return None, f"payload is not UTF-8 ({exc.reason} at byte {exc.start})"
+        if mode == "text":
+            return text, None
+        try:
+            return orjson.loads(raw), None
+        except orjson.JSONDecodeError as exc:
+            return None, f"payload is not JSON ({exc})"
+
+
+def _raw(payload: Any) -> bytes:
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    if payload is None:
+        return b""
+    return str(payload).encode()
+
+
+def _properties(message: aiomqtt.Message) -> dict[str, JSON]:
+    """MQTT 5 properties a dataset may read: user properties and the content type."""
+    props = message.properties
+    if props is None:
+        return {}
+    out: dict[str, JSON] = {}
+    user = getattr(props, "UserProperty", None)
+    if user:
+        out["user"] = dict(user)
+    content_type = getattr(props, "ContentType", None)
+    if content_type:
+        out["content_type"] = content_type
+    return out
+
+
+# --- publisher -------------------------------------------------------------------------------
+
+
+class MqttPublisher:
+    """Publishes completion events, one MQTT message per event at ``qos``, to a topic
+    rendered from the event (see ``MqttPublisherConfig.topic``). ``publish`` returns once
+    the broker acknowledged every message (QoS 1/2), so the outbox deletes only delivered
+    events; after a failure it sends the batch again and consumers dedupe by ``id``."""
+
+    config_model: ClassVar[type[BaseModel]] = MqttPublisherConfig
+
+    def __init__(self, name: str, config: Any, env: PluginEnv) -> None:
+        if not isinstance(config, MqttPublisherConfig):
+            config = MqttPublisherConfig.model_validate(config)
+        self.name = name
+        self.config = config
+        self.env = env
+        self._link = Link(config, env.base_dir, f"MQTT publisher {name!r}")
+        self._variables = placeholders(config.topic)
+        self._closed = False
+
+    async def open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"MQTT publisher {self.name!r} is closed")
+        await self._link.connect()
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        if self._closed:
+            raise ClosedError(f"MQTT publisher {self.name!r} is closed; it cannot publish")
+        cfg = self.config
+        sends = [
+            self._link.publish(
+                self.topic_of(event), event.to_json().encode(), qos=cfg.qos, retain=cfg.retain
+            )
+            for event in events
+        ]
+        results = await asyncio.gather(*sends, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    def topic_of(self, event: Event) -> str:
+        """The event's topic: the template with its variables, `-` for missing ones."""
+        data = event.data
+        prefix, _, status = event.type.rpartition(".")
+        values: dict[str, object] = {
+            "type": event.type,
+            "kind": prefix.rpartition(".")[2],
+            "status": status,
+            "pipeline": self.env.pipeline,
+        }
+        for name in ("rule", "dataset", "run_id"):
+            if isinstance(data.get(name), str):
+                values[name] = data[name]
+        partition = data.get("partition")
+        if isinstance(partition, dict):
+            values = {**partition, **values}
+        filled = {v: _level(str(values.get(v, "-"))) for v in self._variables}
+        return render(self.config.topic, filled)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._link.close()
+
+
+def _level(text: str) -> str:
+    """A value made safe for one topic level (no ``/``, ``+``, ``#``)."""
+    return text.replace("/", "_").replace("+", "_").replace("#", "_") or "-"
+
+
+# --- the ``publish`` task's sender ------------------------------------------------------------
+
+
+class MqttSender:
+    """Sends ``publish`` task messages (``run: {publish: {mqtt: {...}, topic, payload}}``).
+
+    Headers become MQTT 5 user properties (3.1.1 has none: they are dropped); the key has
+    no MQTT equivalent and is sent as the user property ``key``."""
+
+    config_model: ClassVar[type[BaseModel]] = MqttSenderConfig
+
+    def __init__(self, config: Any, env: PluginEnv) -> None:
+        if not isinstance(config, MqttSenderConfig):
+            config = MqttSenderConfig.model_validate(config)
+        self.config = config
+        self._link = Link(config, env.base_dir, "MQTT publish task")
+        self._closed = False
+
+    async def open(self) -> None:
+        if self._closed:
+            raise ClosedError("this MQTT sender is closed")
+        await self._link.connect()
+
+    async def send(self, message: OutgoingMessage) -> dict[str, JSON]:
+        if self._closed:
+            raise ClosedError("this MQTT sender is closed; it cannot send")
+        headers = list(message.headers)
+        if message.key is not None:
+            headers.append(("key", message.key))
+        await self._link.publish(
+            message.topic,
+            message.value,
+            qos=self.config.qos,
+            retain=self.config.retain,
+            headers=headers,
+        )
+        return {"qos": self.config.qos, "retain": self.config.retain, "bytes": len(message.value)}
+
+    async def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(Exception):
+            await self._link.close()
