@@ -1,12 +1,34 @@
-"""docker-compose.yml is for users (no Docker engine runs here): check it is well formed."""
+"""docker-compose.yml and the Dockerfile are for users (no Docker engine runs here): check
+them with the Compose specification's JSON schema and with hadolint."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
+import jsonschema
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    schema = json.loads((ROOT / "tests/data/compose_spec.json").read_text())
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    errors = sorted(
+        jsonschema.Draft7Validator(schema).iter_errors(compose), key=lambda e: list(e.path)
+    )
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    result = subprocess.run(
+        [str(hadolint), "--no-color", "Dockerfile"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_compose_file_names_the_whole_stack() -> None:
