@@ -159,11 +159,27 @@ def validate(file: Path, as_json: bool) -> None:
     type=click.Choice(["auto", "json", "console"]),
     help="auto: readable on a terminal, JSON lines otherwise.",
 )
-def run(file: Path, log_level: str, log_format: str) -> None:
+@click.option(
+    "--http",
+    "http",
+    metavar="[HOST:]PORT",
+    help="Serve the status page, /metrics, /healthz, /readyz, the JSON API and webhooks"
+    " (host 127.0.0.1 when only a port is given). Off by default.",
+)
+def run(file: Path, log_level: str, log_format: str, http: str | None) -> None:
     """Run the pipeline until SIGTERM or Ctrl-C (which drain gracefully)."""
     configure(log_level, log_format)  # type: ignore[arg-type]
     pipeline = _load(file)
     from eventflow.runtime import Runtime
+
+    address = None
+    if http is not None:
+        from eventflow.server.app import parse_address
+
+        try:
+            address = parse_address(http)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--http") from None
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -185,7 +201,14 @@ def run(file: Path, log_level: str, log_format: str) -> None:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
-        await Runtime(pipeline).run(stop)
+        runtime = Runtime(pipeline)
+        if address is None:
+            await runtime.run(stop)
+            return
+        from eventflow.server.app import HttpServer
+
+        async with HttpServer(runtime, *address):
+            await runtime.run(stop)
 
     try:
         asyncio.run(main())

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
-from eventflow import completion
+from eventflow import completion, metrics
 from eventflow.aio import wait_event
 from eventflow.crashpoints import crash_point
 from eventflow.datasets import DatasetMatchError
@@ -251,6 +252,7 @@ class Engine:
         return batch
 
     async def _write(self, batch: _Batch) -> BatchStats:
+        started = time.perf_counter()
         async with self.store.transaction() as tx:
             crash_point("engine.before_commit")
             if batch.changes:
@@ -258,6 +260,7 @@ class Engine:
         crash_point("engine.after_commit")
         for ack in batch.acks:
             ack()
+        _count(batch, time.perf_counter() - started)
         self._after_commit(batch)
         return batch.stats
 
@@ -511,3 +514,17 @@ class Engine:
                 for k in ("observations", "duplicates", "events", "fires", "expired", "deadletters")
             },
         )
+
+def _count(batch: _Batch, commit_seconds: float) -> None:
+    """Report a committed batch to the metrics: one call per batch, never per event."""
+    changes, stats = batch.changes, batch.stats
+    expired = (m.rule for m in changes.matches.values() if m.status == "expired")
+    metrics.batch_committed(
+        stats.observations,
+        stats.duplicates,
+        batch.arrivals,
+        changes.runs,
+        changes.deadletters,
+        expired if stats.expired else (),
+        commit_seconds,
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from eventflow import metrics
 from eventflow.aio import wait_event
 from eventflow.crashpoints import crash_point
 from eventflow.errors import EventflowError
@@ -44,6 +45,7 @@ class OutboxDrainer:
                 failures = 0
             except EventflowError as exc:
                 failures += 1
+                metrics.publish_failed(self.name)
                 delay = min(self.max_backoff, 0.5 * 2 ** min(failures, 10))
                 self.log.warning(
                     "publish_failed", error=str(exc), retry_in=delay, retriable=exc.retriable
@@ -64,6 +66,7 @@ class OutboxDrainer:
         crash_point("outbox.after_publish")
         await self.store.delete_outbox([item.id for item in items])
         self.published += len(items)
+        metrics.published(self.name, len(items))
         self.log.debug("events_published", count=len(items))
         return len(items)
 

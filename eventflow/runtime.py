@@ -16,6 +16,7 @@ import random
 import time
 from typing import Any
 
+from eventflow import metrics
 from eventflow.dispatcher import Dispatcher
 from eventflow.engine import Engine
 from eventflow.events import JSON, Observation, utcnow
@@ -42,6 +43,8 @@ class SensorHandle:
         self._loop = asyncio.get_running_loop()
         self.healthy = False
         self.detail = "starting"
+        self.since = time.monotonic()
+        """When ``healthy`` last changed (``/readyz`` gives a failing sensor a retry budget)."""
 
     async def emit(self, observation: Observation) -> None:
         await self._engine.submit(observation)
@@ -58,7 +61,9 @@ class SensorHandle:
     def set_health(self, ok: bool, detail: str = "") -> None:
         if ok != self.healthy:
             self.log.info("sensor_health", healthy=ok, detail=detail)
+            self.since = time.monotonic()
         self.healthy, self.detail = ok, detail
+        metrics.sensor_health(self.name, ok)
 
 
 class Runtime:
@@ -70,6 +75,8 @@ class Runtime:
         self.env = PluginEnv(pipeline=pipeline.name, base_dir=pipeline.base_dir)
         self.log = get_logger(pipeline=pipeline.name)
         self.sensors: dict[str, SensorHandle] = {}
+        self.engine: Engine | None = None
+        """Set once the store is open and start-up recovery is done (``/readyz``)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         async with self.store:
@@ -89,7 +96,7 @@ class Runtime:
         for publisher in publishers.values():
             await publisher.open()
 
-        engine = Engine(pipeline, store)
+        engine = self.engine = Engine(pipeline, store)
         dispatcher = Dispatcher(pipeline, store, runners)
         poll = pipeline.engine.poll_interval.total_seconds()
         drainers = [OutboxDrainer(n, p, store, poll) for n, p in publishers.items()]
@@ -184,6 +191,7 @@ class Runtime:
                 delay = min(SENSOR_BACKOFF_MAX, 2.0 ** (failures - 1))
                 delay = delay / 2 + rng.uniform(0, delay / 2)
                 handle.set_health(False, str(exc))
+                metrics.sensor_restarted(spec.name)
                 handle.log.error(
                     "sensor_failed",
                     error=str(exc),

@@ -1,0 +1,256 @@
+"""The JSON API, health checks and ``/metrics`` (described by :mod:`eventflow.server.openapi`)."""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import os
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from eventflow import metrics
+from eventflow.errors import EventflowError
+from eventflow.events import partition_key, utcnow
+from eventflow.server import reports
+from eventflow.server.hooks import HOOKS, HookRequest
+
+if TYPE_CHECKING:
+    from eventflow.runtime import Runtime
+
+TOKEN_ENV = "EVENTFLOW_API_TOKEN"
+"""When set, ``POST /api/...`` (retry, emit) needs ``Authorization: Bearer <token>``."""
+STATUSES = ("pending", "running", "succeeded", "failed")
+MATCH_STATUSES = ("open", "expired")
+RETRY_BUDGET = 60.0
+"""Seconds a sensor may be failing (restarted with backoff) before ``/readyz`` says no."""
+MAX_LIMIT = 10_000
+
+
+def token_required() -> bool:
+    return bool(os.environ.get(TOKEN_ENV))
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def problem(status: int, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers or None)
+
+
+def _limit(request: Request, default: int) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(400, f"limit must be an integer, not {raw!r}") from None
+    if not 1 <= value <= MAX_LIMIT:
+        raise BadRequest(400, f"limit must be between 1 and {MAX_LIMIT}")
+    return value
+
+
+def _choice(request: Request, name: str, allowed: tuple[str, ...]) -> str | None:
+    value = request.query_params.get(name)
+    if value is not None and value not in allowed:
+        raise BadRequest(400, f"{name} must be one of {', '.join(allowed)}")
+    return value
+
+
+class Api:
+    """Handlers over one runtime: its pipeline, its store, its sensors."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.pipeline = runtime.pipeline
+        self.store = runtime.store
+        self._scraped = 0.0
+
+    # -- health -----------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        """Ready when the store answers and every sensor reaches its source or is still
+        within its retry budget."""
+        checks: dict[str, Any] = {}
+        ready = self.runtime.engine is not None
+        if ready:
+            try:
+                await self.store.next_timer_due()
+                checks["store"] = {"ok": True, "detail": "open"}
+            except EventflowError as exc:
+                ready = False
+                checks["store"] = {"ok": False, "detail": str(exc)}
+        else:
+            checks["store"] = {"ok": False, "detail": "starting"}
+        now = time.monotonic()
+        for name in self.pipeline.sensors:
+            handle = self.runtime.sensors.get(name)
+            if handle is None:
+                checks[f"sensor:{name}"] = {"ok": False, "detail": "not started"}
+                ready = False
+                continue
+            ok = handle.healthy or now - handle.since < RETRY_BUDGET
+            ready = ready and ok
+            checks[f"sensor:{name}"] = {
+                "ok": ok,
+                "healthy": handle.healthy,
+                "detail": handle.detail,
+            }
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    async def metrics(self, request: Request) -> Response:
+        if self.runtime.engine is not None and time.monotonic() - self._scraped > 1.0:
+            self._scraped = time.monotonic()
+            # On a store error the gauges keep their last values; /readyz says why.
+            with contextlib.suppress(EventflowError):
+                metrics.refresh_store(await self.store.counts())
+        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def get_rules(self, request: Request) -> Response:
+        per_rule = await self.store.match_counts()
+        return JSONResponse({"rules": reports.rules(self.pipeline, per_rule)})
+
+    async def get_matches(self, request: Request) -> Response:
+        rule = request.query_params.get("rule")
+        if rule is not None and rule not in self.pipeline.rules:
+            raise BadRequest(404, f"no rule {rule!r}")
+        status = _choice(request, "status", MATCH_STATUSES)
+        found = await reports.partial_matches(
+            self.pipeline, self.store, rule=rule, status=status, limit=_limit(request, 100)
+        )
+        return JSONResponse({"matches": found})
+
+    async def get_runs(self, request: Request) -> Response:
+        params = request.query_params
+        status = _choice(request, "status", STATUSES)
+        rule = params.get("rule")
+        partition = {
+            k[len("partition.") :]: v for k, v in params.items() if k.startswith("partition.")
+        }
+        key = partition_key(partition) if partition else None
+        runs = await self.store.list_runs(
+            rule=rule,
+            status=status,  # type: ignore[arg-type]
+            key=key,
+            limit=_limit(request, 50),
+        )
+        return JSONResponse({"runs": [reports.run_row(r) for r in runs]})
+
+    async def get_run(self, request: Request) -> Response:
+        run = await self._run(request)
+        return JSONResponse(reports.run_row(run, inputs=True))
+
+    async def get_run_logs(self, request: Request) -> Response:
+        run = await self._run(request)
+        raw = request.query_params.get("attempt")
+        attempt = None
+        if raw is not None:
+            try:
+                attempt = int(raw)
+            except ValueError:
+                raise BadRequest(400, f"attempt must be an integer, not {raw!r}") from None
+            if not 1 <= attempt <= max(run.attempt, 1):
+                raise BadRequest(404, f"run {run.run_id} has no attempt {attempt}")
+        return JSONResponse(reports.run_logs(self.pipeline, run, attempt))
+
+    async def _run(self, request: Request) -> Any:
+        run_id = request.path_params["run_id"]
+        run = await self.store.get_run(run_id)
+        if run is None:
+            raise BadRequest(404, f"no run {run_id!r}")
+        return run
+
+    # -- acting -----------------------------------------------------------------------------
+
+    def _authorize(self, request: Request) -> None:
+        token = os.environ.get(TOKEN_ENV)
+        if not token:
+            return
+        scheme, _, sent = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(sent.encode(), token.encode()):
+            raise BadRequest(401, f"this API needs Authorization: Bearer <{TOKEN_ENV}>")
+
+    async def retry_run(self, request: Request) -> Response:
+        self._authorize(request)
+        run = await self._run(request)
+        if run.status != "failed":
+            raise BadRequest(409, f"run {run.run_id} is {run.status}; only failed runs retry")
+        record = await self.store.retry_run(run.run_id, utcnow())
+        metrics.manual_retry(record.rule)
+        return JSONResponse(reports.run_row(record))
+
+    async def emit(self, request: Request) -> Response:
+        self._authorize(request)
+        try:
+            body = json.loads(await request.body())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadRequest(400, f"the body is not JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise BadRequest(400, "the body must be a JSON object")
+        dataset, partition = body.get("dataset"), body.get("partition", {})
+        emit_id = body.get("id") or uuid.uuid4().hex
+        if not isinstance(dataset, str):
+            raise BadRequest(400, "`dataset` must be a string")
+        if not isinstance(partition, dict) or not all(
+            isinstance(v, str) for v in partition.values()
+        ):
+            raise BadRequest(400, "`partition` must be an object of strings")
+        if not isinstance(emit_id, str):
+            raise BadRequest(400, "`id` must be a string")
+        try:
+            item = reports.emit_item(
+                self.pipeline, dataset, partition, emit_id, body.get("payload")
+            )
+        except reports.EmitError as exc:
+            raise BadRequest(400, str(exc)) from None
+        await self.store.add_inbox(item)
+        if self.runtime.engine is not None:
+            self.runtime.engine.wake()
+        return JSONResponse({"id": emit_id, "status": "accepted"}, status_code=202)
+
+    # -- webhooks -------------------------------------------------------------------------
+
+    async def hook(self, request: Request) -> Response:
+        name = request.path_params["sensor"]
+        response = await self._hook(request, name)
+        metrics.webhook(name if name in self.pipeline.sensors else "-", response.status_code)
+        return response
+
+    async def _hook(self, request: Request, name: str) -> Response:
+        hook = HOOKS.get(name)
+        if hook is None:
+            spec = self.pipeline.sensors.get(name)
+            if spec is None or spec.type != "http":
+                return problem(404, f"no webhook sensor named {name!r}")
+            return problem(503, f"webhook sensor {name} is not running", **{"Retry-After": "5"})
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > hook.max_body:
+            return problem(413, f"the body is larger than {hook.max_body} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > hook.max_body:
+                return problem(413, f"the body is larger than {hook.max_body} bytes")
+        answer = await hook(
+            HookRequest(
+                sensor=name,
+                path=request.path_params.get("path", ""),
+                headers={k.lower(): v for k, v in request.headers.items()},
+                query=dict(request.query_params),
+                body=bytes(body),
+            )
+        )
+        return JSONResponse(dict(answer.body), answer.status, headers=dict(answer.headers) or None)

@@ -1,0 +1,149 @@
+"""The starlette application and the uvicorn server, run inside the runtime's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from typing import TYPE_CHECKING
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from eventflow.errors import ClosedError, EventflowError, StoreError
+from eventflow.log import get_logger
+from eventflow.server.api import Api, BadRequest, problem, token_required
+from eventflow.server.hooks import HOOKS
+from eventflow.server.openapi import document
+from eventflow.server.page import render_page
+
+if TYPE_CHECKING:
+    from eventflow.runtime import Runtime
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``PORT`` (on 127.0.0.1) or ``[IPv6]:PORT``; raises ValueError."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = DEFAULT_HOST, text
+    host = host.strip("[]") or DEFAULT_HOST
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT or PORT (e.g. 127.0.0.1:8080 or 8080)")
+    return host, int(port)
+
+
+def build_app(runtime: Runtime) -> Starlette:
+    api = Api(runtime)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document(api_token=token_required()))
+
+    async def page(request: Request) -> Response:
+        return HTMLResponse(await render_page(runtime))
+
+    routes = [
+        Route("/", page, methods=["GET"]),
+        Route("/healthz", api.healthz, methods=["GET"]),
+        Route("/readyz", api.readyz, methods=["GET"]),
+        Route("/metrics", api.metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/api/rules", api.get_rules, methods=["GET"]),
+        Route("/api/matches", api.get_matches, methods=["GET"]),
+        Route("/api/runs", api.get_runs, methods=["GET"]),
+        Route("/api/runs/{run_id}", api.get_run, methods=["GET"]),
+        Route("/api/runs/{run_id}/logs", api.get_run_logs, methods=["GET"]),
+        Route("/api/runs/{run_id}/retry", api.retry_run, methods=["POST"]),
+        Route("/api/events", api.emit, methods=["POST"]),
+        Route("/hooks/{sensor}", api.hook, methods=["POST"]),
+        Route("/hooks/{sensor}/{path:path}", api.hook, methods=["POST"]),
+    ]
+
+    async def bad_request(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BadRequest)
+        return problem(exc.status, str(exc))
+
+    async def store_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, ClosedError):
+            return problem(503, "the pipeline is starting or stopping", **{"Retry-After": "1"})
+        if isinstance(exc, StoreError):
+            return problem(409, str(exc))
+        return problem(500, str(exc))
+
+    return Starlette(
+        routes=routes,
+        exception_handlers={BadRequest: bad_request, EventflowError: store_error},
+    )
+
+
+class HttpServer:
+    """``async with HttpServer(runtime, host, port):`` serves until the block exits.
+
+    The socket is bound before the block starts (so a webhook sensor finds the server),
+    and requests still in flight when it exits get a few seconds to finish.
+    """
+
+    def __init__(self, runtime: Runtime, host: str, port: int) -> None:
+        self.runtime = runtime
+        self.host, self.port = host, port
+        self.log = get_logger(component="http")
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def __aenter__(self) -> HttpServer:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise EventflowError(
+                f"cannot listen on {self.host}:{self.port}: {exc.strerror}",
+                hint="choose another --http port, or stop what holds it",
+            ) from exc
+        sock.listen(128)
+        sock.setblocking(False)
+        self._socket = sock
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            build_app(self.runtime),
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+        )
+        config.load()
+        server = self._server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        # startup + main_loop rather than serve(): serve() takes over SIGTERM and SIGINT,
+        # which belong to the runtime's drain.
+        await server.startup(sockets=[sock])
+        self._task = asyncio.create_task(server.main_loop(), name="http")
+        HOOKS.serving = self.url
+        self.log.info("http_listening", url=self.url)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        HOOKS.serving = None
+        server, task = self._server, self._task
+        if server is None or task is None:
+            return
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await server.shutdown(sockets=[self._socket] if self._socket else None)
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._task = None

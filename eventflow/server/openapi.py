@@ -1,0 +1,283 @@
+"""The OpenAPI 3.1 document of the HTTP API, served at ``/openapi.json``.
+
+Written by hand next to the handlers it describes; a schemathesis test checks the running
+server against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventflow import __version__
+
+Schema = dict[str, Any]
+
+_STR = {"type": "string"}
+_NSTR = {"type": ["string", "null"]}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_PARTITION = {"type": "object", "additionalProperties": {"type": "string"}}
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> Schema:
+    return _json(_ERROR, description)
+
+
+def _obj(required: list[str], **props: Schema) -> Schema:
+    return {"type": "object", "required": required, "properties": props}
+
+
+def _query(name: str, schema: Schema, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 10_000}, "Most rows.")
+_RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": _STR}
+
+_RUN = _obj(
+    ["run_id", "rule", "partition", "generation", "status", "attempt", "max_attempts"],
+    run_id=_STR,
+    rule=_STR,
+    partition=_PARTITION,
+    generation={"type": "integer"},
+    status={"enum": ["pending", "running", "succeeded", "failed"]},
+    attempt={"type": "integer"},
+    max_attempts={"type": "integer"},
+    created_at=_TIME,
+    updated_at=_TIME,
+    not_before=_TIME,
+    started_at=_TIME,
+    finished_at=_TIME,
+    error=_NSTR,
+    output={"type": "object"},
+    inputs={"type": "array", "items": {"$ref": "#/components/schemas/Input"}},
+)
+_INPUT = _obj(
+    ["event_id", "dataset", "partition", "sensor", "position", "time"],
+    event_id=_STR,
+    dataset=_STR,
+    partition=_PARTITION,
+    sensor=_STR,
+    position={"type": "object"},
+    time=_STR,
+)
+_RULE = _obj(
+    ["rule", "when", "open", "fired", "expired"],
+    rule=_STR,
+    when=_obj(
+        ["mode", "datasets", "by"],
+        mode={"enum": ["all", "any"]},
+        datasets={"type": "array", "items": _STR},
+        by={"type": "array", "items": _STR},
+        within={"type": ["number", "null"], "description": "Seconds."},
+    ),
+    produces=_NSTR,
+    open={"type": "integer"},
+    fired={"type": "integer"},
+    expired={"type": "integer"},
+)
+_MATCH = _obj(
+    ["rule", "partition", "status", "generation", "arrived", "missing"],
+    rule=_STR,
+    partition=_PARTITION,
+    status={"enum": ["open", "expired"]},
+    generation={"type": "integer"},
+    arrived={"type": "array", "items": _STR},
+    missing={"type": "array", "items": _STR},
+    opened_at=_TIME,
+    expires_at={**_TIME, "description": "When the match expires if inputs are still missing."},
+)
+_EMIT = {
+    **_obj(
+        ["dataset", "partition"],
+        dataset=_STR,
+        partition=_PARTITION,
+        id={"type": "string", "description": "Idempotency id: the same id counts once."},
+        payload={"description": "Any JSON, carried with the event."},
+    ),
+    "additionalProperties": False,
+}
+_CHECKS = {"type": "object", "additionalProperties": {"type": "object"}}
+_READY = _obj(["ready", "checks"], ready={"type": "boolean"}, checks=_CHECKS)
+
+
+def document(*, api_token: bool = False) -> Schema:
+    """The document; ``api_token`` declares the bearer token the POST endpoints need."""
+    secured: Schema = {"security": [{"bearer": []}]} if api_token else {}
+    unauthorized = {"401": _error("Missing or wrong bearer token.")} if api_token else {}
+    hook_params = [
+        {"name": "sensor", "in": "path", "required": True, "schema": _STR},
+    ]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "eventflow",
+            "version": __version__,
+            "description": "Health, metrics, rules, partial matches, runs and webhooks of a"
+            " running pipeline (`eventflow run --http`).",
+        },
+        "paths": {
+            "/healthz": {"get": _get("The process is alive.", _obj(["status"], status=_STR))},
+            "/readyz": {
+                "get": {
+                    "summary": "Store open and every sensor connected or within its retry budget.",
+                    "responses": {
+                        "200": _json(_READY, "Ready."),
+                        "503": _json(_READY, "Not ready."),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (text format 0.0.4).",
+                    "responses": {
+                        "200": {
+                            "description": "Metrics.",
+                            "content": {"text/plain": {"schema": _STR}},
+                        }
+                    },
+                }
+            },
+            "/api/rules": {
+                "get": _get(
+                    "Rules with their join condition and matches by status.",
+                    _obj(["rules"], rules={"type": "array", "items": _RULE}),
+                )
+            },
+            "/api/matches": {
+                "get": _get(
+                    "Open and expired partial matches: what arrived, what is missing, when"
+                    " they expire (oldest first).",
+                    _obj(["matches"], matches={"type": "array", "items": _MATCH}),
+                    params=[
+                        _query("rule", _STR, "Only this rule."),
+                        _query("status", {"enum": ["open", "expired"]}, "Only this status."),
+                        _LIMIT,
+                    ],
+                    errors={"400": "A bad parameter.", "404": "No such rule."},
+                )
+            },
+            "/api/runs": {
+                "get": _get(
+                    "Runs, newest first. Filter a partition with `partition.VAR=VALUE`.",
+                    _obj(["runs"], runs={"type": "array", "items": _RUN}),
+                    params=[
+                        _query("rule", _STR, "Only this rule."),
+                        _query(
+                            "status",
+                            {"enum": ["pending", "running", "succeeded", "failed"]},
+                            "Only this status.",
+                        ),
+                        _LIMIT,
+                    ],
+                    errors={"400": "A bad parameter."},
+                )
+            },
+            "/api/runs/{run_id}": {
+                "get": _get(
+                    "One run with its inputs.",
+                    _RUN,
+                    params=[_RUN_ID],
+                    errors={"404": "No such run."},
+                )
+            },
+            "/api/runs/{run_id}/logs": {
+                "get": _get(
+                    "The captured stdout and stderr of an attempt (default: the last).",
+                    _obj(
+                        ["run_id", "attempt", "stdout", "stderr"],
+                        run_id=_STR,
+                        attempt={"type": "integer"},
+                        stdout=_STR,
+                        stderr=_STR,
+                    ),
+                    params=[_RUN_ID, _query("attempt", {"type": "integer"}, "Which attempt.")],
+                    errors={"400": "A bad parameter.", "404": "No such run or attempt."},
+                )
+            },
+            "/api/runs/{run_id}/retry": {
+                "post": {
+                    "summary": "Run a failed run again (same run id, one more attempt).",
+                    "parameters": [_RUN_ID],
+                    **secured,
+                    "responses": {
+                        "200": _json(_RUN, "The run, pending again."),
+                        "404": _error("No such run."),
+                        "409": _error("The run is not failed."),
+                        **unauthorized,
+                    },
+                }
+            },
+            "/api/events": {
+                "post": {
+                    "summary": "Announce a dataset partition by hand (like `eventflow emit`).",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _EMIT}},
+                    },
+                    **secured,
+                    "responses": {
+                        "202": _json(
+                            _obj(["id", "status"], id=_STR, status=_STR),
+                            "Recorded; the engine processes it within its poll interval.",
+                        ),
+                        "400": _error("Not JSON, no such dataset, or the wrong partition."),
+                        **unauthorized,
+                    },
+                }
+            },
+            "/hooks/{sensor}": {
+                "post": {
+                    "summary": "Deliver an event to a webhook (`type: http`) sensor; answered"
+                    " after the event is committed.",
+                    "parameters": hook_params,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {}}},
+                    },
+                    "responses": {
+                        "200": _json(
+                            _obj(["id", "status"], id=_STR, status=_STR),
+                            "Committed (or already committed earlier: a redelivery).",
+                        ),
+                        "400": _error("Malformed JSON or no delivery id."),
+                        "401": _error("Bad bearer token or signature."),
+                        "404": _error("No webhook sensor of that name."),
+                        "413": _error("The body is too large."),
+                        "503": _error(
+                            "Not committed in time, or the sensor is not running: send it again."
+                        ),
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Error": _obj(["error"], error=_STR),
+                "Input": _INPUT,
+            },
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _get(
+    summary: str,
+    schema: Schema,
+    *,
+    params: list[Schema] | None = None,
+    errors: dict[str, str] | None = None,
+) -> Schema:
+    responses = {"200": _json(schema, "OK.")}
+    responses.update({code: _error(text) for code, text in (errors or {}).items()})
+    return {"summary": summary, "parameters": params or [], "responses": responses}
