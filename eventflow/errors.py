@@ -74,6 +74,13 @@ class StoreError(EventflowError):
     """The state store failed or holds something this version cannot read."""
 
 
+class StoreConflict(StoreError):
+    """A commit was refused because another worker changed what it was computed from (a
+    shared PostgreSQL store); nothing was written: read again and re-evaluate."""
+
+    retriable = True
+
+
 class RuleError(EventflowError):
     """A rule was asked to do something its definition does not allow."""
 

@@ -1,4 +1,5 @@
-"""The state-store contract: every Store behaves the same, in memory and in a SQLite file."""
+"""The state-store contract: every Store behaves the same, in memory, in a SQLite file and in
+PostgreSQL (a fresh database per test)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from eventflow.events import Event, InputRef
 from eventflow.rules.core import MatchState
 from eventflow.store import COUNT_KEYS, open_store
 from eventflow.store.memory import MemoryStore
+from eventflow.store.postgres import PostgresStore
 from eventflow.store.sqlite import SQLiteStore
 from eventflow.types import (
     Changes,
@@ -36,9 +38,15 @@ def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    s: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+    s: Store
+    if request.param == "memory":
+        s = MemoryStore()
+    elif request.param == "sqlite":
+        s = SQLiteStore(tmp_path / "s.db")
+    else:
+        s = PostgresStore.from_dsn(request.getfixturevalue("postgres_dsn"), tmp_path)
     async with s:
         yield s
 

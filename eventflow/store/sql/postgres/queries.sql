@@ -1,0 +1,309 @@
+-- The named SQL statements of the PostgreSQL state store, loaded by
+-- eventflow.store._postgres_sql (same file format as ../queries.sql).
+--
+-- Writes on the hot path take positional %s parameters in the column order of the row
+-- tuples built by eventflow.store._codec; the other statements take %(named)s parameters.
+-- Sets of ids are passed as one text[] array.
+
+-- name: insert_events
+-- Log observed events; a second event with the same id is ignored (EventRow order).
+-- Returns the ids actually inserted (the store checks them against what it reported unseen).
+INSERT INTO events
+    (id, sensor, key, time, position, payload, attributes, datasets, received_at)
+SELECT * FROM unnest(
+    %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+    %s::text[], %s::text[])
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
+
+-- name: seen_events
+-- The ids among the array %(ids)s that are in the event log or dead-lettered.
+SELECT id FROM events WHERE id = ANY(%(ids)s::text[])
+UNION
+SELECT event_id FROM deadletters WHERE event_id = ANY(%(ids)s::text[]);
+
+-- name: get_events
+-- Logged events whose id is in the array %(ids)s.
+SELECT id, sensor, key, time, position, payload, attributes, datasets, received_at
+FROM events
+WHERE id = ANY(%(ids)s::text[]);
+
+-- name: read_events
+-- A page of the event log in write order after sequence %(after)s, received at or after
+-- %(since)s (NULL: any time), of the sensors in the array %(sensors)s (NULL: all).
+SELECT seq, id, sensor, key, time, position, payload, attributes, datasets, received_at
+FROM events
+WHERE seq > %(after)s
+  AND (%(since)s::text IS NULL OR received_at >= %(since)s)
+  AND (%(sensors)s::text[] IS NULL OR sensor = ANY(%(sensors)s::text[]))
+ORDER BY seq
+LIMIT %(limit)s;
+
+-- name: prune_events
+-- Delete up to %(limit)s of the oldest events received before %(before)s (retention).
+DELETE FROM events WHERE seq IN (
+    SELECT seq FROM events WHERE received_at < %(before)s ORDER BY received_at
+    LIMIT %(limit)s
+);
+
+-- name: upsert_cursors
+-- Write sensor checkpoints (CursorRow order).
+INSERT INTO cursors (sensor, key, value) VALUES (%s, %s, %s)
+ON CONFLICT (sensor, key) DO UPDATE SET value = excluded.value;
+
+-- name: load_cursors
+-- All checkpoints of one sensor.
+SELECT key, value FROM cursors WHERE sensor = %(sensor)s ORDER BY key;
+
+-- name: delete_cursor
+-- Forget one checkpoint entry (sensor, key).
+DELETE FROM cursors WHERE sensor = %s AND key = %s;
+
+-- name: insert_match
+-- Create a rule state that the engine read as absent (MatchRow order); returns nothing
+-- when another worker created it first.
+INSERT INTO matches (rule, key, generation, status, state, updated_at, version)
+VALUES (%s, %s, %s, %s, %s, %s, 1)
+ON CONFLICT (rule, key) DO NOTHING
+RETURNING version;
+
+-- name: update_match
+-- Replace a rule state if it is still at the version the engine read (MatchRow order,
+-- then the expected version); returns the new version, nothing on a conflict.
+UPDATE matches SET
+    generation = %s, status = %s, state = %s, updated_at = %s, version = version + 1
+WHERE rule = %s AND key = %s AND version = %s
+RETURNING version;
+
+-- name: upsert_match
+-- Write a rule state without checking versions (MatchRow order): for states the engine did
+-- not read through this store (a single writer, or tests writing states directly).
+INSERT INTO matches (rule, key, generation, status, state, updated_at, version)
+VALUES (%s, %s, %s, %s, %s, %s, 1)
+ON CONFLICT (rule, key) DO UPDATE SET
+    generation = excluded.generation,
+    status = excluded.status,
+    state = excluded.state,
+    updated_at = excluded.updated_at,
+    version = matches.version + 1
+RETURNING version;
+
+-- name: get_matches
+-- Rule states and their versions for the pairs of the arrays %(rules)s and %(keys)s.
+SELECT m.rule, m.key, m.state, m.version
+FROM unnest(%(rules)s::text[], %(keys)s::text[]) AS k (rule, key)
+JOIN matches AS m ON m.rule = k.rule AND m.key = k.key;
+
+-- name: list_matches
+-- Rule states, optionally of one rule and/or one status, by rule and key (NULL limit = all).
+SELECT state FROM matches
+WHERE (%(rule)s::text IS NULL OR rule = %(rule)s) AND (%(status)s::text IS NULL OR status = %(status)s)
+ORDER BY rule, key
+LIMIT %(limit)s;
+
+-- name: get_match
+-- One rule's state for one partition key.
+SELECT state FROM matches WHERE rule = %(rule)s AND key = %(key)s;
+
+-- name: match_counts
+-- How many matches each rule has in each status.
+SELECT rule, status, count(*) FROM matches GROUP BY rule, status;
+
+-- name: insert_runs
+-- Create runs; a second run with the same run_id is ignored (RunRow order).
+INSERT INTO runs
+    (run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
+     created_at, updated_at, not_before, started_at, finished_at, error, output)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (run_id) DO NOTHING;
+
+-- name: update_runs
+-- Write a run's new status (RunUpdateRow order, with the status again before the run id);
+-- a run that leaves `running` has no worker.
+UPDATE runs SET
+    status = %s, attempt = %s, updated_at = %s, not_before = %s, finished_at = %s, error = %s,
+    output = %s, worker = CASE WHEN %s = 'running' THEN worker END
+WHERE run_id = %s;
+
+-- name: claim_candidates
+-- Pending runs that are due at %(now)s, oldest first, locked; rows locked by another
+-- worker's claim are skipped (they are being claimed there).
+SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
+       created_at, updated_at, not_before, started_at, finished_at, error, output
+FROM runs
+WHERE status = 'pending' AND (not_before IS NULL OR not_before <= %(now)s)
+ORDER BY created_at, run_id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: running_per_rule
+-- How many runs each rule has running (on every worker).
+SELECT rule, count(*) FROM runs WHERE status = 'running' GROUP BY rule;
+
+-- name: claim_run
+-- Start one attempt of a pending run on a worker (started_at, updated_at, worker, run_id).
+UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = %s, updated_at = %s,
+    worker = %s
+WHERE run_id = %s AND status = 'pending';
+
+-- name: recover_running
+-- Put back to pending the running runs of workers whose lease has expired and of no known
+-- worker (a live worker's runs are left alone); returns their ids.
+UPDATE runs SET status = 'pending', updated_at = %(now)s, worker = NULL
+WHERE status = 'running'
+  AND (worker IS NULL OR worker NOT IN (SELECT id FROM workers WHERE lease_until > now()))
+RETURNING run_id, created_at;
+
+-- name: next_run_due
+-- The earliest not_before of a pending run, %(min)s for a pending run without one.
+SELECT min(coalesce(not_before, %(min)s)) FROM runs WHERE status = 'pending';
+
+-- name: get_run
+-- One run by id.
+SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
+       created_at, updated_at, not_before, started_at, finished_at, error, output
+FROM runs
+WHERE run_id = %(run_id)s;
+
+-- name: list_runs
+-- Runs, optionally of one rule and/or one status, newest first.
+SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
+       created_at, updated_at, not_before, started_at, finished_at, error, output
+FROM runs
+WHERE (%(rule)s::text IS NULL OR rule = %(rule)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(key)s::text IS NULL OR key = %(key)s)
+ORDER BY created_at DESC, run_id DESC
+LIMIT %(limit)s;
+
+-- name: retry_run
+-- Put a failed run back to pending with at least one more allowed attempt.
+UPDATE runs SET
+    status = 'pending', max_attempts = greatest(max_attempts, attempt + 1), not_before = NULL,
+    finished_at = NULL, error = NULL, output = '{}', updated_at = %(now)s
+WHERE run_id = %(run_id)s AND status = 'failed';
+
+-- name: upsert_timers
+-- Schedule timers; an existing timer gets the new due time (TimerRow order).
+INSERT INTO timers (kind, rule, key, generation, due) VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (kind, rule, key, generation) DO UPDATE SET due = excluded.due;
+
+-- name: delete_timer
+-- Cancel one timer (kind, rule, key, generation).
+DELETE FROM timers WHERE kind = %s AND rule = %s AND key = %s AND generation = %s;
+
+-- name: due_timers
+-- Timers due at %(now)s, earliest first.
+SELECT kind, rule, key, generation, due FROM timers
+WHERE due <= %(now)s
+ORDER BY due, kind, rule, key, generation
+LIMIT %(limit)s;
+
+-- name: next_timer_due
+-- The earliest due time of any timer.
+SELECT min(due) FROM timers;
+
+-- name: insert_outbox
+-- Queue completion events for publishers (publisher, event).
+INSERT INTO outbox (publisher, event) VALUES (%s, %s);
+
+-- name: fetch_outbox
+-- The oldest events waiting for one publisher.
+SELECT id, publisher, event FROM outbox WHERE publisher = %(publisher)s ORDER BY id
+LIMIT %(limit)s;
+
+-- name: delete_outbox
+-- Forget delivered events (the array %(ids)s).
+DELETE FROM outbox WHERE id = ANY(%(ids)s::bigint[]);
+
+-- name: insert_inbox
+-- Record observations (InboxRow order without id).
+INSERT INTO inbox (observation_sensor, dataset, partition, position, payload, created_at)
+VALUES (%s, %s, %s, %s, %s, %s);
+
+-- name: add_inbox
+-- Record one observation (InboxRow order without id) and return its id.
+INSERT INTO inbox (observation_sensor, dataset, partition, position, payload, created_at)
+VALUES (%s, %s, %s, %s, %s, %s)
+RETURNING id;
+
+-- name: fetch_inbox
+-- The oldest recorded observations.
+SELECT id, observation_sensor, dataset, partition, position, payload, created_at
+FROM inbox
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: delete_inbox
+-- Forget one consumed observation (id).
+DELETE FROM inbox WHERE id = %s;
+
+-- name: insert_deadletters
+-- Keep observations that could not be processed; the first per event id wins. Returns the
+-- ids actually inserted.
+INSERT INTO deadletters (event_id, sensor, position, error, excerpt, time)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id;
+
+-- name: list_deadletters
+-- Dead letters, most recently recorded first.
+SELECT event_id, sensor, position, error, excerpt, time
+FROM deadletters
+ORDER BY seq DESC
+LIMIT %(limit)s;
+
+-- name: counts
+-- The figures shown by `eventflow status`, in the order of eventflow.store.COUNT_KEYS.
+SELECT
+    (SELECT count(*) FROM runs WHERE status = 'pending'),
+    (SELECT count(*) FROM runs WHERE status = 'running'),
+    (SELECT count(*) FROM runs WHERE status = 'succeeded'),
+    (SELECT count(*) FROM runs WHERE status = 'failed'),
+    (SELECT count(*) FROM matches WHERE status = 'open'),
+    (SELECT count(*) FROM matches WHERE status = 'fired'),
+    (SELECT count(*) FROM matches WHERE status = 'expired'),
+    (SELECT count(*) FROM events),
+    (SELECT count(*) FROM outbox),
+    (SELECT count(*) FROM timers),
+    (SELECT count(*) FROM inbox),
+    (SELECT count(*) FROM deadletters);
+
+-- name: register_worker
+-- Start (or renew) this worker's lease of %(lease)s seconds, by the database's clock.
+INSERT INTO workers (id, host, pid, lease_until)
+VALUES (%(id)s, %(host)s, %(pid)s, now() + make_interval(secs => %(lease)s))
+ON CONFLICT (id) DO UPDATE SET
+    heartbeat_at = now(), lease_until = excluded.lease_until;
+
+-- name: renew_worker
+-- Extend this worker's lease; returns nothing when the lease expired and was taken away.
+UPDATE workers SET heartbeat_at = now(), lease_until = now() + make_interval(secs => %(lease)s)
+WHERE id = %(id)s AND lease_until > now()
+RETURNING id;
+
+-- name: forget_worker
+-- A worker that stops cleanly gives up its lease.
+DELETE FROM workers WHERE id = %(id)s;
+
+-- name: reap_workers
+-- Forget workers whose lease expired (their running runs go back to pending first).
+DELETE FROM workers WHERE lease_until < now() - interval '1 hour';
+
+-- name: list_workers
+-- The workers sharing the store and whether their lease is live.
+SELECT id, host, pid, started_at, heartbeat_at, lease_until > now() AS live
+FROM workers
+ORDER BY started_at, id;
+
+-- name: has_migrations_table
+-- Whether the schema_migrations table exists (an empty database has none).
+SELECT to_regclass('schema_migrations') IS NOT NULL;
+
+-- name: applied_migrations
+-- The schema versions applied to this database.
+SELECT version FROM schema_migrations ORDER BY version;
+
+-- name: record_migration
+-- Remember that a schema version was applied.
+INSERT INTO schema_migrations (version, applied_at) VALUES (%(version)s, %(applied_at)s);
