@@ -126,7 +126,6 @@ class Dispatcher:
             return 0
         crash_point("dispatcher.after_claim")
         metrics.runs_started(runs, now)
-        metrics.runs_started(runs, now)
         for run in runs:
             task = asyncio.create_task(self._execute(run), name=f"run:{run.run_id}")
             self._inflight[run.run_id] = task

@@ -515,6 +515,7 @@ class Engine:
             },
         )
 
+
 def _count(batch: _Batch, commit_seconds: float) -> None:
     """Report a committed batch to the metrics: one call per batch, never per event."""
     changes, stats = batch.changes, batch.stats
