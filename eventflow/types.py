@@ -7,7 +7,7 @@ imports a transport library.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -87,6 +87,28 @@ class Publisher(Protocol):
     def __init__(self, name: str, config: Any, env: PluginEnv) -> None: ...
 
     async def open(self) -> None: ...
+@runtime_checkable
+class ListableSensor(Protocol):
+    """A sensor that can list what is at its source now, as the observations it would emit
+    (``eventflow backfill`` enumerates partitions with it). Optional: directory and S3
+    sensors implement it, message brokers cannot."""
+
+    async def list_observations(self, prefix: str = "") -> list[Observation]:
+        """Observations of everything now under ``prefix`` (a key prefix: a dataset
+        pattern's text before its first placeholder), with the positions ``run`` would give
+        them, so that their event ids are the same."""
+
+
+@runtime_checkable
+class ReplayableSensor(Protocol):
+    """A sensor that can read its source again from a point in time (Kafka: the offsets at
+    that time), for ``eventflow replay --from-source``. Optional."""
+
+    def replay_observations(self, since: datetime | None) -> AsyncIterator[Observation]:
+        """Observations from ``since`` (None: the earliest retained) to the present end,
+        with the positions ``run`` gives them; then it stops."""
+
+
 
     async def publish(self, events: Sequence[Event]) -> None: ...
 
@@ -460,3 +482,20 @@ class Store(Protocol):
         """``runs_pending``, ``runs_running``, ``runs_succeeded``, ``runs_failed``,
         ``matches_open``, ``matches_fired``, ``matches_expired``, ``events``,
         ``outbox``, ``timers``, ``inbox``, ``deadletters``."""
+    # the event log (replay, backfill, retention)
+    async def read_events(
+        self,
+        *,
+        since: datetime | None = None,
+        sensors: Collection[str] | None = None,
+        after: int = 0,
+        limit: int = 1000,
+    ) -> list[tuple[int, StoredEvent]]:
+        """A page of the event log in the order it was written: events received at or after
+        ``since``, of ``sensors`` (None = all), each with its sequence number; pass the last
+        one as ``after`` for the next page (an empty page is the end)."""
+
+    async def prune_events(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` events received before ``before`` (retention); returns how
+        many. Call again while it returns ``limit``."""
+

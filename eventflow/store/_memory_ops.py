@@ -321,6 +321,30 @@ class MemoryOps:
         rows = (self.events.get(i) for i in dict.fromkeys(ids))
         return [c.decode_event(r) for r in rows if r is not None]
 
+    def read_events(
+        self, since: datetime | None, sensors: Collection[str] | None, after: int, limit: int
+    ) -> list[tuple[int, StoredEvent]]:
+        """Sequence numbers are positions in the log (1 = the oldest event kept)."""
+        since_t = None if since is None else c.dt_text(since)
+        page: list[tuple[int, StoredEvent]] = []
+        for seq, row in enumerate(self.events.values(), 1):
+            if len(page) >= limit:
+                break
+            if seq <= after or (since_t is not None and row.received_at < since_t):
+                continue
+            if sensors is None or row.sensor in sensors:
+                page.append((seq, c.decode_event(row)))
+        return page
+
+    def prune_events(self, before: datetime, limit: int) -> int:
+        before_t = c.dt_text(before)
+        old = sorted(
+            (r.received_at, r.id) for r in self.events.values() if r.received_at < before_t
+        )
+        for _, event_id in old[: max(limit, 0)]:
+            self.events.delete(event_id)
+        return min(len(old), max(limit, 0))
+
     def list_deadletters(self, limit: int) -> list[DeadLetter]:
         rows = list(self.deadletters.values())[::-1][: max(limit, 0)]
         return [c.decode_deadletter(r) for r in rows]

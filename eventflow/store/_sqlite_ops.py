@@ -243,6 +243,28 @@ class SQLiteOps:
             found.update((row[0], c.decode_event(row)) for row in rows)
         return [found[i] for i in wanted if i in found]
 
+    def read_events(
+        self, since: datetime | None, sensors: list[str] | None, after: int, limit: int
+    ) -> list[tuple[int, StoredEvent]]:
+        since_t = None if since is None else c.dt_text(since)
+        if since_t is not None and after <= 0:  # start at the index, not at the first event
+            first = self.conn.execute(self.q["first_event_since"], {"since": since_t}).fetchone()
+            if first[0] is None:
+                return []
+            after = first[0] - 1
+        params = {
+            "after": after,
+            "since": since_t,
+            "sensors": None if sensors is None else c.json_text(sensors),
+            "limit": max(limit, 0),
+        }
+        rows = self.conn.execute(self.q["read_events"], params)
+        return [(row[0], c.decode_event(row[1:])) for row in rows]
+
+    def prune_events(self, before: datetime, limit: int) -> int:
+        params = {"before": c.dt_text(before), "limit": max(limit, 0)}
+        return self.conn.execute(self.q["prune_events"], params).rowcount
+
     def list_deadletters(self, limit: int) -> list[DeadLetter]:
         rows = self.conn.execute(self.q["list_deadletters"], {"limit": max(limit, 0)})
         return [c.decode_deadletter(row) for row in rows]

@@ -183,6 +183,19 @@ class MemoryStore(StoreLifecycle):
     async def get_events(self, ids: Collection[str]) -> list[StoredEvent]:
         return await self._do(lambda o: o.get_events(ids))
 
+    async def read_events(
+        self,
+        *,
+        since: datetime | None = None,
+        sensors: Collection[str] | None = None,
+        after: int = 0,
+        limit: int = 1000,
+    ) -> list[tuple[int, StoredEvent]]:
+        return await self._do(lambda o: o.read_events(since, sensors, after, limit))
+
+    async def prune_events(self, before: datetime, limit: int) -> int:
+        return await self._do(lambda o: o.prune_events(before, limit))
+
     async def list_deadletters(self, limit: int = 100) -> list[DeadLetter]:
         return await self._do(lambda o: o.list_deadletters(limit))
 

@@ -389,6 +389,20 @@ class SQLiteStore(StoreLifecycle):
     async def get_events(self, ids: Collection[str]) -> list[StoredEvent]:
         return await self._read(SQLiteOps.get_events, list(ids))
 
+    async def read_events(
+        self,
+        *,
+        since: datetime | None = None,
+        sensors: Collection[str] | None = None,
+        after: int = 0,
+        limit: int = 1000,
+    ) -> list[tuple[int, StoredEvent]]:
+        wanted = None if sensors is None else list(sensors)
+        return await self._read(SQLiteOps.read_events, since, wanted, after, limit)
+
+    async def prune_events(self, before: datetime, limit: int) -> int:
+        return await self._write(SQLiteOps.prune_events, before, limit)
+
     async def list_deadletters(self, limit: int = 100) -> list[DeadLetter]:
         return await self._read(SQLiteOps.list_deadletters, limit)
 

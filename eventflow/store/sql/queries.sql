@@ -27,6 +27,27 @@ SELECT id, sensor, key, time, position, payload, attributes, datasets, received_
 FROM events
 WHERE id IN (SELECT value FROM json_each(:ids));
 
+-- name: first_event_since
+-- The sequence number (rowid) of the first event received at or after :since (NULL: none).
+SELECT min(rowid) FROM events WHERE received_at >= :since;
+
+-- name: read_events
+-- A page of the event log in write order after sequence :after, received at or after
+-- :since (NULL: any time), of the sensors in the JSON array :sensors (NULL: all).
+SELECT rowid, id, sensor, key, time, position, payload, attributes, datasets, received_at
+FROM events
+WHERE rowid > :after
+  AND (:since IS NULL OR received_at >= :since)
+  AND (:sensors IS NULL OR sensor IN (SELECT value FROM json_each(:sensors)))
+ORDER BY rowid
+LIMIT :limit;
+
+-- name: prune_events
+-- Delete up to :limit of the oldest events received before :before (retention).
+DELETE FROM events WHERE rowid IN (
+    SELECT rowid FROM events WHERE received_at < :before ORDER BY received_at LIMIT :limit
+);
+
 -- name: upsert_cursors
 -- Write sensor checkpoints (CursorRow order).
 INSERT INTO cursors (sensor, key, value) VALUES (?, ?, ?)
