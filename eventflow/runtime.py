@@ -23,8 +23,8 @@ from eventflow.events import JSON, Observation, utcnow
 from eventflow.log import get_logger
 from eventflow.outbox import OutboxDrainer
 from eventflow.pipeline import Pipeline, SensorSpec
-from eventflow.store import open_store
 from eventflow.replay import retention_loop
+from eventflow.store import open_store
 from eventflow.types import PluginEnv, Store
 
 SENSOR_BACKOFF_MAX = 60.0
@@ -117,11 +117,11 @@ class Runtime:
         }
         for d in drainers:
             core[f"outbox:{d.name}"] = asyncio.create_task(d.run(), name=f"outbox:{d.name}")
-        sensor_tasks = []
         if pipeline.raw.retention.events is not None:
             core["retention"] = asyncio.create_task(
                 retention_loop(pipeline, store), name="retention"
             )
+        sensor_tasks = []
         for spec in pipeline.sensors.values():
             handle = SensorHandle(spec.name, engine, store)
             self.sensors[spec.name] = handle

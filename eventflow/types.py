@@ -74,19 +74,6 @@ class Sensor(Protocol):
     async def run(self, ctx: SensorContext) -> None: ...
 
 
-# --- publishers ----------------------------------------------------------------------------
-
-
-@runtime_checkable
-class Publisher(Protocol):
-    """Delivers completion events. ``publish`` either delivers every event or raises
-    :class:`~eventflow.errors.PublishError`; the outbox keeps undelivered events."""
-
-    config_model: ClassVar[type[BaseModel]]
-
-    def __init__(self, name: str, config: Any, env: PluginEnv) -> None: ...
-
-    async def open(self) -> None: ...
 @runtime_checkable
 class ListableSensor(Protocol):
     """A sensor that can list what is at its source now, as the observations it would emit
@@ -109,6 +96,19 @@ class ReplayableSensor(Protocol):
         with the positions ``run`` gives them; then it stops."""
 
 
+# --- publishers ----------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Publisher(Protocol):
+    """Delivers completion events. ``publish`` either delivers every event or raises
+    :class:`~eventflow.errors.PublishError`; the outbox keeps undelivered events."""
+
+    config_model: ClassVar[type[BaseModel]]
+
+    def __init__(self, name: str, config: Any, env: PluginEnv) -> None: ...
+
+    async def open(self) -> None: ...
 
     async def publish(self, events: Sequence[Event]) -> None: ...
 
@@ -476,12 +476,6 @@ class Store(Protocol):
 
     async def get_events(self, ids: Collection[str]) -> list[StoredEvent]: ...
 
-    async def list_deadletters(self, limit: int = 100) -> list[DeadLetter]: ...
-
-    async def counts(self) -> dict[str, int]:
-        """``runs_pending``, ``runs_running``, ``runs_succeeded``, ``runs_failed``,
-        ``matches_open``, ``matches_fired``, ``matches_expired``, ``events``,
-        ``outbox``, ``timers``, ``inbox``, ``deadletters``."""
     # the event log (replay, backfill, retention)
     async def read_events(
         self,
@@ -499,3 +493,9 @@ class Store(Protocol):
         """Delete up to ``limit`` events received before ``before`` (retention); returns how
         many. Call again while it returns ``limit``."""
 
+    async def list_deadletters(self, limit: int = 100) -> list[DeadLetter]: ...
+
+    async def counts(self) -> dict[str, int]:
+        """``runs_pending``, ``runs_running``, ``runs_succeeded``, ``runs_failed``,
+        ``matches_open``, ``matches_fired``, ``matches_expired``, ``events``,
+        ``outbox``, ``timers``, ``inbox``, ``deadletters``."""

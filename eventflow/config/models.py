@@ -178,6 +178,16 @@ class EngineConfig(Model):
     )
 
 
+class RetentionConfig(Model):
+    """How long the store keeps history that correctness does not need."""
+
+    events: Duration | None = Field(
+        default=None,
+        description="Keep the event log (what `replay`, `backfill` and `why` read) this long;"
+        " `eventflow run` deletes older events every hour. Default: keep every event.",
+    )
+
+
 class PipelineConfig(Model):
     """The whole pipeline file."""
 
@@ -201,16 +211,6 @@ class PipelineConfig(Model):
         default_factory=list,
         description="Where completion events go; `type` picks the publisher (sections below).",
     )
-class RetentionConfig(Model):
-    """How long the store keeps history that correctness does not need."""
-
-    events: Duration | None = Field(
-        default=None,
-        description="Keep the event log (what `replay`, `backfill` and `why` read) this long;"
-        " `eventflow run` deletes older events every hour. Default: keep every event.",
-    )
-
-
     retention: RetentionConfig = Field(
         default_factory=RetentionConfig, description="How long history is kept."
     )
