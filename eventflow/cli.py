@@ -12,6 +12,7 @@ import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -534,6 +535,231 @@ def retry(file: Path, run_id: str) -> None:
         f" of {record.max_attempts})",
         markup=False,
     )
+
+
+# --- lineage, backfill and replay ----------------------------------------------------------
+
+
+@main.command()
+@FILE
+@click.option(
+    "--format", "fmt", default="mermaid", show_default=True, type=click.Choice(["mermaid", "dot"])
+)
+@click.option("--state", is_flag=True, help="Show each rule's last run and open partial matches.")
+def graph(file: Path, fmt: str, state: bool) -> None:
+    """Print the lineage graph: sensors -> datasets -> rules -> produced datasets."""
+    from eventflow import graph as lineage
+
+    pipeline = _load(file)
+    states = _with_store(pipeline, lambda s: lineage.rule_states(pipeline, s)) if state else None
+    click.echo(lineage.build(pipeline, states).render(fmt), nl=False)  # type: ignore[arg-type]
+
+
+def _since(text: str) -> datetime:
+    """``--since``: an ISO-8601 time or date (UTC unless it says otherwise), or a duration
+    ago (``2h``, ``7d``)."""
+    from eventflow.durations import parse_duration
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return utcnow() - parse_duration(text)
+        except ValueError:
+            raise click.BadParameter(
+                f"{text!r} is neither an ISO-8601 time (2024-05-01T06:00Z) nor a duration ago"
+                " (2h, 7d)",
+                param_hint="--since",
+            ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@main.command()
+@FILE
+@click.argument("rule")
+@click.option("--from", "lo", required=True, metavar="KEY", help="First partition: 2024-05-01.")
+@click.option("--to", "hi", required=True, metavar="KEY", help="Last partition (inclusive).")
+@click.option("--dry-run", is_flag=True, help="Show what would run; change nothing.")
+@click.option("--force", is_flag=True, help="Run partitions that already succeeded again.")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--no-list", is_flag=True, help="Enumerate from the event log only, not by listing sensors."
+)
+@JSON_OPT
+def backfill(
+    file: Path,
+    rule: str,
+    lo: str,
+    hi: str,
+    dry_run: bool,
+    force: bool,
+    concurrency: int,
+    no_list: bool,
+    as_json: bool,
+) -> None:
+    """Run RULE for every partition from --from to --to whose inputs are there.
+
+    Partitions come from what the sensors can list (directories) and from the event log.
+    A KEY gives the rule's partition values in order, separated by '/' (2024-05-01/07 or
+    dt=2024-05-01/hr=07); a shorter KEY bounds by its first values. Partitions that already
+    succeeded are skipped unless --force; stop `eventflow run` first.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from eventflow import backfill as bf
+
+    configure("warning")  # progress and the table are the output; problems go to stderr
+    pipeline = _load(file)
+    if rule not in pipeline.rules:
+        err.print(f"no rule {rule!r}; rules: {', '.join(pipeline.rules)}", markup=False)
+        raise SystemExit(2)
+    by = pipeline.rules[rule].spec.by
+    try:
+        bounds = bf.parse_bound(lo, by, "--from"), bf.parse_bound(hi, by, "--to")
+    except bf.BackfillError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+    def make_plan(store: Store) -> Awaitable[bf.Plan]:
+        return bf.plan(pipeline, store, rule, *bounds, force=force, list_sources=not no_list)
+
+    async def work(store: Store) -> bf.Plan:
+        the_plan = await make_plan(store)
+        todo = len(the_plan.of("run", "resume"))
+        if dry_run or not todo:
+            return the_plan
+        columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, TimeElapsedColumn(), console=err, disable=as_json) as bar:
+            task = bar.add_task(f"backfill {rule}", total=todo)
+            await bf.backfill(
+                pipeline, store, the_plan, concurrency, on_done=lambda _: bar.advance(task)
+            )
+        return the_plan
+
+    result = _with_store(pipeline, work)
+    rows: list[dict[str, Any]] = [
+        {
+            "partition": i.partition,
+            "action": i.action,
+            "reason": i.reason,
+            "run_id": i.run_id,
+            "generation": i.generation or None,
+            "status": i.status,
+        }
+        for i in result.items
+    ]
+    failed = sum(i.status == "failed" for i in result.items)
+    if as_json:
+        _print_json({"rule": rule, "dry_run": dry_run, "partitions": rows})
+    else:
+        title = f"Backfill of {rule}" + (" (dry run)" if dry_run else "")
+        table = Table("partition", "action", "reason", "run", "status", title=title)
+        for i in result.items:
+            cells = (i.action, i.reason, i.run_id or "-", i.status or "-")
+            _add_row(table, format_partition(i.partition), *cells)
+        out.print(table)
+        counts = {a: len(result.of(a)) for a in ("run", "resume", "skip", "incomplete")}
+        out.print(
+            f"{counts['run']} to run, {counts['resume']} resumed, {counts['skip']} skipped"
+            f" (succeeded before), {counts['incomplete']} incomplete"
+            + ("" if dry_run else f"; {failed} failed"),
+            markup=False,
+        )
+    if failed:
+        raise SystemExit(1)
+
+
+def _fired_table(runs: Sequence[Any], title: str, limit: int = 50) -> None:
+    table = Table("rule", "partition", "generation", "run", title=title, title_justify="left")
+    for run in runs[:limit]:
+        _add_row(table, run.rule, format_partition(run.partition), str(run.generation), run.run_id)
+    out.print(table)
+    if len(runs) > limit:
+        out.print(f"... and {len(runs) - limit} more", markup=False)
+
+
+@main.command()
+@FILE
+@click.option("--since", "since_text", required=True, metavar="TIME", help="ISO time or 2h/7d ago.")
+@click.option("--sensor", "sensors", multiple=True, help="Only events of this sensor (repeat).")
+@click.option("--force", is_flag=True, help="Fire partitions that already fired once more.")
+@click.option("--dry-run", is_flag=True, help="Show what would fire; change nothing.")
+@click.option(
+    "--from-source",
+    is_flag=True,
+    help="Re-read the --sensor sources from that time (sensors that support it, e.g. Kafka)"
+    " instead of the event log.",
+)
+@JSON_OPT
+def replay(
+    file: Path,
+    since_text: str,
+    sensors: tuple[str, ...],
+    force: bool,
+    dry_run: bool,
+    from_source: bool,
+    as_json: bool,
+) -> None:
+    """Feed stored events received since TIME through the rules again.
+
+    Useful after a rule change: what would have fired, and fire it. Run ids are fire keys, so
+    partitions that already fired do not fire again unless --force. Fired runs are executed by
+    `eventflow run` (stop it first: a replay writes rule state).
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from eventflow import replay as replaying
+
+    configure("warning")
+    pipeline = _load(file)
+    when = _since(since_text)
+    if from_source and not sensors:
+        raise click.UsageError("--from-source needs --sensor: which sources to re-read")
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description} {task.completed} events"), console=err
+    ) as bar:
+        task = bar.add_task("replaying", total=None)
+        report = _with_store(
+            pipeline,
+            lambda s: replaying.replay(
+                pipeline,
+                s,
+                since=when,
+                sensors=sensors or None,
+                force=force,
+                dry_run=dry_run,
+                from_source=from_source,
+                progress=lambda n: bar.advance(task, n),
+            ),
+        )
+    if as_json:
+        _print_json(
+            {
+                "since": when.isoformat(),
+                "dry_run": dry_run,
+                "events": report.events,
+                "arrivals": report.stats.arrivals,
+                "fired": [
+                    {
+                        "rule": r.rule,
+                        "partition": dict(r.partition),
+                        "generation": r.generation,
+                        "run_id": r.run_id,
+                    }
+                    for r in report.fired
+                ],
+            }
+        )
+        return
+    verb = "would fire" if dry_run else "fired"
+    out.print(
+        f"replayed {report.events} events since {when.isoformat()}:"
+        f" {report.stats.arrivals} dataset arrivals, {len(report.fired)} runs {verb}",
+        markup=False,
+    )
+    if report.fired:
+        _fired_table(report.fired, "Would fire" if dry_run else "Fired")
+        if not dry_run:
+            out.print("`eventflow run` executes them.", markup=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,7 @@ import functools
 import json
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 
 from eventflow import completion, metrics
@@ -61,7 +61,9 @@ class Dispatcher:
         *,
         clock: Clock = utcnow,
         rng: random.Random | None = None,
+        claim_only: Collection[str] | None = None,
     ) -> None:
+        """``claim_only``: claim runs of these rules only (``eventflow backfill``)."""
         self.pipeline = pipeline
         self.store = store
         self.runners = runners
@@ -78,6 +80,8 @@ class Dispatcher:
             for name, rule in pipeline.rules.items()
             if rule.run.concurrency is not None
         }
+        if claim_only is not None:
+            self._limits.update({name: 0 for name in pipeline.rules if name not in claim_only})
 
     def wake(self) -> None:
         self._wake.set()

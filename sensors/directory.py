@@ -60,6 +60,7 @@ from sensors._directory_fs import (
     root_problem,
     scan_step,
     stat_many,
+    walk,
 )
 from sensors._directory_publish import FilePublisher, FilePublisherConfig
 from sensors._directory_state import Tracker
@@ -146,6 +147,30 @@ class DirectorySensor:
             marker=self._marker,
         )
         self._observer: BaseObserver | None = None
+
+    # --- listing (eventflow backfill) -------------------------------------------------
+
+    async def list_observations(self, prefix: str = "") -> list[Observation]:
+        """Every observed file now under the root whose key starts with ``prefix``, as
+        :meth:`run` would emit it (same position, so the same event id). In marker mode
+        only the files of directories that hold their marker, the marker last."""
+        start = prefix.rpartition("/")[0]  # the deepest directory the prefix names fully
+        try:
+            listings = await asyncio.to_thread(walk, self.root, start, self._filter)
+        except OSError as exc:
+            raise SensorError(
+                f"directory sensor {self.name!r}: cannot list {self.root}: {exc.strerror or exc}",
+                hint="check that the path exists and is readable",
+            ) from exc
+        found: list[Observation] = []
+        for listing in listings:
+            files = listing.files
+            if self._marker is not None:
+                if listing.marker is None:
+                    continue
+                files = [*files, (join(listing.dir, self._marker), listing.marker)]
+            found += [self._observation(rel, st) for rel, st in files if rel.startswith(prefix)]
+        return found
 
     # --- running ---------------------------------------------------------------------
 
