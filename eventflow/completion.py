@@ -13,7 +13,7 @@ from typing import Any
 
 from eventflow.events import Event, InputRef, digest, format_partition
 from eventflow.pipeline import Pipeline
-from eventflow.rules.core import Expired
+from eventflow.rules.core import DeadlineMissed, Expired, LateInput
 from eventflow.types import OutboxItem, RunRecord
 
 DATASET_AVAILABLE = "eventflow.dataset.available"
@@ -22,8 +22,19 @@ RUN_SUCCEEDED = "eventflow.run.succeeded"
 RUN_RETRYING = "eventflow.run.retrying"
 RUN_FAILED = "eventflow.run.failed"
 MATCH_EXPIRED = "eventflow.match.expired"
+DEADLINE_MISSED = "eventflow.deadline.missed"
+DATA_LATE = "eventflow.data.late"
 
-TYPES = (DATASET_AVAILABLE, RUN_STARTED, RUN_SUCCEEDED, RUN_RETRYING, RUN_FAILED, MATCH_EXPIRED)
+TYPES = (
+    DATASET_AVAILABLE,
+    RUN_STARTED,
+    RUN_SUCCEEDED,
+    RUN_RETRYING,
+    RUN_FAILED,
+    MATCH_EXPIRED,
+    DEADLINE_MISSED,
+    DATA_LATE,
+)
 
 
 def _source(pipeline: str, kind: str, name: str) -> str:
@@ -86,22 +97,55 @@ def run_event(
     )
 
 
-def match_expired(pipeline: str, effect: Expired, now: datetime) -> Event:
+def _match_event(
+    pipeline: str,
+    type_: str,
+    id_parts: tuple[Any, ...],
+    effect: Expired | DeadlineMissed | LateInput,
+    now: datetime,
+    data: dict[str, Any],
+) -> Event:
+    """An event about one rule's partition: its id from ``type_`` and ``id_parts``."""
     return Event(
-        id=digest(MATCH_EXPIRED, effect.rule, effect.key, effect.generation),
+        id=digest(type_, effect.rule, *id_parts),
         source=_source(pipeline, "rules", effect.rule),
-        type=MATCH_EXPIRED,
+        type=type_,
         subject=f"{effect.rule}/{format_partition(effect.partition)}",
         time=now,
         data={
             "rule": effect.rule,
             "partition": dict(effect.partition),
             "generation": effect.generation,
-            "opened_at": effect.opened_at.isoformat() if effect.opened_at else None,
-            "arrived": [r.to_dict() for r in effect.arrived],
-            "missing": list(effect.missing),
+            **data,
         },
     )
+
+
+def match_expired(pipeline: str, effect: Expired, now: datetime) -> Event:
+    data = {
+        "opened_at": effect.opened_at.isoformat() if effect.opened_at else None,
+        "arrived": [r.to_dict() for r in effect.arrived],
+        "missing": list(effect.missing),
+    }
+    return _match_event(pipeline, MATCH_EXPIRED, (effect.key, effect.generation), effect, now, data)
+
+
+def deadline_missed(pipeline: str, effect: DeadlineMissed, now: datetime) -> Event:
+    """One per partition and rule: a partition's deadline is missed once."""
+    data = {
+        "deadline": effect.deadline.isoformat(),
+        "fired_late": effect.fired_late,
+        "arrived": [r.to_dict() for r in effect.arrived],
+        "missing": list(effect.missing),
+        "partial_run_id": effect.partial_run,
+    }
+    return _match_event(pipeline, DEADLINE_MISSED, (effect.key,), effect, now, data)
+
+
+def data_late(pipeline: str, effect: LateInput, now: datetime) -> Event:
+    """An input of a closed partition under ``late: event``; one per rule and event."""
+    data = {"status": effect.status, "event": effect.ref.to_dict()}
+    return _match_event(pipeline, DATA_LATE, (effect.ref.event_id,), effect, now, data)
 
 
 def wanted(pipeline: Pipeline, type_: str) -> bool:

@@ -22,26 +22,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
+import jmespath.exceptions
+
 from eventflow import completion, metrics
 from eventflow.aio import wait_event
 from eventflow.crashpoints import crash_point
 from eventflow.datasets import DatasetMatchError
 from eventflow.errors import ClosedError
-from eventflow.events import InputRef, Observation, event_id, partition_key, utcnow
+from eventflow.events import Event, InputRef, Observation, event_id, partition_key, utcnow
 from eventflow.log import get_logger
 from eventflow.pipeline import Pipeline, RuleRuntime
 from eventflow.rules.core import (
-    EXPIRY,
+    EXPECT,
     CancelTimer,
+    DeadlineMissed,
     Expired,
     Fire,
     Ignored,
+    LateInput,
     MatchState,
     ScheduleTimer,
     Step,
-    on_expiry,
+    on_expected,
     on_input,
+    on_timer,
 )
+from eventflow.schedules import Expected, Schedules
 from eventflow.types import (
     Changes,
     DeadLetter,
@@ -101,6 +107,13 @@ class _Batch:
     inbox: list[InboxItem] = field(default_factory=list)
     acks: list[Callable[[], None]] = field(default_factory=list)
     stats: BatchStats = field(default_factory=BatchStats)
+    _events: dict[str, StoredEvent] | None = None
+
+    def event(self, event_id: str) -> StoredEvent | None:
+        """The event this batch writes with ``event_id`` (for rule filters)."""
+        if self._events is None:
+            self._events = {e.id: e for e in self.changes.events}
+        return self._events.get(event_id)
 
     def written_ids(self) -> set[str]:
         """Ids of the events and dead letters this batch writes."""
@@ -132,6 +145,7 @@ class Engine:
         self._closed = False
         self._stopping = False
         self.total = BatchStats()
+        self.schedules = Schedules(pipeline, store)
 
     # -- intake ----------------------------------------------------------------------------
 
@@ -156,6 +170,7 @@ class Engine:
 
     async def run(self) -> None:
         """Process batches until ``stop`` is called."""
+        await self.schedules.start(self.clock())
         self._next_timer = await self.store.next_timer_due()
         poll = self.pipeline.engine.poll_interval.total_seconds()
         size = self.pipeline.engine.batch_size
@@ -397,25 +412,30 @@ class Engine:
         rules = self.pipeline.rules
         by_dataset = self.pipeline.rules_by_dataset
         # (rule, match key, input): the key is computed once per rule and input.
-        work: list[tuple[RuleRuntime, MatchKey, InputRef | Timer]] = [
+        work: list[tuple[RuleRuntime, MatchKey, InputRef | Timer | Expected]] = [
             (rule, (rule.name, partition_key(rule.spec.key_of(ref.partition))), ref)
             for ref in batch.arrivals
             for rule in by_dataset.get(ref.dataset, ())
+            if not rule.filters or self._passes(batch, rule, ref)
         ]
         for timer in batch.timers:
             batch.changes.timers_delete.append(
                 (timer.kind, timer.rule, timer.key, timer.generation)
             )
             batch.stats.timers += 1
-            if timer.rule in rules and timer.kind == EXPIRY:
-                work.append((rules[timer.rule], (timer.rule, timer.key), timer))
-            else:
+            rule = rules.get(timer.rule)
+            if rule is None:
                 self.log.info(
                     "timer_dropped",
                     rule=timer.rule,
                     kind=timer.kind,
                     reason="rule no longer in the pipeline",
                 )
+            elif timer.kind == EXPECT:
+                for expected in self.schedules.due(rule, timer, batch.now, batch.changes):
+                    work.append((rule, (rule.name, expected.key), expected))
+            else:
+                work.append((rule, (timer.rule, timer.key), timer))
         if not work:
             return
         keys = {mk for _, mk, _ in work}
@@ -428,18 +448,49 @@ class Engine:
             states[k] = loaded.get(k)
         matches, now = batch.changes.matches, batch.now
         for rule, mk, item in work:
-            if type(item) is Timer:
-                step: Step | None = on_expiry(rule.spec, states[mk], item.generation, now)
+            kind = type(item)
+            if kind is Timer:
+                timer = item  # type: ignore[assignment]
+                step = on_timer(rule.spec, states[mk], timer.kind, timer.generation, now)
                 if step is None:
                     continue
+            elif kind is Expected:
+                step = on_expected(rule.spec, states[mk], item.partition, now)  # type: ignore[union-attr]
             else:
                 step = on_input(rule.spec, states[mk], item, now, mk[1])  # type: ignore[arg-type]
             states[mk] = matches[mk] = step.state
             if step.effects:
                 self._effects(batch, rule, step)
 
+    def _passes(self, batch: _Batch, rule: RuleRuntime, ref: InputRef) -> bool:
+        """Whether ``ref``'s event passes the rule's filter for its dataset (``where``)."""
+        where = rule.filters.get(ref.dataset)
+        if where is None:
+            return True
+        event = batch.event(ref.event_id)
+        context = {
+            **(event.attributes if event else {}),
+            "payload": event.payload if event else None,
+            "key": event.key if event else None,
+            "sensor": ref.sensor,
+            "time": ref.time,
+        }
+        try:
+            passed = bool(where.search(context))
+        except jmespath.exceptions.JMESPathError as exc:
+            self.log.warning(
+                "input_filter_failed", rule=rule.name, event_id=ref.event_id, error=str(exc)
+            )
+            return False
+        if not passed:
+            self.log.debug("input_filtered", rule=rule.name, event_id=ref.event_id)
+        return passed
+
+    def _publish(self, batch: _Batch, event: Event) -> None:
+        batch.changes.outbox.extend(completion.route(self.pipeline, event))
+
     def _effects(self, batch: _Batch, rule: RuleRuntime, step: Step) -> None:
-        changes = batch.changes
+        changes, now = batch.changes, batch.now
         for effect in step.effects:
             if isinstance(effect, Fire):
                 batch.stats.fires += 1
@@ -462,17 +513,39 @@ class Engine:
                     generation=effect.generation,
                     run_id=effect.run_id,
                     event_ids=[r.event_id for r in effect.inputs],
+                    **(
+                        {"partial": True, "missing": list(effect.missing)} if effect.partial else {}
+                    ),
                 )
             elif isinstance(effect, Expired):
                 batch.stats.expired += 1
-                event = completion.match_expired(self.pipeline.name, effect, batch.now)
-                changes.outbox.extend(completion.route(self.pipeline, event))
+                self._publish(batch, completion.match_expired(self.pipeline.name, effect, now))
                 self.log.info(
                     "match_expired",
                     rule=effect.rule,
                     partition=dict(effect.partition),
                     generation=effect.generation,
                     missing=list(effect.missing),
+                )
+            elif isinstance(effect, DeadlineMissed):
+                self._publish(batch, completion.deadline_missed(self.pipeline.name, effect, now))
+                self.log.warning(
+                    "deadline_missed",
+                    rule=effect.rule,
+                    partition=dict(effect.partition),
+                    deadline=effect.deadline.isoformat(),
+                    missing=list(effect.missing),
+                    fired_late=effect.fired_late,
+                    run_id=effect.partial_run,
+                )
+            elif isinstance(effect, LateInput):
+                self._publish(batch, completion.data_late(self.pipeline.name, effect, now))
+                self.log.info(
+                    "input_late",
+                    rule=effect.rule,
+                    partition=dict(effect.partition),
+                    event_id=effect.ref.event_id,
+                    status=effect.status,
                 )
             elif isinstance(effect, ScheduleTimer):
                 changes.timers_add.append(

@@ -6,15 +6,20 @@ everything; the engine, dispatcher and CLI read only this.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+from jmespath.parser import ParsedResult
 
 from eventflow.config.models import EngineConfig, PipelineConfig, RunConfig
 from eventflow.datasets import DatasetSpec
 from eventflow.patterns import glob_match
 from eventflow.rules.core import RuleSpec
+from eventflow.rules.timing import Schedule
 
 PRODUCED_SENSOR_PREFIX = "rules."
 """Observations of produced datasets come from the pseudo-sensor ``rules.<rule>``."""
@@ -50,6 +55,11 @@ class RuleRuntime:
     task_plugin: Any
     task_config: Any
     produces: str | None = None
+    filters: Mapping[str, ParsedResult] = field(default_factory=dict)
+    """Per input dataset: the JMESPath filter its events must pass for this rule."""
+    schedule: Schedule | None = None
+    """Partitions expected on a schedule (``expect``), whose deadlines run without input."""
+    schedule_start: datetime | None = None
 
     @property
     def name(self) -> str:

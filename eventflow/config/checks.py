@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 import jmespath
 import jmespath.exceptions
 
-from eventflow.config.models import NAME, DatasetConfig, When
+from eventflow.config.models import NAME, DatasetConfig, DatasetRef, RuleConfig, When
 from eventflow.config.report import ConfigPath, Problems, closest, did_you_mean
 from eventflow.datasets import DatasetSpec
 from eventflow.patterns import KeyPattern, placeholders
 from eventflow.pipeline import EMIT_SENSOR, PRODUCED_SENSOR_PREFIX
+from eventflow.rules.timing import DeadlineExpr, parse_time, zone
 
 RUN_VARIABLES = ("run_id", "rule", "attempt", "partition")
 """Template variables every task has besides its rule's ``by`` variables."""
@@ -32,6 +33,8 @@ class RuleView:
 
     when: When | None
     produces: str | None
+    config: RuleConfig | None = None
+    """The whole rule where it validated: its timing options are checked too."""
 
 
 @dataclass
@@ -245,8 +248,8 @@ class _Checker:
         here: ConfigPath = ("rules", name, "when")
         all_datasets = sorted({*self.s.datasets, *self.producers})
         seen: set[str] = set()
-        for i, dataset in enumerate(rule.datasets):
-            path = (*here, rule.mode, i)
+        for sub, dataset in rule.leaves():
+            path = (*here, *sub)
             if dataset in seen:
                 self.problems.add(f"dataset `{dataset}` is listed twice", path)
             seen.add(dataset)
@@ -259,9 +262,107 @@ class _Checker:
         if rule.by is not None:
             self.explicit_by(name, rule)
         by = self.by_of(name)
+        config = self.s.rules[name].config
+        if config is not None:
+            self.filters(name, rule, config)
+            if config.batch is not None:
+                by = self.batch(name, rule, config)
+            self.timing(name, config, by)
         task = self.s.tasks.get(name)
         if by is not None and task is not None:
             self.placeholders(name, by, task)
+
+    def filters(self, name: str, when: When, config: RuleConfig) -> None:
+        if config.where is not None:
+            self.expression(config.where, ("rules", name, "where"))
+        for sub, _ in when.leaves():
+            item = _item(when, sub[:-1]) if sub[-1] == "dataset" else None
+            if isinstance(item, DatasetRef) and item.where is not None:
+                self.expression(item.where, ("rules", name, "when", *sub[:-1], "where"))
+
+    def batch(self, name: str, when: When, config: RuleConfig) -> tuple[str, ...]:
+        """A batch rule collects single inputs: no join options; its key is `batch.by`."""
+        path: ConfigPath = ("rules", name)
+        for option in ("quiet", "expect_by", "expect"):
+            if getattr(config, option) is not None:
+                self.problems.add(
+                    f"`{option}` does not apply to a batch rule",
+                    (*path, option),
+                    hint="a batch fires on `max_events` or `max_wait`; remove one of the two",
+                )
+        if not when.simple or when.within is not None or when.by is not None:
+            self.problems.add(
+                "a batch rule takes its inputs as they come: write `when: {any: [...]}` with"
+                " dataset names only",
+                (*path, "when"),
+                hint="partition batches with `batch.by`; `within`, `by`, counts and nested"
+                " conditions belong to joins",
+            )
+        by = config.batch.by if config.batch is not None else ()
+        for j, var in enumerate(by):
+            for dataset in dict.fromkeys(when.datasets):
+                defined = self.variables_of(dataset)
+                if defined is not None and var not in defined:
+                    self.problems.add(
+                        f"`{var}` is not a partition variable of dataset `{dataset}`",
+                        (*path, "batch", "by", j),
+                        hint=f"`{dataset}` defines: {', '.join(defined) or 'nothing'}",
+                    )
+        self.by[name] = by
+        return by
+
+    def timing(self, name: str, config: RuleConfig, by: tuple[str, ...] | None) -> None:
+        path: ConfigPath = ("rules", name)
+        try:
+            tz = zone(config.timezone)
+        except ValueError as exc:
+            self.problems.add(str(exc), (*path, "timezone"))
+            return
+        if config.expect_by is not None:
+            try:
+                deadline = DeadlineExpr.parse(config.expect_by, tz)
+            except ValueError as exc:
+                self.problems.add(
+                    f"`expect_by` is not a deadline: {exc}",
+                    (*path, "expect_by"),
+                    hint='write a time from partition variables and offsets: "{dt}T06:00Z'
+                    ' + 1d", "{dt} {hr}:00 + 90m"',
+                )
+            else:
+                unknown = [v for v in deadline.variables if by is not None and v not in by]
+                if unknown:
+                    self.problems.add(
+                        f"`expect_by` uses {', '.join(unknown)}, which the rule does not join on",
+                        (*path, "expect_by"),
+                        hint=f"the rule's partition variables: {', '.join(by or ()) or 'none'}",
+                    )
+        elif config.on_deadline != "event":
+            self.problems.add(
+                "`on_deadline` needs a deadline", (*path, "on_deadline"), hint="add `expect_by`"
+            )
+        expect = config.expect
+        if expect is None:
+            return
+        if config.expect_by is None:
+            self.problems.add(
+                "`expect` names partitions for their deadline, but the rule has no `expect_by`",
+                (*path, "expect"),
+                hint='add `expect_by: "{dt}T06:00Z + 1d"` (say)',
+            )
+        if by is not None and set(expect.partition) != set(by):
+            self.problems.add(
+                f"`expect.partition` gives {', '.join(expect.partition) or 'nothing'} but the"
+                f" rule joins on {', '.join(by) or 'nothing'}",
+                (*path, "expect", "partition"),
+                hint="give one strftime format per variable of the rule's `by`",
+            )
+        if expect.every.total_seconds() < 1:
+            self.problems.add("`every` must be at least 1s", (*path, "expect", "every"))
+        if expect.start is not None:
+            try:
+                parse_time(expect.start, tz)
+            except ValueError as exc:
+                self.problems.add(str(exc), (*path, "expect", "start"))
 
     def explicit_by(self, name: str, rule: When) -> None:
         by = rule.by or ()
@@ -364,6 +465,14 @@ def check(sections: Sections, problems: Problems) -> Compiled:
                     dataset, PRODUCED_SENSOR_PREFIX + rules[0], None, {}, None, declared=by
                 )
     return compiled
+
+
+def _item(when: When, path: tuple[str | int, ...]) -> object:
+    """The condition item at ``path`` (as :meth:`When.leaves` gives it) below ``when``."""
+    node: object = when
+    for part in path:
+        node = node[part] if isinstance(part, int) else getattr(node, part)  # type: ignore[index]
+    return node
 
 
 def _strings(value: object, path: ConfigPath) -> Iterator[tuple[ConfigPath, str]]:

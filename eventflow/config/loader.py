@@ -24,11 +24,11 @@ from eventflow.config.interpolate import interpolate_tree
 from eventflow.config.models import DatasetConfig, PipelineConfig, RuleConfig, When
 from eventflow.config.plugins import Plugins, Task
 from eventflow.config.report import Problems
+from eventflow.config.rules import compile_rule
 from eventflow.config.validation import report
 from eventflow.config.yaml_lines import parse_yaml
 from eventflow.errors import ConfigError, ConfigProblem
 from eventflow.pipeline import Pipeline, RuleRuntime
-from eventflow.rules.core import RuleSpec
 
 DEFAULT_STATE = "sqlite:///.eventflow/state.db"
 """The state store when the file names none; relative to the file's directory."""
@@ -106,21 +106,17 @@ def _compile(raw: dict[str, Any], file: Path, problems: Problems) -> Pipeline | 
         if task is None or by is None:  # pragma: no cover - every such case is reported
             problems.add(f"rule `{name}` could not be compiled", ("rules", name))
             return None
-        spec = RuleSpec(
-            name=name,
-            mode=rc.when.mode,
-            datasets=rc.when.datasets,
-            by=by,
-            within=rc.when.within,
-            on_update=rc.on_update,
-        )
+        compiled_rule = compile_rule(name, rc, by)
         rules[name] = RuleRuntime(
-            spec=spec,
+            spec=compiled_rule.spec,
             run=rc.run,
             task_type=task.type,
             task_plugin=task.plugin,
             task_config=task.config,
             produces=rc.produces,
+            filters=compiled_rule.filters,
+            schedule=compiled_rule.schedule,
+            schedule_start=compiled_rule.schedule_start,
         )
     absolute = file.resolve()
     return Pipeline(
@@ -157,7 +153,7 @@ def _rule_view(raw: Any) -> RuleView:
     """What the cross-section checks can use of a rule, even one with errors elsewhere."""
     rule = _quiet(RuleConfig, raw)
     if rule is not None:
-        return RuleView(rule.when, rule.produces)
+        return RuleView(rule.when, rule.produces, rule)
     section = _mapping(raw)
     produces = section.get("produces")
     return RuleView(

@@ -70,11 +70,53 @@ class DatasetConfig(Model):
     )
 
 
+class DatasetRef(Model):
+    """One input of a condition with options: how many of its partitions, which events."""
+
+    dataset: str = Field(description="The dataset.")
+    count: int = Field(
+        default=1,
+        ge=1,
+        description="Distinct partitions of it needed per rule partition: an hourly dataset"
+        " in a daily rule (`by: [dt]`) needs `count: 24`.",
+    )
+    where: str | None = Field(
+        default=None,
+        description="JMESPath filter on the event (`payload`, `key`, `attributes`, `time`);"
+        " events for which it is falsy do not count for this rule.",
+    )
+
+
+class AllOf(Model):
+    all: tuple[Condition, ...] = Field(description="Holds when every item holds.")
+
+
+class AnyOf(Model):
+    any: tuple[Condition, ...] = Field(description="Holds when one item holds.")
+
+
+class AtLeast(Model):
+    at_least: int = Field(ge=1, description="Holds when this many items of `of` hold.")
+    of: tuple[Condition, ...]
+
+
+Condition = str | DatasetRef | AllOf | AnyOf | AtLeast
+"""A dataset name, a dataset with options, or a nested `all`/`any`/`at_least`."""
+
+
 class When(Model):
     """The join condition of a rule: which datasets, on which partition variables."""
 
-    all: tuple[str, ...] | None = Field(default=None, description="Fire when all have arrived.")
-    any: tuple[str, ...] | None = Field(default=None, description="Fire when any has arrived.")
+    all: tuple[Condition, ...] | None = Field(
+        default=None, description="Fire when all have arrived."
+    )
+    any: tuple[Condition, ...] | None = Field(
+        default=None, description="Fire when any has arrived."
+    )
+    at_least: int | None = Field(
+        default=None, ge=1, description="Fire when this many items of `of` have arrived."
+    )
+    of: tuple[Condition, ...] | None = Field(default=None, description="The items of `at_least`.")
     by: tuple[str, ...] | None = Field(
         default=None,
         description="Partition variables the inputs are joined on; default: the variables"
@@ -88,9 +130,12 @@ class When(Model):
 
     @model_validator(mode="after")
     def _one_mode(self) -> When:
-        if (self.all is None) == (self.any is None):
-            raise ValueError("write exactly one of `all: [...]` or `any: [...]`")
-        if not self.datasets:
+        given = [k for k in ("all", "any", "at_least") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("write exactly one of `all: [...]`, `any: [...]` or `at_least: N`")
+        if (self.at_least is None) != (self.of is None):
+            raise ValueError("`at_least: N` goes with `of: [...]`, the items it counts")
+        if not self.items:
             raise ValueError("name at least one dataset")
         if self.any is not None and self.within is not None:
             raise ValueError(
@@ -99,12 +144,86 @@ class When(Model):
         return self
 
     @property
-    def mode(self) -> Literal["all", "any"]:
-        return "all" if self.all is not None else "any"
+    def mode(self) -> Literal["all", "any", "at_least"]:
+        if self.all is not None:
+            return "all"
+        return "any" if self.any is not None else "at_least"
+
+    @property
+    def items(self) -> tuple[Condition, ...]:
+        """The top-level items of the condition."""
+        return self.all if self.all is not None else (self.any or self.of or ())
 
     @property
     def datasets(self) -> tuple[str, ...]:
-        return self.all if self.all is not None else (self.any or ())
+        """Every dataset the condition names, nested ones included, in order."""
+        return tuple(name for _, name in self.leaves())
+
+    def leaves(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Each dataset named in the condition with its path below `when`."""
+        key = "of" if self.mode == "at_least" else self.mode
+        out: list[tuple[tuple[str | int, ...], str]] = []
+        _leaves(self.items, (key,), out)
+        return out
+
+    @property
+    def simple(self) -> bool:
+        """Plain names under `all` or `any`: the rules core's fast path, no tree."""
+        return self.mode != "at_least" and all(isinstance(i, str) for i in self.items)
+
+
+def _leaves(
+    items: tuple[Condition, ...],
+    path: tuple[str | int, ...],
+    out: list[tuple[tuple[str | int, ...], str]],
+) -> None:
+    for i, item in enumerate(items):
+        here = (*path, i)
+        if isinstance(item, str):
+            out.append((here, item))
+        elif isinstance(item, DatasetRef):
+            out.append(((*here, "dataset"), item.dataset))
+        elif isinstance(item, AllOf):
+            _leaves(item.all, (*here, "all"), out)
+        elif isinstance(item, AnyOf):
+            _leaves(item.any, (*here, "any"), out)
+        else:
+            _leaves(item.of, (*here, "of"), out)
+
+
+class Expect(Model):
+    """A schedule of expected partitions: one per period, known before any input arrives,
+    so that its deadline (`expect_by`) runs even when nothing comes."""
+
+    every: Duration = Field(description="Period length: `1d` expects a partition per day.")
+    partition: dict[str, str] = Field(
+        description="The partition of each period: strftime formats of its start, one per"
+        " variable of the rule's `by` (`{dt: '%Y-%m-%d'}`).",
+    )
+    start: str | None = Field(
+        default=None,
+        description="First period (a date or date-time in the rule's timezone); default:"
+        " the period running when the rule is first started. Periods begin at multiples"
+        " of `every` from 1970-01-01 00:00 local time.",
+    )
+
+
+class BatchConfig(Model):
+    """Collect inputs and fire one run per batch, whichever limit is reached first."""
+
+    max_events: int | None = Field(default=None, ge=1, description="Fire at this many inputs.")
+    max_wait: Duration | None = Field(
+        default=None, description="Fire this long after a batch's first input."
+    )
+    by: tuple[str, ...] = Field(
+        default=(), description="Partition variables that keep separate batches; default: one."
+    )
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> BatchConfig:
+        if self.max_events is None and self.max_wait is None:
+            raise ValueError("give `max_events`, `max_wait` or both")
+        return self
 
 
 class Backoff(Model):
@@ -149,6 +268,48 @@ class RuleConfig(Model):
         description="What an updated input of an already fired partition does: run again"
         " (a new generation) or nothing.",
     )
+    where: str | None = Field(
+        default=None,
+        description="JMESPath filter on each input event (`payload`, `key`, `attributes`,"
+        " `time`); events for which it is falsy do not count for this rule.",
+    )
+    quiet: Duration | None = Field(
+        default=None,
+        description="Fire only once the partition's inputs have not changed for this long"
+        " (debounce a marker file that is rewritten).",
+    )
+    late: Literal["rerun", "ignore", "event"] | None = Field(
+        default=None,
+        description="Inputs of a fired or expired partition: run again (a new generation),"
+        " ignore them, or publish `eventflow.data.late`. Default: `on_update` for fired"
+        " partitions, `rerun` for expired ones.",
+    )
+    expect_by: str | None = Field(
+        default=None,
+        description="Deadline of each partition, from its variables: `{dt}T06:00Z + 1d`,"
+        " `{dt} {hr}:00 + 90m`. Not fired by then: `eventflow.deadline.missed`.",
+    )
+    timezone: str = Field(
+        default="UTC",
+        description="IANA timezone of `expect_by` times written without an offset, and of"
+        " `expect` periods.",
+    )
+    expect: Expect | None = Field(
+        default=None, description="Partitions expected on a schedule, before any input."
+    )
+    on_deadline: Literal["event", "run_partial"] = Field(
+        default="event",
+        description="At a missed deadline: publish the event only, or also fire a degraded"
+        " run with the inputs that arrived (`run_partial`).",
+    )
+    batch: BatchConfig | None = Field(
+        default=None,
+        description="Fire one run per batch of inputs, all passed in `EVENTFLOW_EVENTS`.",
+    )
+
+
+for _model in (AllOf, AnyOf, AtLeast, When):
+    _model.model_rebuild()
 
 
 class EngineConfig(Model):

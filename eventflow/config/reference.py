@@ -125,6 +125,14 @@ def generate() -> str:
         model_table("`rules.NAME`", models.RuleConfig),
         model_table("`rules.NAME.when`", models.When),
         model_table(
+            "`rules.NAME.when` items",
+            models.DatasetRef,
+            "An item of `all`, `any` or `of` is a dataset name, this mapping, or a nested"
+            " `{all: [...]}`, `{any: [...]}` or `{at_least: N, of: [...]}`.",
+        ),
+        model_table("`rules.NAME.expect`", models.Expect),
+        model_table("`rules.NAME.batch`", models.BatchConfig),
+        model_table(
             "`rules.NAME.run`",
             models.RunConfig,
             "Exactly one task type key (see the task sections below) plus these options,"
