@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -28,7 +29,7 @@ from eventflow import completion, metrics
 from eventflow.aio import wait_event
 from eventflow.crashpoints import crash_point
 from eventflow.datasets import DatasetMatchError
-from eventflow.errors import ClosedError
+from eventflow.errors import ClosedError, StoreError
 from eventflow.events import Event, InputRef, Observation, event_id, partition_key, utcnow
 from eventflow.log import get_logger
 from eventflow.pipeline import Pipeline, RuleRuntime
@@ -107,6 +108,9 @@ class _Batch:
     inbox: list[InboxItem] = field(default_factory=list)
     acks: list[Callable[[], None]] = field(default_factory=list)
     stats: BatchStats = field(default_factory=BatchStats)
+    observations: list[Observation] = field(default_factory=list)
+    redone: bool = False
+    """Its commit was refused and it was evaluated again (a shared store: StoreConflict)."""
     _events: dict[str, StoredEvent] | None = None
 
     def event(self, event_id: str) -> StoredEvent | None:
@@ -120,6 +124,10 @@ class _Batch:
         ids = {e.id for e in self.changes.events}
         ids.update(d.event_id for d in self.changes.deadletters)
         return ids
+
+
+COMMIT_ATTEMPTS = 20
+"""How often a batch whose commit a shared store refused is evaluated and committed again."""
 
 
 class Engine:
@@ -193,6 +201,8 @@ class Engine:
                 batch = await self._evaluate_batch(self._prepare(observations), written)
                 if inflight is not None:
                     await inflight
+                    if batch is not None and written is not None and written.redone:
+                        batch = await self._evaluate_batch(self._prepare(batch.observations), None)
                     inflight, written = None, None
                 if batch is not None:
                     written = batch
@@ -249,7 +259,7 @@ class Engine:
     async def _evaluate_batch(self, prepared: _Prepared, written: _Batch | None) -> _Batch | None:
         """Everything the batch will write; ``written`` is the batch still committing."""
         now = self.clock()
-        batch = _Batch(now=now)
+        batch = _Batch(now=now, observations=prepared.observations)
         poll_due = self._poll_now or now - self._last_poll >= self.pipeline.engine.poll_interval
         timers_due = self._next_timer is not None and self._next_timer <= now
         self._poll_now = False
@@ -268,10 +278,27 @@ class Engine:
 
     async def _write(self, batch: _Batch) -> BatchStats:
         started = time.perf_counter()
-        async with self.store.transaction() as tx:
-            crash_point("engine.before_commit")
-            if batch.changes:
-                await tx.apply(batch.changes)
+        first = batch
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                async with self.store.transaction() as tx:
+                    crash_point("engine.before_commit")
+                    if batch.changes:
+                        await tx.apply(batch.changes)
+                break
+            except StoreError as exc:
+                # A shared store refused the commit (another worker wrote what this batch
+                # read) or lost the connection mid-commit: nothing of the batch counts as
+                # written; read again and evaluate it again (a commit that did land shows
+                # its events as seen, so nothing happens twice).
+                if not exc.retriable or attempt == COMMIT_ATTEMPTS:
+                    raise
+                delay = min(1.0, 0.01 * 2**attempt) * random.uniform(0.5, 1.0)
+                self.log.warning("batch_retried", attempt=attempt, error=str(exc))
+                await asyncio.sleep(delay)
+                first.redone = True
+                again = await self._evaluate_batch(self._prepare(first.observations), None)
+                batch = again if again is not None else _Batch(now=first.now)
         crash_point("engine.after_commit")
         for ack in batch.acks:
             ack()

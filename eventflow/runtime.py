@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from eventflow import metrics
@@ -177,6 +178,28 @@ class Runtime:
             raise failure
 
     async def _supervise(self, spec: SensorSpec, handle: SensorHandle) -> None:
+        """Run a sensor on every worker (``scale_out = "shared"``) or, by default, only while
+        this worker holds its lease in the store: when the holder dies (or loses the store)
+        another worker takes the lease and the sensor over (see ``ScaleOut``)."""
+        if getattr(spec.plugin, "scale_out", "exclusive") == "shared":
+            await self._restarting(spec, handle)
+            return
+        name = f"sensor:{self.pipeline.name}:{spec.name}"
+        while True:
+            waiting = asyncio.get_running_loop().call_later(
+                1.0, handle.set_health, True, "standby: another worker runs this sensor"
+            )
+            try:
+                async with self.store.lease(name) as lost:
+                    waiting.cancel()
+                    if await _until_lost(self._restarting(spec, handle), lost):
+                        return
+                    handle.set_health(False, "lease lost")
+                    handle.log.warning("sensor_lease_lost", lease=name)
+            finally:
+                waiting.cancel()
+
+    async def _restarting(self, spec: SensorSpec, handle: SensorHandle) -> None:
         """Run a sensor; restart it with capped exponential backoff when it fails."""
         failures = 0
         rng = random.Random()
@@ -205,6 +228,24 @@ class Runtime:
                     restart_in=round(delay, 2),
                 )
                 await asyncio.sleep(delay)
+
+
+async def _until_lost(work: Coroutine[Any, Any, None], lost: asyncio.Event) -> bool:
+    """Run ``work`` until it ends (True) or ``lost`` is set (cancelled; False)."""
+    task = asyncio.create_task(work)
+    watch = asyncio.create_task(lost.wait())
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        return False
+    task.result()  # a failure of the sensor's supervision propagates
+    return True
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

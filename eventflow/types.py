@@ -21,6 +21,8 @@ from eventflow.rules.core import MatchState
 from eventflow.values import value
 
 if TYPE_CHECKING:
+    import asyncio
+
     from structlog.typing import FilteringBoundLogger
 
 RunStatus = Literal["pending", "running", "succeeded", "failed"]
@@ -62,10 +64,21 @@ class SensorContext(Protocol):
         """Report whether the sensor reaches its source (shown by ``status`` and ``/readyz``)."""
 
 
+ScaleOut = Literal["exclusive", "shared"]
+"""How a sensor runs when several workers share a store (a sensor class's optional
+``scale_out`` attribute, read by the runtime; ``exclusive`` when absent):
+
+- ``exclusive``: on one worker at a time, which holds the store's lease
+  ``sensor:PIPELINE:NAME``; another worker takes over when it dies (directory, S3 listing).
+- ``shared``: on every worker; the source spreads the work (Kafka consumer groups, MQTT
+  shared subscriptions)."""
+
+
 @runtime_checkable
 class Sensor(Protocol):
     """A source watcher. ``run`` observes until cancelled and returns or raises on failure;
-    the supervisor restarts a failed sensor with backoff."""
+    the supervisor restarts a failed sensor with backoff. A class may set
+    ``scale_out: ClassVar[ScaleOut]`` (see :data:`ScaleOut`)."""
 
     config_model: ClassVar[type[BaseModel]]
 
@@ -408,7 +421,13 @@ class Store(Protocol):
 
         Raises StoreError when another process holds it: two workers on a store that is
         not built for sharing would each take the other's running runs for abandoned ones.
+        A store built for sharing (PostgreSQL) registers the worker with a lease instead.
         """
+
+    def lease(self, name: str) -> AbstractAsyncContextManager[asyncio.Event]:
+        """Wait until this worker holds the named lease (one worker at a time per name);
+        the event is set if the lease is lost (stop what it guards); released on exit.
+        A store for one worker grants every lease at once and never loses it."""
 
     # sensors
     async def load_cursors(self, sensor: str) -> dict[str, JSON]: ...

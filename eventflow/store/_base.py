@@ -58,6 +58,12 @@ class StoreLifecycle:
             self._state = "closed"
             await self._close()
 
+    @asynccontextmanager
+    async def lease(self, name: str) -> AsyncIterator[asyncio.Event]:
+        """Every lease at once, never lost: this store serves one worker (``lock_worker``)."""
+        self._check_open()
+        yield asyncio.Event()
+
     async def __aenter__(self) -> Self:
         await self.open()
         return self
