@@ -22,6 +22,7 @@ from eventflow import completion, metrics
 from eventflow.aio import wait_event
 from eventflow.config.models import Backoff
 from eventflow.crashpoints import crash_point
+from eventflow.errors import StoreError
 from eventflow.events import format_partition, utcnow
 from eventflow.log import get_logger
 from eventflow.pipeline import PRODUCED_SENSOR_PREFIX, Pipeline, RuleRuntime
@@ -38,6 +39,9 @@ from eventflow.types import (
 )
 
 Clock = Callable[[], datetime]
+STORE_ATTEMPTS = 5
+"""How often the dispatcher tries a store transaction that failed with a retriable error (a
+shared store lost its connection mid-transaction; the next attempt reconnects)."""
 
 
 def backoff_delay(policy: Backoff, attempt: int, rng: random.Random) -> timedelta:
@@ -96,7 +100,14 @@ class Dispatcher:
         while True:
             self._wake.clear()
             room = self.pipeline.engine.max_runs - self.inflight
-            started = await self.claim_and_start()
+            try:
+                started = await self.claim_and_start()
+            except StoreError as exc:
+                if not exc.retriable:
+                    raise
+                self.log.warning("store_retried", operation="claim", error=str(exc))
+                await asyncio.sleep(poll)
+                continue
             if started and started == room:
                 continue  # capacity ran out first: more runs may be due
             timeout = poll
@@ -220,8 +231,22 @@ class Dispatcher:
     async def _requeue(self, run: RunRecord) -> None:
         now = self.clock()
         update = RunUpdate(run.run_id, "pending", run.attempt, now, error="stopped at shutdown")
-        async with self.store.transaction(durable=False) as tx:
-            await tx.apply(Changes(run_updates=[update]))
+        await self._commit(Changes(run_updates=[update]))
+
+    async def _commit(self, changes: Changes) -> None:
+        """Apply ``changes`` in a transaction of their own, again after a retriable store
+        error (writing a run's result twice is harmless: same status, and outbox events
+        keep their ids)."""
+        for attempt in range(1, STORE_ATTEMPTS + 1):
+            try:
+                async with self.store.transaction(durable=False) as tx:
+                    await tx.apply(changes)
+                return
+            except StoreError as exc:
+                if not exc.retriable or attempt == STORE_ATTEMPTS:
+                    raise
+                self.log.warning("store_retried", operation="result", error=str(exc))
+                await asyncio.sleep(0.1 * 2**attempt)
 
     async def _record(
         self, run: RunRecord, rule: RuleRuntime | None, result: TaskResult, duration: float
@@ -280,8 +305,7 @@ class Dispatcher:
             produces=rule.produces if rule is not None else None,
         )
         changes.outbox.extend(completion.route(self.pipeline, event))
-        async with self.store.transaction(durable=False) as tx:
-            await tx.apply(changes)
+        await self._commit(changes)
         metrics.attempt_finished(run.rule, type_.rsplit(".", 1)[-1], duration)
         if changes.inbox_add:
             self.on_produced()
