@@ -14,11 +14,14 @@ other's messages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.resources
 import itertools
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from tests.services._process import free_port, stop, wait_listening
+from tests.services._process import _listening_inodes, free_port, wait_listening
 
 ENV = "EVENTFLOW_TEST_KAFKA"
 
@@ -65,17 +68,87 @@ class KafkaBroker:
         wait_listening(self.proc, [self.port], timeout=60, what=self.command[0])
 
     def stop(self) -> None:
-        if self.proc is not None:
-            stop(self.proc)
-            self.proc = None
+        """Stop the broker and every process it started (noida-db runs its server as a
+        child: the whole process group goes)."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        deadline = time.monotonic() + 10
+        while owns_any(self.port) and time.monotonic() < deadline:  # the child too
+            time.sleep(0.05)
+        self.proc = None
+
+    def produce(self, topic: str, messages: list[tuple[int, bytes]]) -> None:
+        """Send ``(partition, value)`` messages and wait for ``acks=all``; callable anywhere."""
+        _in_thread(produce(self.bootstrap, topic, messages))
+
+    def read(self, topic: str, partitions: int = 1) -> list[Any]:
+        """Every record of the topic so far (assigned, no group)."""
+        return list(_in_thread(read_all(self.bootstrap, topic, partitions)))
+
+    def committed(self, group: str, topic: str, partitions: int) -> dict[int, int | None]:
+        """The group's committed offset per partition."""
+        return dict(_in_thread(committed(self.bootstrap, group, topic, partitions)))
 
     def topic(self, partitions: int = 1) -> str:
         """A new topic with ``partitions`` partitions, unique to the caller."""
         name = f"t{next(self._counter)}-{uuid.uuid4().hex[:8]}"
-        # On a thread of its own: callable from async tests, whose loop is running.
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, create_topic(self.bootstrap, name, partitions)).result()
+        _in_thread(create_topic(self.bootstrap, name, partitions))
         return name
+
+
+def _in_thread(coro: Any) -> Any:
+    """Run ``coro`` on a loop of its own thread: callable from async tests (a running loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def produce(bootstrap: str, topic: str, messages: list[tuple[int, bytes]]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, v, partition=p) for p, v in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def read_all(bootstrap: str, topic: str, partitions: int) -> list[Any]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[Any] = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                out += batch
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, Any]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        return {p: await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)}
+    finally:
+        await consumer.stop()
 
 
 async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
@@ -123,6 +196,11 @@ def noida_command(port: int, data_dir: Path) -> list[str]:
     noida = Path(sys.executable).parent / "noida-db"  # installed beside this interpreter
     exe = str(noida) if noida.exists() else "noida-db"
     return [exe, "start", "--data-dir", str(data_dir), "--only", "kafka", "--kafka-port", str(port)]
+
+
+def owns_any(port: int) -> bool:
+    """Whether anything still listens on ``port``."""
+    return bool(_listening_inodes(port))
 
 
 def _external() -> KafkaBroker | None:
