@@ -11,9 +11,9 @@ from tests.integration.test_s3_sensor import make, put
 from tests.services.s3 import S3Server
 
 
-def notifying_queue(server: S3Server, bucket: str) -> str:
+def notifying_queue(server: S3Server, bucket: str, visibility_timeout: int = 30) -> str:
     """A new SQS queue receiving the bucket's object events (its s3:TestEvent included)."""
-    url, arn = server.new_queue()
+    url, arn = server.new_queue(visibility_timeout)
     server.client().put_bucket_notification_configuration(
         Bucket=bucket,
         NotificationConfiguration={

@@ -34,6 +34,12 @@ CREDENTIALS = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 """moto accepts any credentials; these keep boto3 from looking for real ones."""
+UNSIGNED = {
+    "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/s3/aws4_request,"
+    " SignedHeaders=host, Signature=0"
+}
+"""moto reads the account from the access key and checks no signature; without the header
+it refuses to overwrite an object (HTTP 403)."""
 
 
 @dataclass
@@ -43,6 +49,8 @@ class S3Server:
     endpoint: str
     port: int
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment of the moto server (``INITIAL_NO_AUTH_ACTION_COUNT`` for IAM)."""
     _counter: Iterator[int] = field(default_factory=itertools.count)
 
     @property
@@ -55,7 +63,7 @@ class S3Server:
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, **CREDENTIALS},
+            env={**os.environ, **CREDENTIALS, **self.env},
         )
         wait_listening(self.proc, [self.port], timeout=60, what="moto server")
 
@@ -63,7 +71,7 @@ class S3Server:
         if self.proc is not None:
             stop(self.proc)
 
-    def client(self, service: str = "s3") -> Any:
+    def client(self, service: str = "s3", **credentials: str) -> Any:
         import boto3
         from botocore.config import Config
 
@@ -71,8 +79,10 @@ class S3Server:
             service,
             endpoint_url=self.endpoint,
             region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
-            aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
-            aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+            aws_access_key_id=credentials.get("key", os.environ.get("AWS_ACCESS_KEY_ID")),
+            aws_secret_access_key=credentials.get(
+                "secret", os.environ.get("AWS_SECRET_ACCESS_KEY")
+            ),
             config=Config(
                 s3={"addressing_style": "path"},
                 max_pool_connections=32,
@@ -85,10 +95,13 @@ class S3Server:
         self.client().create_bucket(Bucket=name)
         return name
 
-    def new_queue(self) -> tuple[str, str]:
+    def new_queue(self, visibility_timeout: int = 30) -> tuple[str, str]:
         """An SQS queue: ``(url, arn)``."""
         sqs = self.client("sqs")
-        url = sqs.create_queue(QueueName=f"ef-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+        url = sqs.create_queue(
+            QueueName=f"ef-{uuid.uuid4().hex[:12]}",
+            Attributes={"VisibilityTimeout": str(visibility_timeout)},
+        )["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
         return url, arn["Attributes"]["QueueArn"]
 
@@ -107,7 +120,7 @@ class S3Server:
             conn = getattr(local, "conn", None)
             if conn is None:
                 conn = local.conn = http.client.HTTPConnection("127.0.0.1", self.port)
-            conn.request("PUT", f"/{bucket}/{quote(key)}", body=body)
+            conn.request("PUT", f"/{bucket}/{quote(key)}", body=body, headers=UNSIGNED)
             response = conn.getresponse()
             response.read()
             if response.status != 200:
@@ -133,6 +146,18 @@ def s3_server() -> Iterator[S3Server]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def private_s3() -> Iterator[S3Server]:
+    """A moto server of this test's own, always started here (even when
+    ``EVENTFLOW_TEST_S3_ENDPOINT`` is set), for tests that stop it or change its settings."""
+    for name, value in CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+    port = free_port()
+    server = S3Server(endpoint=f"http://127.0.0.1:{port}", port=port)
+    yield server
+    server.stop()
 
 
 @pytest.fixture
