@@ -112,6 +112,7 @@ class _Batch:
     redone: bool = False
     """Its commit was refused and it was evaluated again (a shared store: StoreConflict)."""
     _events: dict[str, StoredEvent] | None = None
+    timer_deletes: set[tuple[str, str, str, int]] = field(default_factory=set)
 
     def event(self, event_id: str) -> StoredEvent | None:
         """The event this batch writes with ``event_id`` (for rule filters)."""
@@ -446,9 +447,9 @@ class Engine:
             if not rule.filters or self._passes(batch, rule, ref)
         ]
         for timer in batch.timers:
-            batch.changes.timers_delete.append(
-                (timer.kind, timer.rule, timer.key, timer.generation)
-            )
+            tkey = (timer.kind, timer.rule, timer.key, timer.generation)
+            batch.timer_deletes.add(tkey)
+            batch.changes.timers_delete.append(tkey)
             batch.stats.timers += 1
             rule = rules.get(timer.rule)
             if rule is None:
@@ -575,13 +576,17 @@ class Engine:
                     status=effect.status,
                 )
             elif isinstance(effect, ScheduleTimer):
-                changes.timers_add.append(
-                    Timer(effect.kind, effect.rule, effect.key, effect.generation, effect.due)
-                )
+                # The store adds timers before it deletes: a timer handled in this batch
+                # (deleted) and scheduled again (a quiet period restarted) must stay.
+                tkey = (effect.kind, effect.rule, effect.key, effect.generation)
+                if tkey in batch.timer_deletes:
+                    batch.timer_deletes.discard(tkey)
+                    changes.timers_delete.remove(tkey)
+                changes.timers_add.append(Timer(*tkey, effect.due))
             elif isinstance(effect, CancelTimer):
-                changes.timers_delete.append(
-                    (effect.kind, effect.rule, effect.key, effect.generation)
-                )
+                tkey = (effect.kind, effect.rule, effect.key, effect.generation)
+                batch.timer_deletes.add(tkey)
+                changes.timers_delete.append(tkey)
             elif isinstance(effect, Ignored):
                 self.log.debug(
                     "input_ignored",
