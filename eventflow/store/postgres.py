@@ -219,7 +219,11 @@ class PostgresStore(StoreLifecycle):
                 await self._drop(ops)
                 raise self._translate(exc) from exc
 
-        await self._with_retry("open", first)
+        try:
+            await self._with_retry("open", first)
+        except BaseException:
+            await self._close()
+            raise
 
     async def _close(self) -> None:
         if self._heartbeat is not None:

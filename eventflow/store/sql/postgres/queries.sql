@@ -297,8 +297,13 @@ FROM workers
 ORDER BY started_at, id;
 
 -- name: has_migrations_table
--- Whether the schema_migrations table exists (an empty database has none).
-SELECT to_regclass('schema_migrations') IS NOT NULL;
+-- Whether the schema_migrations table exists (an empty database has none). Read from
+-- pg_tables with the statement's snapshot: to_regclass() may answer from a catalog
+-- snapshot older than the migration another worker committed while this one waited.
+SELECT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_tables
+    WHERE schemaname = current_schema() AND tablename = 'schema_migrations'
+);
 
 -- name: applied_migrations
 -- The schema versions applied to this database.
