@@ -15,10 +15,13 @@ of the store that:
 
 So a replayed input takes the engine's own path: the same rule evaluation, the same run ids.
 Run ids are fire keys, ``(rule, partition key, generation)``: a partition that already fired
-ignores inputs it has already seen, and a replay fires only what did not fire before. With
-``force``, every partition the replay touches that had fired (or expired) starts one new
-generation, so it fires again, once per replay. A dry run evaluates without writing,
-carrying the rule state between pages in memory.
+ignores inputs it has already seen, and a replay fires only what did not fire before. An
+open partial match is evaluated again with the replayed inputs, so a rule whose join changed
+fires the partitions it now accepts; an expired one takes them as late data (the rule's
+``late`` or ``on_update`` setting applies). With ``force``, every partition the replay
+touches that had fired (or expired) starts one new generation, so it fires again, once per
+replay. A dry run evaluates without writing, carrying the rule state between pages in
+memory.
 
 Runs that a replay fires are ``pending``; ``eventflow run`` executes them (``backfill``
 executes its own). Kafka's "topic from the offsets at that time" is the
@@ -29,7 +32,7 @@ source instead of the event log (``--from-source``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -196,6 +199,8 @@ class _ReplayStore:
         """A dry run's rule state, carried between pages."""
         self._inbox: list[InboxItem] = []
         self._announced: set[tuple[str, str]] = set()
+        self._order: dict[str, int] = {}
+        """The position of each event of the page in the engine's order of evaluation."""
         self.fired: list[NewRun] = []
 
     def __getattr__(self, name: str) -> Any:
@@ -206,6 +211,10 @@ class _ReplayStore:
         observations: list[Observation] = []
         self._inbox = []
         self._announced = set()
+        # The engine evaluates a page's observations first, then its inbox rows.
+        pseudo = [e.id for e in page if e.sensor not in pipeline.sensors]
+        real = [e.id for e in page if e.sensor in pipeline.sensors]
+        self._order = {eid: i for i, eid in enumerate([*real, *pseudo])}
         for e in page:
             self._announced.update((name, e.id) for name, _ in e.datasets)
             if e.sensor in pipeline.sensors:
@@ -242,8 +251,20 @@ class _ReplayStore:
                 continue
             self._touched.add(key)
             state = found.get(key)
-            if self._renew and state is not None and state.status != "open":
-                found[key] = _renewed(state)
+            if state is None:
+                continue
+            if state.status != "open" and not self._renew:
+                continue  # fired: the fire key holds; expired: the replay is late data
+            if state.status != "open":  # the next generation, opened by the replay
+                state = replace(
+                    state,
+                    generation=state.generation + 1,
+                    status="open",
+                    opened_at=None,
+                    expires_at=None,
+                    fired_at=None,
+                )
+            found[key] = _reopened(state, self._order)
         return found
 
     # -- what the engine writes --------------------------------------------------------------
@@ -298,17 +319,25 @@ class _DryTransaction:
         self._view._overlay.update(changes.matches)
 
 
-def _renewed(state: MatchState) -> MatchState:
-    """The next generation of a fired or expired match, with no inputs yet (``--force``)."""
-    return replace(
-        state,
-        generation=state.generation + 1,
-        status="open",
-        inputs={},
-        opened_at=None,
-        expires_at=None,
-        fired_at=None,
-    )
+def _reopened(state: MatchState, order: Mapping[str, int]) -> MatchState:
+    """An open match without the first of its inputs that the page replays.
+
+    That input arrives again, first among the partition's replayed inputs, and the rule as
+    it is now decides whether the partition fires: a changed join fires what it now
+    accepts, once; the other replayed inputs are then duplicates. (A fired or expired match
+    is reopened, with ``force``, as its next generation with its inputs carried over, so it
+    fires once more.)
+    """
+    replayed = [r for refs in state.inputs.values() for r in refs if r.event_id in order]
+    inputs = dict(state.inputs)
+    if replayed:
+        first = min(replayed, key=lambda r: order[r.event_id])
+        kept = tuple(r for r in inputs[first.dataset] if r is not first)
+        if kept:
+            inputs[first.dataset] = kept
+        else:
+            del inputs[first.dataset]
+    return replace(state, inputs=inputs)
 
 
 # --- retention -----------------------------------------------------------------------------

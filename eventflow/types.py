@@ -504,9 +504,10 @@ class Store(Protocol):
         after: int = 0,
         limit: int = 1000,
     ) -> list[tuple[int, StoredEvent]]:
-        """A page of the event log in the order it was written: events received at or after
-        ``since``, of ``sensors`` (None = all), each with its sequence number; pass the last
-        one as ``after`` for the next page (an empty page is the end)."""
+        """A page of the event log in commit order (within one commit, the store's order):
+        events received at or after ``since``, of ``sensors`` (None = all), each with its
+        sequence number; pass the last one as ``after`` for the next page (an empty page is
+        the end)."""
 
     async def prune_events(self, before: datetime, limit: int) -> int:
         """Delete up to ``limit`` events received before ``before`` (retention); returns how
