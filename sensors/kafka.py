@@ -43,7 +43,7 @@ from pydantic import BaseModel
 
 from eventflow.errors import SensorError
 from eventflow.events import JSON, Observation
-from eventflow.types import PluginEnv, SensorContext
+from eventflow.types import PluginEnv, ScaleOut, SensorContext
 from sensors._kafka_config import (
     KafkaConnection,
     KafkaPublisherConfig,
@@ -95,6 +95,10 @@ class KafkaSensor:
     """Consumes Kafka topics into observations (see the module doc)."""
 
     config_model: ClassVar[type[BaseModel]] = KafkaSensorConfig
+    scale_out: ClassVar[ScaleOut] = "shared"
+    """Every worker runs it: the consumer group spreads the partitions. (Watermark mode and
+    ``consumer_group: false`` read every partition on each worker; the store's event ids
+    make their observations count once.)"""
 
     def __init__(self, name: str, config: Any, env: PluginEnv) -> None:
         if not isinstance(config, KafkaSensorConfig):
