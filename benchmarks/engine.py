@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,7 @@ from eventflow.types import Changes
 
 PIPELINE = """
 name: bench
-state: "sqlite:///state.db{query}"
+state: "{state}"
 engine: {{batch_size: {batch}}}
 sensors:
   feed: {{type: directory, path: ./in}}
@@ -61,13 +62,17 @@ def observations(count: int) -> list[Observation]:
     return out
 
 
-async def _engine(count: int, batch: int, synchronous: str) -> dict[str, Any]:
+async def _engine(
+    count: int, batch: int, synchronous: str, dsn: str | None = None
+) -> dict[str, Any]:
+    """``dsn``: another state store than a SQLite file in a temporary directory."""
     configure("warning", "console")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "in").mkdir()
         query = "" if synchronous == "full" else f"?synchronous={synchronous}"
-        (root / "p.yaml").write_text(PIPELINE.format(batch=batch, query=query))
+        state = dsn or f"sqlite:///state.db{query}"
+        (root / "p.yaml").write_text(PIPELINE.format(batch=batch, state=state))
         pipeline = load_pipeline(root / "p.yaml")
         obs = observations(count)
         async with open_store(pipeline.state_dsn, pipeline.base_dir) as store:
@@ -96,7 +101,7 @@ async def _engine(count: int, batch: int, synchronous: str) -> dict[str, Any]:
             engine.stop()
             await runner
             counts = await store.counts()
-        size = (root / "state.db").stat().st_size
+        size = (root / "state.db").stat().st_size if dsn is None else 0
     latencies.sort()
     return {
         "observations": count,
@@ -118,8 +123,32 @@ def run_engine(count: int = 100_000) -> list[dict[str, Any]]:
     ]
 
 
-def report_engine(results: list[dict[str, Any]]) -> str:
-    rows = ["engine, SQLite store, one commit per batch:"]
+def run_engine_postgres(count: int = 100_000) -> list[dict[str, Any]]:
+    """The same on a PostgreSQL store: a private PostgreSQL 15 server with durable commits
+    (fsync on), or the server of ``EVENTFLOW_BENCH_POSTGRES_DSN``; a fresh database per run."""
+    from tests.services.postgres import PostgresProcess, PostgresServer
+
+    admin = os.environ.get("EVENTFLOW_BENCH_POSTGRES_DSN")
+    process = None
+    try:
+        if admin is None:
+            process = PostgresProcess(durable=True)
+            process.start()
+            admin = process.dsn()
+        server = PostgresServer(admin)
+        results = []
+        for batch in (1000, 100):
+            dsn = server.create_database()
+            results.append(asyncio.run(_engine(count, batch, "on", dsn)))
+            server.drop_database(dsn)
+        return results
+    finally:
+        if process is not None:
+            process.remove()
+
+
+def report_engine(results: list[dict[str, Any]], store: str = "SQLite") -> str:
+    rows = [f"engine, {store} store, one commit per batch:"]
     for r in results:
         rows.append(
             f"  batch {r['batch']:>5}, synchronous={r['synchronous']:<6}:"
@@ -128,6 +157,10 @@ def report_engine(results: list[dict[str, Any]]) -> str:
             f" ({r['observations']:,} observations, {r['runs']:,} runs)"
         )
     return "\n".join(rows)
+
+
+def report_engine_postgres(results: list[dict[str, Any]]) -> str:
+    return report_engine(results, "PostgreSQL")
 
 
 def run_memory(count: int = 1_000_000) -> dict[str, Any]:

@@ -83,7 +83,9 @@ class PostgresOps:
         """Set on the connection whose reads the engine's commits are checked against."""
 
     async def _all(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-        cur = await self.conn.execute(sql, params)
+        # Binary parameters: psycopg escapes the elements of text arrays one by one (with a
+        # regular expression) in the text format, not in the binary one.
+        cur = await self.conn.execute(sql, params, binary=True)
         return await cur.fetchall()
 
     async def _one(self, sql: str, params: Any = None) -> tuple[Any, ...] | None:

@@ -27,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,7 +97,9 @@ class PostgresProcess:
     """A private PostgreSQL server: ``start``, ``stop`` (fast shutdown), ``restart`` on the
     same port and data, ``kill`` (SIGKILL, no shutdown at all)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """``durable``: fsync commits like a production server (benchmarks); tests skip it."""
+        self.durable = durable
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="eventflow-pg-"))
         self.dir.chmod(0o755)  # the service user must reach the data directory inside
@@ -114,7 +117,7 @@ class PostgresProcess:
             "listen_addresses=127.0.0.1",
             f"unix_socket_directories={self.data}",
             "max_connections=200",
-            *_FAST,
+            *(() if self.durable else _FAST),
         ]
         argv = [str(BIN / "postgres"), "-D", str(self.data), "-p", str(self.port)]
         for setting in settings:
@@ -125,8 +128,21 @@ class PostgresProcess:
             )
         try:
             wait_listening(self.proc, [self.port], timeout=30, what="postgres")
+            self._wait_accepting(timeout=30)
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}\n{self.log.read_text()[-2000:]}") from None
+
+    def _wait_accepting(self, timeout: float) -> None:
+        """Listening is not ready: the server refuses logins while it starts up (recovery)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(self.dsn(), connect_timeout=5).close()
+                return
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"postgres does not accept connections: {exc}") from None
+                time.sleep(0.02)
 
     def stop(self, timeout: float = 20.0) -> None:
         """Fast shutdown (SIGINT): clients are disconnected, everything is kept."""
