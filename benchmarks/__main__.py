@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m benchmarks [latency] [core] [engine] [memory] [s3]``."""
+"""Run the benchmarks: ``python -m benchmarks [latency] [core] [engine] [memory] [engine-postgres]``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import core, engine, latency, s3
+from benchmarks import core, engine, latency
 from benchmarks.common import machine
 
 BENCHMARKS: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
@@ -16,7 +16,6 @@ BENCHMARKS: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
     "core": (core.run, core.report),
     "engine": (engine.run_engine, engine.report_engine),
     "memory": (engine.run_memory, engine.report_memory),
-    "s3": (s3.run, s3.report),
     "engine-postgres": (engine.run_engine_postgres, engine.report_engine_postgres),
 }
 
