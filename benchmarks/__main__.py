@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m benchmarks [latency] [core] [engine] [memory] [engine-postgres]``."""
+"""Run the benchmarks: ``python -m benchmarks [NAME ...]`` (every one by default)."""
 
 from __future__ import annotations
 
