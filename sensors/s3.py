@@ -104,6 +104,22 @@ class S3Sensor:
 
     async def run(self, ctx: SensorContext) -> None:
         """Watch until cancelled; problems with S3 are reported and retried, not raised."""
+        try:
+            await self.open(ctx)
+            self._log.info(
+                "s3_watch_started",
+                mode="notifications" if self._queue else "listing",
+                ready=self.tracker.mode,
+                objects=len(self.tracker.seen),
+                poll_interval=self.config.interval.total_seconds(),
+            )
+            await self._run_tasks()
+        finally:
+            self.close()
+
+    async def open(self, ctx: SensorContext) -> None:
+        """Make the clients and load the cursor (what ``run`` does before it loops; a
+        benchmark calls it, then times :meth:`poll`)."""
         self._ctx = ctx
         self._log: FilteringBoundLogger = ctx.log.bind(
             sensor=self.name, bucket=self.config.bucket, prefix=self.config.prefix
@@ -115,24 +131,21 @@ class S3Sensor:
         self._delete_wake = asyncio.Event()
         self._pool = ThreadPoolExecutor(4, thread_name_prefix=f"eventflow-s3-{self.name}")
         self._sqs_pool = ThreadPoolExecutor(1, thread_name_prefix=f"eventflow-sqs-{self.name}")
-        try:
-            self._bucket = await self._call(Bucket, self.config)
-            self._queue: Queue | None = None
-            if self.config.notifications is not None:
-                self._queue = await self._call(Queue, self.config, self.config.notifications.sqs)
-            self.tracker.load_cursor(await ctx.load_cursor())
-            self._log.info(
-                "s3_watch_started",
-                mode="notifications" if self._queue else "listing",
-                ready=self.tracker.mode,
-                objects=len(self.tracker.seen),
-                poll_interval=self.config.interval.total_seconds(),
-            )
-            await self._run_tasks()
-        finally:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._sqs_pool.shutdown(wait=False, cancel_futures=True)  # a receive may be waiting
-            self._log.info("s3_watch_stopped")
+        self._bucket = await self._call(Bucket, self.config)
+        self._queue: Queue | None = None
+        if self.config.notifications is not None:
+            self._queue = await self._call(Queue, self.config, self.config.notifications.sqs)
+        self.tracker.load_cursor(await ctx.load_cursor())
+
+    def close(self) -> None:
+        """Stop the threads (without waiting for a long poll in flight: its messages are
+        not deleted, so they come back)."""
+        pool = getattr(self, "_pool", None)
+        if pool is None:
+            return
+        pool.shutdown(wait=False, cancel_futures=True)
+        self._sqs_pool.shutdown(wait=False, cancel_futures=True)
+        self._log.info("s3_watch_stopped")
 
     async def _run_tasks(self) -> None:
         coros = {"poll": self._poll_loop()}

@@ -22,15 +22,7 @@ from tests.services.s3 import S3Server
 PIPELINE = """
 name: s3crash
 sensors:
-  lake:
-    type: s3
-    bucket: {bucket}
-    endpoint_url: {endpoint}
-    path_style: true
-    prefix: in/
-    ready: {ready}
-    notifications: {{sqs: "{queue}", wait_time: 1s}}
-    poll_interval: 3s
+  lake: {sensor}
 datasets:
   parts: {{sensor: lake, key: "in/p={{p}}/_SUCCESS"}}
 rules:
@@ -46,8 +38,14 @@ engine: {{poll_interval: 100ms}}
 
 
 def project(root: Path, server: S3Server, bucket: str, queue: str, ready: str) -> Project:
-    text = PIPELINE.format(bucket=bucket, endpoint=server.endpoint, queue=queue, ready=ready)
-    return Project(root, text)
+    sensor = server.sensor_yaml(
+        bucket,
+        prefix="in/",
+        ready=ready,
+        notifications=f'{{sqs: "{queue}", wait_time: 1s}}',
+        poll_interval="3s",
+    )
+    return Project(root, PIPELINE.format(sensor=sensor))
 
 
 def settled(p: Project, partitions: int) -> bool:

@@ -90,6 +90,12 @@ class S3Server:
             ),
         )
 
+    def sensor_yaml(self, bucket: str, **settings: str) -> str:
+        """A pipeline file's s3 sensor section (flow style) on this endpoint."""
+        fields = {"type": "s3", "bucket": bucket, "endpoint_url": self.endpoint,
+                  "path_style": "true", **settings}  # fmt: skip
+        return "{" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}"
+
     def new_bucket(self) -> str:
         name = f"ef-{next(self._counter)}-{uuid.uuid4().hex[:8]}"
         self.client().create_bucket(Bucket=name)
