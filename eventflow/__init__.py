@@ -8,3 +8,21 @@ checkpointed so a crash loses and duplicates nothing.
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eventflow.api import Pipeline, dataset, publisher, rule, sensor
+    from eventflow.types import RunContext
+
+__all__ = ["Pipeline", "RunContext", "__version__", "dataset", "publisher", "rule", "sensor"]
+
+
+def __getattr__(name: str) -> Any:
+    """The Python API (:mod:`eventflow.api`), imported on first use: ``import eventflow``
+    stays light for the CLI and plugins."""
+    if name in __all__ and name != "__version__":
+        from eventflow import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'eventflow' has no attribute {name!r}")

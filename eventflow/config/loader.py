@@ -40,9 +40,14 @@ M = TypeVar("M", bound=BaseModel)
 def load_pipeline(path: str | Path, environ: Mapping[str, str] | None = None) -> Pipeline:
     """Read, validate and compile the pipeline file at ``path``.
 
-    ``environ`` supplies ``${NAME}`` values (default: ``os.environ``). Raises
-    :class:`~eventflow.errors.ConfigError` carrying every problem found.
+    ``path`` may also be ``module:attribute``, a pipeline declared in Python
+    (:mod:`eventflow.api`). ``environ`` supplies ``${NAME}`` values (default:
+    ``os.environ``). Raises :class:`~eventflow.errors.ConfigError` carrying every problem.
     """
+    if isinstance(path, str | Path) and _python_target(str(path)):
+        from eventflow.api import load_target
+
+        return load_target(str(path))
     file = Path(path)
     problems = Problems(str(path))
     pipeline: Pipeline | None = None
@@ -55,6 +60,24 @@ def load_pipeline(path: str | Path, environ: Mapping[str, str] | None = None) ->
     if problems or pipeline is None:
         raise problems.error()
     return pipeline
+
+
+def compile_mapping(raw: dict[str, Any], file: Path) -> Pipeline:
+    """Validate and compile a pipeline given as the mapping a file parses to (the Python
+    API), with the same models and checks; ``file`` is where problems are reported and the
+    directory relative paths are resolved against."""
+    problems = Problems(str(file))
+    pipeline = _compile(raw, file, problems)
+    if problems or pipeline is None:
+        raise problems.error()
+    return pipeline
+
+
+def _python_target(text: str) -> bool:
+    """``module:attribute`` names a pipeline declared in Python (``eventflow.api``)."""
+    from eventflow.api import is_target
+
+    return is_target(text)
 
 
 def check_file(path: str | Path, environ: Mapping[str, str] | None = None) -> list[ConfigProblem]:
