@@ -28,6 +28,7 @@ import asyncio
 import base64
 import contextlib
 import random
+import socket
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -76,6 +77,10 @@ class MqttSensor:
     """Subscribes to MQTT topics on a persistent session (see the module doc)."""
 
     config_model: ClassVar[type[BaseModel]] = MqttSensorConfig
+    scale_out: str = "shared"
+    """With several workers, every worker runs the sensor: with `share_group` the broker
+    splits the messages between them. Without one they would share one client id; the
+    instance then says ``exclusive`` (honoured where the runtime asks the instance)."""
 
     def __init__(self, name: str, config: Any, env: PluginEnv) -> None:
         if not isinstance(config, MqttSensorConfig):
@@ -83,7 +88,12 @@ class MqttSensor:
         self.name = name
         self.config = config
         self.env = env
-        self.client_id = config.client_id or stable_client_id(env.pipeline, name)
+        if config.share_group is None:
+            self.scale_out = "exclusive"
+        # Members of a shared subscription each need a session of their own: by default the
+        # host name tells them apart (a pod, a VM); several on one host set `client_id`.
+        member = socket.gethostname() if config.share_group else None
+        self.client_id = config.client_id or stable_client_id(env.pipeline, name, member)
         self._id = jmespath.compile(config.id) if config.id else None
 
     async def run(self, ctx: SensorContext) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,16 +51,15 @@ class Broker:
 class Mosquitto(Broker):
     """A mosquitto process of our own, restartable on the same port and data directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self) -> None:
         super().__init__("127.0.0.1", free_port())
-        self.data = root / "mosquitto"
-        self.data.mkdir(parents=True, exist_ok=True)
+        # Not under pytest's temporary directory: pytest resets `pytest-of-USER` to mode 700
+        # whenever a session starts, and mosquitto, running as its own user, could then no
+        # longer reach its persistence file.
+        self.data = Path(tempfile.mkdtemp(prefix="eventflow-mosquitto-"))
+        self.data.chmod(0o755)
         if os.geteuid() == 0:  # mosquitto drops to its own user: it must write the data dir
             shutil.chown(self.data, "mosquitto", "mosquitto")
-            for parent in [root, *root.parents]:
-                if parent == Path(parent.anchor) or parent == Path("/tmp"):
-                    break
-                parent.chmod((parent.stat().st_mode & 0o7777) | 0o011)  # traversable
         self.config = self.data / "mosquitto.conf"
         self.config.write_text(CONFIG.format(port=self.port, data=self.data))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -89,27 +89,28 @@ class Mosquitto(Broker):
         self.start()
 
 
-def _own(root: Path) -> Iterator[Mosquitto]:
-    broker = Mosquitto(root)
-    broker.start()
+def _own() -> Iterator[Mosquitto]:
+    broker = Mosquitto()
     try:
+        broker.start()
         yield broker
     finally:
         broker.stop()
+        shutil.rmtree(broker.data, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+def mqtt_broker() -> Iterator[Broker]:
     """A broker shared by the session: ours, or ``EVENTFLOW_TEST_MQTT=host:port``."""
     external = os.environ.get("EVENTFLOW_TEST_MQTT")
     if external:
         host, _, port = external.rpartition(":")
         yield Broker(host or "127.0.0.1", int(port))
         return
-    yield from _own(tmp_path_factory.mktemp("mqtt"))
+    yield from _own()
 
 
 @pytest.fixture
-def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+def mosquitto() -> Iterator[Mosquitto]:
     """A mosquitto of this test's own, which it may restart."""
-    yield from _own(tmp_path_factory.mktemp("mqtt"))
+    yield from _own()
