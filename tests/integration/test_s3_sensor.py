@@ -6,12 +6,13 @@ import asyncio
 import collections
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from eventflow.events import Event, Observation
+from eventflow.events import Event
 from eventflow.testing import RecordingContext, running
 from eventflow.types import PluginEnv
 from sensors.s3 import S3Publisher, S3Sensor
@@ -27,13 +28,7 @@ def make(server: S3Server, bucket: str, **config: Any) -> S3Sensor:
         "poll_interval": "300ms",
         **config,
     }
-    return S3Sensor("lake", config, PluginEnv("test", server_dir()))
-
-
-def server_dir() -> Any:
-    from pathlib import Path
-
-    return Path(".")
+    return S3Sensor("lake", config, PluginEnv("test", Path(".")))
 
 
 async def drain(ctx: RecordingContext, expect: int = 0, quiet: float = 1.0) -> list[str]:
@@ -128,13 +123,16 @@ async def test_lookback_lists_only_recent_partitions_and_prunes_the_record(
     sensor = make(
         s3_server, s3_bucket, prefix="t/", partition_prefix="t/dt=%Y-%m-%d/", lookback="2d"
     )
-    async with running(sensor, ctx):
-        assert await drain(ctx, 1) == [f"t/dt={today}/x"]
-        requests = sensor.requests
-        await asyncio.sleep(0.5)
-        per_poll = sensor.requests - requests
-    assert ctx.forgotten == ["t/dt=2020-01-01/x"]
-    assert 0 < per_poll <= 2 * 4  # about one poll (4 daily prefixes) happened meanwhile
+    await sensor.open(ctx)
+    try:
+        assert await sensor.poll() == 1
+        assert [o.key for o in ctx.take_nowait(commit=True)] == [f"t/dt={today}/x"]
+        assert sensor.requests == 4  # the daily prefixes of two days back to tomorrow
+        assert ctx.forgotten == ["t/dt=2020-01-01/x"]
+        assert await sensor.poll() == 0
+        assert sensor.requests == 8
+    finally:
+        sensor.close()
 
 
 async def test_stable_mode_waits_for_two_equal_listings(
@@ -185,7 +183,7 @@ async def test_publisher_writes_a_marker_the_sensor_sees(
             "path_style": True,
             "keys": {"report": "reports/dt={dt}/_SUCCESS"},
         },
-        PluginEnv("test", server_dir()),
+        PluginEnv("test", Path(".")),
     )
     event = Event(
         id="1",
@@ -200,9 +198,3 @@ async def test_publisher_writes_a_marker_the_sensor_sees(
     ctx = RecordingContext("lake")
     async with running(make(s3_server, s3_bucket, ready={"marker": "_SUCCESS"}), ctx):
         assert await drain(ctx, 1) == ["reports/dt=2024-01-01/_SUCCESS"]
-
-
-def positions(observations: list[Observation]) -> list[str]:
-    return [
-        orjson.dumps(dict(o.position), option=orjson.OPT_SORT_KEYS).decode() for o in observations
-    ]
