@@ -351,5 +351,6 @@ def _match_order(row: c.MatchRow) -> tuple[str, str]:
 
 
 def _run_update(row: c.RunUpdateRow) -> tuple[Any, ...]:
-    """``update_runs`` parameters: the row, with the status again before the run id."""
-    return (*row[:-1], row.status, row.run_id)
+    """``update_runs`` parameters: the row, with the status again before the run id and the
+    attempt after it."""
+    return (*row[:-1], row.status, row.run_id, row.attempt)

@@ -22,7 +22,7 @@ from eventflow.pipeline import Pipeline
 from eventflow.rules.core import MatchState
 from eventflow.store import redact_dsn
 from eventflow.store.postgres import PostgresStore
-from eventflow.types import Changes, NewRun, PluginEnv, StoredEvent, TaskRunner
+from eventflow.types import Changes, NewRun, PluginEnv, RunUpdate, StoredEvent, TaskRunner
 from tests.services.postgres import PostgresProcess
 
 PIPELINE = """
@@ -221,6 +221,28 @@ async def test_a_live_workers_runs_are_not_recovered_but_a_dead_workers_are(
         return run is not None and run.status == "pending"
 
     await until(recovered, timeout=15)  # B's heartbeat sweeps it back to pending
+
+
+async def test_a_late_result_of_an_older_attempt_does_not_overwrite_a_newer_one(
+    stores: list[PostgresStore],
+) -> None:
+    """A worker that finishes attempt 1 after the run was taken back and started again as
+    attempt 2 elsewhere does not overwrite attempt 2's state."""
+    a, _ = stores
+    now = utcnow()
+    async with a.transaction() as tx:
+        await tx.apply(Changes(runs=[NewRun("r1", "report", "k", {}, 1, (), 3, now)]))
+        await tx.claim_runs(now, 10, {})
+    await a.recover_running(now)  # no live worker holds it: back to pending
+    async with a.transaction() as tx:
+        [second] = await tx.claim_runs(now, 10, {})
+    assert second.attempt == 2
+    late = RunUpdate("r1", "failed", 1, utcnow(), finished_at=utcnow(), error="late")
+    async with a.transaction() as tx:
+        await tx.apply(Changes(run_updates=[late]))
+    run = await a.get_run("r1")
+    assert run is not None
+    assert (run.status, run.attempt, run.error) == ("running", 2, None)
 
 
 async def test_a_lease_is_held_by_one_worker_and_passes_on_when_the_holder_goes(

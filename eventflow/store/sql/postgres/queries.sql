@@ -118,12 +118,14 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (run_id) DO NOTHING;
 
 -- name: update_runs
--- Write a run's new status (RunUpdateRow order, with the status again before the run id);
--- a run that leaves `running` has no worker.
+-- Write a run's new status (RunUpdateRow order, with the status again before the run id,
+-- and the attempt after it); a run that leaves `running` has no worker. The result of an
+-- older attempt is ignored: a worker whose lease expired finishing a run that another
+-- worker has taken back and started again does not overwrite the newer attempt.
 UPDATE runs SET
     status = %s, attempt = %s, updated_at = %s, not_before = %s, finished_at = %s, error = %s,
     output = %s, worker = CASE WHEN %s = 'running' THEN worker END
-WHERE run_id = %s;
+WHERE run_id = %s AND attempt <= %s;
 
 -- name: claim_candidates
 -- Pending runs that are due at %(now)s, oldest first, locked; rows locked by another
