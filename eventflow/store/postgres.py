@@ -362,11 +362,14 @@ class PostgresStore(StoreLifecycle):
         it is reported lost (the server released its advisory locks)."""
 
         async def attempt() -> T:
-            if self._lease_conn is None or self._lease_conn.conn.closed:
+            fresh = self._lease_conn is None or self._lease_conn.conn.closed
+            if fresh:
                 self._lease_conn = await self._connect()
-                await self._register(self._lease_conn)
             ops = self._lease_conn
+            assert ops is not None
             try:
+                if fresh and self.worker_id is not None:  # a new session: register again
+                    await self._register(ops)
                 return await fn(ops)
             except _psycopg().Error as exc:
                 error = self._translate(exc)
