@@ -152,13 +152,19 @@ def _pseudo(pipeline: Pipeline, sensor: str) -> bool:
 async def _log_pages(
     store: Store, since: datetime | None, sensors: Collection[str] | None, size: int
 ) -> AsyncIterator[list[StoredEvent]]:
-    after = 0
-    while True:
-        page = await store.read_events(since=since, sensors=sensors, after=after, limit=size)
-        if not page:
-            return
-        after = page[-1][0]
-        yield [event for _, event in page]
+    """Pages of the event log; the next one is read while the engine works on this one."""
+
+    def read(after: int) -> asyncio.Task[list[tuple[int, StoredEvent]]]:
+        pending = store.read_events(since=since, sensors=sensors, after=after, limit=size)
+        return asyncio.ensure_future(pending)
+
+    ahead = read(0)
+    try:
+        while page := await ahead:
+            ahead = read(page[-1][0])
+            yield [event for _, event in page]
+    finally:
+        ahead.cancel()
 
 
 async def _source_pages(
