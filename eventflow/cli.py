@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from eventflow import __version__
+from eventflow.cli_rules import describe_options, describe_timing, match_timing, rule_options
 from eventflow.config.loader import load_pipeline
 from eventflow.durations import format_duration
 from eventflow.errors import ConfigError, EventflowError
@@ -238,6 +239,7 @@ def status(file: Path, limit: int, as_json: bool) -> None:
             # The oldest few of each kind: a pipeline may have a million open matches.
             "matches": [
                 *await store.list_matches(status="open", limit=limit),
+                *await store.list_matches(status="missed", limit=limit),
                 *await store.list_matches(status="expired", limit=limit),
             ],
             "runs": await store.list_runs(limit=20),
@@ -258,15 +260,18 @@ def status(file: Path, limit: int, as_json: bool) -> None:
                 "open": per_status.get("open", 0),
                 "fired": per_status.get("fired", 0),
                 "expired": per_status.get("expired", 0),
+                "missed": per_status.get("missed", 0),
+                **rule_options(rule.spec),
             }
         )
     partial = []
     for m in data["matches"]:
-        if m.status not in ("open", "expired") or m.rule not in pipeline.rules:
+        if m.status not in ("open", "expired", "missed") or m.rule not in pipeline.rules:
             continue
         spec = pipeline.rules[m.rule].spec
         partial.append(
-            {
+            match_timing(m)
+            | {
                 "rule": m.rule,
                 "partition": dict(m.partition),
                 "status": m.status,
@@ -290,17 +295,20 @@ def status(file: Path, limit: int, as_json: bool) -> None:
         return
     counts = data["counts"]
     out.print(f"[bold]{escape(pipeline.name)}[/]  state {escape(redact_dsn(pipeline.state_dsn))}")
-    table = Table("rule", "when", "open", "fired", "expired", title="Rules", title_justify="left")
+    table = Table(
+        "rule", "when", "open", "fired", "expired", "missed", title="Rules", title_justify="left"
+    )
     for r in rules:
         w = r["when"]
         by = f" by {', '.join(w['by'])}" if w["by"] else ""
         _add_row(
             table,
             r["rule"],
-            f"{w['mode']} of {', '.join(w['datasets'])}{by}",
+            f"{r['condition_text']}{by}{describe_options(r)}",
             str(r["open"]),
             str(r["fired"]),
             str(r["expired"]),
+            str(r["missed"]),
         )
     out.print(table)
     if partial:
@@ -311,6 +319,7 @@ def status(file: Path, limit: int, as_json: bool) -> None:
             "arrived",
             "missing",
             "expires at",
+            "deadline",
             title="Partial matches",
             title_justify="left",
         )
@@ -322,7 +331,8 @@ def status(file: Path, limit: int, as_json: bool) -> None:
                 p["status"],
                 ", ".join(p["arrived"]) or "-",
                 ", ".join(p["missing"]) or "-",
-                p["expires_at"] or "-",
+                p["expires_at"] or p["quiet_until"] or "-",
+                f"{p['deadline']['at']} ({p['deadline']['state']})" if p["deadline"] else "-",
             )
         out.print(table)
     out.print(
@@ -369,25 +379,29 @@ def why(file: Path, rule: str, partition: tuple[str, ...], as_json: bool) -> Non
             "by": list(spec.by),
             "within": spec.within.total_seconds() if spec.within else None,
         },
+        **rule_options(spec),
+        **(match_timing(match) if match else {}),
         "status": match.status if match else "nothing arrived",
         "generation": match.generation if match else 0,
         "opened_at": match.opened_at.isoformat() if match and match.opened_at else None,
         "expires_at": match.expires_at.isoformat() if match and match.expires_at else None,
         "inputs": datasets,
-        "missing": [d["dataset"] for d in datasets if not d["arrived"]],
+        "missing": list(match.missing(spec)) if match else list(spec.datasets),
         "runs": [_run_row(r) for r in sorted(runs, key=lambda r: r.generation)],
     }
     if as_json:
         _print_json(report)
         return
-    cond = f"{spec.mode} of [{', '.join(spec.datasets)}] by ({', '.join(spec.by)})"
+    cond = f"{report['condition_text']} by ({', '.join(spec.by)})"
     if spec.within:
         cond += f" within {format_duration(spec.within)}"
+    cond += describe_options(report)
     out.print(f"rule [bold]{escape(rule)}[/]: {escape(cond)}")
     out.print(
         f"partition {format_partition(report['partition'])}: {report['status']}"
         + (f", generation {report['generation']}" if match else "")
         + (f", expires at {report['expires_at']}" if report["expires_at"] else "")
+        + describe_timing(report)
     )
     for d in datasets:
         if not d["arrived"]:
