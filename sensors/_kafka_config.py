@@ -172,6 +172,12 @@ class KafkaSensorConfig(SensorConfig, KafkaConnection):
         description="Records handed to the engine but not yet checkpointed before the"
         " partitions are paused (backpressure).",
     )
+    fetch_max_wait: Duration = Field(
+        default=timedelta(milliseconds=500),
+        description="How long the broker may hold a fetch while no record is there. Kafka"
+        " answers as soon as a record arrives; brokers that do not (tansu) add up to this"
+        " much latency: lower it there.",
+    )
     session_timeout: Duration = Field(
         default=timedelta(seconds=10), description="Consumer-group session timeout."
     )

@@ -158,6 +158,7 @@ class KafkaSensor:
             max_poll_records=cfg.max_records,
             session_timeout_ms=int(cfg.session_timeout.total_seconds() * 1000),
             heartbeat_interval_ms=int(cfg.heartbeat_interval.total_seconds() * 1000),
+            fetch_max_wait_ms=int(cfg.fetch_max_wait.total_seconds() * 1000),
         )
 
     async def _consume(self) -> None:
