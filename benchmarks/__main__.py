@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import core, engine, latency, replay
+from benchmarks import core, engine, kafka, latency
 from benchmarks.common import machine
 
 BENCHMARKS: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
@@ -17,7 +17,7 @@ BENCHMARKS: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
     "engine": (engine.run_engine, engine.report_engine),
     "memory": (engine.run_memory, engine.report_memory),
     "engine-postgres": (engine.run_engine_postgres, engine.report_engine_postgres),
-    "replay": (replay.run, replay.report),
+    "kafka": (kafka.run, kafka.report),
 }
 
 
