@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import core, engine, kafka, latency
+from benchmarks import core, engine, kafka, latency, mqtt, replay
 from benchmarks.common import machine
 
 BENCHMARKS: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
@@ -18,6 +18,8 @@ BENCHMARKS: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
     "memory": (engine.run_memory, engine.report_memory),
     "engine-postgres": (engine.run_engine_postgres, engine.report_engine_postgres),
     "kafka": (kafka.run, kafka.report),
+    "mqtt": (mqtt.run, mqtt.report),
+    "replay": (replay.run, replay.report),
 }
 
 
