@@ -97,6 +97,5 @@ async def test_endpoint_down_and_back(private_s3: S3Server) -> None:
         private_s3.client().create_bucket(Bucket="flaky")
         private_s3.client().put_object(Bucket="flaky", Key="after", Body=b"2")
         assert (await ctx.get(timeout=20, commit=True)).key == "after"
-        await ctx.wait_healthy()
-        await asyncio.sleep(0.5)
+        await ctx.wait_healthy()  # after the poll that found "after" and forgot "before"
     assert ctx.forgotten == ["before"]

@@ -61,11 +61,11 @@ async def test_notified_objects_fire_within_one_receive_and_once(
     sensor = notified(s3_server, s3_bucket, url)
     keys = [f"in/dt=2024-01-0{i}/part a+{i}.csv" for i in range(1, 6)]
     async with running(sensor, ctx):
-        await asyncio.sleep(0.5)  # the start-up listing is done; the TestEvent is consumed
+        await ctx.wait_healthy(timeout=15)  # the start-up listing is done
         started = time.monotonic()
         await put(s3_server, s3_bucket, dict.fromkeys(keys, b"x"))
-        got = await ctx.take(len(keys), timeout=5)
-        assert time.monotonic() - started < 3
+        got = await ctx.take(len(keys), timeout=10)
+        assert time.monotonic() - started < 5  # one 1 s receive, plus a loaded machine
         assert sorted(o.key for o in got) == sorted(keys)
         assert all(o.attributes["via"] == "notification" for o in got)
         await asyncio.sleep(0.5)
@@ -84,7 +84,7 @@ async def test_an_object_seen_by_listing_and_notification_is_one_event(
     await put(s3_server, s3_bucket, {"r/1": b"1"})  # notified before the sensor starts
     ctx = RecordingContext("lake")
     async with running(notified(s3_server, s3_bucket, url, poll_interval="300ms"), ctx):
-        first = await ctx.get(timeout=5)
+        first = await ctx.get(timeout=10)
         assert await ctx.settle(1.5) == []
         assert queued(s3_server, url) == 1  # held until the emitted observation commits
         ctx.commit(first)
@@ -115,7 +115,7 @@ async def test_a_message_that_is_not_a_notification_is_dead_lettered_then_delete
     await put(s3_server, s3_bucket, {"ok/1": b"1"})
     ctx = RecordingContext("lake")
     async with running(notified(s3_server, s3_bucket, url), ctx):
-        got = await ctx.take(2, timeout=5, commit=True)
+        got = await ctx.take(2, timeout=10, commit=True)
         bad = [o for o in got if o.error]
         assert len(bad) == 1
         assert bad[0].position == {"queue": url, "message_id": bad[0].position["message_id"]}
@@ -134,9 +134,9 @@ async def test_marker_notification_lists_its_prefix(s3_server: S3Server, s3_buck
         await put(s3_server, s3_bucket, {"m/d=1/a": b"1", "m/d=1/b": b"2"})
         assert await ctx.settle(1.5) == []
         await put(s3_server, s3_bucket, {"m/d=1/_SUCCESS": b""})
-        got = await ctx.take(3, timeout=5, commit=True)
+        got = await ctx.take(3, timeout=10, commit=True)
         assert [o.key for o in got][-1] == "m/d=1/_SUCCESS"
         assert sorted(o.key or "" for o in got[:2]) == ["m/d=1/a", "m/d=1/b"]
         await put(s3_server, s3_bucket, {"m/d=1/late": b"3"})
-        late = await ctx.get(timeout=5, commit=True)
+        late = await ctx.get(timeout=10, commit=True)
         assert late.key == "m/d=1/late"

@@ -142,10 +142,10 @@ async def test_stable_mode_waits_for_two_equal_listings(
     ctx = RecordingContext("lake")
     sensor = make(s3_server, s3_bucket, ready={"stable": True}, poll_interval="1s")
     async with running(sensor, ctx):
-        await asyncio.sleep(0.3)
+        await ctx.wait_healthy(timeout=15)  # the start-up listing is done
         await put(s3_server, s3_bucket, {"s/1": b"1"})
         started = time.monotonic()
-        obs = await ctx.get(timeout=5, commit=True)
+        obs = await ctx.get(timeout=15, commit=True)
         assert obs.key == "s/1"
         assert time.monotonic() - started > 0.9  # a second listing was needed
 
@@ -162,7 +162,8 @@ async def test_manifest_completes_a_prefix_when_every_part_exists(
     ctx = RecordingContext("lake")
     sensor = make(s3_server, s3_bucket, ready={"manifest": "_manifest.json"})
     async with running(sensor, ctx):
-        first = await ctx.settle(1.0, 10, commit=True)
+        first = await ctx.take(1, timeout=30, commit=True)
+        first += await ctx.settle(1.0, 10, commit=True)
         assert [o.error is not None for o in first] == [True]
         assert first[0].position["key"] == "m/p2/_manifest.json"
         await put(s3_server, s3_bucket, {"m/p1/b.csv": b"2"})
