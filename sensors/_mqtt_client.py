@@ -30,9 +30,10 @@ PUBLISH_TIMEOUT = 30.0
 _CLIENT_ID_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 
 
-def stable_client_id(pipeline: str, sensor: str) -> str:
-    """``eventflow-<pipeline>-<sensor>``, readable and at most 64 characters."""
-    text = _CLIENT_ID_CHARS.sub("_", f"eventflow-{pipeline}-{sensor}")
+def stable_client_id(pipeline: str, sensor: str, member: str | None = None) -> str:
+    """``eventflow-<pipeline>-<sensor>[-<member>]``, readable and at most 64 characters."""
+    text = f"eventflow-{pipeline}-{sensor}" + (f"-{member}" if member else "")
+    text = _CLIENT_ID_CHARS.sub("_", text)
     if len(text) <= 64:
         return text
     return text[:55] + "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
@@ -80,8 +81,8 @@ def make_client(
     return aiomqtt.Client(
         conn.host,
         conn.effective_port,
-        username=conn.username,
-        password=conn.password.get_secret_value() if conn.password is not None else None,
+        username=conn.username or None,
+        password=(conn.password.get_secret_value() or None) if conn.password else None,
         identifier=client_id,
         protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
         clean_session=None if v5 else not persistent,
