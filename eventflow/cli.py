@@ -101,7 +101,11 @@ def _print_json(value: Any) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="eventflow")
 def main() -> None:
-    """eventflow runs a job when its inputs have actually arrived."""
+    """eventflow runs a job when its inputs have actually arrived.
+
+    Every command takes the pipeline FILE first, or MODULE:ATTRIBUTE for a pipeline
+    declared in Python (eventflow.Pipeline).
+    """
 
 
 @main.command()

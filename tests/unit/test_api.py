@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import uuid
 from collections.abc import Iterator
@@ -158,6 +159,24 @@ def test_the_cli_takes_module_pipeline(module: str) -> None:
     result = runner.invoke(main, ["graph", f"{module}:pipeline"])
     assert result.exit_code == 0, result.output
     assert "dataset_fx --> rule_daily_5f_report" in result.output
+
+
+@pytest.mark.parametrize("block", [0, 1])
+def test_the_python_examples_in_the_docs_compile(
+    block: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each pipeline module in docs/howto/python-api.md loads as ``module:pipeline``."""
+    page = Path(__file__).resolve().parents[2] / "docs/howto/python-api.md"
+    code = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)[block]
+    name = f"doc_example_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        pipeline = load_pipeline(f"{name}:pipeline")
+    finally:
+        sys.modules.pop(name, None)
+    assert pipeline.rules
+    assert all(r.task_type in ("python", "http") for r in pipeline.rules.values())
 
 
 async def test_run_calls_the_decorated_function(module: str, tmp_path: Path) -> None:
