@@ -15,7 +15,7 @@ so they compare, order and round-trip values in exactly the same way:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -81,6 +81,33 @@ def text_dt(value: str) -> datetime:
 
 def opt_text_dt(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
+
+
+def pick_claims(
+    candidates: Iterable[Sequence[Any]],
+    limit: int,
+    rule_limits: Mapping[str, int],
+    running: dict[str, int],
+    now_t: str,
+) -> list[RunRow]:
+    """The runs a claim starts: the first ``limit`` of ``candidates`` (pending run rows,
+    oldest first) whose rule has room under ``rule_limits`` given ``running`` (runs running
+    per rule, updated here), each as its row after the claim."""
+    claimed: list[RunRow] = []
+    for raw in candidates:
+        if len(claimed) >= limit:
+            break
+        row = RunRow._make(raw)
+        cap = rule_limits.get(row.rule)
+        if cap is not None and running.get(row.rule, 0) >= cap:
+            continue
+        running[row.rule] = running.get(row.rule, 0) + 1
+        claimed.append(
+            row._replace(
+                status="running", attempt=row.attempt + 1, started_at=now_t, updated_at=now_t
+            )
+        )
+    return claimed
 
 
 def not_retriable(run_id: str, status: str | None) -> StoreError:

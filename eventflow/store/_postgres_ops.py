@@ -135,20 +135,7 @@ class PostgresOps:
             running = {r: n for r, n in await self._all(self.q["running_per_rule"])}
             fetch = limit + 1000  # look past runs of rules at their limit
         rows = await self._all(self.q["claim_candidates"], {"now": now_t, "limit": fetch})
-        claimed: list[c.RunRow] = []
-        for raw in rows:
-            if len(claimed) >= limit:
-                break
-            row = c.RunRow._make(raw)
-            cap = rule_limits.get(row.rule)
-            if cap is not None and running.get(row.rule, 0) >= cap:
-                continue
-            running[row.rule] = running.get(row.rule, 0) + 1
-            claimed.append(
-                row._replace(
-                    status="running", attempt=row.attempt + 1, started_at=now_t, updated_at=now_t
-                )
-            )
+        claimed = c.pick_claims(rows, limit, rule_limits, running, now_t)
         await self._many(self.q["claim_run"], [(now_t, now_t, worker, r.run_id) for r in claimed])
         return [c.decode_run(r) for r in claimed]
 

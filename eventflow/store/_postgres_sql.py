@@ -16,8 +16,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING
 
-from eventflow.errors import StoreError
-from eventflow.store._sqlite_sql import Migration, parse_queries
+from eventflow.store._sqlite_sql import Migration, parse_queries, unapplied
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -72,14 +71,7 @@ async def _pending(
     if row is not None and row[0]:
         cur = await conn.execute(q["applied_migrations"])
         applied = {int(r[0]) for r in await cur.fetchall()}  # type: ignore[call-overload]
-    newest = known[-1].version if known else 0
-    if applied and max(applied) > newest:
-        raise StoreError(
-            f"{where}: this state was written by a newer eventflow "
-            f"(schema version {max(applied)}, this eventflow knows up to {newest})",
-            hint="upgrade eventflow, or point `state:` at another database",
-        )
-    return [m for m in known if m.version not in applied]
+    return unapplied(known, applied, where, "database")
 
 
 def _sql_dir() -> Traversable:

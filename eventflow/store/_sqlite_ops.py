@@ -110,25 +110,9 @@ class SQLiteOps:
         if limit <= 0:
             return []
         running: dict[str, int] = dict(self.conn.execute(self.q["running_per_rule"]).fetchall())
-        claimed: list[c.RunRow] = []
         cursor = self.conn.execute(self.q["claim_candidates"], {"now": now_t})
         try:
-            for raw in cursor:
-                if len(claimed) >= limit:
-                    break
-                row = c.RunRow._make(raw)
-                cap = rule_limits.get(row.rule)
-                if cap is not None and running.get(row.rule, 0) >= cap:
-                    continue
-                running[row.rule] = running.get(row.rule, 0) + 1
-                claimed.append(
-                    row._replace(
-                        status="running",
-                        attempt=row.attempt + 1,
-                        started_at=now_t,
-                        updated_at=now_t,
-                    )
-                )
+            claimed = c.pick_claims(cursor, limit, rule_limits, running, now_t)
         finally:
             cursor.close()
         self.conn.executemany(self.q["claim_run"], [(now_t, now_t, r.run_id) for r in claimed])

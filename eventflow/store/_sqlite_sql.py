@@ -105,12 +105,20 @@ def _pending(conn: sqlite3.Connection, known: tuple[Migration, ...], where: str)
     applied: set[int] = set()
     if conn.execute(q["has_migrations_table"]).fetchone()[0]:
         applied = {row[0] for row in conn.execute(q["applied_migrations"])}
+    return unapplied(known, applied, where, "file")
+
+
+def unapplied(
+    known: tuple[Migration, ...], applied: set[int], where: str, what: str
+) -> list[Migration]:
+    """The migrations of ``known`` not in ``applied``; raises StoreError when ``applied``
+    holds a version newer than any of ``known`` (a newer eventflow wrote the ``what``)."""
     newest = known[-1].version if known else 0
     if applied and max(applied) > newest:
         raise StoreError(
             f"{where}: this state was written by a newer eventflow "
             f"(schema version {max(applied)}, this eventflow knows up to {newest})",
-            hint="upgrade eventflow, or point `state:` at another file",
+            hint=f"upgrade eventflow, or point `state:` at another {what}",
         )
     return [m for m in known if m.version not in applied]
 
