@@ -37,6 +37,7 @@ INDEXES = {
     "runs_rule",
     "timers_due",
     "outbox_publisher",
+    "events_received",
 }
 
 
