@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import core, engine, kafka, latency, mqtt, replay
+from benchmarks import core, engine, kafka, latency, mqtt, replay, rules
 from benchmarks.common import machine
 
 BENCHMARKS: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
@@ -16,6 +16,8 @@ BENCHMARKS: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
     "core": (core.run, core.report),
     "engine": (engine.run_engine, engine.report_engine),
     "memory": (engine.run_memory, engine.report_memory),
+    "rules": (rules.run_core, rules.report_core),
+    "deadlines": (rules.run_timers, rules.report_timers),
     "engine-postgres": (engine.run_engine_postgres, engine.report_engine_postgres),
     "kafka": (kafka.run, kafka.report),
     "mqtt": (mqtt.run, mqtt.report),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -59,7 +60,7 @@ def parse_time(text: str, tz: tzinfo) -> datetime:
 
 
 @dataclass(frozen=True)
-class DeadlineExpr:
+class DeadlineExpr:  # not slots: ``variables`` is cached in the instance dict
     """``template [+|- duration]...``: when a partition is expected by."""
 
     text: str
@@ -83,7 +84,7 @@ class DeadlineExpr:
             parse_time(rest, tz)
         return expr
 
-    @property
+    @cached_property
     def variables(self) -> tuple[str, ...]:
         return tuple(placeholders(self.template))
 
