@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
-from tests.acceptance.harness import Project, lines, wait_until
+from tests.acceptance.harness import EVENTFLOW, Project, lines, wait_until
 
 PY = sys.executable
 
@@ -121,3 +124,34 @@ def test_backfill_reports_incomplete_partitions_and_forces_a_rerun(tmp_path: Pat
         "no rule 'nope'"
         in p.cli("backfill", str(p.file), "nope", "--from", "a", "--to", "b", check=False).stderr
     )
+
+
+def test_a_backfill_killed_mid_way_resumes_without_firing_twice(tmp_path: Path) -> None:
+    """SIGKILL after a task finished but before its result was recorded: the next backfill
+    resumes the same runs (same run ids, no new generation) and every day succeeds; only
+    runs that were in flight ran twice."""
+    (tmp_path / "task.py").write_text(TASK)
+    p = Project(tmp_path, PIPELINE)
+    days = MAY[:8]
+    for dt in days:
+        land_day(p, dt)
+    args = ["backfill", str(p.file), "daily", "--from", days[0], "--to", days[-1]]
+    killed = subprocess.run(
+        [*EVENTFLOW, *args, "--concurrency", "2"],
+        cwd=tmp_path,
+        env={**os.environ, "EVENTFLOW_CRASH_AT": "dispatcher.after_task:3"},
+        capture_output=True,
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    first = {r["run_id"] for r in p.runs()}
+    assert len(first) == 8  # every run was created before any executed
+
+    report = p.cli_json("backfill", "daily", "--from", days[0], "--to", days[-1])
+    assert {row["action"] for row in report["partitions"]} <= {"resume", "skip"}
+    runs = p.runs()
+    assert {r["run_id"] for r in runs} == first
+    assert {r["status"] for r in runs} == {"succeeded"}
+    counts = ran(p)
+    assert set(counts) == set(days)
+    assert sum(counts.values()) <= len(days) + 2  # at most the runs in flight ran twice
