@@ -181,8 +181,9 @@ class Runtime:
         """Run a sensor on every worker (``scale_out = "shared"``) or, by default, only while
         this worker holds its lease in the store: when the holder dies (or loses the store)
         another worker takes the lease and the sensor over (see ``ScaleOut``)."""
-        if getattr(spec.plugin, "scale_out", "exclusive") == "shared":
-            await self._restarting(spec, handle)
+        first: Any = spec.plugin(spec.name, spec.config, self.env)
+        if getattr(first, "scale_out", "exclusive") == "shared":  # the instance may decide
+            await self._restarting(spec, handle, first)
             return
         name = f"sensor:{self.pipeline.name}:{spec.name}"
         while True:
@@ -192,19 +193,23 @@ class Runtime:
             try:
                 async with self.store.lease(name) as lost:
                     waiting.cancel()
-                    if await _until_lost(self._restarting(spec, handle), lost):
+                    work = self._restarting(spec, handle, first)
+                    first = None
+                    if await _until_lost(work, lost):
                         return
                     handle.set_health(False, "lease lost")
                     handle.log.warning("sensor_lease_lost", lease=name)
             finally:
                 waiting.cancel()
 
-    async def _restarting(self, spec: SensorSpec, handle: SensorHandle) -> None:
-        """Run a sensor; restart it with capped exponential backoff when it fails."""
+    async def _restarting(self, spec: SensorSpec, handle: SensorHandle, first: Any = None) -> None:
+        """Run a sensor (``first``, then new instances); restart it with capped exponential
+        backoff when it fails."""
         failures = 0
         rng = random.Random()
         while True:
-            sensor = spec.plugin(spec.name, spec.config, self.env)
+            sensor = first if first is not None else spec.plugin(spec.name, spec.config, self.env)
+            first = None
             started = time.monotonic()
             try:
                 await sensor.run(handle)

@@ -65,8 +65,9 @@ class SensorContext(Protocol):
 
 
 ScaleOut = Literal["exclusive", "shared"]
-"""How a sensor runs when several workers share a store (a sensor class's optional
-``scale_out`` attribute, read by the runtime; ``exclusive`` when absent):
+"""How a sensor runs when several workers share a store (the optional ``scale_out``
+attribute of a sensor, read by the runtime from the instance, so a class may set it and an
+instance change it by its config; ``exclusive`` when absent):
 
 - ``exclusive``: on one worker at a time, which holds the store's lease
   ``sensor:PIPELINE:NAME``; another worker takes over when it dies (directory, S3 listing).
