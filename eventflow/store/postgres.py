@@ -257,6 +257,8 @@ class PostgresStore(StoreLifecycle):
                 if _is_disconnect(error):
                     await self._drop(ops)
                 raise error from exc
+            except Exception:
+                raise  # rolled back by the transaction block; the connection is fine
             except BaseException:
                 await self._drop(ops)  # cancelled mid-statement: the server rolls back
                 raise
@@ -272,16 +274,26 @@ class PostgresStore(StoreLifecycle):
     @asynccontextmanager
     async def _transaction(self, durable: bool) -> AsyncIterator[Transaction]:
         psycopg = _psycopg()
+
+        async def begin() -> PostgresOps:
+            ops = await self._writer_ops()
+            try:
+                await ops.conn.execute("BEGIN")
+                if not durable:
+                    await ops.conn.execute("SET LOCAL synchronous_commit = off")
+            except psycopg.Error as exc:  # e.g. a connection the server closed while idle
+                error = self._translate(exc)
+                await self._drop(ops)
+                raise error from exc
+            except BaseException:
+                await self._drop(ops)
+                raise
+            return ops
+
         async with self._exclusive():
-            ops = await self._with_retry("begin", self._writer_ops)
+            ops = await self._with_retry("begin", begin)
             tx = _PostgresTransaction(self, ops)
             try:
-                try:
-                    await ops.conn.execute("BEGIN")
-                    if not durable:
-                        await ops.conn.execute("SET LOCAL synchronous_commit = off")
-                except psycopg.Error as exc:
-                    raise self._translate(exc) from exc
                 yield tx
             except BaseException as exc:
                 tx._ops = None
