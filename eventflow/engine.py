@@ -47,6 +47,7 @@ from eventflow.rules.core import (
     on_expected,
     on_input,
     on_timer,
+    run_id_for,
 )
 from eventflow.schedules import Expected, Schedules
 from eventflow.types import (
@@ -557,6 +558,21 @@ class Engine:
                 )
             elif isinstance(effect, DeadlineMissed):
                 self._publish(batch, completion.deadline_missed(self.pipeline.name, effect, now))
+                alert = self.pipeline.rules.get(f"{effect.rule}:on_deadline")
+                if alert is not None:  # `on_deadline: {run: TASK}`: one alert per partition
+                    batch.stats.fires += 1
+                    changes.runs.append(
+                        NewRun(
+                            run_id=run_id_for(alert.name, effect.key, 1),
+                            rule=alert.name,
+                            key=effect.key,
+                            partition=dict(effect.partition),
+                            generation=1,
+                            inputs=effect.arrived,
+                            max_attempts=alert.max_attempts,
+                            created_at=now,
+                        )
+                    )
                 self.log.warning(
                     "deadline_missed",
                     rule=effect.rule,

@@ -271,6 +271,9 @@ class _Checker:
         task = self.s.tasks.get(name)
         if by is not None and task is not None:
             self.placeholders(name, by, task)
+        alert = self.s.tasks.get(f"{name}:on_deadline")
+        if by is not None and alert is not None:
+            self.placeholders(name, by, alert, ("rules", name, "on_deadline", "run"))
 
     def filters(self, name: str, when: When, config: RuleConfig) -> None:
         if config.where is not None:
@@ -336,7 +339,7 @@ class _Checker:
                         (*path, "expect_by"),
                         hint=f"the rule's partition variables: {', '.join(by or ()) or 'none'}",
                     )
-        elif config.on_deadline != "event":
+        elif config.on_deadline != "event":  # run_partial, or an alert task
             self.problems.add(
                 "`on_deadline` needs a deadline", (*path, "on_deadline"), hint="add `expect_by`"
             )
@@ -385,9 +388,15 @@ class _Checker:
                     " its key or a `partition:` entry) or remove it from `by`",
                 )
 
-    def placeholders(self, name: str, by: tuple[str, ...], task: Mapping[str, object]) -> None:
+    def placeholders(
+        self,
+        name: str,
+        by: tuple[str, ...],
+        task: Mapping[str, object],
+        base: ConfigPath | None = None,
+    ) -> None:
         available = [*by, *RUN_VARIABLES]
-        for path, text in _strings(dict(task), ("rules", name, "run")):
+        for path, text in _strings(dict(task), base or ("rules", name, "run")):
             for var in placeholders(text):
                 if var in available:
                     continue

@@ -21,10 +21,16 @@ from pydantic import BaseModel, ValidationError
 
 from eventflow.config.checks import RuleView, Sections, check, check_names
 from eventflow.config.interpolate import interpolate_tree
-from eventflow.config.models import DatasetConfig, PipelineConfig, RuleConfig, When
+from eventflow.config.models import (
+    DatasetConfig,
+    DeadlineAlert,
+    PipelineConfig,
+    RuleConfig,
+    When,
+)
 from eventflow.config.plugins import Plugins, Task
 from eventflow.config.report import Problems
-from eventflow.config.rules import compile_rule
+from eventflow.config.rules import alert_name, alert_spec, compile_rule
 from eventflow.config.validation import report
 from eventflow.config.yaml_lines import parse_yaml
 from eventflow.errors import ConfigError, ConfigProblem
@@ -113,6 +119,12 @@ def _compile(raw: dict[str, Any], file: Path, problems: Problems) -> Pipeline | 
         task = plugins.task(name, _mapping(section).get("run"))
         if task is not None:
             tasks[name] = task
+        alert = _mapping(_mapping(section).get("on_deadline")).get("run")
+        if alert is not None:
+            path = ("rules", name, "on_deadline", "run")
+            task = plugins.task(name, alert, path)
+            if task is not None:
+                tasks[alert_name(name)] = task
     sections = Sections(
         sensors=[str(name) for name in _mapping(raw.get("sensors"))],
         datasets={n: _quiet(DatasetConfig, v) for n, v in _mapping(raw.get("datasets")).items()},
@@ -141,6 +153,15 @@ def _compile(raw: dict[str, Any], file: Path, problems: Problems) -> Pipeline | 
             schedule=compiled_rule.schedule,
             schedule_start=compiled_rule.schedule_start,
         )
+        if isinstance(rc.on_deadline, DeadlineAlert) and alert_name(name) in tasks:
+            alert_task = tasks[alert_name(name)]
+            rules[alert_name(name)] = RuleRuntime(
+                spec=alert_spec(name, by),
+                run=rc.on_deadline.run,
+                task_type=alert_task.type,
+                task_plugin=alert_task.plugin,
+                task_config=alert_task.config,
+            )
     absolute = file.resolve()
     return Pipeline(
         name=config.name or file.stem,

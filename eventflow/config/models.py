@@ -253,6 +253,18 @@ class RunConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+class DeadlineAlert(Model):
+    """`on_deadline: {run: TASK}`: run an alert task for each missed partition."""
+
+    run: RunConfig = Field(
+        description="The alert task (say an `http` call to Slack or PagerDuty), with the"
+        " partition's variables, `{run_id}` and `{rule}`; `EVENTFLOW_EVENTS` lists what arrived.",
+    )
+    run_partial: bool = Field(
+        default=False, description="Also fire the degraded run (as `on_deadline: run_partial`)."
+    )
+
+
 class RuleConfig(Model):
     """A rule: when to act, what to run, what the run produces."""
 
@@ -297,10 +309,11 @@ class RuleConfig(Model):
     expect: Expect | None = Field(
         default=None, description="Partitions expected on a schedule, before any input."
     )
-    on_deadline: Literal["event", "run_partial"] = Field(
+    on_deadline: Literal["event", "run_partial"] | DeadlineAlert = Field(
         default="event",
-        description="At a missed deadline: publish the event only, or also fire a degraded"
-        " run with the inputs that arrived (`run_partial`).",
+        description="At a missed deadline: publish the event only, also fire a degraded"
+        " run with the inputs that arrived (`run_partial`), or also run an alert task"
+        " (`{run: TASK}`).",
     )
     batch: BatchConfig | None = Field(
         default=None,

@@ -101,13 +101,13 @@ class Plugins:
                 out.append(PublisherSpec(name, type_, plugin, config, types=types))
         return out
 
-    def task(self, rule: str, raw: Any) -> Task | None:
+    def task(self, rule: str, raw: Any, path: ConfigPath | None = None) -> Task | None:
         """The task of ``rules.<rule>.run``: exactly one registered task key besides the
         shared options. The task plugin's model validates the keys that are not shared
         options: ``{type: value}`` and the task's own options (``command``'s ``cwd``)."""
         if not isinstance(raw, Mapping):
             return None
-        path: ConfigPath = ("rules", rule, "run")
+        path = path or ("rules", rule, "run")
         known = ", ".join(self.task_types) or "none installed"
         keys = [k for k in raw if k not in SHARED_RUN_OPTIONS]
         tasks = [k for k in keys if k in self.task_types]

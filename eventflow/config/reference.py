@@ -132,6 +132,7 @@ def generate() -> str:
         ),
         model_table("`rules.NAME.expect`", models.Expect),
         model_table("`rules.NAME.batch`", models.BatchConfig),
+        model_table("`rules.NAME.on_deadline`", models.DeadlineAlert),
         model_table(
             "`rules.NAME.run`",
             models.RunConfig,

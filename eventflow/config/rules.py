@@ -8,7 +8,7 @@ from datetime import datetime
 import jmespath
 from jmespath.parser import ParsedResult
 
-from eventflow.config.models import AllOf, AnyOf, AtLeast, DatasetRef, RuleConfig
+from eventflow.config.models import AllOf, AnyOf, AtLeast, DatasetRef, DeadlineAlert, RuleConfig
 from eventflow.config.models import Condition as ConditionConfig
 from eventflow.rules.core import BatchSpec, RuleSpec
 from eventflow.rules.expr import Condition, Group, Need
@@ -30,6 +30,9 @@ def compile_rule(name: str, rc: RuleConfig, by: tuple[str, ...]) -> Compiled:
     when = rc.when
     tz = zone(rc.timezone)
     condition = None if when.simple else _condition_of(when.mode, when.items, when.at_least or 1)
+    on_deadline = rc.on_deadline
+    if isinstance(on_deadline, DeadlineAlert):
+        on_deadline = "run_partial" if on_deadline.run_partial else "event"
     batch = None
     if rc.batch is not None:
         batch = BatchSpec(rc.batch.max_events, rc.batch.max_wait)
@@ -44,7 +47,7 @@ def compile_rule(name: str, rc: RuleConfig, by: tuple[str, ...]) -> Compiled:
         quiet=rc.quiet,
         late=rc.late,
         deadline=DeadlineExpr.parse(rc.expect_by, tz) if rc.expect_by is not None else None,
-        on_deadline=rc.on_deadline,
+        on_deadline=on_deadline,
         batch=batch,
     )
     filters: dict[str, ParsedResult] = {}
@@ -58,6 +61,17 @@ def compile_rule(name: str, rc: RuleConfig, by: tuple[str, ...]) -> Compiled:
         if rc.expect.start is not None:
             start = parse_time(rc.expect.start, tz)
     return Compiled(spec, filters, schedule, start)
+
+
+def alert_name(rule: str) -> str:
+    """The pseudo-rule whose runs are ``rule``'s deadline alerts (``:`` is not allowed in
+    rule names, so it cannot clash)."""
+    return f"{rule}:on_deadline"
+
+
+def alert_spec(rule: str, by: tuple[str, ...]) -> RuleSpec:
+    """A rule with no inputs: its runs are created by the engine at missed deadlines."""
+    return RuleSpec(alert_name(rule), "any", (), by)
 
 
 def _condition_of(op: str, items: tuple[ConditionConfig, ...], n: int) -> Condition:

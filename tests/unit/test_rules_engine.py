@@ -28,6 +28,11 @@ rules:
     expect: {every: 1d, partition: {dt: "%Y-%m-%d"}, start: "2024-01-01"}
     expect_by: "{dt}T06:00Z + 1d"
     run: {command: ["true"]}
+  alerted:
+    when: {all: [marker, {dataset: orders, count: 2}], by: [dt]}
+    expect_by: "{dt}T12:00Z"
+    on_deadline: {run: {command: [echo, "late {dt}", "{run_id}"], retries: 2}}
+    run: {command: ["true"]}
   debounce:
     when: {any: [marker], by: [dt]}
     quiet: 10s
@@ -86,7 +91,9 @@ async def test_rule_filters_deadlines_schedules_and_late_events(tmp_path: Path) 
         for _ in range(3):
             await step(engine)
         events = await published(store)
-        missed = [e for e in events if e["type"] == "eventflow.deadline.missed"]
+        missed = [
+            e for e in events if e["type"] == "eventflow.deadline.missed" and e["rule"] == "daily"
+        ]
         assert [m["partition"] for m in missed] == [{"dt": "2024-01-01"}]
         assert missed[0]["missing"] == ["marker"]
         late = [e for e in events if e["type"] == "eventflow.data.late"]
@@ -112,3 +119,21 @@ async def test_quiet_timer_restarted_in_its_due_batch_is_kept(tmp_path: Path) ->
         await step(engine)
         fired = [r for r in await store.list_runs(limit=10) if r.rule == "debounce"]
         assert [r.inputs[0].position["v"] for r in fired] == [1]
+
+
+async def test_deadline_alert_task_runs_once_per_missed_partition(tmp_path: Path) -> None:
+    """`on_deadline: {run: TASK}` creates one alert run per missed partition, with what
+    arrived as its inputs and the alert's own retries."""
+    (tmp_path / "p.yaml").write_text(PIPELINE)
+    pipeline = load_pipeline(tmp_path / "p.yaml")
+    clock = Clock()
+    async with MemoryStore() as store:
+        engine = Engine(pipeline, store, clock=clock)
+        await step(engine, [obs("orders/2024-01-01/1", {"status": "final"})])
+        clock.now = datetime(2024, 1, 1, 12, 0, 1, tzinfo=UTC)
+        await step(engine)
+        await step(engine)
+        alerts = [r for r in await store.list_runs(limit=10) if r.rule == "alerted:on_deadline"]
+        assert [(r.partition, r.max_attempts) for r in alerts] == [({"dt": "2024-01-01"}, 3)]
+        assert [i.position["path"] for i in alerts[0].inputs] == ["orders/2024-01-01/1"]
+        assert pipeline.rules["alerted:on_deadline"].task_type == "command"
