@@ -14,11 +14,11 @@ of the store that:
 - leaves the inbox and due timers to ``eventflow run``.
 
 So a replayed input takes the engine's own path: the same rule evaluation, the same run ids.
-Run ids are fire keys, ``(rule, partition key, generation)``: a partition that already fired
-ignores inputs it has already seen, and a replay fires only what did not fire before. An
-open partial match is evaluated again with the replayed inputs, so a rule whose join changed
-fires the partitions it now accepts; an expired one takes them as late data (the rule's
-``late`` or ``on_update`` setting applies). With ``force``, every partition the replay
+Run ids are fire keys, ``(rule, partition key, generation)``, and a partition that fired
+takes no replayed input as an update: a replay fires only what did not fire before, each
+partition at most once. An open partial match is evaluated again with the replayed inputs,
+so a rule whose join changed fires the partitions it now accepts; an expired one takes them
+as late data (the rule's ``late`` setting applies). With ``force``, every partition the replay
 touches that had fired (or expired) starts one new generation, so it fires again, once per
 replay. A dry run evaluates without writing, carrying the rule state between pages in
 memory.
@@ -103,8 +103,8 @@ async def replay(
         _check_sensors(pipeline, sensors, from_source)
     if not dry_run:
         await store.lock_worker()
-    view = _ReplayStore(store, commit=not dry_run, renew=force)
-    engine = Engine(pipeline, cast(Store, view), clock=clock)
+    view = _ReplayStore(store, commit=not dry_run, renew=force, log_events=from_source)
+    engine = Engine(_once(pipeline), cast(Store, view), clock=clock)
     report = ReplayReport(dry_run=dry_run)
     log = get_logger(component="replay")
     log.info("replay_started", since=since.isoformat() if since else None, force=force)
@@ -128,6 +128,16 @@ async def replay(
         dry_run=dry_run,
     )
     return report
+
+
+def _once(pipeline: Pipeline) -> Pipeline:
+    """The pipeline as a replay evaluates it: a partition that fired takes no update, so it
+    fires at most once per replay (an input replaced by a newer one is not news)."""
+    rules = {
+        name: replace(rule, spec=replace(rule.spec, on_update="ignore"))
+        for name, rule in pipeline.rules.items()
+    }
+    return replace(pipeline, rules=rules)
 
 
 def _check_sensors(pipeline: Pipeline, sensors: Collection[str], from_source: bool) -> None:
@@ -195,8 +205,11 @@ def _as_stored(obs: Observation) -> StoredEvent:
 class _ReplayStore:
     """The store as the engine sees it during a replay (see the module docs)."""
 
-    def __init__(self, store: Store, *, commit: bool, renew: bool) -> None:
+    def __init__(self, store: Store, *, commit: bool, renew: bool, log_events: bool) -> None:
+        """``log_events``: add what the replay reads to the event log (it came from the
+        source, not from the log)."""
         self._store = store
+        self._log_events = log_events
         self._commit = commit
         self._renew = renew
         self._touched: set[MatchKey] = set()
@@ -287,10 +300,12 @@ class _ReplayStore:
             yield cast(Transaction, _ReplayTransaction(self, tx))
 
     def _filter(self, changes: Changes) -> Changes:
-        """What a replayed batch writes: no event log rows, no inbox deletes (the inbox rows
-        were the view's own), and no dataset announcements made before."""
+        """What a replayed batch writes: no event log rows (unless read from the source), no
+        inbox deletes (the inbox rows were the view's own), and no dataset announcements
+        made before."""
         self.fired.extend(changes.runs)
-        changes.events = []
+        if not self._log_events:
+            changes.events = []
         changes.inbox_delete = []
         changes.outbox = [item for item in changes.outbox if not self._announced_before(item)]
         return changes
