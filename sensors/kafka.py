@@ -387,6 +387,7 @@ class KafkaSensor:
 
     async def _revoked(self, consumer: AIOKafkaConsumer, tps: set[TopicPartition]) -> None:
         """Let the engine commit what it holds of ``tps``, commit their offsets, let go."""
+        self._log.info("kafka_partitions_revoking", partitions=[_cursor_key(tp) for tp in tps])
         async with self._emitting:  # no batch is half handed over
             self._owned -= tps
             deadline = time.monotonic() + REVOKE_TIMEOUT

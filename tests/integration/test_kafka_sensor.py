@@ -10,19 +10,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+import structlog
+import structlog.testing
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from eventflow.errors import ClosedError, PublishError, SensorError
 from eventflow.events import Observation
 from eventflow.testing import RecordingContext, running
 from eventflow.types import PluginEnv
-from sensors.kafka import KafkaSensor
+from sensors.kafka import KafkaPublisher, KafkaSensor, KafkaSensorConfig
+from tests.services._process import free_port
 from tests.services.kafka import KafkaBroker
 
 HOUR = 3_600_000
 T0 = int(datetime(2024, 5, 1, tzinfo=UTC).timestamp() * 1000)
 
 
-def sensor(broker: KafkaBroker, topic: str, **config: Any) -> KafkaSensor:
+def sensor(broker: KafkaBroker, topic: str, name: str = "stream", **config: Any) -> KafkaSensor:
     config = {
         "type": "kafka",
         "bootstrap_servers": broker.bootstrap,
@@ -30,7 +35,7 @@ def sensor(broker: KafkaBroker, topic: str, **config: Any) -> KafkaSensor:
         "consumer_group": False,
         **config,
     }
-    return KafkaSensor("stream", config, PluginEnv("test", Path(".")))
+    return KafkaSensor(name, config, PluginEnv("test", Path(".")))
 
 
 async def produce(broker: KafkaBroker, topic: str, messages: list[dict[str, Any]]) -> None:
@@ -286,3 +291,90 @@ async def test_missing_event_time_is_deadlettered(
     assert len(errors) == 1
     assert errors[0].position == {"topic": topic, "partition": 0, "offset": 0}
     assert ctx.cursor[topic]["offsets"] == {"0": 2}
+
+
+async def test_revoke_waits_for_the_engine_and_hands_over_at_the_checkpoint(
+    kafka_broker: KafkaBroker, kafka_topic: Any
+) -> None:
+    """When a second member joins the group, the first gives up partitions only after the
+    records it handed on are committed, hands on nothing more of them, and the new owner
+    starts exactly at that checkpoint: every record is observed once over both members."""
+    topic = kafka_topic(2)
+    group = {"consumer_group": True, "group_id": f"g-{topic}", "heartbeat_interval": "300ms"}
+    await produce(kafka_broker, topic, [{"partition": i % 2, "value": {"n": i}} for i in range(20)])
+    shared: dict[str, Any] = {}  # one store for both members
+    first_ctx = RecordingContext("stream")
+    first_ctx.cursor = shared
+    second_ctx = RecordingContext("stream")
+    second_ctx.cursor = shared
+    first = sensor(kafka_broker, topic, "one", **group)
+    second = sensor(kafka_broker, topic, "two", **group)
+    async with running(first, first_ctx):
+        held = await first_ctx.take(20, timeout=15)  # handed to the engine, not committed
+        with structlog.testing.capture_logs() as logs:
+            async with running(second, second_ctx):
+                async with asyncio.timeout(20):
+                    while True:
+                        if any(e["event"] == "kafka_partitions_revoking" for e in logs):
+                            break
+                        await asyncio.sleep(0.05)
+                await asyncio.sleep(1.0)  # the revoke waits; nobody reads the partitions
+                assert second_ctx.emitted == []
+                assert not any(e["event"] == "kafka_partitions_revoked" for e in logs), logs
+                first_ctx.commit(*held)
+            await produce(
+                kafka_broker,
+                topic,
+                [{"partition": i % 2, "value": {"n": i}} for i in range(20, 40)],
+            )
+            deadline = asyncio.get_running_loop().time() + 20
+            seen = [o.payload["n"] for o in held]
+            while len(seen) < 40 and asyncio.get_running_loop().time() < deadline:
+                for ctx in (first_ctx, second_ctx):
+                    seen += [o.payload["n"] for o in ctx.take_nowait(commit=True)]
+                await asyncio.sleep(0.1)
+    assert sorted(seen) == list(range(40)), "a record was lost or observed twice"
+    assert shared == {f"{topic}/0": 20, f"{topic}/1": 20}
+
+
+async def test_sasl_credentials_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SASL settings name environment variables; a missing one is a clear error, and the
+    config holds no secret."""
+    config = KafkaSensorConfig.model_validate(
+        {
+            "type": "kafka",
+            "bootstrap_servers": "b:9093",
+            "topic": "t",
+            "sasl": {"mechanism": "SCRAM-SHA-512", "username_env": "KU", "password_env": "KP"},
+            "tls": True,
+        }
+    )
+    monkeypatch.delenv("KP", raising=False)
+    monkeypatch.setenv("KU", "alice")
+    with pytest.raises(SensorError, match="KP is not set"):
+        config.client_options()
+    monkeypatch.setenv("KP", "s3cret")
+    options = config.client_options()
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == ("alice", "s3cret")
+    assert "s3cret" not in repr(config)
+
+
+async def test_publisher_reports_an_unreachable_broker() -> None:
+    """A publisher that cannot reach its brokers raises PublishError (the outbox keeps the
+    events) and the sender a TaskError naming the topic."""
+    port = free_port()
+    publisher = KafkaPublisher(
+        "events",
+        {"type": "kafka", "bootstrap_servers": f"127.0.0.1:{port}", "topic": "t"},
+        PluginEnv("test", Path(".")),
+    )
+    with pytest.raises(PublishError, match="cannot deliver to topic 't'"):
+        await publisher.open()
+    await publisher.close()
+    await publisher.close()  # idempotent
+    with pytest.raises(ClosedError):
+        await publisher.open()
