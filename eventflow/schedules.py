@@ -2,9 +2,10 @@
 
 Each rule with a schedule keeps one durable ``expect`` timer whose generation is the next
 period to open, and a cursor (pseudo-sensor ``rules.<rule>``, key ``expect``) with the last
-period opened; both are written in the batch that opens the periods, so a crash neither
-skips a period nor opens one twice. A timer that fell due while eventflow was stopped opens
-every period that began meanwhile (at most :data:`CATCH_UP` per batch) at the next start.
+period opened and the schedule it counts for (a changed ``every`` starts afresh). Both are
+written in the batch that opens the periods, so a crash neither skips a period nor opens
+one twice. A timer that fell due while eventflow was stopped opens every period that began
+meanwhile (at most :data:`CATCH_UP` per batch) at the next start.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from datetime import datetime
 from eventflow.events import partition_key
 from eventflow.pipeline import PRODUCED_SENSOR_PREFIX, Pipeline, RuleRuntime
 from eventflow.rules.core import EXPECT
+from eventflow.rules.timing import Schedule
 from eventflow.types import Changes, Store, Timer
 
 CURSOR = "expect"
 CATCH_UP = 1000
 """Most periods one batch opens for one rule; the rest follow in the next batches."""
-RULE_KEY = partition_key({})
-"""The key of a rule's ``expect`` timer: it belongs to the rule, not a partition."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +47,11 @@ class Schedules:
             if schedule is None:
                 continue
             done = (await self.store.load_cursors(_sensor(rule.name))).get(CURSOR)
-            first = schedule.index(rule.schedule_start or now)
-            k = done + 1 if isinstance(done, int) else first
+            k = schedule.index(rule.schedule_start or now)
+            if isinstance(done, dict) and done.get("schedule") == _key(schedule):
+                k = int(done["period"]) + 1
             self.next[rule.name] = k
-            timers.append(Timer(EXPECT, rule.name, RULE_KEY, k, schedule.start(k)))
+            timers.append(Timer(EXPECT, rule.name, _key(schedule), k, schedule.start(k)))
         if timers:
             async with self.store.transaction() as tx:
                 await tx.apply(Changes(timers_add=timers))
@@ -61,22 +62,30 @@ class Schedules:
         """The partitions of the periods that began by ``now``; records the cursor and the
         next timer in ``changes``. Empty for a stale timer (the schedule changed)."""
         schedule = rule.schedule
-        if schedule is None or timer.generation != self.next.get(rule.name):
-            return []
+        if schedule is None or timer.key != _key(schedule):
+            return []  # the timer of a schedule the pipeline no longer has
+        if timer.generation < self.next.get(rule.name, timer.generation):
+            return []  # opened already (another worker may have moved the schedule on)
         periods = schedule.due(timer.generation - 1, now, CATCH_UP)
         if not periods:
             return []
         last = periods[-1]
         self.next[rule.name] = last + 1
-        changes.cursors[(_sensor(rule.name), CURSOR)] = last
+        changes.cursors[(_sensor(rule.name), CURSOR)] = {"schedule": timer.key, "period": last}
         changes.timers_add.append(
-            Timer(EXPECT, rule.name, RULE_KEY, last + 1, schedule.start(last + 1))
+            Timer(EXPECT, rule.name, _key(schedule), last + 1, schedule.start(last + 1))
         )
         out = []
         for k in periods:
             partition = rule.spec.key_of(schedule.partition_of(k))
             out.append(Expected(partition, partition_key(partition)))
         return out
+
+
+def _key(schedule: Schedule) -> str:
+    """The key of a rule's ``expect`` timer: it belongs to the rule's schedule, not to a
+    partition, and a changed schedule does not take over the old one's timer."""
+    return partition_key({"every": str(schedule.every.total_seconds()), **schedule.partition})
 
 
 def _sensor(rule: str) -> str:

@@ -47,7 +47,7 @@ BATCH = "batch"
 DEADLINE = "deadline"
 EXPECT = "expect"
 """Timer kinds. Deadline timers are per partition (generation 0); ``expect`` timers are
-per rule (key ``{}``, generation = the schedule's period)."""
+per rule (generation = the schedule's period)."""
 PARTITION_TIMER = 0
 OPEN = ("open", "missed")
 
