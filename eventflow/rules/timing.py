@@ -90,10 +90,13 @@ class DeadlineExpr:  # not slots: ``variables`` is cached in the instance dict
 
     def at(self, partition: Mapping[str, str]) -> datetime:
         """The deadline of ``partition``; ValueError when its values do not make a time."""
+        text = self.template
         for var in self.variables:
             if var not in partition:
                 raise ValueError(f"the partition has no `{var}`")
-        text = render(self.template, partition)
+            text = text.replace("{" + var + "}", partition[var])
+        if "{{" in self.template or "}}" in self.template:
+            text = render(self.template, partition)
         return (parse_time(text, self.tz) + self.offset).astimezone(UTC)
 
 
