@@ -8,8 +8,8 @@ or both, and may filter with ``where``. Expressions see ``payload``, ``key``, ``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +36,16 @@ class DatasetSpec:
     where: ParsedResult | None
     declared: tuple[str, ...] = ()
     """Variables known without a pattern: those of a dataset a rule ``produces``."""
+    _where: Search | None = field(default=None, init=False, repr=False, compare=False)
+    _partition: tuple[tuple[str, ParsedResult, Search], ...] = field(
+        default=(), init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        where = searcher(self.where) if self.where is not None else None
+        partition = tuple((v, e, searcher(e)) for v, e in self.partition.items())
+        object.__setattr__(self, "_where", where)
+        object.__setattr__(self, "_partition", partition)
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -80,10 +90,10 @@ class DatasetSpec:
             return values
         context = expression_context(obs)
         try:
-            if self.where is not None and not self.where.search(context, OPTIONS):
+            if self._where is not None and not self._where(context):
                 return None
-            for var, expr in self.partition.items():
-                value = expr.search(context, OPTIONS)
+            for var, expr, search in self._partition:
+                value = search(context)
                 if value is None or isinstance(value, dict | list):
                     raise DatasetMatchError(
                         f"dataset {self.name}: partition variable {var!r} ({expr.expression})"
@@ -115,15 +125,76 @@ class Functions(jmespath.functions.Functions):
 
 OPTIONS = jmespath.Options(custom_functions=Functions())
 
+Search = Callable[[Any], Any]
+
+
+def searcher(expr: ParsedResult) -> Search:
+    """``expr.search`` with eventflow's functions; the most common forms (``a.b.c``, and
+    ``a.b == 'text'`` / ``!=``) as direct dict lookups with JMESPath's results, since this
+    runs for every observation and dataset."""
+    fast = _fast(expr.parsed)
+    if fast is not None:
+        return fast
+
+    def search(context: Any) -> Any:
+        return expr.search(context, OPTIONS)
+
+    return search
+
+
+def _fast(node: Any) -> Search | None:
+    kind, children = node["type"], node["children"]
+    if kind == "field":
+        return _path((node["value"],))
+    if kind == "subexpression" and all(c["type"] == "field" for c in children):
+        return _path(tuple(c["value"] for c in children))
+    if kind == "comparator" and node["value"] in ("eq", "ne") and len(children) == 2:
+        left, right = children
+        if left["type"] == "literal":
+            left, right = right, left
+        # A text literal: JMESPath's equality is then Python's (its special cases are
+        # numbers and booleans).
+        if right["type"] != "literal" or not isinstance(right["value"], str):
+            return None
+        get, literal = _fast(left), right["value"]
+        if get is None:
+            return None
+        if node["value"] == "eq":
+            return lambda context: get(context) == literal
+        return lambda context: get(context) != literal
+    return None
+
+
+def _path(keys: tuple[str, ...]) -> Search:
+    def get(context: Any) -> Any:
+        for key in keys:
+            if not isinstance(context, dict):
+                return None
+            context = context.get(key)
+        return context
+
+    return get
+
 
 def expression_context(obs: Observation) -> dict[str, Any]:
-    return {
+    """What expressions see of ``obs``. The engine matches one observation against each of
+    its sensor's datasets in turn: the last context is kept (with its observation, so the
+    identity check cannot be fooled by a reused id) and served again. Expressions never
+    change the context."""
+    if _last_context[0] is obs:
+        return _last_context[1]  # type: ignore[no-any-return]
+    context = {
         **obs.attributes,
         "payload": obs.payload,
         "key": obs.key,
         "sensor": obs.sensor,
         "time": obs.time.isoformat() if obs.time else None,
     }
+    _last_context[:] = (obs, context)
+    return context
+
+
+_last_context: list[Any] = [None, None]
 
 
 def _text(value: object) -> str:
