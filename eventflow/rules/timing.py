@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from eventflow.durations import parse_duration
 from eventflow.patterns import placeholders, render
 
-_OFFSET = re.compile(r"\s+([+-])\s*(\d[0-9a-z.]*)\s*$")
+_OFFSET = re.compile(r"\s+([+-])\s*([0-9a-z.]+)\s*$")
 _LOOSE = re.compile(
     r"^(\d{4})-?(\d{1,2})-?(\d{1,2})"
     r"(?:[T ](\d{1,2})(?::?(\d{2}))?(?::?(\d{2}))?)?"
