@@ -53,6 +53,7 @@ from sensors._mqtt_config import (
     MqttTls,
 )
 from sensors._mqtt_dedupe import Window
+from sensors._mqtt_reads import buffer_reads
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -138,6 +139,7 @@ class MqttSensor:
         paho = client._client
         paho.manual_ack_set(True)
         defer_qos2_receipt(paho)
+        buffer_reads(paho)
         acker = Acker(paho, loop)
         try:
             async with client:
