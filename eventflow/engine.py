@@ -442,7 +442,7 @@ class Engine:
         by_dataset = self.pipeline.rules_by_dataset
         # (rule, match key, input): the key is computed once per rule and input.
         work: list[tuple[RuleRuntime, MatchKey, InputRef | Timer | Expected]] = [
-            (rule, (rule.name, partition_key(rule.spec.key_of(ref.partition))), ref)
+            (rule, (rule.name, partition_key(rule.spec.key_of(ref.partition, ref.dataset))), ref)
             for ref in batch.arrivals
             for rule in by_dataset.get(ref.dataset, ())
             if not rule.filters or self._passes(batch, rule, ref)

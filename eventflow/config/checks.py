@@ -231,7 +231,7 @@ class _Checker:
             return when.by
         self._resolving.add(name)
         try:
-            found = [self.variables_of(d) for d in when.datasets]
+            found = [self.rule_variables(when, d) for d in when.datasets]
         finally:
             self._resolving.discard(name)
         result: tuple[str, ...] | None = None
@@ -263,6 +263,7 @@ class _Checker:
             self.explicit_by(name, rule)
         by = self.by_of(name)
         config = self.s.rules[name].config
+        self.key_maps(name, rule)
         if config is not None:
             self.filters(name, rule, config)
             if config.batch is not None:
@@ -274,6 +275,34 @@ class _Checker:
         alert = self.s.tasks.get(f"{name}:on_deadline")
         if by is not None and alert is not None:
             self.placeholders(name, by, alert, ("rules", name, "on_deadline", "run"))
+
+    def rule_variables(self, when: When, dataset: str) -> tuple[str, ...] | None:
+        """The variables ``dataset`` gives the rule: its own and those its ``vars`` map."""
+        defined = self.variables_of(dataset)
+        mapped = _refs(when).get(dataset)
+        if defined is None or mapped is None or not mapped.vars:
+            return defined
+        return tuple(dict.fromkeys((*defined, *mapped.vars)))
+
+    def key_maps(self, name: str, when: When) -> None:
+        """Each ``vars`` template may use only the variables its dataset defines."""
+        for sub, dataset in when.leaves():
+            ref = _item(when, sub[:-1]) if sub[-1] == "dataset" else None
+            if not isinstance(ref, DatasetRef) or not ref.vars:
+                continue
+            defined = self.variables_of(dataset)
+            for var, template in ref.vars.items():
+                path = ("rules", name, "when", *sub[:-1], "vars", var)
+                used = placeholders(template)
+                unknown = [v for v in used if defined is not None and v not in defined]
+                if not _IDENTIFIER.match(var) or not used or unknown:
+                    listed = ", ".join(defined or ()) or "none"
+                    self.problems.add(
+                        f"`{var}: {template}` does not make a partition variable from"
+                        f" `{dataset}`'s variables",
+                        path,
+                        hint=f"write `{{var}}` placeholders of {dataset}'s variables: {listed}",
+                    )
 
     def filters(self, name: str, when: When, config: RuleConfig) -> None:
         if config.where is not None:
@@ -375,7 +404,7 @@ class _Checker:
                 self.problems.add(f"`{var}` is listed twice", (*path, j))
                 continue
             for dataset in dict.fromkeys(rule.datasets):
-                defined = self.variables_of(dataset)
+                defined = self.rule_variables(rule, dataset)
                 if defined is None or var in defined:
                     continue
                 listed = ", ".join(defined) if defined else "no partition variables"
@@ -474,6 +503,16 @@ def check(sections: Sections, problems: Problems) -> Compiled:
                     dataset, PRODUCED_SENSOR_PREFIX + rules[0], None, {}, None, declared=by
                 )
     return compiled
+
+
+def _refs(when: When) -> dict[str, DatasetRef]:
+    """The datasets of ``when`` written with options, by name."""
+    out = {}
+    for sub, dataset in when.leaves():
+        item = _item(when, sub[:-1]) if sub[-1] == "dataset" else None
+        if isinstance(item, DatasetRef):
+            out[dataset] = item
+    return out
 
 
 def _item(when: When, path: tuple[str | int, ...]) -> object:

@@ -85,6 +85,11 @@ class DatasetRef(Model):
         description="JMESPath filter on the event (`payload`, `key`, `attributes`, `time`);"
         " events for which it is falsy do not count for this rule.",
     )
+    vars: dict[str, str] = Field(
+        default_factory=dict,
+        description="The rule's partition variables from this dataset's, for datasets keyed"
+        " differently: `{dt: '{date}'}` (a rename) or `{dt: '{year}-{month}-{day}'}`.",
+    )
 
 
 class AllOf(Model):

@@ -49,6 +49,7 @@ def compile_rule(name: str, rc: RuleConfig, by: tuple[str, ...]) -> Compiled:
         deadline=DeadlineExpr.parse(rc.expect_by, tz) if rc.expect_by is not None else None,
         on_deadline=on_deadline,
         batch=batch,
+        keys=_keys(when.items),
     )
     filters: dict[str, ParsedResult] = {}
     for dataset, where in _filters(when.items):
@@ -94,6 +95,21 @@ def _node(item: ConditionConfig) -> Condition:
         return _condition_of("any", item.any, 1)
     assert isinstance(item, AtLeast)
     return _condition_of("at_least", item.of, item.at_least)
+
+
+def _keys(items: tuple[ConditionConfig, ...]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        if isinstance(item, DatasetRef):
+            if item.vars:
+                out[item.dataset] = dict(item.vars)
+        elif isinstance(item, AllOf):
+            out |= _keys(item.all)
+        elif isinstance(item, AnyOf):
+            out |= _keys(item.any)
+        elif isinstance(item, AtLeast):
+            out |= _keys(item.of)
+    return out
 
 
 def _filters(items: tuple[ConditionConfig, ...]) -> list[tuple[str, str | None]]:

@@ -78,9 +78,18 @@ class RuleSpec:
     deadline: DeadlineExpr | None = None
     on_deadline: OnDeadline = "event"
     batch: BatchSpec | None = None
+    keys: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Per dataset keyed differently: rule variable -> template of the dataset's variables."""
 
-    def key_of(self, partition: Partition) -> dict[str, str]:
-        """The rule's partition key: the ``by`` variables of a dataset partition."""
+    def key_of(self, partition: Partition, dataset: str | None = None) -> dict[str, str]:
+        """The rule's partition key: the ``by`` variables of a dataset partition (through
+        the dataset's ``vars`` templates where it has them)."""
+        if self.keys and dataset is not None and dataset in self.keys:
+            templates = self.keys[dataset]
+            return {
+                v: _fill(templates[v], partition) if v in templates else partition[v]
+                for v in self.by
+            }
         return {v: partition[v] for v in self.by}
 
     def late_policy(self, status: Status) -> Late:
@@ -309,7 +318,7 @@ def on_input(
     status: Status = "open"
     late = 0
     if state is None:
-        partition = spec.key_of(ref.partition)
+        partition = spec.key_of(ref.partition, ref.dataset)
         generation, inputs, opened_at = 1, {}, None
         key = key or partition_key(partition)
         if spec.deadline is not None:
@@ -519,7 +528,9 @@ def _batch_input(
         return Step(state, (Ignored(spec.name, state.key, ref.event_id, "duplicate"),))
     effects: list[Effect] = []
     if state is None or state.status not in OPEN:
-        partition = state.partition if state is not None else spec.key_of(ref.partition)
+        partition = (
+            state.partition if state is not None else spec.key_of(ref.partition, ref.dataset)
+        )
         key = state.key if state is not None else key or partition_key(partition)
         generation = state.generation + 1 if state is not None else 1
         new = MatchState(spec.name, key, partition, generation, "open", {}, now)
@@ -547,6 +558,13 @@ def _deadline_of(
         reason = f"no deadline: `{spec.deadline.text}` for this partition: {exc}"
         effects.append(Ignored(spec.name, key, event_id, reason))
         return None
+
+
+def _fill(template: str, partition: Partition) -> str:
+    """``{var}`` placeholders of ``template`` replaced by the partition's values."""
+    for var, val in partition.items():
+        template = template.replace("{" + var + "}", val)
+    return template
 
 
 def _with(refs: tuple[InputRef, ...], ref: InputRef) -> tuple[InputRef, ...]:

@@ -75,7 +75,7 @@ class Sim:
         if ref.event_id in self.d.seen:
             return
         self.d.seen.add(ref.event_id)
-        key = partition_key(self.spec.key_of(ref.partition))
+        key = partition_key(self.spec.key_of(ref.partition, ref.dataset))
         self._apply(on_input(self.spec, self.d.states.get(key), ref, now))
 
     def expect(self, partition: dict[str, str], now: datetime) -> None:

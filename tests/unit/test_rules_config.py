@@ -20,6 +20,7 @@ datasets:
   hourly: {sensor: landing, key: "clicks/dt={dt}/hr={hr}/_SUCCESS"}
   fx_a: {sensor: landing, key: "fx/a/dt={dt}.csv"}
   fx_b: {sensor: landing, key: "fx/b/dt={dt}.csv"}
+  views: {sensor: landing, key: "views/{year}/{month}/{day}/{hr}.json"}
 rules:
 """
 
@@ -94,9 +95,35 @@ def test_batch_rule_compiles_with_its_own_key(tmp_path: Path) -> None:
     assert spec.batch.max_events == 100
 
 
+def test_vars_map_a_differently_keyed_dataset(tmp_path: Path) -> None:
+    """A dataset without the rule's variables joins through a `vars` template."""
+    path = write(
+        tmp_path,
+        """
+        daily:
+          when:
+            all: [orders, {dataset: views, count: 24, vars: {dt: "{year}-{month}-{day}"}}]
+            by: [dt]
+          run: {command: ["true", "{dt}"]}
+        """,
+    )
+    spec = load_pipeline(path).rules["daily"].spec
+    partition = {"year": "2024", "month": "01", "day": "31", "hr": "05"}
+    assert spec.key_of(partition, "views") == {"dt": "2024-01-31"}
+
+
 @pytest.mark.parametrize(
     ("rules", "needle", "message"),
     [
+        (
+            """
+            r:
+              when: {all: [orders, {dataset: views, vars: {dt: "{date}"}}]}
+              run: {command: ["true"]}
+            """,
+            "when",
+            "does not make a partition variable from `views`",
+        ),
         (
             """
             r:

@@ -230,3 +230,23 @@ def test_schedule_periods_in_a_timezone() -> None:
     assert schedule.partition_of(k) == {"dt": "2024-07-02"}
     assert schedule.start(k) == datetime(2024, 7, 1, 22, tzinfo=UTC)
     assert list(schedule.due(k - 3, now, 10)) == [k - 2, k - 1, k]
+
+
+def test_key_mapping_joins_datasets_keyed_differently() -> None:
+    """`vars` maps a dataset's variables onto the rule's: hourly `date`/`hour` partitions
+    and a daily `dt` marker join on the same day."""
+    spec = RuleSpec(
+        "daily",
+        "all",
+        ("hourly", "daily_fx"),
+        ("dt",),
+        condition=Group("all", (Need("hourly", 24), Need("daily_fx"))),
+        keys={"hourly": {"dt": "{date}"}},
+    )
+    sim = Sim(spec)
+    sim.feed(ref("daily_fx", dt="2024-01-01"), T0)
+    for h in range(24):
+        sim.feed(ref("hourly", date="2024-01-01", hour=f"{h:02d}"), T0)
+    [fire] = sim.d.fires.values()
+    assert fire.partition == {"dt": "2024-01-01"}
+    assert len(fire.inputs) == 25
