@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from eventflow import api
-from eventflow.cli import main
 from eventflow.config.loader import load_pipeline
 from eventflow.errors import ConfigError
 from eventflow.pipeline import Pipeline
@@ -150,15 +149,25 @@ def test_targets_that_are_not_pipelines_are_config_errors(module: str) -> None:
             load_pipeline(target)
 
 
-def test_the_cli_takes_module_pipeline(module: str) -> None:
-    """``validate`` and ``graph`` accept ``module:pipeline`` where they take a file."""
-    runner = CliRunner()
-    result = runner.invoke(main, ["validate", f"{module}:pipeline"])
-    assert result.exit_code == 0, result.output
-    assert "2 rules" in result.output
-    result = runner.invoke(main, ["graph", f"{module}:pipeline"])
-    assert result.exit_code == 0, result.output
-    assert "dataset_fx --> rule_daily_5f_report" in result.output
+def test_the_cli_takes_module_pipeline(module: str, tmp_path: Path) -> None:
+    """``validate`` and ``graph`` accept ``module:pipeline`` where they take a file (run as
+    the real command: in-process invocations would leave click's help options cached)."""
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "eventflow", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    result = cli("validate", f"{module}:pipeline")
+    assert result.returncode == 0, result.stderr
+    assert "2 rules" in result.stdout
+    result = cli("graph", f"{module}:pipeline")
+    assert result.returncode == 0, result.stderr
+    assert "dataset_fx --> rule_daily_5f_report" in result.stdout
 
 
 @pytest.mark.parametrize("block", [0, 1])
