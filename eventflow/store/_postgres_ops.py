@@ -83,9 +83,7 @@ class PostgresOps:
         """Set on the connection whose reads the engine's commits are checked against."""
 
     async def _all(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-        # Binary parameters: psycopg escapes the elements of text arrays one by one (with a
-        # regular expression) in the text format, not in the binary one.
-        cur = await self.conn.execute(sql, params, binary=True)
+        cur = await self.conn.execute(sql, params)
         return await cur.fetchall()
 
     async def _one(self, sql: str, params: Any = None) -> tuple[Any, ...] | None:
@@ -188,22 +186,28 @@ class PostgresOps:
             return
         q = self.q
         versions: dict[MatchKey, int] = self.guard.versions if self.guard is not None else {}
-        written: dict[MatchKey, int] = {}
-        conflicts: list[MatchKey] = []
+        unchecked: list[c.MatchRow] = []
+        new: list[c.MatchRow] = []
+        changed: list[tuple[Any, ...]] = []
         for row in rows:
-            key = (row.rule, row.key)
-            expected = versions.get(key)
+            expected = versions.get((row.rule, row.key))
             if expected is None:
-                result = await self._one(q["upsert_match"], row)
+                unchecked.append(row)
             elif expected == ABSENT:
-                result = await self._one(q["insert_match"], row)
+                new.append(row)
             else:
-                params = (row.generation, row.status, row.state, row.updated_at, *key, expected)
-                result = await self._one(q["update_match"], params)
-            if result is None:
-                conflicts.append(key)
-            else:
-                written[key] = int(result[0])
+                changed.append((*row, expected))
+        written: dict[MatchKey, int] = {}
+        for sql, batch in (
+            (q["upsert_matches"], unchecked),
+            (q["insert_matches"], new),
+            (q["update_matches"], changed),
+        ):
+            if batch:
+                columns = [list(col) for col in zip(*batch, strict=True)]
+                for rule, key, version in await self._all(sql, columns):
+                    written[(rule, key)] = int(version)
+        conflicts = [(r.rule, r.key) for r in rows if (r.rule, r.key) not in written]
         if conflicts:
             for conflict in conflicts:  # read again on the next evaluation
                 versions.pop(conflict, None)

@@ -119,7 +119,7 @@ async def test_every_named_query_is_valid_against_the_schema(
                 key = match[1] or f"#{len(numbered)}"
                 return f"${numbered.setdefault(key, len(numbered) + 1)}"
 
-            text = re.sub(r"%(?:\(([a-z_]+)\))?s", number, sql).rstrip(";")
+            text = re.sub(r"%(?:\(([a-z_]+)\))?[sb]", number, sql).rstrip(";")
             try:
                 conn.execute(f"PREPARE check_{name} AS {text}".encode())
             except psycopg.Error as exc:

@@ -3,7 +3,8 @@
 --
 -- Writes on the hot path take positional %s parameters in the column order of the row
 -- tuples built by eventflow.store._codec; the other statements take %(named)s parameters.
--- Sets of ids are passed as one text[] array.
+-- Sets of ids and columns of rows are passed as arrays, with binary placeholders (%b):
+-- psycopg escapes the elements of a text-format array one by one in Python.
 
 -- name: insert_events
 -- Log observed events; a second event with the same id is ignored (EventRow order).
@@ -11,22 +12,22 @@
 INSERT INTO events
     (id, sensor, key, time, position, payload, attributes, datasets, received_at)
 SELECT * FROM unnest(
-    %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-    %s::text[], %s::text[])
+    %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+    %b::text[], %b::text[])
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
 
 -- name: seen_events
 -- The ids among the array %(ids)s that are in the event log or dead-lettered.
-SELECT id FROM events WHERE id = ANY(%(ids)s::text[])
+SELECT id FROM events WHERE id = ANY(%(ids)b::text[])
 UNION
-SELECT event_id FROM deadletters WHERE event_id = ANY(%(ids)s::text[]);
+SELECT event_id FROM deadletters WHERE event_id = ANY(%(ids)b::text[]);
 
 -- name: get_events
 -- Logged events whose id is in the array %(ids)s.
 SELECT id, sensor, key, time, position, payload, attributes, datasets, received_at
 FROM events
-WHERE id = ANY(%(ids)s::text[]);
+WHERE id = ANY(%(ids)b::text[]);
 
 -- name: read_events
 -- A page of the event log in write order after sequence %(after)s, received at or after
@@ -35,7 +36,7 @@ SELECT seq, id, sensor, key, time, position, payload, attributes, datasets, rece
 FROM events
 WHERE seq > %(after)s
   AND (%(since)s::text IS NULL OR received_at >= %(since)s)
-  AND (%(sensors)s::text[] IS NULL OR sensor = ANY(%(sensors)s::text[]))
+  AND (%(sensors)b::text[] IS NULL OR sensor = ANY(%(sensors)b::text[]))
 ORDER BY seq
 LIMIT %(limit)s;
 
@@ -59,39 +60,48 @@ SELECT key, value FROM cursors WHERE sensor = %(sensor)s ORDER BY key;
 -- Forget one checkpoint entry (sensor, key).
 DELETE FROM cursors WHERE sensor = %s AND key = %s;
 
--- name: insert_match
--- Create a rule state that the engine read as absent (MatchRow order); returns nothing
--- when another worker created it first.
+-- name: insert_matches
+-- Create rule states that the engine read as absent (one array per MatchRow column);
+-- returns the keys written: a key missing was created by another worker first.
 INSERT INTO matches (rule, key, generation, status, state, updated_at, version)
-VALUES (%s, %s, %s, %s, %s, %s, 1)
+SELECT rule, key, generation, status, state, updated_at, 1
+FROM unnest(%b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::text[])
+    AS u (rule, key, generation, status, state, updated_at)
 ON CONFLICT (rule, key) DO NOTHING
-RETURNING version;
+RETURNING rule, key, version;
 
--- name: update_match
--- Replace a rule state if it is still at the version the engine read (MatchRow order,
--- then the expected version); returns the new version, nothing on a conflict.
-UPDATE matches SET
-    generation = %s, status = %s, state = %s, updated_at = %s, version = version + 1
-WHERE rule = %s AND key = %s AND version = %s
-RETURNING version;
+-- name: update_matches
+-- Replace rule states still at the version the engine read (one array per MatchRow column,
+-- then the expected versions); returns the keys written with their new version: a key
+-- missing was changed by another worker meanwhile.
+UPDATE matches AS m SET
+    generation = u.generation, status = u.status, state = u.state,
+    updated_at = u.updated_at, version = m.version + 1
+FROM unnest(%b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::text[],
+            %b::bigint[])
+    AS u (rule, key, generation, status, state, updated_at, expected)
+WHERE m.rule = u.rule AND m.key = u.key AND m.version = u.expected
+RETURNING m.rule, m.key, m.version;
 
--- name: upsert_match
--- Write a rule state without checking versions (MatchRow order): for states the engine did
--- not read through this store (a single writer, or tests writing states directly).
+-- name: upsert_matches
+-- Write rule states without checking versions (one array per MatchRow column): for states
+-- the engine did not read through this store (tests writing states directly).
 INSERT INTO matches (rule, key, generation, status, state, updated_at, version)
-VALUES (%s, %s, %s, %s, %s, %s, 1)
+SELECT rule, key, generation, status, state, updated_at, 1
+FROM unnest(%b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::text[])
+    AS u (rule, key, generation, status, state, updated_at)
 ON CONFLICT (rule, key) DO UPDATE SET
     generation = excluded.generation,
     status = excluded.status,
     state = excluded.state,
     updated_at = excluded.updated_at,
     version = matches.version + 1
-RETURNING version;
+RETURNING rule, key, version;
 
 -- name: get_matches
 -- Rule states and their versions for the pairs of the arrays %(rules)s and %(keys)s.
 SELECT m.rule, m.key, m.state, m.version
-FROM unnest(%(rules)s::text[], %(keys)s::text[]) AS k (rule, key)
+FROM unnest(%(rules)b::text[], %(keys)b::text[]) AS k (rule, key)
 JOIN matches AS m ON m.rule = k.rule AND m.key = k.key;
 
 -- name: list_matches
@@ -216,7 +226,7 @@ LIMIT %(limit)s;
 
 -- name: delete_outbox
 -- Forget delivered events (the array %(ids)s).
-DELETE FROM outbox WHERE id = ANY(%(ids)s::bigint[]);
+DELETE FROM outbox WHERE id = ANY(%(ids)b::bigint[]);
 
 -- name: insert_inbox
 -- Record observations (InboxRow order without id).
@@ -244,7 +254,7 @@ DELETE FROM inbox WHERE id = %s;
 -- Keep observations that could not be processed; the first per event id wins. Returns the
 -- ids actually inserted.
 INSERT INTO deadletters (event_id, sensor, position, error, excerpt, time)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[])
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id;
 
