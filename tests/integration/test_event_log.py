@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
+from eventflow.config.loader import load_pipeline
+from eventflow.replay import retention_loop
 from eventflow.types import Changes, Store
 from tests.integration.test_store_contract import at, store, stored_event
 
@@ -43,3 +48,23 @@ async def test_prune_deletes_the_oldest_events_in_chunks(store: Store) -> None:
     assert await store.prune_events(at(3), limit=2) == 0
     assert [e.id for _, e in await store.read_events(limit=10)] == ["e3", "e4"]
     assert (await store.counts())["events"] == 2
+
+
+async def test_retention_prunes_at_start_and_keeps_the_recent_events(
+    store: Store, tmp_path: Path
+) -> None:
+    """``retention: {events: 1h}``: the loop deletes what was received over an hour ago at
+    once, keeps the rest, and keeps running until cancelled."""
+    await log(store, ("old", 0, "lake"), ("new", 100, "lake"))
+    (tmp_path / "p.yaml").write_text(
+        "sensors: {lake: {type: directory, path: .}}\nretention: {events: 1h}\n"
+    )
+    pipeline = load_pipeline(tmp_path / "p.yaml")
+    loop = asyncio.create_task(retention_loop(pipeline, store, clock=lambda: at(120)))
+    for _ in range(200):
+        if (await store.counts())["events"] == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert not loop.done()
+    loop.cancel()
+    assert [e.id for _, e in await store.read_events(limit=10)] == ["new"]
