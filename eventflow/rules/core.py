@@ -381,7 +381,7 @@ def on_timer(
     if kind == QUIET:
         if state.quiet_until is None or state.quiet_until > now:
             return None
-        return _fire(spec, replace(state, quiet_until=None), now, [])
+        return _fire(spec, state, now, [])  # (the fired state has no quiet_until)
     if kind == BATCH:
         if not state.inputs or spec.batch is None or spec.batch.max_wait is None:
             return None
@@ -492,12 +492,24 @@ def _deadline_due(spec: RuleSpec, state: MatchState, now: datetime) -> Step | No
         missing = missing or tuple(spec.datasets)
     run: str | None = None
     effects: list[Effect] = []
-    new = replace(
-        state,
-        deadline="missed",
-        updated_at=now,
-        status="missed" if state.status in OPEN else state.status,
-    )
+    s = state
+    new = MatchState(
+        s.rule,
+        s.key,
+        s.partition,
+        s.generation,
+        "missed" if s.status in OPEN else s.status,
+        s.inputs,
+        s.opened_at,
+        s.expires_at,
+        s.fired_at,
+        now,
+        s.deadline_at,
+        "missed",
+        s.quiet_until,
+        s.partial,
+        s.late,
+    )  # fmt: skip  (positional: 100,000 deadlines may fall due at once)
     if state.status in OPEN and spec.on_deadline == "run_partial" and arrived:
         run = run_id_for(spec.name, state.key, state.generation)
         step = _fire(spec, new, now, [], partial=True)
