@@ -26,7 +26,7 @@ _ids = itertools.count()
 TASKS = """
 import pathlib
 
-def record(ctx):
+async def record(ctx):
     with open(pathlib.Path(__file__).parent / "runs.log", "a") as f:
         f.write(f"{ctx.run_id} {ctx.partition['n']} {ctx.attempt}\\n")
 """
@@ -44,7 +44,7 @@ def publish(broker: Broker, messages: list[tuple[str, str]], *, pace: float = 0.
                         topic, payload = pending[0]
                         await client.publish(topic, payload, qos=1)
                         pending.pop(0)
-                        if pace and len(pending) % 50 == 0:
+                        if pace and len(pending) % 25 == 0:
                             await asyncio.sleep(pace)
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.2)
@@ -196,7 +196,8 @@ def crash_loop(
     p.start()
     wait_until(lambda: subscribed(p), timeout=30)
     messages = [(f"{root}/m/{i}", json.dumps({"n": i, "batch_id": f"b{i}"})) for i in range(n)]
-    publisher = threading.Thread(target=publish, args=(broker, messages), kwargs={"pace": 0.01})
+    # About 8 s of messages (plus the outages), so that the kills fall while they flow.
+    publisher = threading.Thread(target=publish, args=(broker, messages), kwargs={"pace": 0.04})
     publisher.start()
     kills = restarts = 0
     while publisher.is_alive() or kills < 3:
