@@ -134,6 +134,7 @@ class Link:
                     self.conn.client_id or random_client_id("eventflow-pub"),
                     max_inflight_messages=1000,
                 )
+                client.pending_calls_threshold = 1 << 30  # a batch in flight is normal here
                 try:
                     await client.__aenter__()
                 except aiomqtt.MqttError as exc:
