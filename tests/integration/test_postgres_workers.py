@@ -17,12 +17,22 @@ from eventflow.config.loader import load_pipeline
 from eventflow.dispatcher import Dispatcher
 from eventflow.engine import Engine
 from eventflow.errors import StoreConflict, StoreError
-from eventflow.events import Observation, utcnow
+from eventflow.events import Event, Observation, utcnow
 from eventflow.pipeline import Pipeline
 from eventflow.rules.core import MatchState
 from eventflow.store import redact_dsn
 from eventflow.store.postgres import PostgresStore
-from eventflow.types import Changes, NewRun, PluginEnv, RunUpdate, StoredEvent, TaskRunner
+from eventflow.types import (
+    Changes,
+    InboxItem,
+    NewRun,
+    OutboxItem,
+    PluginEnv,
+    RunUpdate,
+    StoredEvent,
+    TaskRunner,
+    Timer,
+)
 from tests.services.postgres import PostgresProcess
 
 PIPELINE = """
@@ -243,6 +253,38 @@ async def test_a_late_result_of_an_older_attempt_does_not_overwrite_a_newer_one(
     run = await a.get_run("r1")
     assert run is not None
     assert (run.status, run.attempt, run.error) == ("running", 2, None)
+
+
+async def test_one_worker_drains_each_outbox_and_polls_timers_and_inbox(
+    stores: list[PostgresStore],
+) -> None:
+    """With two workers, the outbox of a publisher, the due timers and the inbox are read by
+    the worker that holds their lease; the other gets nothing until it holds it."""
+    a, b = stores
+    await a.lock_worker()
+    await b.lock_worker()
+    item = OutboxItem("file", Event(id="ce-1", source="t", type="t", time=T0, data={}))
+    async with a.transaction() as tx:
+        await tx.apply(
+            Changes(
+                outbox=[item],
+                timers_add=[Timer("expiry", "report", "k", 1, T0)],
+                inbox_add=[InboxItem("emit", "orders", {"dt": "1"}, {"n": 1}, None, T0)],
+            )
+        )
+    now = utcnow()
+    assert len(await a.fetch_outbox("file", 10)) == 1
+    assert await b.fetch_outbox("file", 10) == []
+    assert len(await b.due_timers(now, 10)) == 1  # B polls first: it holds engine:polls
+    assert len(await b.fetch_inbox(10)) == 1
+    assert await a.due_timers(now, 10) == []
+    assert await a.fetch_inbox(10) == []
+    await b.close()  # the holder goes: its leases pass on (once its session has ended)
+
+    async def taken_over() -> bool:
+        return len(await a.due_timers(now, 10)) == 1
+
+    await until(taken_over, timeout=10)
 
 
 async def test_a_lease_is_held_by_one_worker_and_passes_on_when_the_holder_goes(
