@@ -168,6 +168,7 @@ class KafkaSensor:
         committer: asyncio.Task[None] | None = None
         try:
             self._owned.clear()
+            self._paused = False
             if self.config.mode == "watermark" or not self.config.consumer_group:
                 await self._assign_all(consumer)
             elif self.config.pattern:
@@ -355,6 +356,9 @@ class KafkaSensor:
         for tp in tps:
             if isinstance(stored.get(tp), int):
                 consumer.seek(tp, stored[tp])
+                # The group may lag the checkpoint (a crash before the group commit).
+                self._to_commit[tp] = stored[tp]
+                self._acked.set()
         if not fresh:
             return
         committed = {tp: await consumer.committed(tp) for tp in fresh}
