@@ -4,7 +4,10 @@
 ``host:port`` to point it at an external broker instead (it must keep sessions and allow
 anonymous clients). ``mosquitto`` (per test) is always a broker of our own, which a test
 may restart (``restart()``: a graceful stop that saves the persistence file, then a start
-on the same port and directory). The machine's own mosquitto on 1883 is never used.
+on the same port and directory). ``secure_mosquitto`` (session) listens with TLS (a CA and
+a server certificate made with ``openssl`` for the test) and requires a user name and
+password (``SECURE_USER``, ``SECURE_PASSWORD``). The machine's own mosquitto on 1883 is
+never used.
 """
 
 from __future__ import annotations
@@ -37,6 +40,16 @@ log_type error
 log_type warning
 """
 
+SECURE = """\
+allow_anonymous false
+password_file {data}/passwords
+cafile {data}/ca.pem
+certfile {data}/server.pem
+keyfile {data}/server.key
+"""
+SECURE_USER = "eventflow"
+SECURE_PASSWORD = "s3cret-Pa55"
+
 
 @dataclass
 class Broker:
@@ -51,7 +64,7 @@ class Broker:
 class Mosquitto(Broker):
     """A mosquitto process of our own, restartable on the same port and data directory."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, secure: bool = False) -> None:
         super().__init__("127.0.0.1", free_port())
         # Not under pytest's temporary directory: pytest resets `pytest-of-USER` to mode 700
         # whenever a session starts, and mosquitto, running as its own user, could then no
@@ -60,8 +73,24 @@ class Mosquitto(Broker):
         self.data.chmod(0o755)
         if os.geteuid() == 0:  # mosquitto drops to its own user: it must write the data dir
             shutil.chown(self.data, "mosquitto", "mosquitto")
+        config = CONFIG.format(port=self.port, data=self.data)
+        self.ca_file: Path | None = None
+        if secure:
+            config = config.replace("allow_anonymous true\n", "")
+            config += SECURE.format(data=self.data)
+            self.ca_file = _certificates(self.data)
+            passwords = self.data / "passwords"
+            passwords.touch()
+            subprocess.run(
+                ["mosquitto_passwd", "-b", str(passwords), SECURE_USER, SECURE_PASSWORD],
+                check=True,
+                capture_output=True,
+            )
+            for f in self.data.iterdir():
+                if os.geteuid() == 0:
+                    shutil.chown(f, "mosquitto", "mosquitto")
         self.config = self.data / "mosquitto.conf"
-        self.config.write_text(CONFIG.format(port=self.port, data=self.data))
+        self.config.write_text(config)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -89,8 +118,62 @@ class Mosquitto(Broker):
         self.start()
 
 
-def _own() -> Iterator[Mosquitto]:
-    broker = Mosquitto()
+def _certificates(data: Path) -> Path:
+    """A CA and a server certificate for 127.0.0.1 (and localhost), signed by it."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=data)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=eventflow test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    )
+    (data / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
+        "-out",
+        "server.pem",
+    )
+    return data / "ca.pem"
+
+
+def _own(*, secure: bool = False) -> Iterator[Mosquitto]:
+    broker = Mosquitto(secure=secure)
     try:
         broker.start()
         yield broker
@@ -114,3 +197,9 @@ def mqtt_broker() -> Iterator[Broker]:
 def mosquitto() -> Iterator[Mosquitto]:
     """A mosquitto of this test's own, which it may restart."""
     yield from _own()
+
+
+@pytest.fixture(scope="session")
+def secure_mosquitto() -> Iterator[Mosquitto]:
+    """A mosquitto with TLS (``ca_file``) and a password (SECURE_USER, SECURE_PASSWORD)."""
+    yield from _own(secure=True)
