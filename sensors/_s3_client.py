@@ -242,6 +242,16 @@ class Queue:
             raise translate(exc, f"receiving from {self.url}", self.bucket) from exc
         return list(response.get("Messages", ()))
 
+    def backlog(self) -> int:
+        """Messages waiting in the queue (SQS's ApproximateNumberOfMessages)."""
+        try:
+            response = self.client.get_queue_attributes(
+                QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages"]
+            )
+        except Exception as exc:
+            raise translate(exc, f"reading the attributes of {self.url}", self.bucket) from exc
+        return int(response.get("Attributes", {}).get("ApproximateNumberOfMessages", 0))
+
     def delete(self, receipts: list[str]) -> None:
         """Delete messages (10 per request); raises S3Problem if any could not be deleted."""
         for start in range(0, len(receipts), 10):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from eventflow.config.models import Model, PublisherConfig, SensorConfig
 from eventflow.durations import Duration
+from sensors._kafka_config import KafkaConnection
+from sensors._mqtt_config import MqttConnection
 
 _STRFTIME = re.compile(r"%[A-Za-z%]")
 
@@ -75,21 +78,86 @@ class S3Readiness(Model):
         return self.marker or self.manifest
 
 
-class Notifications(Model):
-    """Bucket notifications read from an SQS queue (S3 event notifications)."""
+class KafkaNotifications(KafkaConnection):
+    """MinIO bucket notifications on a Kafka topic (MinIO's Kafka target)."""
 
-    sqs: str = Field(description="URL of the SQS queue the bucket's notifications go to.")
+    topic: str = Field(description="The topic MinIO publishes the bucket's events to.")
+    group_id: str | None = Field(
+        default=None,
+        description="Kafka consumer group; default `eventflow.PIPELINE.SENSOR`. Offsets are"
+        " committed to it after eventflow's own checkpoint.",
+    )
+    start: Literal["earliest", "latest"] = Field(
+        default="latest",
+        description="Where a new pipeline starts reading the topic: `latest` (the start-up"
+        " listing finds what is already there) or `earliest`.",
+    )
+
+    def sensor_config(self) -> dict[str, Any]:
+        """The config of the Kafka sensor that reads the topic."""
+        connection = {name: getattr(self, name) for name in KafkaConnection.model_fields}
+        return {**connection, "type": "kafka", "topic": self.topic, "group_id": self.group_id,
+                "start": self.start, "format": "utf-8"}  # fmt: skip
+
+
+class MqttNotifications(MqttConnection):
+    """MinIO bucket notifications on an MQTT topic (MinIO's MQTT target)."""
+
+    topic: str = Field(description="The topic (filter) MinIO publishes the bucket's events to.")
+    qos: Literal[1, 2] = Field(
+        default=1,
+        description="Subscription QoS; a message is acknowledged once what it announced is"
+        " committed (publish at QoS 1 from MinIO too).",
+    )
+    session_expiry: Duration = Field(
+        default=timedelta(days=1),
+        description="How long the broker queues notifications while eventflow is away"
+        " (MQTT 5; 3.1.1 sessions never expire).",
+    )
+
+    def sensor_config(self) -> dict[str, Any]:
+        """The config of the MQTT sensor that subscribes to the topic."""
+        connection = {name: getattr(self, name) for name in MqttConnection.model_fields}
+        return {**connection, "type": "mqtt", "topic": self.topic, "qos": self.qos,
+                "session_expiry": self.session_expiry, "payload": "text",
+                "dedupe_window": timedelta(minutes=1)}  # fmt: skip
+
+
+class Notifications(Model):
+    """Where bucket notifications come from: an SQS queue (S3 event notifications), or a
+    Kafka or MQTT topic (MinIO's notification targets). Exactly one."""
+
+    sqs: str | None = Field(
+        default=None, description="URL of the SQS queue the bucket's notifications go to."
+    )
+    kafka: KafkaNotifications | None = Field(
+        default=None,
+        description="A Kafka topic: `{bootstrap_servers: HOST:PORT, topic: minio.events}`.",
+    )
+    mqtt: MqttNotifications | None = Field(
+        default=None, description="An MQTT topic: `{host: H, port: P, topic: minio/events}`."
+    )
     wait_time: Duration = Field(
         default=timedelta(seconds=10),
-        description="Long-polling wait of each receive (at most 20s).",
+        description="SQS: long-polling wait of each receive (at most 20s).",
     )
-    max_messages: int = Field(default=10, ge=1, le=10, description="Messages per receive.")
+    max_messages: int = Field(default=10, ge=1, le=10, description="SQS: messages per receive.")
 
     @model_validator(mode="after")
     def _wait(self) -> Notifications:
+        if sum(x is not None for x in (self.sqs, self.kafka, self.mqtt)) != 1:
+            raise ValueError(
+                "write one of `sqs: QUEUE_URL`, `kafka: {bootstrap_servers, topic}` or"
+                " `mqtt: {host, topic}`"
+            )
         if self.wait_time > timedelta(seconds=20):
             raise ValueError("`wait_time` is at most 20s (SQS's longest long poll)")
         return self
+
+    @property
+    def source(self) -> str:
+        """``sqs``, ``kafka`` or ``mqtt``."""
+        return "sqs" if self.sqs else "kafka" if self.kafka else "mqtt"
 
 
 class S3SensorConfig(SensorConfig, Connection):
@@ -114,7 +182,8 @@ class S3SensorConfig(SensorConfig, Connection):
     )
     notifications: Notifications | None = Field(
         default=None,
-        description="Read bucket notifications from SQS for low latency; listings then only"
+        description="Read bucket notifications (SQS, or a Kafka or MQTT topic) for low"
+        " latency; listings then only"
         " reconcile (every `poll_interval`, default 5m).",
     )
     poll_interval: Duration | None = Field(

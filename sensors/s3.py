@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -35,13 +35,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from pydantic import BaseModel
 
 from eventflow import metrics
-from eventflow.events import Observation, utcnow
-from eventflow.types import PluginEnv, SensorContext
+from eventflow.events import JSON, Observation, utcnow
+from eventflow.types import PluginEnv, Sensor, SensorContext
 from sensors._s3_client import Bucket, ObjectState, Queue, S3Problem
 from sensors._s3_config import Notifications, S3PublisherConfig, S3Readiness, S3SensorConfig
 from sensors._s3_notify import NotificationError, decode
 from sensors._s3_publish import S3Publisher
 from sensors._s3_state import Decision, Manifest, Mode, Tracker, dir_of, parse_manifest
+from sensors._s3_topics import Relay, cursor_of, own_entries, text_of, topic_sensor
 from sensors._s3_window import window_prefixes
 
 if TYPE_CHECKING:
@@ -58,7 +59,13 @@ __all__ = [
 
 BACKOFF_MAX = 30.0
 """Longest wait between retries of a failing S3 or SQS call (seconds)."""
+BACKLOG_EVERY = 5.0
+"""Shortest interval between two reads of the SQS backlog (the sensor's lag), seconds."""
 T = TypeVar("T")
+
+
+def _nothing() -> None:
+    pass
 
 
 class _Ack:
@@ -97,6 +104,9 @@ class S3Sensor:
             "stable" if ready.stable else "none"
         )  # fmt: skip
         self.tracker = Tracker(mode, ready.completes)
+        self._topic: Sensor | None = None
+        if config.notifications is not None:
+            self._topic = topic_sensor(name, config.notifications, env)
         self.requests = 0
         """S3 and SQS requests made (for benchmarks)."""
 
@@ -108,7 +118,9 @@ class S3Sensor:
             await self.open(ctx)
             self._log.info(
                 "s3_watch_started",
-                mode="notifications" if self._queue else "listing",
+                mode=f"{cfg.source} notifications"
+                if (cfg := self.config.notifications)
+                else "listing",
                 ready=self.tracker.mode,
                 objects=len(self.tracker.seen),
                 poll_interval=self.config.interval.total_seconds(),
@@ -133,9 +145,11 @@ class S3Sensor:
         self._sqs_pool = ThreadPoolExecutor(1, thread_name_prefix=f"eventflow-sqs-{self.name}")
         self._bucket = await self._call(Bucket, self.config)
         self._queue: Queue | None = None
-        if self.config.notifications is not None:
-            self._queue = await self._call(Queue, self.config, self.config.notifications.sqs)
-        self.tracker.load_cursor(await ctx.load_cursor())
+        self._backlog_at = 0.0
+        notifications = self.config.notifications
+        if notifications is not None and notifications.sqs is not None:
+            self._queue = await self._call(Queue, self.config, notifications.sqs)
+        self.tracker.load_cursor(own_entries(await ctx.load_cursor()))
 
     def close(self) -> None:
         """Stop the threads (without waiting for a long poll in flight: its messages are
@@ -152,6 +166,10 @@ class S3Sensor:
         if self._queue is not None:
             coros["sqs"] = self._sqs_loop(self._queue)
             coros["delete"] = self._delete_loop(self._queue)
+        notifications = self.config.notifications
+        if self._topic is not None and notifications is not None:
+            relay = Relay(self._ctx, notifications.source, self._relayed)
+            coros["topic"] = self._topic.run(relay)
         tasks = {asyncio.create_task(c, name=f"s3:{self.name}:{n}") for n, c in coros.items()}
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -295,6 +313,7 @@ class S3Sensor:
                 )
                 for message in messages:
                     await self._handle(message)
+                await self._report_backlog(queue, cfg.wait_time.total_seconds())
             except S3Problem as problem:
                 failures += 1
                 await asyncio.sleep(self._unhealthy(problem, failures))
@@ -304,25 +323,70 @@ class S3Sensor:
                 self._ctx.set_health(True)
             failures = 0
 
+    async def _report_backlog(self, queue: Queue, every: float) -> None:
+        """The queue's backlog as the sensor's lag, at most once per ``every`` (>= 5 s)."""
+        now = time.monotonic()
+        if now - self._backlog_at < max(every, BACKLOG_EVERY):
+            return
+        self._backlog_at = now
+        backlog = await self._loop.run_in_executor(self._sqs_pool, queue.backlog)
+        self._gauges.lag(backlog)
+
     async def _handle(self, message: dict[str, Any]) -> None:
         """Emit what one SQS message announces; it is deleted when all that has committed.
         Raises S3Problem (the message is then left to come back) when S3 cannot be read."""
         receipt = message["ReceiptHandle"]
         ack = _Ack(lambda: self._delete(receipt))
-        body = message.get("Body", "")
+        assert self._queue is not None
+        where = {"queue": self._queue.url, "message_id": message["MessageId"]}
+        await self._notified(message.get("Body", ""), ack, where, "SQS message")
+
+    async def _relayed(self, message: Observation) -> None:
+        """Emit what one Kafka record or MQTT message announces, then its checkpoint (the
+        topic sensor's cursor entry and acknowledgement) once all that has committed.
+        S3 problems are retried here: the topic sensor waits meanwhile, unacknowledged."""
+        ack = _Ack(message.on_commit or _nothing)
+        cursor = cursor_of(message)
+        what = f"message at {message.position}"
+        if message.error is not None:
+            await self._ctx.emit(
+                Observation(sensor=self.name, position=message.position, key=message.key,
+                            payload=message.payload, attributes=message.attributes,
+                            error=message.error, cursor=cursor, on_commit=ack.release)
+            )  # fmt: skip
+            return
+        failures = 0
+        while True:
+            try:
+                await self._notified(text_of(message.payload), ack, message.position, what,
+                                     cursor)  # fmt: skip
+                break
+            except S3Problem as problem:
+                failures += 1
+                await asyncio.sleep(self._unhealthy(problem, failures))
+        if failures:
+            self._log.info("s3_recovered", failures=failures)
+            self._ctx.set_health(True)
+
+    async def _notified(
+        self,
+        body: str,
+        ack: _Ack,
+        where: Mapping[str, JSON],
+        what: str,
+        cursor: tuple[str, JSON] | None = None,
+    ) -> None:
+        """Emit the objects a notification announces; ``ack`` is released (with ``cursor``
+        written) once they are committed. A message that is not a notification is
+        dead-lettered at ``where``."""
         try:
             notices = decode(body)
         except NotificationError as exc:
-            assert self._queue is not None
             await self._ctx.emit(
-                Observation(
-                    sensor=self.name,
-                    position={"queue": self._queue.url, "message_id": message["MessageId"]},
-                    payload=body[:500],
-                    error=f"SQS message is not a bucket notification: {exc}",
-                    on_commit=ack.release,
-                )
-            )
+                Observation(sensor=self.name, position=where, payload=body[:500],
+                            error=f"{what} is not a bucket notification: {exc}",
+                            cursor=cursor, on_commit=ack.release)
+            )  # fmt: skip
             return
         for notice in notices:
             if notice.bucket != self.config.bucket or not notice.key.startswith(self.config.prefix):
@@ -332,10 +396,16 @@ class S3Sensor:
                 continue
             decision = self.tracker.notified(notice.key, state)
             waiters = self._inflight.get((notice.key, state))
-            if waiters is not None:  # already on its way: delete after that commit
+            if waiters is not None:  # already on its way: acknowledge after that commit
                 waiters.append(ack.hold())
             await self._apply(decision, ack)
-        ack.release()
+        if cursor is None:
+            ack.release()
+        else:  # the checkpoint commits with or after what the message caused
+            await self._ctx.emit(
+                Observation(sensor=self.name, position=where, cursor=cursor,
+                            on_commit=ack.release)
+            )  # fmt: skip
 
     async def _apply(self, decision: Decision, ack: _Ack) -> None:
         for key, state in decision.emit:
