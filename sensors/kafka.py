@@ -62,7 +62,11 @@ try:
         ConsumerRebalanceListener,
         TopicPartition,
     )
-    from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+    from aiokafka.errors import (  # type: ignore[import-untyped]
+        KafkaConnectionError,
+        KafkaError,
+        RequestTimedOutError,
+    )
     from aiokafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
 except ImportError as exc:  # pragma: no cover - the extra is missing
     raise ImportError(f"{exc}; install eventflow[kafka]") from exc
@@ -437,6 +441,11 @@ class KafkaSensor:
             for tp, o in offsets.items():
                 self._to_commit.setdefault(tp, o)
             self._log.info("kafka_group_commit_failed", error=str(exc))
+            if isinstance(exc, KafkaConnectionError | RequestTimedOutError):
+                self._ctx.set_health(False, f"broker unreachable: {type(exc).__name__}")
+                self._acked.set()  # try again after COMMIT_EVERY
+        else:
+            self._ctx.set_health(True)
 
     async def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
         limit = self.config.max_uncommitted
