@@ -117,10 +117,10 @@ class MqttSensor:
                     failures = 0
                 failures += 1
                 delay = backoff(failures, cfg.reconnect_max.total_seconds(), rng)
-                ctx.set_health(False, f"MQTT broker {cfg.address}: {exc}")
+                ctx.set_health(False, f"MQTT broker {cfg.address}: {_reason(exc)}")
                 self._log.warning(
                     "mqtt_disconnected",
-                    error=str(exc),
+                    error=_reason(exc),
                     failures=failures,
                     reconnect_in=round(delay, 2),
                 )
@@ -229,6 +229,13 @@ class MqttSensor:
             return orjson.loads(raw), None
         except orjson.JSONDecodeError as exc:
             return None, f"payload is not JSON ({exc})"
+
+
+def _reason(exc: BaseException) -> str:
+    """The error with the broker's reason under aiomqtt's, where it gave one."""
+    text = str(exc)
+    cause = exc.__cause__
+    return f"{text}: {cause}" if cause is not None and str(cause) not in text else text
 
 
 def _raw(payload: Any) -> bytes:
