@@ -33,7 +33,8 @@ engine: {{poll_interval: 100ms, max_runs: 4}}
 def worker(root: Path, shared: Path, dsn: str) -> Project:
     root.mkdir()
     landing = shared / "landing"
-    text = PIPELINE.format(dsn=f"{dsn}?lease=3", landing=landing, shared=shared)
+    sep = "&" if "?" in dsn else "?"  # an external server's DSN may have options
+    text = PIPELINE.format(dsn=f"{dsn}{sep}lease=3", landing=landing, shared=shared)
     project = Project(root, text)
     project.landing = landing
     return project

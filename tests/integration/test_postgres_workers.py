@@ -105,7 +105,8 @@ async def stores(postgres_dsn: str, tmp_path: Path) -> AsyncIterator[list[Postgr
     async with AsyncExitStack() as stack:
         found = []
         for _ in range(2):
-            store = PostgresStore.from_dsn(postgres_dsn + "?lease=2", tmp_path)
+            sep = "&" if "?" in postgres_dsn else "?"  # an external server's DSN may have options
+            store = PostgresStore.from_dsn(f"{postgres_dsn}{sep}lease=2", tmp_path)
             found.append(await stack.enter_async_context(store))
         yield found
 
