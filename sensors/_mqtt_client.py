@@ -138,7 +138,7 @@ class Link:
                 try:
                     await client.__aenter__()
                 except aiomqtt.MqttError as exc:
-                    raise self.error("cannot connect to", exc) from exc
+                    raise self.failure("cannot connect to", exc) from exc
                 self._client = client
             return self._client
 
@@ -157,7 +157,7 @@ class Link:
             await client.publish(topic, payload, qos=qos, retain=retain, properties=props)
         except aiomqtt.MqttError as exc:
             await self.close()
-            raise self.error("could not publish to", exc, topic) from exc
+            raise self.failure("could not publish to", exc, topic) from exc
 
     async def close(self) -> None:
         async with self._lock:
@@ -166,7 +166,7 @@ class Link:
                 with contextlib.suppress(aiomqtt.MqttError):  # already gone
                     await client.__aexit__(None, None, None)
 
-    def error(self, what: str, exc: Exception, topic: str = "") -> PublishError:
+    def failure(self, what: str, exc: Exception, topic: str = "") -> PublishError:
         where = f" topic {topic}" if topic else ""
         return PublishError(
             f"{self.what} {what} MQTT broker {self.conn.address}{where}: {exc}",
