@@ -131,7 +131,8 @@ class MqttSensorConfig(SensorConfig, MqttConnection):
     retained: Literal["ignore", "data"] = Field(
         default="ignore",
         description="Retained messages the broker replays at subscription: `ignore` them"
-        " (acknowledged, not processed) or treat them as `data`.",
+        " (acknowledged, not processed) or treat them as `data` (MQTT 5: only when the"
+        " subscription is new to the session).",
     )
     receive_maximum: int = Field(
         default=1000,

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import aiomqtt
 import jmespath
 import orjson
+from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import BaseModel
 
 from eventflow.errors import ClosedError
@@ -143,13 +144,24 @@ class MqttSensor:
         acker = Acker(paho, loop)
         try:
             async with client:
-                await client.subscribe([(f, cfg.qos) for f in cfg.filters])
+                await client.subscribe(self._subscriptions())
                 self._ctx.set_health(True)
                 self._log.info("mqtt_subscribed", filters=list(cfg.filters), qos=cfg.qos)
                 async for message in client.messages:
                     await self._handle(message, acker)
         finally:
             acker.live = False  # acks of this connection's messages are void now
+
+    def _subscriptions(self) -> list[tuple[str, Any]]:
+        """The filters at ``qos``. With MQTT 5 the broker replays retained messages only when
+        the subscription is new to the session, not at every reconnection."""
+        cfg = self.config
+        if cfg.protocol != "5":
+            return [(f, cfg.qos) for f in cfg.filters]
+        options = SubscribeOptions(
+            qos=cfg.qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
+        )
+        return [(f, options) for f in cfg.filters]
 
     async def _handle(self, message: aiomqtt.Message, acker: Acker) -> None:
         topic = message.topic.value

@@ -223,6 +223,23 @@ async def test_retained_messages_are_ignored_or_data(
     await publish(mqtt_broker, (topic, ""), retain=True)  # clear it
 
 
+async def test_retained_data_is_replayed_once_per_mqtt5_session(
+    mqtt_broker: Broker, pipeline: str
+) -> None:
+    """With MQTT 5 the retained message comes at the session's first subscription only, not
+    again when the sensor reconnects to its session (3.1.1 brokers replay it every time)."""
+    topic = unique("ret5/")
+    await publish(mqtt_broker, (topic, '{"r": 1}'), retain=True)
+    counts = []
+    for _ in range(2):
+        ctx = RecordingContext("plant")
+        async with running(make(mqtt_broker, pipeline, topic=topic, retained="data"), ctx):
+            await ctx.wait_healthy()
+            counts.append(len(await ctx.settle(quiet=0.5, commit=True)))
+    assert counts == [1, 0]
+    await publish(mqtt_broker, (topic, ""), retain=True)
+
+
 async def test_payload_modes_text_and_bytes(mqtt_broker: Broker, pipeline: str) -> None:
     """`payload: text` gives the UTF-8 text, `payload: bytes` base64 text."""
     topic = unique("modes/")
