@@ -155,26 +155,46 @@ sensors:
     bootstrap_servers: {bootstrap}
     topic: {topic}
     consumer_group: false
+  clock:
+    type: kafka
+    bootstrap_servers: {bootstrap}
+    topic: {topic}
+    mode: watermark
+    watermark: {{time: payload.ts, window: 1h, idle_timeout: 1s}}
 datasets:
   a: {{sensor: stream, where: "payload.side == 'a'", partition: {{p: payload.p}}}}
   b: {{sensor: stream, where: "payload.side == 'b'", partition: {{p: payload.p}}}}
+  hours:
+    sensor: clock
+    key: {topic}
+    partition: {{p: "strftime(payload.window_start, '%dT%H')"}}
 rules:
   join:
     when: {{all: [a, b], by: [p]}}
     on_update: ignore
+    run: {{python: "tasks:record"}}
+  hourly:
+    when: {{any: [hours]}}
     run: {{python: "tasks:record"}}
 engine: {{poll_interval: 100ms, batch_size: 500}}
 """
 
 MESSAGES = 10_000
 KEYS = 200
+T0 = 1_714_521_600_000  # 2024-05-01T00:00Z
+STEP = 36_000
+"""Event time between messages: 10,000 messages span 100 hours, of which 99 complete."""
+HOURS = {f"{1 + h // 24:02d}T{h % 24:02d}" for h in range(99)}
 
 
 def messages(n: int = MESSAGES, keys: int = KEYS) -> list[tuple[int, bytes]]:
     """``n`` messages over 3 partitions; each key gets both sides, at random places."""
     rng = random.Random(7)
     out = [
-        (rng.randrange(3), json.dumps({"p": f"k{i % keys}", "side": "ab"[i // keys % 2], "i": i}))
+        (
+            rng.randrange(3),
+            json.dumps({"p": f"k{i % keys}", "side": "ab"[i // keys % 2], "ts": T0 + i * STEP}),
+        )
         for i in range(n)
     ]
     return [(part, value.encode()) for part, value in out]
@@ -204,7 +224,8 @@ def settle(p: Project, events: int, keys: int, timeout: float = 60) -> None:
 def test_sigkill_while_10000_messages_flow(tmp_path: Path, kafka_broker: KafkaBroker) -> None:
     """SIGKILL at random moments (and at the commit's crash points) while 10,000 messages
     flow across 3 partitions: afterwards every message is in the event log (none missing
-    from the rule state), every key fired exactly once, and the offsets are checkpointed."""
+    from the rule state), every key and every hour of the watermark fired exactly once, and
+    the offsets are checkpointed."""
     b = kafka_broker
     topic = b.topic(3)
     p = project(tmp_path, CRASHY.format(bootstrap=b.bootstrap, topic=topic))
@@ -222,9 +243,9 @@ def test_sigkill_while_10000_messages_flow(tmp_path: Path, kafka_broker: KafkaBr
         p.kill()
     producer.join(60)
     p.start()
-    settle(p, MESSAGES, KEYS, timeout=90)
+    settle(p, MESSAGES + len(HOURS), KEYS + len(HOURS), timeout=90)
     assert p.stop() == 0
-    check_once(p, {f"k{i}" for i in range(KEYS)})
+    check_once(p, {f"k{i}" for i in range(KEYS)} | HOURS)
     assert counts(p)["deadletters"] == 0
     cursor_total = sum(b.committed("eventflow.kafka_crash.stream", topic, 3).values())
     assert cursor_total == MESSAGES
