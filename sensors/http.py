@@ -40,7 +40,7 @@ from eventflow.durations import Duration
 from eventflow.errors import ClosedError, SensorError
 from eventflow.events import JSON, Observation, utcnow
 from eventflow.server.hooks import HOOKS, HookRequest, HookResponse
-from eventflow.types import PluginEnv, SensorContext
+from eventflow.types import PluginEnv, ScaleOut, SensorContext
 
 HIDDEN_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 """Never copied into an event's attributes (nor the signature header)."""
@@ -116,9 +116,13 @@ class HttpSensorConfig(SensorConfig):
 
 
 class HttpSensor:
-    """Registers ``/hooks/{name}`` with the process's HTTP server while it runs."""
+    """Registers ``/hooks/{name}`` with the process's HTTP server while it runs.
+
+    Runs on every worker (``shared``): a load balancer may send a webhook to any of them, and
+    each commits what it accepted before answering."""
 
     config_model: ClassVar[type[BaseModel]] = HttpSensorConfig
+    scale_out: ClassVar[ScaleOut] = "shared"
 
     def __init__(self, name: str, config: Any, env: PluginEnv) -> None:
         if not isinstance(config, HttpSensorConfig):
