@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import json
 import random
@@ -287,3 +288,77 @@ def test_two_workers_on_a_shared_subscription_split_the_messages(
     by_partition = collections.Counter(r["partition"]["n"] for r in runs)
     assert set(by_partition) == {str(i) for i in range(400)}
     assert max(by_partition.values()) == 1
+
+
+def test_publish_task_and_completion_events_go_to_mqtt(tmp_path: Path, mqtt_broker: Broker) -> None:
+    """A rule's `publish` task sends its message through the MQTT sender, and completion
+    events go to the MQTT publisher's topic template, retained: a subscriber that comes after
+    the run sees the latest status of the partition."""
+    root = f"pub{next(_ids)}-{time.time_ns()}"
+    p = Project(
+        tmp_path,
+        f"""
+name: mqttpub{next(_ids)}
+sensors:
+  landing: {{type: directory, path: ./landing, ready: {{stable_for: 100ms}}}}
+datasets:
+  recipe: {{sensor: landing, key: "{{plant}}/recipe.json"}}
+rules:
+  start_line:
+    when: {{all: [recipe]}}
+    run:
+      publish:
+        mqtt: {{host: {mqtt_broker.host}, port: {mqtt_broker.port}, qos: 1}}
+        topic: "{root}/plant/{{plant}}/start"
+        payload: {{run_id: "{{run_id}}", plant: "{{plant}}"}}
+publish:
+  - {{type: mqtt, host: {mqtt_broker.host}, port: {mqtt_broker.port},
+     topic: "{root}/events/{{rule}}/{{plant}}/{{status}}", retain: true, types: [eventflow.run.*]}}
+engine: {{poll_interval: 100ms}}
+""",
+    )
+
+    async def listen() -> list[Any]:
+        got: list[Any] = []
+        v5 = aiomqtt.ProtocolVersion.V5
+        async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, protocol=v5) as client:
+            await client.subscribe(f"{root}/plant/+/start", qos=1)
+            ready.set()
+            async with asyncio.timeout(30):
+                async for message in client.messages:
+                    got.append(message)
+                    return got
+        return got
+
+    ready = threading.Event()
+    result: list[Any] = []
+    listener = threading.Thread(target=lambda: result.extend(asyncio.run(listen())))
+    listener.start()
+    assert ready.wait(10)
+    p.start()
+    try:
+        p.land("p7/recipe.json", "{}")
+        listener.join(40)
+        wait_until(lambda: settled(p, 1), timeout=30, interval=0.3)
+        wait_until(lambda: counts(p).get("outbox") == 0, timeout=30, interval=0.3)
+    finally:
+        assert p.stop() == 0
+    [message] = result
+    [run] = p.runs()
+    assert json.loads(message.payload) == {"run_id": run["run_id"], "plant": "p7"}
+    assert dict(message.properties.UserProperty)["eventflow-run-id"] == run["run_id"]
+
+    async def late_subscriber() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port) as client:
+            await client.subscribe(f"{root}/events/#", qos=1)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    async for m in client.messages:
+                        seen[m.topic.value] = json.loads(m.payload)
+        return seen
+
+    seen = asyncio.run(late_subscriber())
+    latest = seen[f"{root}/events/start_line/p7/succeeded"]
+    assert latest["type"] == "eventflow.run.succeeded"
+    assert latest["data"]["run_id"] == run["run_id"]
