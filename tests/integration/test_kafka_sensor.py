@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from eventflow.testing import RecordingContext, running
 from eventflow.types import PluginEnv
 from sensors.kafka import KafkaPublisher, KafkaSensor, KafkaSensorConfig
 from tests.services._process import free_port
-from tests.services.kafka import KafkaBroker
+from tests.services.kafka import KafkaBroker, create_topic
 
 HOUR = 3_600_000
 T0 = int(datetime(2024, 5, 1, tzinfo=UTC).timestamp() * 1000)
@@ -378,3 +379,24 @@ async def test_publisher_reports_an_unreachable_broker() -> None:
     await publisher.close()  # idempotent
     with pytest.raises(ClosedError):
         await publisher.open()
+
+
+async def test_pattern_subscribes_to_every_matching_topic(kafka_broker: KafkaBroker) -> None:
+    """`pattern` consumes every topic whose name matches (through the consumer group)."""
+    prefix = f"pat{uuid.uuid4().hex[:6]}"
+    topics = (f"{prefix}.a", f"{prefix}.b", f"x{prefix}")
+    for topic in topics:
+        await create_topic(kafka_broker.bootstrap, topic, 1)
+    for topic in topics:
+        await produce(kafka_broker, topic, [{"value": {"topic": topic}}])
+    config = {
+        "type": "kafka",
+        "bootstrap_servers": kafka_broker.bootstrap,
+        "pattern": f"^{prefix}\\..*",
+        "heartbeat_interval": "300ms",
+    }
+    ctx = RecordingContext("stream")
+    async with running(KafkaSensor("stream", config, PluginEnv("test", Path("."))), ctx):
+        got = await ctx.take(2, timeout=20, commit=True)
+        assert await ctx.settle(quiet=0.5) == []
+    assert sorted(o.payload["topic"] for o in got) == [f"{prefix}.a", f"{prefix}.b"]
