@@ -48,6 +48,7 @@ def test_pipeline_examples_in_docs_validate(tmp_path: Path, where: str, text: st
     assert problems == [], f"{where}: {problems}"
 
 
-def test_examples_pipeline_validates() -> None:
-    """The quickstart pipeline in examples/ validates."""
-    assert check_file(ROOT / "examples/quickstart/pipeline.yaml", environ={}) == []
+@pytest.mark.parametrize("example", ["quickstart", "stack"])
+def test_examples_pipeline_validates(example: str) -> None:
+    """The pipelines in examples/ validate: the quickstart, and the compose stack's."""
+    assert check_file(ROOT / f"examples/{example}/pipeline.yaml", environ={}) == []
