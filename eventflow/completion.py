@@ -14,7 +14,7 @@ from typing import Any
 from eventflow.events import Event, InputRef, digest, format_partition
 from eventflow.pipeline import Pipeline
 from eventflow.rules.core import DeadlineMissed, Expired, LateInput
-from eventflow.types import OutboxItem, RunRecord
+from eventflow.types import DeadLetter, OutboxItem, RunRecord
 
 DATASET_AVAILABLE = "eventflow.dataset.available"
 RUN_STARTED = "eventflow.run.started"
@@ -24,6 +24,7 @@ RUN_FAILED = "eventflow.run.failed"
 MATCH_EXPIRED = "eventflow.match.expired"
 DEADLINE_MISSED = "eventflow.deadline.missed"
 DATA_LATE = "eventflow.data.late"
+EVENT_DEADLETTERED = "eventflow.event.deadlettered"
 
 TYPES = (
     DATASET_AVAILABLE,
@@ -34,11 +35,31 @@ TYPES = (
     MATCH_EXPIRED,
     DEADLINE_MISSED,
     DATA_LATE,
+    EVENT_DEADLETTERED,
 )
 
 
 def _source(pipeline: str, kind: str, name: str) -> str:
     return f"/eventflow/{pipeline}/{kind}/{name}"
+
+
+def deadlettered(pipeline: str, letter: DeadLetter) -> Event:
+    """A message that could not be processed: a dead-letter sink (a file, a Kafka topic) is
+    a publisher that takes this type."""
+    return Event(
+        id=digest(EVENT_DEADLETTERED, letter.event_id),
+        source=_source(pipeline, "sensors", letter.sensor),
+        type=EVENT_DEADLETTERED,
+        subject=letter.sensor,
+        time=letter.time,
+        data={
+            "sensor": letter.sensor,
+            "event_id": letter.event_id,
+            "position": dict(letter.position),
+            "error": letter.error,
+            "excerpt": letter.excerpt,
+        },
+    )
 
 
 def dataset_available(pipeline: str, ref: InputRef, now: datetime) -> Event:

@@ -85,6 +85,8 @@ class BatchStats:
 class _Observed:
     """What one observation announces, worked out before the batch's transaction."""
 
+    id: str | None = None
+    """Its event id; None when it announces nothing and carries no error (no id needed)."""
     event: StoredEvent | None = None
     refs: list[InputRef] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
@@ -93,7 +95,6 @@ class _Observed:
 @dataclass(slots=True)
 class _Prepared:
     observations: list[Observation]
-    ids: list[str]
     results: list[_Observed]
 
 
@@ -146,6 +147,7 @@ class Engine:
         self.on_outbox: Callable[[], None] = lambda: None
         """Called after a commit that added completion events (wakes the outbox drainers)."""
         self._announce = completion.wanted(pipeline, completion.DATASET_AVAILABLE)
+        self._publish_letters = completion.wanted(pipeline, completion.EVENT_DEADLETTERED)
         self._signal = asyncio.Event()
         """Set when there is something to do: an observation was queued, or ``wake``."""
         self._poll_now = False
@@ -251,12 +253,7 @@ class Engine:
     def _prepare(self, observations: list[Observation]) -> _Prepared:
         """What a batch's observations announce; pure CPU, independent of the store."""
         now = self.clock()
-        prepared = _Prepared(observations, [], [])
-        for obs in observations:
-            eid = obs.id
-            prepared.ids.append(eid)
-            prepared.results.append(self._observe(obs, eid, now))
-        return prepared
+        return _Prepared(observations, [self._observe(obs, now) for obs in observations])
 
     async def _evaluate_batch(self, prepared: _Prepared, written: _Batch | None) -> _Batch | None:
         """Everything the batch will write; ``written`` is the batch still committing."""
@@ -313,17 +310,22 @@ class Engine:
     async def _intake(self, batch: _Batch, prepared: _Prepared, written: _Batch | None) -> None:
         changes, stats, inbox = batch.changes, batch.stats, batch.inbox
         stats.observations = len(prepared.observations)
-        ids = prepared.ids
         inbox_ids = [event_id(i.observation_sensor, i.position) for i in inbox]
-        wanted = {*ids, *inbox_ids}
+        # Only what announces a dataset or is dead-lettered has an id to look up: the rest
+        # writes no row and triggers nothing, so a redelivery of it has nothing to repeat.
+        wanted = {o.id for o in prepared.results if o.id is not None}
+        wanted.update(inbox_ids)
         seen = await self.store.committed_seen_events(wanted) if wanted else set()
         if written is not None:
             seen |= wanted & written.written_ids()
-        for obs, eid, observed in zip(prepared.observations, ids, prepared.results, strict=True):
+        for obs, observed in zip(prepared.observations, prepared.results, strict=True):
             if obs.cursor is not None:
                 changes.cursors[(obs.sensor, obs.cursor[0])] = obs.cursor[1]
             if obs.on_commit is not None:
                 batch.acks.append(obs.on_commit)
+            eid = observed.id
+            if eid is None:
+                continue
             if eid in seen:
                 stats.duplicates += 1
                 continue
@@ -365,10 +367,11 @@ class Engine:
             )
             self._arrive(batch, ref)
 
-    def _observe(self, obs: Observation, eid: str, now: datetime) -> _Observed:
+    def _observe(self, obs: Observation, now: datetime) -> _Observed:
         """The dataset partitions ``obs`` announces (or why it cannot be processed)."""
         observed = _Observed()
         if obs.error is not None:
+            observed.id = eid = obs.id
             observed.deadletters.append(self._letter(obs, eid, obs.error, now))
             return observed
         announced: list[tuple[str, dict[str, str]]] = []
@@ -376,15 +379,23 @@ class Engine:
             try:
                 partition = ds.match(obs)
             except DatasetMatchError as exc:
+                eid = observed.id = observed.id or obs.id
                 observed.deadletters.append(self._letter(obs, eid, str(exc), now))
                 continue
             if partition is not None:
                 announced.append((ds.name, partition))
+        if announced and observed.id is None:
+            observed.id = obs.id
         self.log.debug(
-            "event_received", sensor=obs.sensor, event_id=eid, key=obs.key, datasets=announced
+            "event_received",
+            sensor=obs.sensor,
+            event_id=observed.id,
+            key=obs.key,
+            datasets=announced,
         )
-        if not announced:
+        if not announced or observed.id is None:
             return observed
+        eid = observed.id
         when = obs.time or now
         # Observations are frozen and their mappings are not changed after emit: no copies.
         observed.event = StoredEvent(
@@ -427,6 +438,9 @@ class Engine:
     def _deadletter(self, batch: _Batch, letter: DeadLetter) -> None:
         batch.stats.deadletters += 1
         batch.changes.deadletters.append(letter)
+        if self._publish_letters:
+            event = completion.deadlettered(self.pipeline.name, letter)
+            batch.changes.outbox.extend(completion.route(self.pipeline, event))
         self.log.warning(
             "event_deadlettered",
             sensor=letter.sensor,

@@ -89,6 +89,8 @@ rules:
         value: {{action: compact, hour: "{{p}}", run_id: "{{run_id}}"}}
 publish:
   - {{type: kafka, bootstrap_servers: {bootstrap}, topic: {events}}}
+  - {{type: kafka, name: dead_letters, bootstrap_servers: {bootstrap}, topic: {dlq},
+     types: [eventflow.event.deadlettered]}}
 engine: {{poll_interval: 100ms}}
 """
 
@@ -99,10 +101,16 @@ def test_kafka_pipeline_end_to_end(tmp_path: Path, kafka_broker: KafkaBroker) ->
     to Kafka; completion events reach a Kafka topic as CloudEvents keyed by subject."""
     b = kafka_broker
     topic, clock, control, events = b.topic(3), b.topic(2), b.topic(1), b.topic(1)
+    dlq = b.topic(1)
     p = project(
         tmp_path,
         END_TO_END.format(
-            bootstrap=b.bootstrap, topic=topic, clock=clock, control=control, events=events
+            bootstrap=b.bootstrap,
+            topic=topic,
+            clock=clock,
+            control=control,
+            events=events,
+            dlq=dlq,
         ),
     )
     b.produce(
@@ -134,6 +142,12 @@ def test_kafka_pipeline_end_to_end(tmp_path: Path, kafka_broker: KafkaBroker) ->
     assert status["counts"]["deadletters"] == 1
     letters = [e for e in p.log_events() if e.get("event") == "event_deadlettered"]
     assert letters[0]["position"] == {"topic": topic, "partition": 1, "offset": 1}
+    # The dead-letter topic has it too (a publisher for that event type), with position and error.
+    wait_until(lambda: len(b.read(dlq)) == 1, timeout=30)
+    (dead,) = [json.loads(r.value) for r in b.read(dlq)]
+    assert dead["type"] == "eventflow.event.deadlettered"
+    assert dead["data"]["position"] == {"topic": topic, "partition": 1, "offset": 1}
+    assert dead["data"]["error"]
     (sent,) = b.read(control)
     assert sent.key == b"2024-05-01T00"
     assert json.loads(sent.value)["action"] == "compact"

@@ -118,6 +118,15 @@ async def test_malformed_message_is_dead_lettered_and_the_batch_goes_on(tmp_path
         [letter] = await store.list_deadletters()
         assert letter.position == {"offset": 1}
         assert "dt" in letter.error
+        # Publishers that take `eventflow.event.deadlettered` (a dead-letter file or topic)
+        # get it, with the position and the error.
+        [event] = [
+            i.event
+            for i in await store.fetch_outbox("file", 100)
+            if i.event.type == "eventflow.event.deadlettered"
+        ]
+        assert event.data["position"] == {"offset": 1}
+        assert event.data["error"] == letter.error
         # A redelivery of the bad message is recognised, not dead-lettered twice.
         stats = await engine.process([bad])
         assert (stats.duplicates, stats.deadletters) == (1, 0)
