@@ -40,7 +40,7 @@ import orjson
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import BaseModel
 
-from eventflow.errors import ClosedError
+from eventflow.errors import ClosedError, SensorError
 from eventflow.events import JSON, Event, Observation
 from eventflow.patterns import placeholders, render
 from eventflow.types import OutgoingMessage, PluginEnv, SensorContext
@@ -144,7 +144,8 @@ class MqttSensor:
         acker = Acker(paho, loop)
         try:
             async with client:
-                await client.subscribe(self._subscriptions())
+                granted = await client.subscribe(self._subscriptions())
+                self._check_granted(granted)
                 self._ctx.set_health(True)
                 self._log.info("mqtt_subscribed", filters=list(cfg.filters), qos=cfg.qos)
                 async for message in client.messages:
@@ -162,6 +163,23 @@ class MqttSensor:
             qos=cfg.qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
         )
         return [(f, options) for f in cfg.filters]
+
+    def _check_granted(self, granted: Sequence[Any]) -> None:
+        """Raise when the broker refused a filter (reason code 0x80 and above); warn when it
+        granted a lower QoS than asked for."""
+        cfg = self.config
+        for f, code in zip(cfg.filters, granted, strict=False):
+            value = int(getattr(code, "value", code))
+            if value >= 0x80:
+                message = f"MQTT broker {cfg.address} refused the subscription to {f!r}: {code}"
+                self._ctx.set_health(False, message)
+                raise SensorError(
+                    message,
+                    hint="check the filter, the client's permissions (ACL) and, for"
+                    " `$share/...`, that the broker supports shared subscriptions (MQTT 5)",
+                )
+            if value < cfg.qos:
+                self._log.warning("mqtt_qos_downgraded", filter=f, asked=cfg.qos, granted=value)
 
     async def _handle(self, message: aiomqtt.Message, acker: Acker) -> None:
         topic = message.topic.value

@@ -8,9 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
+from eventflow.errors import SensorError
 from eventflow.events import Event
+from eventflow.testing import RecordingContext
 from eventflow.types import PluginEnv
 from sensors._mqtt_client import backoff, stable_client_id
 from sensors._mqtt_dedupe import Window
@@ -111,3 +116,20 @@ def test_publisher_topic_uses_event_fields_and_partition() -> None:
         data={"rule": "daily", "partition": {"dt": "2024-01-01"}},
     )
     assert p.topic_of(event) == "ef/plants/daily/2024-01-01/failed"
+
+
+def test_a_refused_subscription_is_a_sensor_error_and_a_downgrade_a_warning() -> None:
+    """SUBACK reason codes from 0x80 up fail the sensor naming the filter (it would otherwise
+    receive nothing); a granted QoS below the one asked for is logged."""
+    sensor = MqttSensor("plant", {"type": "mqtt", "topic": ["a/#", "b/#"], "qos": 1}, ENV)
+    ctx = RecordingContext("plant")
+    sensor._ctx = ctx
+    sensor._log = ctx.log
+    with structlog.testing.capture_logs() as logs:
+        sensor._check_granted([ReasonCode(PacketTypes.SUBACK, identifier=1), 0])
+    assert [e["event"] for e in logs] == ["mqtt_qos_downgraded"]
+    assert logs[0]["filter"] == "b/#"
+    refused = [1, ReasonCode(PacketTypes.SUBACK, identifier=0x87)]
+    with pytest.raises(SensorError, match=r"refused the subscription to 'b/#'.*Not authorized"):
+        sensor._check_granted(refused)
+    assert ctx.healthy is False
