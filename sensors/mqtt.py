@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import random
 import socket
 from collections.abc import Sequence
@@ -40,12 +39,11 @@ import orjson
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import BaseModel
 
-from eventflow.errors import ClosedError, SensorError
-from eventflow.events import JSON, Event, Observation
-from eventflow.patterns import placeholders, render
-from eventflow.types import OutgoingMessage, PluginEnv, SensorContext
+from eventflow.errors import SensorError
+from eventflow.events import JSON, Observation
+from eventflow.types import PluginEnv, SensorContext
 from sensors._mqtt_ack import Acker, defer_qos2_receipt
-from sensors._mqtt_client import Link, backoff, make_client, stable_client_id
+from sensors._mqtt_client import backoff, make_client, stable_client_id
 from sensors._mqtt_config import (
     MqttConnection,
     MqttPublisherConfig,
@@ -54,6 +52,7 @@ from sensors._mqtt_config import (
     MqttTls,
 )
 from sensors._mqtt_dedupe import Window
+from sensors._mqtt_publish import MqttPublisher, MqttSender
 from sensors._mqtt_reads import buffer_reads
 
 if TYPE_CHECKING:
@@ -113,7 +112,9 @@ class MqttSensor:
             started = loop.time()
             try:
                 await self._session(loop)
-            except aiomqtt.MqttError as exc:
+            except (aiomqtt.MqttError, SensorError) as exc:
+                # Retried here rather than by the runtime, so that the dedupe window keeps
+                # the first-seen times of messages not yet committed.
                 if loop.time() - started > CONNECTED_RESET:
                     failures = 0
                 failures += 1
@@ -289,119 +290,3 @@ def _properties(message: aiomqtt.Message) -> dict[str, JSON]:
     if content_type:
         out["content_type"] = content_type
     return out
-
-
-# --- publisher -------------------------------------------------------------------------------
-
-
-class MqttPublisher:
-    """Publishes completion events, one MQTT message per event at ``qos``, to a topic
-    rendered from the event (see ``MqttPublisherConfig.topic``). ``publish`` returns once
-    the broker acknowledged every message (QoS 1/2), so the outbox deletes only delivered
-    events; after a failure it sends the batch again and consumers dedupe by ``id``."""
-
-    config_model: ClassVar[type[BaseModel]] = MqttPublisherConfig
-
-    def __init__(self, name: str, config: Any, env: PluginEnv) -> None:
-        if not isinstance(config, MqttPublisherConfig):
-            config = MqttPublisherConfig.model_validate(config)
-        self.name = name
-        self.config = config
-        self.env = env
-        self._link = Link(config, env.base_dir, f"MQTT publisher {name!r}")
-        self._variables = placeholders(config.topic)
-        self._closed = False
-
-    async def open(self) -> None:
-        if self._closed:
-            raise ClosedError(f"MQTT publisher {self.name!r} is closed")
-        await self._link.connect()
-
-    async def publish(self, events: Sequence[Event]) -> None:
-        if self._closed:
-            raise ClosedError(f"MQTT publisher {self.name!r} is closed; it cannot publish")
-        cfg = self.config
-        sends = [
-            self._link.publish(
-                self.topic_of(event), event.to_json().encode(), qos=cfg.qos, retain=cfg.retain
-            )
-            for event in events
-        ]
-        results = await asyncio.gather(*sends, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-
-    def topic_of(self, event: Event) -> str:
-        """The event's topic: the template with its variables, `-` for missing ones."""
-        data = event.data
-        prefix, _, status = event.type.rpartition(".")
-        values: dict[str, object] = {
-            "type": event.type,
-            "kind": prefix.rpartition(".")[2],
-            "status": status,
-            "pipeline": self.env.pipeline,
-        }
-        for name in ("rule", "dataset", "run_id"):
-            if isinstance(data.get(name), str):
-                values[name] = data[name]
-        partition = data.get("partition")
-        if isinstance(partition, dict):
-            values = {**partition, **values}
-        filled = {v: _level(str(values.get(v, "-"))) for v in self._variables}
-        return render(self.config.topic, filled)
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await self._link.close()
-
-
-def _level(text: str) -> str:
-    """A value made safe for one topic level (no ``/``, ``+``, ``#``)."""
-    return text.replace("/", "_").replace("+", "_").replace("#", "_") or "-"
-
-
-# --- the ``publish`` task's sender ------------------------------------------------------------
-
-
-class MqttSender:
-    """Sends ``publish`` task messages (``run: {publish: {mqtt: {...}, topic, payload}}``).
-
-    Headers become MQTT 5 user properties (3.1.1 has none: they are dropped); the key has
-    no MQTT equivalent and is sent as the user property ``key``."""
-
-    config_model: ClassVar[type[BaseModel]] = MqttSenderConfig
-
-    def __init__(self, config: Any, env: PluginEnv) -> None:
-        if not isinstance(config, MqttSenderConfig):
-            config = MqttSenderConfig.model_validate(config)
-        self.config = config
-        self._link = Link(config, env.base_dir, "MQTT publish task")
-        self._closed = False
-
-    async def open(self) -> None:
-        if self._closed:
-            raise ClosedError("this MQTT sender is closed")
-        await self._link.connect()
-
-    async def send(self, message: OutgoingMessage) -> dict[str, JSON]:
-        if self._closed:
-            raise ClosedError("this MQTT sender is closed; it cannot send")
-        headers = list(message.headers)
-        if message.key is not None:
-            headers.append(("key", message.key))
-        await self._link.publish(
-            message.topic,
-            message.value,
-            qos=self.config.qos,
-            retain=self.config.retain,
-            headers=headers,
-        )
-        return {"qos": self.config.qos, "retain": self.config.retain, "bytes": len(message.value)}
-
-    async def close(self) -> None:
-        self._closed = True
-        with contextlib.suppress(Exception):
-            await self._link.close()
