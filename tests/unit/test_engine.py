@@ -106,6 +106,31 @@ async def test_redelivered_observation_is_a_duplicate_but_still_acknowledged(
         assert await runs(store) == [("report", "d1", 1)]
 
 
+async def test_observation_announcing_nothing_only_moves_the_cursor(tmp_path: Path) -> None:
+    """An observation that matches no dataset writes no event and costs no id lookup: its
+    cursor advances and it is acknowledged; redelivered, it again does nothing."""
+    acks: list[str] = []
+    async with MemoryStore() as store:
+        looked_up: list[set[str]] = []
+        lookup = store.committed_seen_events
+
+        async def spy(ids: set[str]) -> set[str]:
+            looked_up.append(set(ids))
+            return await lookup(ids)
+
+        store.committed_seen_events = spy  # type: ignore[method-assign]
+        engine = Engine(pipeline(tmp_path), store, clock=Clock())
+        for _ in range(2):
+            stats = await engine.process([file_obs("elsewhere/x.csv", acks=acks)])
+            assert (stats.events, stats.duplicates, stats.arrivals) == (0, 0, 0)
+        assert acks == ["elsewhere/x.csv"] * 2
+        assert looked_up == []
+        assert await store.load_cursors("landing") == {
+            "elsewhere/x.csv": {"size": 1, "mtime_ns": 0}
+        }
+        assert (await store.counts())["events"] == 0
+
+
 async def test_malformed_message_is_dead_lettered_and_the_batch_goes_on(tmp_path: Path) -> None:
     """A payload the dataset cannot read is recorded as a dead letter with its position; the
     other observations of the batch are processed."""
