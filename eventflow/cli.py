@@ -23,7 +23,14 @@ from rich.table import Table
 from rich.text import Text
 
 from eventflow import __version__
-from eventflow.cli_rules import describe_options, describe_timing, match_timing, rule_options
+from eventflow.cli_rules import (
+    describe_counts,
+    describe_options,
+    describe_timing,
+    match_timing,
+    rule_options,
+    with_counts,
+)
 from eventflow.config.loader import load_pipeline
 from eventflow.durations import format_duration
 from eventflow.errors import ConfigError, EventflowError
@@ -333,7 +340,7 @@ def status(file: Path, limit: int, as_json: bool) -> None:
                 p["rule"],
                 format_partition(p["partition"]),
                 p["status"],
-                ", ".join(p["arrived"]) or "-",
+                ", ".join(with_counts(pipeline.rules[p["rule"]].spec, p)) or "-",
                 ", ".join(p["missing"]) or "-",
                 p["expires_at"] or p["quiet_until"] or "-",
                 f"{p['deadline']['at']} ({p['deadline']['state']})" if p["deadline"] else "-",
@@ -407,6 +414,8 @@ def why(file: Path, rule: str, partition: tuple[str, ...], as_json: bool) -> Non
         + (f", expires at {report['expires_at']}" if report["expires_at"] else "")
         + describe_timing(report)
     )
+    for line in describe_counts(spec, match):
+        out.print(f"  {escape(line)}")
     for d in datasets:
         if not d["arrived"]:
             out.print(f"  [red]✗ {escape(d['dataset'])}[/]  missing")

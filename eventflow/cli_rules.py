@@ -8,7 +8,7 @@ from typing import Any
 
 from eventflow.durations import format_duration
 from eventflow.rules.core import MatchState, RuleSpec
-from eventflow.rules.expr import Group, Need, describe
+from eventflow.rules.expr import Group, Need, describe, leaves
 
 
 def rule_options(spec: RuleSpec) -> dict[str, Any]:
@@ -43,6 +43,25 @@ def match_timing(m: MatchState) -> dict[str, Any]:
         "partial_run": m.partial,
         "counts": {d: len(refs) for d, refs in m.inputs.items()},
     }
+
+
+def needs(spec: RuleSpec) -> dict[str, int]:
+    """Datasets of which the rule needs more than one partition (``count``), and how many."""
+    if spec.condition is None:
+        return {}
+    return {n.dataset: n.count for n in leaves(spec.condition) if n.count > 1}
+
+
+def with_counts(spec: RuleSpec, row: Mapping[str, Any]) -> list[str]:
+    """A partial match's arrived datasets, ``hourly 20/24`` for counted ones."""
+    need, counts = needs(spec), row.get("counts", {})
+    return [f"{d} {counts.get(d, 0)}/{need[d]}" if d in need else d for d in row["arrived"]]
+
+
+def describe_counts(spec: RuleSpec, m: MatchState | None) -> list[str]:
+    """``hourly: 20 of 24 partitions`` for each counted dataset (``why``)."""
+    inputs = m.inputs if m is not None else {}
+    return [f"{d}: {len(inputs.get(d, ()))} of {n} partitions" for d, n in needs(spec).items()]
 
 
 def describe_options(r: Mapping[str, Any]) -> str:

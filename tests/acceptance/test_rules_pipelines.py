@@ -182,6 +182,10 @@ def test_daily_rollup_fires_when_the_24th_hour_arrives(tmp_path: Path) -> None:
     assert p.runs() == []
     [partial] = p.status()["partial_matches"]
     assert partial["missing"] == ["hourly"]
+    assert partial["counts"] == {"hourly": 23}
+    assert (
+        "hourly: 23 of 24 partitions" in p.cli("why", str(p.file), "daily", "dt=2024-01-01").stdout
+    )
     p.land("h/dt=2024-01-01/hr=23/_SUCCESS")
     wait_until(lambda: lines(tmp_path / "runs.log"))
     assert p.stop() == 0
