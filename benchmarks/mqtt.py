@@ -10,7 +10,8 @@ the tests):
   in the store (SQLite, read by a second connection) gives messages/s through the datasets
   and the rules (each message opens a partial match of a two-dataset join). Beside it, the
   ceiling: a bare aiomqtt client (MQTT 5, like the sensor) draining the same N queued
-  messages, acknowledged by paho on receipt.
+  messages, acknowledged by paho on receipt; and between them the sensor alone (no
+  engine, each observation acknowledged as soon as it is taken).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from benchmarks.common import percentiles
+from eventflow.testing import RecordingContext, running
+from eventflow.types import PluginEnv
+from sensors.mqtt import MqttSensor
 from tests.services.mqtt import Mosquitto
 
 LATENCY = """
@@ -167,11 +171,38 @@ async def _drain(port: int, n: int, topic: str) -> float:
         return time.perf_counter() - started
 
 
+async def _sensor_alone(port: int, n: int, receive_maximum: int) -> float:
+    """The MQTT sensor without an engine: ``n`` queued messages decoded into observations
+    and acknowledged as soon as they are taken (what a commit would do); seconds."""
+    config = {
+        "type": "mqtt",
+        "host": "127.0.0.1",
+        "port": port,
+        "topic": "alone/+",
+        "receive_maximum": receive_maximum,
+    }
+    sensor = MqttSensor("alone", config, PluginEnv("bench", Path(".")))
+    ctx = RecordingContext("alone", maxsize=n + 1)
+    async with running(sensor, ctx):
+        await ctx.wait_healthy(30)
+    await _publish(port, [(f"alone/{i}", b'{"x": 1}') for i in range(n)])
+    ctx = RecordingContext("alone", maxsize=n + 1)
+    async with running(sensor, ctx):
+        started = time.perf_counter()
+        taken = 0
+        while taken < n:
+            batch = [await ctx.get(timeout=60), *ctx.take_nowait()]
+            ctx.commit(*batch)
+            taken += len(batch)
+        return time.perf_counter() - started
+
+
 def run_throughput(messages: int = 20_000, receive_maximum: int = 1000) -> dict[str, Any]:
     broker = Mosquitto()
     broker.start()
     try:
         bare = asyncio.run(_drain(broker.port, messages, "bare/+"))
+        alone = asyncio.run(_sensor_alone(broker.port, messages, receive_maximum))
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             extra = f", receive_maximum: {receive_maximum}"
@@ -207,6 +238,7 @@ def run_throughput(messages: int = 20_000, receive_maximum: int = 1000) -> dict[
         "per_second": messages / seconds,
         "bare_seconds": bare,
         "bare_per_second": messages / bare,
+        "sensor_per_second": messages / alone,
     }
 
 
@@ -222,5 +254,7 @@ def report(r: dict[str, Any]) -> str:
         f" p99 {lat['p99'] * 1000:.1f} ms\n"
         f"MQTT QoS 1 -> rules -> committed checkpoint: {thr['per_second']:,.0f} msg/s"
         f" ({thr['messages']:,} in {thr['seconds']:.2f} s, receive_maximum"
-        f" {thr['receive_maximum']}); bare aiomqtt receive: {thr['bare_per_second']:,.0f} msg/s"
+        f" {thr['receive_maximum']}); the sensor alone (no engine):"
+        f" {thr['sensor_per_second']:,.0f} msg/s; bare aiomqtt receive:"
+        f" {thr['bare_per_second']:,.0f} msg/s"
     )
