@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 
+import pytest
+
 from tests.acceptance.harness import Project, lines, wait_until
 
 PY = sys.executable
@@ -18,7 +20,8 @@ COUNT = (
     "import json, os, sys\n"
     "events = json.load(open(os.environ['EVENTFLOW_EVENTS']))\n"
     "with open(sys.argv[1], 'a') as f:\n"
-    "    f.write(json.dumps([e['position'] for e in events]) + '\\n')\n"
+    "    f.write(json.dumps({'run': os.environ['EVENTFLOW_RUN_ID'],"
+    " 'events': [e['position'] for e in events]}) + '\\n')\n"
 )
 
 
@@ -139,7 +142,7 @@ def test_batch_of_100_files_fires_once_across_a_sigkill(tmp_path: Path) -> None:
     wait_until(lambda: lines(tmp_path / "runs.log"))
     time.sleep(1)
     assert p.stop() == 0
-    [run] = [json.loads(line) for line in lines(tmp_path / "runs.log")]
+    [run] = [json.loads(line)["events"] for line in lines(tmp_path / "runs.log")]
     assert sorted(pos["path"] for pos in run) == [f"in/f{i:03d}.csv" for i in range(100)]
     assert len(p.runs()) == 1
 
@@ -162,7 +165,7 @@ def test_rewritten_marker_within_the_quiet_period_fires_once(tmp_path: Path) -> 
     wait_until(lambda: lines(tmp_path / "runs.log"), timeout=15)
     time.sleep(3)
     assert p.stop() == 0
-    [run] = [json.loads(line) for line in lines(tmp_path / "runs.log")]
+    [run] = [json.loads(line)["events"] for line in lines(tmp_path / "runs.log")]
     assert [pos["size"] for pos in run] == [len("second, longer\n")]
 
 
@@ -189,6 +192,53 @@ def test_daily_rollup_fires_when_the_24th_hour_arrives(tmp_path: Path) -> None:
     p.land("h/dt=2024-01-01/hr=23/_SUCCESS")
     wait_until(lambda: lines(tmp_path / "runs.log"))
     assert p.stop() == 0
-    [run] = [json.loads(line) for line in lines(tmp_path / "runs.log")]
+    [run] = [json.loads(line)["events"] for line in lines(tmp_path / "runs.log")]
     assert len(run) == 24
     assert len(p.runs()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["engine.before_commit:3", "engine.after_commit:3"])
+def test_batches_and_deadlines_survive_sigkills_at_commit_points(
+    tmp_path: Path, point: str
+) -> None:
+    """Killed before or after a commit while batches fill and a deadline falls due: every
+    file is in exactly one batch of ten, and the deadline is reported once (by event id)."""
+    due = datetime.now(UTC) + timedelta(seconds=4)
+    p = project(
+        tmp_path,
+        f"""  load:
+    when: {{any: [files]}}
+    batch: {{max_events: 10, max_wait: 1h}}
+    run: {{command: [{PY}, count.py, runs.log]}}
+  report:
+    when: {{all: [orders, inventory], by: [at]}}
+    expect_by: "{{at}}"
+    run: {{command: [{PY}, count.py, reports.log]}}""",
+        """  files: {sensor: landing, key: "in/{name}.csv"}
+  orders: {sensor: landing, key: "orders/at={at}/_SUCCESS"}
+  inventory: {sensor: landing, key: "inventory/at={at}/_SUCCESS"}""",
+    )
+    p.land(f"orders/at={stamp(due)}/_SUCCESS")
+    for i in range(40):
+        p.land(f"in/f{i:03d}.csv")
+    p.start(crash_at=point)
+    for i in range(40, 60):
+        p.land(f"in/f{i:03d}.csv")
+        time.sleep(0.1)  # commits of their own, one of which is killed
+    assert p.wait_exit(timeout=60) == -9, "the crash point was not reached"
+    time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
+    p.start()
+    for i in range(60, 100):
+        p.land(f"in/f{i:03d}.csv")
+    wait_until(lambda: len(lines(tmp_path / "runs.log")) >= 10, timeout=60)
+    wait_until(lambda: of_type(p, "eventflow.deadline.missed"), timeout=30)
+    time.sleep(1)
+    assert p.stop() == 0
+    # A run in flight at the kill runs again with the same run id (at-least-once).
+    runs = {r["run"]: r["events"] for r in map(json.loads, lines(tmp_path / "runs.log"))}
+    batches = list(runs.values())
+    paths = [pos["path"] for batch in batches for pos in batch]
+    assert sorted(paths) == [f"in/f{i:03d}.csv" for i in range(100)]
+    assert [len(b) for b in batches] == [10] * 10
+    assert len({e["id"] for e in of_type(p, "eventflow.deadline.missed")}) == 1
