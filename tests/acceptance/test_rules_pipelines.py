@@ -70,7 +70,7 @@ def test_deadline_missed_while_stopped_is_published_at_start_once(tmp_path: Path
         """  orders:    {sensor: landing, key: "orders/at={at}/_SUCCESS"}
   inventory: {sensor: landing, key: "inventory/at={at}/_SUCCESS"}""",
     )
-    due = datetime.now(UTC) + timedelta(seconds=12)
+    due = datetime.now(UTC) + timedelta(seconds=15)  # start, land, commit and stop before it
     p.start()
     p.land(f"orders/at={stamp(due)}/_SUCCESS")
     wait_until(lambda: committed(p, 1))
