@@ -6,6 +6,8 @@ set -euo pipefail
 
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+# The PostgreSQL state store is tested on a private server started from these binaries.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 # The status page is tested in headless Chromium (driven by Playwright, no browser download).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 

@@ -3,7 +3,7 @@
 Fixtures:
 
 - ``postgres_server`` (session): the server. By default a private ``postgres`` process
-  started from ``/usr/lib/postgresql/15/bin`` on a free 127.0.0.1 port, its data directory
+  started from ``/usr/lib/postgresql/N/bin`` (the newest installed) on a free 127.0.0.1 port, its data directory
   copied from a template made once by ``initdb`` (kept in the temp directory across
   sessions, because copying is ~5x faster than ``initdb``), stopped at the end of the
   session. The machine's own cluster on 5432 is never used.
@@ -39,7 +39,18 @@ import pytest
 from tests.services._process import free_port, wait_listening
 
 ENV_VAR = "EVENTFLOW_TEST_POSTGRES_DSN"
-BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _server_binaries() -> Path:
+    """The newest PostgreSQL server installed from Debian's packages (15 on Debian 12)."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
+    )
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+BIN = _server_binaries()
 SERVICE_USER = "postgres"
 # Durability settings a throwaway test server can do without (a crash of the *server* is
 # never part of a test; crashes of eventflow are, and those never lose committed data).
