@@ -3,10 +3,10 @@
 Fixtures:
 
 - ``postgres_server`` (session): the server. By default a private ``postgres`` process
-  started from ``/usr/lib/postgresql/N/bin`` (the newest installed) on a free 127.0.0.1 port, its data directory
-  copied from a template made once by ``initdb`` (kept in the temp directory across
-  sessions, because copying is ~5x faster than ``initdb``), stopped at the end of the
-  session. The machine's own cluster on 5432 is never used.
+  started from ``/usr/lib/postgresql/N/bin`` (the newest installed) on a free 127.0.0.1
+  port, its data directory copied from a template made once by ``initdb`` (kept in the
+  temp directory across sessions, because copying is ~5x faster than ``initdb``), stopped
+  at the end of the session. The machine's own cluster on 5432 is never used.
 - ``postgres_dsn`` (per test): the DSN (``postgresql://…``) of a **fresh, empty database
   created for this test** and dropped after it, so tests never see each other's rows.
   Fixtures of a wider scope call ``postgres_server.create_database()`` themselves.
