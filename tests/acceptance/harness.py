@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -11,6 +12,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
+
+import jsonschema
+
+from eventflow.event_schemas import schema
 
 EVENTFLOW = [sys.executable, "-m", "eventflow"]
 
@@ -112,10 +117,27 @@ class Project:
         return self.cli_json("status")
 
     def published(self, name: str = "out/events.jsonl") -> list[dict[str, Any]]:
+        """The events the file publisher wrote; each is checked against its type's schema."""
         path = self.root / name
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line]
+        events = [json.loads(line) for line in path.read_text().splitlines() if line]
+        for event in events:
+            check_event(event)
+        return events
+
+
+@functools.cache
+def _validator(type_: str) -> jsonschema.protocols.Validator:
+    return jsonschema.Draft202012Validator(schema(type_), format_checker=jsonschema.FormatChecker())
+
+
+def check_event(event: dict[str, Any]) -> None:
+    """Raise if a published event does not follow the JSON Schema of its type."""
+    errors = list(_validator(event["type"]).iter_errors(event))
+    assert not errors, f"{event['type']} {event['id']}: " + "; ".join(
+        f"{list(e.path)}: {e.message}" for e in errors
+    )
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 30, interval: float = 0.1) -> Any:
