@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
@@ -88,8 +88,12 @@ class _Observed:
     id: str | None = None
     """Its event id; None when it announces nothing and carries no error (no id needed)."""
     event: StoredEvent | None = None
-    refs: list[InputRef] = field(default_factory=list)
-    deadletters: list[DeadLetter] = field(default_factory=list)
+    refs: Sequence[InputRef] = ()
+    deadletters: Sequence[DeadLetter] = ()
+
+
+_NOTHING = _Observed()
+"""What an observation that announces nothing and carries no error gives (shared, unchanged)."""
 
 
 @dataclass(slots=True)
@@ -165,7 +169,10 @@ class Engine:
         """Queue an observation; waits while the queue is full (backpressure on the sensor)."""
         if self._closed:
             raise ClosedError("the engine is stopped; no more observations are accepted")
-        await self.queue.put(observation)
+        try:  # the common case without Queue.put's coroutine (called for every observation)
+            self.queue.put_nowait(observation)
+        except asyncio.QueueFull:
+            await self.queue.put(observation)
         self._signal.set()
 
     def wake(self) -> None:
@@ -237,13 +244,8 @@ class Engine:
         return self._take(size)
 
     def _take(self, size: int) -> list[Observation]:
-        out: list[Observation] = []
-        while len(out) < size:
-            try:
-                out.append(self.queue.get_nowait())
-            except asyncio.QueueEmpty:
-                break
-        return out
+        get = self.queue.get_nowait
+        return [get() for _ in range(min(size, self.queue.qsize()))]
 
     async def process(self, observations: list[Observation]) -> BatchStats:
         """Evaluate one batch and commit it (the inbox and due timers are added here)."""
@@ -369,36 +371,30 @@ class Engine:
 
     def _observe(self, obs: Observation, now: datetime) -> _Observed:
         """The dataset partitions ``obs`` announces (or why it cannot be processed)."""
-        observed = _Observed()
         if obs.error is not None:
-            observed.id = eid = obs.id
-            observed.deadletters.append(self._letter(obs, eid, obs.error, now))
-            return observed
+            letter = self._letter(obs, obs.id, obs.error, now)
+            return _Observed(letter.event_id, deadletters=[letter])
         announced: list[tuple[str, dict[str, str]]] = []
+        letters: list[DeadLetter] = []
         for ds in self.pipeline.datasets_by_sensor.get(obs.sensor, ()):
             try:
                 partition = ds.match(obs)
             except DatasetMatchError as exc:
-                eid = observed.id = observed.id or obs.id
-                observed.deadletters.append(self._letter(obs, eid, str(exc), now))
+                letters.append(self._letter(obs, obs.id, str(exc), now))
                 continue
             if partition is not None:
                 announced.append((ds.name, partition))
-        if announced and observed.id is None:
-            observed.id = obs.id
+        eid = obs.id if announced or letters else None
         self.log.debug(
-            "event_received",
-            sensor=obs.sensor,
-            event_id=observed.id,
-            key=obs.key,
-            datasets=announced,
+            "event_received", sensor=obs.sensor, event_id=eid, key=obs.key, datasets=announced
         )
-        if not announced or observed.id is None:
-            return observed
-        eid = observed.id
+        if eid is None:
+            return _NOTHING
+        if not announced:
+            return _Observed(eid, deadletters=letters)
         when = obs.time or now
         # Observations are frozen and their mappings are not changed after emit: no copies.
-        observed.event = StoredEvent(
+        event = StoredEvent(
             eid,
             obs.sensor,
             obs.key,
@@ -410,11 +406,11 @@ class Engine:
             now,
         )
         iso = when.isoformat()
-        observed.refs = [
+        refs = [
             InputRef(eid, dataset, partition, obs.sensor, obs.position, iso)
             for dataset, partition in announced
         ]
-        return observed
+        return _Observed(eid, event, refs, letters)
 
     def _arrive(self, batch: _Batch, ref: InputRef) -> None:
         batch.stats.arrivals += 1
