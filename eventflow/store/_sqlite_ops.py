@@ -57,6 +57,11 @@ class SQLiteOps:
             self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+    def begin_then(self, relaxed: bool, first: Callable[[], T]) -> T:
+        """BEGIN IMMEDIATE and a transaction's first operation, in one hop to this thread."""
+        self.begin(True, relaxed)
+        return first()
+
     def commit(self, relaxed: bool = False) -> None:
         try:
             self.conn.execute("COMMIT")
