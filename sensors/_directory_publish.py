@@ -7,13 +7,14 @@ import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
 from eventflow.config.models import PublisherConfig
 from eventflow.errors import ClosedError, PublishError
 from eventflow.events import Event
+from eventflow.lifecycle import Resource
 from eventflow.types import PluginEnv
 
 
@@ -26,7 +27,7 @@ class FilePublisherConfig(PublisherConfig):
     )
 
 
-class FilePublisher:
+class FilePublisher(Resource):
     """Appends each event's CloudEvents JSON as one line and fsyncs once per ``publish``.
 
     ``publish`` returns only after the lines are on disk (the outbox deletes the events
@@ -47,13 +48,6 @@ class FilePublisher:
         self._fd: int | None = None
         self._closed = False
         self._lock = asyncio.Lock()
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def open(self) -> None:
         if self._closed:

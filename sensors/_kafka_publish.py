@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
 from eventflow.errors import ClosedError, PublishError, TaskError
 from eventflow.events import JSON, Event
+from eventflow.lifecycle import Resource
 from eventflow.types import OutgoingMessage, PluginEnv
 from sensors._kafka_config import KafkaConnection, KafkaPublisherConfig
 
@@ -30,7 +31,7 @@ CONTENT_TYPE = [("content-type", b"application/cloudevents+json; charset=UTF-8")
 """The header of CloudEvents' Kafka binding in structured mode."""
 
 
-class _Producer:
+class _Producer(Resource):
     """An aiokafka producer with an idempotent ``close`` and a clear error once closed."""
 
     what = "kafka producer"
@@ -41,13 +42,6 @@ class _Producer:
         self._producer: AIOKafkaProducer | None = None
         self._closed = False
         self._lock = asyncio.Lock()
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def open(self) -> None:
         if self._closed:

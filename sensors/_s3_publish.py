@@ -12,20 +12,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
 from eventflow.completion import DATASET_AVAILABLE
 from eventflow.errors import ClosedError, PublishError
 from eventflow.events import Event
+from eventflow.lifecycle import Resource
 from eventflow.patterns import render
 from eventflow.types import PluginEnv
 from sensors._s3_client import S3Problem, make_client, translate
 from sensors._s3_config import S3PublisherConfig
 
 
-class S3Publisher:
+class S3Publisher(Resource):
     """Writes ``keys[dataset]`` (rendered with the partition) for each available partition."""
 
     config_model: ClassVar[type[BaseModel]] = S3PublisherConfig
@@ -38,13 +39,6 @@ class S3Publisher:
         self._client: Any = None
         self._closed = False
         self._pool: ThreadPoolExecutor | None = None
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def open(self) -> None:
         if self._closed:
