@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import time
 from pathlib import Path
 
 
@@ -54,3 +55,17 @@ def rss_mib() -> float:
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms"
+
+
+def wait_starts(log: Path, count: int, timeout: float = 60) -> dict[str, float]:
+    """Read ``N TIMESTAMP`` lines that started tasks append to ``log`` until ``count`` tasks
+    have started or ``timeout`` has passed; returns what started, by ``N``."""
+    deadline = time.monotonic() + timeout
+    starts: dict[str, float] = {}
+    while time.monotonic() < deadline and len(starts) < count:
+        if log.exists():
+            for line in log.read_text().splitlines():
+                n, ts = line.split()
+                starts[n] = float(ts)
+        time.sleep(0.2)
+    return starts

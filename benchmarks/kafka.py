@@ -26,7 +26,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from benchmarks.common import percentiles
+from benchmarks.common import percentiles, wait_starts
 from eventflow.config.loader import load_pipeline
 from eventflow.engine import Engine
 from eventflow.events import Observation
@@ -247,15 +247,7 @@ def latency(broker: KafkaBroker, count: int = 500, spacing: float = 0.01) -> dic
         try:
             time.sleep(3.0)  # start-up
             sent = asyncio.run(_produce_spaced(broker.bootstrap, topic, count, spacing))
-            starts: dict[str, float] = {}
-            log = root / "starts.log"
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and len(starts) < count:
-                if log.exists():
-                    for line in log.read_text().splitlines():
-                        n, ts = line.split()
-                        starts[n] = float(ts)
-                time.sleep(0.2)
+            starts = wait_starts(root / "starts.log", count)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)

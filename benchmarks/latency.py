@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import percentiles
+from benchmarks.common import percentiles, wait_starts
 
 PIPELINE = """
 name: latency
@@ -56,15 +56,7 @@ def run(files: int = 1000, spacing: float = 0.01) -> dict[str, Any]:
                 landed[str(i)] = time.time()
                 os.rename(tmpfile, root / "landing" / name)
                 time.sleep(spacing)
-            deadline = time.monotonic() + 60
-            starts: dict[str, float] = {}
-            log = root / "starts.log"
-            while time.monotonic() < deadline and len(starts) < files:
-                if log.exists():
-                    for line in log.read_text().splitlines():
-                        n, ts = line.split()
-                        starts[n] = float(ts)
-                time.sleep(0.2)
+            starts = wait_starts(root / "starts.log", files)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)

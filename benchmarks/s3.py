@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import percentiles
+from benchmarks.common import percentiles, wait_starts
 from eventflow.testing import RecordingContext
 from eventflow.types import PluginEnv
 from sensors.s3 import S3Sensor
@@ -155,23 +155,11 @@ def _latency(server: S3Server, objects: int, spacing: float, poll: float, sqs: b
                 client.put_object(Bucket=bucket, Key=f"in/{i}", Body=b"x")
                 put[str(i)] = time.time()  # the object is visible once the PUT returns
                 time.sleep(spacing)
-            starts = _wait_starts(root / "starts.log", objects, timeout=30 + 2 * poll)
+            starts = wait_starts(root / "starts.log", objects, timeout=30 + 2 * poll)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
     return [starts[n] - put[n] for n in starts], objects
-
-
-def _wait_starts(log: Path, objects: int, timeout: float) -> dict[str, float]:
-    deadline = time.monotonic() + timeout
-    starts: dict[str, float] = {}
-    while time.monotonic() < deadline and len(starts) < objects:
-        if log.exists():
-            for line in log.read_text().splitlines():
-                n, ts = line.split()
-                starts[n] = float(ts)
-        time.sleep(0.2)
-    return starts
 
 
 def run_latency(objects: int = 100, poll: float = 2.0) -> dict[str, Any]:
