@@ -73,11 +73,21 @@ class Project:
             self.proc.wait(10)
 
     def stop(self, timeout: float = 30) -> int:
-        """SIGTERM (graceful drain) and wait; returns the exit code."""
+        """SIGTERM (graceful drain) and wait; returns the exit code.
+
+        Waits first until the process has started its pipeline: a SIGTERM that arrives while
+        Python is still importing meets no handler yet, and the process dies of it."""
         assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        proc = self.proc
+        wait_until(lambda: proc.poll() is not None or self.started(), timeout)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout)
+
+    def started(self) -> bool:
+        """Whether the current process has logged ``pipeline_started``."""
+        log = self.logs[-1] if self.logs else None
+        return log is not None and '"pipeline_started"' in log.read_text(errors="replace")
 
     def wait_exit(self, timeout: float = 30) -> int:
         assert self.proc is not None
