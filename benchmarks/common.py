@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import platform
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+from eventflow.runtime import tune_gc
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -69,3 +74,18 @@ def wait_starts(log: Path, count: int, timeout: float = 60) -> dict[str, float]:
                 starts[n] = float(ts)
         time.sleep(0.2)
     return starts
+
+
+@contextlib.contextmanager
+def as_eventflow_run() -> Iterator[None]:
+    """Tune the garbage collector as ``eventflow run`` does once started (for benchmarks that
+    drive the engine in this process), and put it back afterwards. Call it once the
+    benchmark's own data is built: that data is frozen with the rest, as it would not exist
+    in a real run (a sensor makes each observation when it reads it)."""
+    threshold = gc.get_threshold()
+    tune_gc()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)

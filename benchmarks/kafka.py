@@ -26,7 +26,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from benchmarks.common import percentiles, wait_starts
+from benchmarks.common import as_eventflow_run, percentiles, wait_starts
 from eventflow.config.loader import load_pipeline
 from eventflow.engine import Engine
 from eventflow.events import Observation
@@ -163,24 +163,25 @@ async def through_engine(bootstrap: str, topic: str, count: int, scenario: str) 
             engine = Engine(pipeline, store)
             handle = SensorHandle("stream", engine, store)
             sensor = KafkaSensor("stream", spec.config, PluginEnv(pipeline.name, root))
-            started = time.perf_counter()
-            tasks = [
-                asyncio.create_task(engine.run()),
-                asyncio.create_task(sensor.run(handle)),
-            ]
-            try:
-                while True:  # poll the store: the checkpoint is what is measured
-                    if _checkpointed(await store.load_cursors("stream"), topic) >= count:
-                        break
-                    await asyncio.sleep(0.02)
-                seconds = time.perf_counter() - started
-            finally:
-                engine.stop()
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(BaseException):
-                        await task
+            with as_eventflow_run():
+                started = time.perf_counter()
+                tasks = [
+                    asyncio.create_task(engine.run()),
+                    asyncio.create_task(sensor.run(handle)),
+                ]
+                try:
+                    while True:  # poll the store: the checkpoint is what is measured
+                        if _checkpointed(await store.load_cursors("stream"), topic) >= count:
+                            break
+                        await asyncio.sleep(0.02)
+                    seconds = time.perf_counter() - started
+                finally:
+                    engine.stop()
+                    for task in tasks:
+                        task.cancel()
+                    for task in tasks:
+                        with contextlib.suppress(BaseException):
+                            await task
             counts = await store.counts()
     return {
         "scenario": scenario,

@@ -214,7 +214,7 @@ def run(file: Path, log_level: str, log_format: str, http: str | None) -> None:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
-        runtime = Runtime(pipeline)
+        runtime = Runtime(pipeline, own_process=True)
         if address is None:
             await runtime.run(stop)
             return

@@ -1,8 +1,9 @@
-"""The SQLite store's operations on its connection; they run on the store's one thread.
+"""The SQLite store's operations on its connection.
 
-Each method is one executor hop of :class:`~eventflow.store.sqlite.SQLiteStore`. Sets of ids
-and keys go to SQLite as JSON arrays of at most :data:`CHUNK` items (expanded with
-``json_each``), and writes are ``executemany`` over the row tuples of
+Each method runs either on the store's thread (one executor hop of
+:class:`~eventflow.store.sqlite.SQLiteStore`) or, inside a transaction, on the event loop.
+Sets of ids and keys go to SQLite as JSON arrays of at most :data:`CHUNK` items (expanded
+with ``json_each``), and writes are ``executemany`` over the row tuples of
 :mod:`eventflow.store._codec`, so a batch of a thousand events costs a handful of
 statements and one commit.
 """
@@ -56,11 +57,6 @@ class SQLiteOps:
         if relaxed:
             self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    def begin_then(self, relaxed: bool, first: Callable[[], T]) -> T:
-        """BEGIN IMMEDIATE and a transaction's first operation, in one hop to this thread."""
-        self.begin(True, relaxed)
-        return first()
 
     def commit(self, relaxed: bool = False) -> None:
         try:

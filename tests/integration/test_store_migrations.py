@@ -195,6 +195,21 @@ async def test_a_writer_waits_for_another_process_lock(tmp_path: Path) -> None:
             assert not other.in_transaction
 
 
+async def test_a_transaction_waits_for_the_lock_off_the_event_loop(tmp_path: Path) -> None:
+    """A transaction's statements run on the event loop, but its BEGIN waits for another
+    process's write lock on the store's thread: the loop goes on meanwhile (here it is what
+    releases the lock)."""
+    path = tmp_path / "state.db"
+    async with SQLiteStore(path) as store:
+        with raw(path) as other:
+            other.execute("BEGIN IMMEDIATE")
+            asyncio.get_running_loop().call_later(0.2, other.execute, "COMMIT")
+            async with store.transaction() as tx:
+                await tx.apply(Changes(events=[event("e1")]))
+            assert not other.in_transaction
+        assert (await store.counts())["events"] == 1
+
+
 async def test_a_lock_held_beyond_busy_timeout_raises_a_retriable_store_error(
     tmp_path: Path,
 ) -> None:
