@@ -218,6 +218,9 @@ class Engine:
                 if batch is not None:
                     written = batch
                     inflight = asyncio.create_task(self._write(batch), name="engine-commit")
+                    # Let it write at once, up to its commit: the commit (the disk) then
+                    # overlaps the next batch's evaluation instead of following it.
+                    await asyncio.sleep(0)
             if inflight is not None:
                 await inflight
         except BaseException:

@@ -58,6 +58,22 @@ class SQLiteOps:
             self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+    def try_begin(self, relaxed: bool, busy_timeout_ms: int) -> bool:
+        """BEGIN IMMEDIATE if the write lock is free right now; False (and no transaction)
+        when another connection holds it. Never waits: the caller may be the event loop."""
+        self.conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            self.begin(True, relaxed)
+        except sqlite3.OperationalError as exc:
+            if relaxed:
+                self.conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            if "locked" in str(exc) or "busy" in str(exc):
+                return False
+            raise
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        return True
+
     def commit(self, relaxed: bool = False) -> None:
         try:
             self.conn.execute("COMMIT")

@@ -1,18 +1,18 @@
 """The default state store: one SQLite file, embedded, durable, zero set-up.
 
-A dedicated thread does what may wait: opening the file, ``BEGIN IMMEDIATE`` (another
-process may hold the write lock), ``COMMIT`` (the fsync and the WAL checkpoint) and the
-stand-alone operations, each one hop through ``loop.run_in_executor``. The statements inside
-a transaction (the engine's inserts, the dispatcher's claim) run on the caller's thread, the
-event loop, between those two hops: they are CPU work on pages in the connection's cache,
-and on the thread they made both threads fight for the GIL row by row (sqlite3 releases and
-takes it back around every row of ``executemany``). Measured on the engine benchmark: 21,500
-events/s with them on the thread, 25,500 on the loop. A hop always runs once submitted,
-even if its caller is cancelled, and hops run in order: a cancelled transaction is rolled
-back before the next operation starts. The file is in WAL mode, so
-``eventflow status`` and friends read from other processes while ``eventflow run`` writes,
-and ``busy_timeout`` (10 s) makes a writer wait for another's lock instead of failing.
-Every commit is durable (``synchronous=FULL``) unless the DSN says otherwise:
+A dedicated thread does what may wait: opening the file, ``COMMIT`` (the fsync and the WAL
+checkpoint), a ``BEGIN IMMEDIATE`` that finds another process holding the write lock (it is
+tried once without waiting first), and the stand-alone operations, each one hop through
+``loop.run_in_executor``. The statements inside a transaction (the engine's inserts, the
+dispatcher's claim) run on the caller's thread, the event loop: they are CPU work on pages
+in the connection's cache, and on the thread they made both threads fight for the GIL row by
+row (sqlite3 releases and takes it back around every row of ``executemany``). Measured on
+the engine benchmark: 21,500 events/s with them on the thread, 25,500 on the loop. A hop
+always runs once submitted, even if its caller is cancelled, and hops run in order: a
+cancelled transaction is rolled back before the next operation starts. The file is in WAL
+mode, so ``eventflow status`` and friends read from other processes while ``eventflow run``
+writes, and ``busy_timeout`` (10 s) makes a writer wait for another's lock instead of
+failing. Every commit is durable (``synchronous=FULL``) unless the DSN says otherwise:
 
     sqlite:///.eventflow/state.db                     relative to the pipeline's directory
     sqlite:////var/lib/eventflow/state.db             absolute
@@ -93,6 +93,10 @@ class SQLiteStore(StoreLifecycle):
 
     def __repr__(self) -> str:
         return f"SQLiteStore('{self.path}')"
+
+    @property
+    def busy_timeout_ms(self) -> int:
+        return int(self.busy_timeout * 1000)
 
     @classmethod
     def from_dsn(cls, dsn: str, base_dir: Path) -> Self:
@@ -186,7 +190,7 @@ class SQLiteStore(StoreLifecycle):
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
             self._enable_wal(conn)
             conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
@@ -382,7 +386,7 @@ class SQLiteStore(StoreLifecycle):
     def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
         if self._reader is None:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
             conn.execute("PRAGMA query_only = ON")
             self._reader = SQLiteOps(conn, self.synchronous)
         return fn(self._reader, *args)
@@ -434,9 +438,9 @@ def _retrieve(job: asyncio.Future[Any]) -> None:
 
 
 class _SQLiteTransaction:
-    """The :class:`~eventflow.types.Transaction` of a SQLiteStore: the first call takes the
-    write lock (``BEGIN IMMEDIATE``, a hop to the store's thread, since it may wait), then
-    every call runs on the caller's thread."""
+    """The :class:`~eventflow.types.Transaction` of a SQLiteStore: every call runs on the
+    caller's thread; the first one takes the write lock first (``BEGIN IMMEDIATE``, on the
+    store's thread when it has to wait for another process)."""
 
     def __init__(self, store: SQLiteStore, ops: SQLiteOps, relaxed: bool) -> None:
         self._store = store
@@ -452,13 +456,15 @@ class _SQLiteTransaction:
         ops = self._ops
         if ops is None:
             raise ClosedError("the transaction has ended", hint="open a new one")
-        if not self._submitted:
-            self._submitted = True  # set first: a cancelled BEGIN hop still runs (roll back)
-            await self._store._hop(ops.begin, True, self._relaxed)
+        store = self._store
         try:
+            if not self._submitted:
+                self._submitted = True  # set first: a cancelled BEGIN hop still runs (roll back)
+                if not ops.try_begin(self._relaxed, store.busy_timeout_ms):
+                    await store._hop(ops.begin, True, self._relaxed)  # wait for the lock there
             return fn(ops, *args, **kwargs)
         except sqlite3.Error as exc:
-            raise self._store._translate(exc) from exc
+            raise store._translate(exc) from exc
 
     async def seen_events(self, ids: Collection[str]) -> set[str]:
         return await self._call(SQLiteOps.seen_events, list(ids))
