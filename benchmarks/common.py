@@ -6,7 +6,10 @@ import contextlib
 import gc
 import os
 import platform
+import signal
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,6 +77,24 @@ def wait_starts(log: Path, count: int, timeout: float = 60) -> dict[str, float]:
                 starts[n] = float(ts)
         time.sleep(0.2)
     return starts
+
+
+@contextlib.contextmanager
+def eventflow_running(root: Path, startup: float) -> Iterator[None]:
+    """``eventflow run pipeline.yaml`` in ``root`` (warnings only, output discarded) for
+    ``startup`` seconds before the block, stopped with SIGTERM (a graceful drain) after it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eventflow", "run", "pipeline.yaml", "--log-level", "warning"],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(startup)
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
 
 
 @contextlib.contextmanager

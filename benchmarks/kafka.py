@@ -16,8 +16,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +24,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from benchmarks.common import as_eventflow_run, percentiles, wait_starts
+from benchmarks.common import as_eventflow_run, eventflow_running, percentiles, wait_starts
 from eventflow.config.loader import load_pipeline
 from eventflow.engine import Engine
 from eventflow.events import Observation
@@ -239,19 +237,9 @@ def latency(broker: KafkaBroker, count: int = 500, spacing: float = 0.01) -> dic
         (root / "pipeline.yaml").write_text(
             LATENCY_PIPELINE.format(bootstrap=broker.bootstrap, topic=topic)
         )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "eventflow", "run", "pipeline.yaml", "--log-level", "warning"],
-            cwd=root,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            time.sleep(3.0)  # start-up
+        with eventflow_running(root, startup=3.0):
             sent = asyncio.run(_produce_spaced(broker.bootstrap, topic, count, spacing))
             starts = wait_starts(root / "starts.log", count)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
     delays = [starts[n] - sent[n] for n in starts]
     return {"messages": count, "started": len(starts), **percentiles(delays)}
 

@@ -8,15 +8,12 @@ process without a further fork.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import percentiles, wait_starts
+from benchmarks.common import eventflow_running, percentiles, wait_starts
 
 PIPELINE = """
 name: latency
@@ -38,14 +35,7 @@ def run(files: int = 1000, spacing: float = 0.01) -> dict[str, Any]:
         root = Path(tmp)
         (root / "landing").mkdir()
         (root / "pipeline.yaml").write_text(PIPELINE)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "eventflow", "run", "pipeline.yaml", "--log-level", "warning"],
-            cwd=root,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            time.sleep(2.0)  # start-up
+        with eventflow_running(root, startup=2.0):
             landed: dict[str, float] = {}
             stage = root / "stage"
             stage.mkdir()
@@ -57,9 +47,6 @@ def run(files: int = 1000, spacing: float = 0.01) -> dict[str, Any]:
                 os.rename(tmpfile, root / "landing" / name)
                 time.sleep(spacing)
             starts = wait_starts(root / "starts.log", files)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
     delays = [starts[n] - landed[n] for n in starts]
     result: dict[str, Any] = {"files": files, "started": len(starts)}
     result.update({k: v for k, v in percentiles(delays).items()})

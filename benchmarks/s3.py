@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import percentiles, wait_starts
+from benchmarks.common import eventflow_running, percentiles, wait_starts
 from eventflow.testing import RecordingContext
 from eventflow.types import PluginEnv
 from sensors.s3 import S3Sensor
@@ -141,24 +138,14 @@ def _latency(server: S3Server, objects: int, spacing: float, poll: float, sqs: b
         (root / "pipeline.yaml").write_text(
             PIPELINE.format(sensor=server.sensor_yaml(bucket, **settings))
         )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "eventflow", "run", "pipeline.yaml", "--log-level", "warning"],
-            cwd=root,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
         client = server.client()
-        try:
-            time.sleep(3.0)  # start-up
+        with eventflow_running(root, startup=3.0):
             put: dict[str, float] = {}
             for i in range(objects):
                 client.put_object(Bucket=bucket, Key=f"in/{i}", Body=b"x")
                 put[str(i)] = time.time()  # the object is visible once the PUT returns
                 time.sleep(spacing)
             starts = wait_starts(root / "starts.log", objects, timeout=30 + 2 * poll)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
     return [starts[n] - put[n] for n in starts], objects
 
 
