@@ -273,21 +273,16 @@ class PostgresStore(StoreLifecycle):
 
     @asynccontextmanager
     async def _transaction(self, durable: bool) -> AsyncIterator[Transaction]:
-        psycopg = _psycopg()
-
         async def begin() -> PostgresOps:
             ops = await self._writer_ops()
-            try:
+
+            async def statements() -> None:
                 await ops.conn.execute("BEGIN")
                 if not durable:
                     await ops.conn.execute("SET LOCAL synchronous_commit = off")
-            except psycopg.Error as exc:  # e.g. a connection the server closed while idle
-                error = self._translate(exc)
-                await self._drop(ops)
-                raise error from exc
-            except BaseException:
-                await self._drop(ops)
-                raise
+
+            # A failure here is often a connection the server closed while it was idle.
+            await self._dropping_on_failure(ops, statements())
             return ops
 
         async with self._exclusive():
@@ -306,14 +301,20 @@ class PostgresStore(StoreLifecycle):
                     await self._drop(ops)
                 raise
             tx._ops = None
-            try:
-                await ops.conn.execute("COMMIT")
-            except psycopg.Error as exc:
-                await self._drop(ops)
-                raise self._translate(exc) from exc
-            except BaseException:
-                await self._drop(ops)
-                raise
+            await self._dropping_on_failure(ops, ops.conn.execute("COMMIT"))
+
+    async def _dropping_on_failure(self, ops: PostgresOps, work: Awaitable[T]) -> T:
+        """Await ``work`` on ``ops``; if it fails in any way the connection is dropped (its
+        state is unknown), and a psycopg error leaves as StoreError."""
+        try:
+            return await work
+        except _psycopg().Error as exc:
+            error = self._translate(exc)
+            await self._drop(ops)
+            raise error from exc
+        except BaseException:
+            await self._drop(ops)
+            raise
 
     async def _tx_call(
         self, tx: _PostgresTransaction, call: Callable[[PostgresOps], Awaitable[T]]
@@ -332,16 +333,7 @@ class PostgresStore(StoreLifecycle):
         async def attempt() -> T:
             if self._reader is None or self._reader.conn.closed:
                 self._reader = await self._connect(self._guard)
-            ops = self._reader
-            try:
-                return await fn(ops)
-            except _psycopg().Error as exc:
-                error = self._translate(exc)
-                await self._drop(ops)
-                raise error from exc
-            except BaseException:
-                await self._drop(ops)
-                raise
+            return await self._dropping_on_failure(self._reader, fn(self._reader))
 
         async with self._reader_lock:
             return await self._with_retry(what, attempt)
