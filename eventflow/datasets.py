@@ -19,7 +19,7 @@ import jmespath.functions
 from jmespath.parser import ParsedResult
 
 from eventflow.errors import EventflowError
-from eventflow.events import Observation
+from eventflow.events import Observation, isoformat
 from eventflow.patterns import KeyPattern
 
 
@@ -181,20 +181,22 @@ def expression_context(obs: Observation) -> dict[str, Any]:
     its sensor's datasets in turn: the last context is kept (with its observation, so the
     identity check cannot be fooled by a reused id) and served again. Expressions never
     change the context."""
-    if _last_context[0] is obs:
-        return _last_context[1]  # type: ignore[no-any-return]
+    global _last_context
+    last = _last_context  # one tuple, read once: a thread that matches too cannot tear it
+    if last[0] is obs:
+        return last[1]
     context = {
         **obs.attributes,
         "payload": obs.payload,
         "key": obs.key,
         "sensor": obs.sensor,
-        "time": obs.time.isoformat() if obs.time else None,
+        "time": isoformat(obs.time) if obs.time else None,
     }
-    _last_context[:] = (obs, context)
+    _last_context = (obs, context)
     return context
 
 
-_last_context: list[Any] = [None, None]
+_last_context: tuple[Observation | None, dict[str, Any]] = (None, {})
 
 
 def _text(value: object) -> str:

@@ -30,7 +30,15 @@ from eventflow.aio import wait_event
 from eventflow.crashpoints import crash_point
 from eventflow.datasets import DatasetMatchError
 from eventflow.errors import ClosedError, StoreError
-from eventflow.events import Event, InputRef, Observation, event_id, partition_key, utcnow
+from eventflow.events import (
+    Event,
+    InputRef,
+    Observation,
+    event_id,
+    isoformat,
+    partition_key,
+    utcnow,
+)
 from eventflow.log import get_logger
 from eventflow.pipeline import Pipeline, RuleRuntime
 from eventflow.rules.core import (
@@ -408,7 +416,7 @@ class Engine:
             tuple(announced),
             now,
         )
-        iso = when.isoformat()
+        iso = isoformat(when)  # the dataset expressions formatted it already: remembered
         refs = [
             InputRef(eid, dataset, partition, obs.sensor, obs.position, iso)
             for dataset, partition in announced

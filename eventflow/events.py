@@ -52,6 +52,21 @@ def event_id(sensor: str, position: Mapping[str, JSON]) -> str:
     return digest("event", sensor, position)
 
 
+def isoformat(when: datetime) -> str:
+    """``when.isoformat()``, remembered for the last datetime asked (by identity: a datetime
+    does not change). The engine formats each observation's time twice, for the dataset
+    expressions and for the input reference; on the hot path of every observation."""
+    global _last_iso
+    last = _last_iso  # one tuple, read once: a thread that formats too cannot tear the pair
+    if last[0] is when:
+        return last[1]
+    text = when.isoformat()
+    _last_iso = (when, text)
+    return text
+
+
+_last_iso: tuple[datetime | None, str] = (None, "")
+
 _encode = json.encoder.encode_basestring  # the C encoder: what json.dumps uses for str
 
 

@@ -33,8 +33,11 @@ SENSOR_BACKOFF_MAX = 60.0
 """Longest wait before restarting a failed sensor (seconds)."""
 SENSOR_HEALTHY_AFTER = 60.0
 """A sensor that ran this long before failing starts its backoff from the beginning."""
-GC_YOUNG_THRESHOLD = 10_000
-"""Container allocations (net) between two young-generation collections; Python's is 700."""
+GC_YOUNG_THRESHOLD = 50_000
+"""Container allocations (net) between two young-generation collections; Python's is 700.
+At 10,000 a Kafka stream of 1,000-message batches still met one young collection per batch
+(3 ms each, and every tenth promoted what was queued to be walked again): 8% of the time;
+at 50,000 the queue's churn stays below it (4 young collections in 100,000 messages)."""
 
 
 def tune_gc() -> None:
