@@ -160,10 +160,15 @@ class CommandTask:
             )
         except (OSError, ValueError) as exc:
             detail = f"cannot start {argv[0]!r}: {getattr(exc, 'strerror', None) or exc}"
-            err.file.write(f"eventflow: {detail}\n".encode())
+            out.open()
+            err.open().write(f"eventflow: {detail}\n".encode())
             return TaskResult(False, detail)
-        out.start(loop)
-        err.start(loop)
+        try:  # the output files are created now, while the child starts
+            out.start(loop)
+            err.start(loop)
+        except BaseException:
+            await self._terminate(proc)
+            raise
         timed_out = False
         try:
             async with asyncio.timeout(ctx.timeout):
