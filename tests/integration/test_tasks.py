@@ -306,6 +306,23 @@ async def test_command_escaped_process_does_not_hold_the_attempt(
         os.kill(escaped, signal.SIGKILL)
 
 
+async def test_command_output_files_exist_for_a_silent_program_and_keep_early_output(
+    tmp_path: Path,
+) -> None:
+    """The output files are created just after the spawn: a program that prints nothing
+    still leaves both (empty), and what a program writes before eventflow reads its pipe
+    is all in its file."""
+    silent = make_ctx(tmp_path, run_id="silent")
+    assert (await command(tmp_path, ["true"]).run(silent)).ok
+    assert silent.stdout_path.read_bytes() == b""
+    assert silent.stderr_path.read_bytes() == b""
+    early = make_ctx(tmp_path, run_id="early")
+    script = "head -c 40000 /dev/zero | tr '\\0' x; echo err >&2"
+    assert (await command(tmp_path, ["sh", "-c", script]).run(early)).ok
+    assert early.stdout_path.read_bytes() == b"x" * 40000
+    assert early.stderr_path.read_text() == "err\n"
+
+
 async def test_command_missing_or_not_executable_program(tmp_path: Path) -> None:
     """A program that is not found or not executable fails the attempt with a clear detail."""
     not_executable = tmp_path / "script.sh"
