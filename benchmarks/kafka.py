@@ -32,7 +32,7 @@ from eventflow.log import configure, get_logger
 from eventflow.runtime import SensorHandle
 from eventflow.store import open_store
 from eventflow.types import PluginEnv
-from sensors.kafka import KafkaSensor
+from eventflow_sensors.kafka.sensor import KafkaSensor
 from tests.services._process import free_port
 from tests.services.kafka import ENV, KafkaBroker, tansu_command
 

@@ -35,7 +35,7 @@ from paho.mqtt.properties import Properties
 from benchmarks.common import percentiles
 from eventflow.testing import RecordingContext, running
 from eventflow.types import PluginEnv
-from sensors.mqtt import MqttSensor
+from eventflow_sensors.mqtt.sensor import MqttSensor
 from tests.services.mqtt import Mosquitto
 
 LATENCY = """

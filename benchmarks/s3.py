@@ -25,7 +25,7 @@ from typing import Any
 from benchmarks.common import eventflow_running, percentiles, wait_starts
 from eventflow.testing import RecordingContext
 from eventflow.types import PluginEnv
-from sensors.s3 import S3Sensor
+from eventflow_sensors.s3.sensor import S3Sensor
 from tests.services._process import free_port
 from tests.services.s3 import CREDENTIALS, S3Server
 

@@ -35,6 +35,8 @@ from eventflow.config.loader import load_pipeline
 from eventflow.durations import format_duration
 from eventflow.errors import ConfigError, EventflowError
 from eventflow.events import format_partition, partition_key, utcnow
+from eventflow.extras import MissingExtraError
+from eventflow.extras import require as require_extra
 from eventflow.log import configure, get_logger
 from eventflow.pipeline import EMIT_SENSOR, Pipeline
 from eventflow.store import open_store, redact_dsn
@@ -187,6 +189,10 @@ def run(file: Path, log_level: str, log_format: str, http: str | None) -> None:
 
     address = None
     if http is not None:
+        try:
+            require_extra("http", "eventflow run --http")
+        except MissingExtraError as exc:
+            raise click.UsageError(str(exc)) from None
         from eventflow.server.app import parse_address
 
         try:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sensors.openlineage import run_uuid
+from eventflow_sensors.openlineage.publisher import run_uuid
 from tests.acceptance.harness import Project, wait_until
 
 

@@ -22,7 +22,7 @@ from eventflow.errors import SensorError
 from eventflow.events import Observation
 from eventflow.testing import RecordingContext, running
 from eventflow.types import PluginEnv, Sensor
-from sensors.directory import DirectorySensor, DirectorySensorConfig
+from eventflow_sensors.directory.sensor import DirectorySensor, DirectorySensorConfig
 
 # watchdog warns (RuntimeWarning, on its inotify thread) when a directory created with its
 # parents gets its watch added twice; harmless, but `filterwarnings = error` would kill that

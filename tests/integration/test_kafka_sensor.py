@@ -20,7 +20,7 @@ from eventflow.errors import ClosedError, PublishError, SensorError
 from eventflow.events import Observation
 from eventflow.testing import RecordingContext, running
 from eventflow.types import PluginEnv
-from sensors.kafka import KafkaPublisher, KafkaSensor, KafkaSensorConfig
+from eventflow_sensors.kafka.sensor import KafkaPublisher, KafkaSensor, KafkaSensorConfig
 from tests.services._process import free_port
 from tests.services.kafka import KafkaBroker, create_topic
 

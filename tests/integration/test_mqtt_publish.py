@@ -16,7 +16,7 @@ import pytest
 from eventflow.errors import ClosedError, PublishError
 from eventflow.events import Event
 from eventflow.types import MessageSender, OutgoingMessage, PluginEnv, Publisher
-from sensors.mqtt import MqttPublisher, MqttSender
+from eventflow_sensors.mqtt.sensor import MqttPublisher, MqttSender
 from tests.services.mqtt import Broker
 
 _ids = itertools.count()

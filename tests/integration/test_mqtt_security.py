@@ -13,7 +13,7 @@ import structlog
 from eventflow.config.loader import load_pipeline
 from eventflow.testing import RecordingContext, running
 from eventflow.types import OutgoingMessage, PluginEnv
-from sensors.mqtt import MqttSender, MqttSensor
+from eventflow_sensors.mqtt.sensor import MqttSender, MqttSensor
 from tests.services.mqtt import SECURE_PASSWORD, SECURE_USER, Mosquitto
 
 PIPELINE = """

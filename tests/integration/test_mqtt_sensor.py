@@ -16,7 +16,7 @@ import pytest
 
 from eventflow.testing import RecordingContext, running
 from eventflow.types import PluginEnv, Sensor
-from sensors.mqtt import MqttSensor
+from eventflow_sensors.mqtt.sensor import MqttSensor
 from tests.services.mqtt import Broker, Mosquitto
 
 _ids = itertools.count()

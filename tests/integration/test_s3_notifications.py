@@ -97,8 +97,8 @@ async def test_an_object_seen_by_listing_and_notification_is_one_event(
 
 
 def _head(server: S3Server, bucket: str, key: str) -> Any:
-    from sensors._s3_client import Bucket
-    from sensors._s3_config import Connection
+    from eventflow_sensors.s3.client import Bucket
+    from eventflow_sensors.s3.config import Connection
 
     return Bucket(Connection(bucket=bucket, endpoint_url=server.endpoint, path_style=True)).head(
         key

@@ -15,7 +15,7 @@ import pytest
 from eventflow.events import Event
 from eventflow.testing import RecordingContext, running
 from eventflow.types import PluginEnv
-from sensors.s3 import S3Publisher, S3Sensor
+from eventflow_sensors.s3.sensor import S3Publisher, S3Sensor
 from tests.services.s3 import S3Server
 
 

@@ -13,7 +13,7 @@ import orjson
 
 from eventflow.events import Observation
 from eventflow.testing import RecordingContext, running
-from sensors._s3_topics import NAMESPACE
+from eventflow_sensors.s3.topics import NAMESPACE
 from tests.integration.test_s3_sensor import make, put
 from tests.services.kafka import KafkaBroker
 from tests.services.mqtt import Broker

@@ -13,7 +13,7 @@ from eventflow import registry
 from eventflow.errors import ClosedError, PublishError
 from eventflow.events import Event
 from eventflow.types import PluginEnv, Publisher
-from sensors.directory import FilePublisher, FilePublisherConfig
+from eventflow_sensors.directory.sensor import FilePublisher, FilePublisherConfig
 
 
 def event(n: int) -> Event:

@@ -17,9 +17,9 @@ from eventflow.errors import SensorError
 from eventflow.events import Event
 from eventflow.testing import RecordingContext
 from eventflow.types import PluginEnv
-from sensors._mqtt_client import backoff, stable_client_id
-from sensors._mqtt_dedupe import Window
-from sensors.mqtt import MqttPublisher, MqttSensor, MqttSensorConfig
+from eventflow_sensors.mqtt.client import backoff, stable_client_id
+from eventflow_sensors.mqtt.dedupe import Window
+from eventflow_sensors.mqtt.sensor import MqttPublisher, MqttSensor, MqttSensorConfig
 
 ENV = PluginEnv("plants", Path("."))
 

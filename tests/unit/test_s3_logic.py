@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from sensors._s3_client import ObjectState
-from sensors._s3_config import S3SensorConfig
-from sensors._s3_notify import NotificationError, decode
-from sensors._s3_state import Tracker, parse_manifest
-from sensors._s3_window import step_of, window_prefixes
+from eventflow_sensors.s3.client import ObjectState
+from eventflow_sensors.s3.config import S3SensorConfig
+from eventflow_sensors.s3.notify import NotificationError, decode
+from eventflow_sensors.s3.state import Tracker, parse_manifest
+from eventflow_sensors.s3.window import step_of, window_prefixes
 
 S = ObjectState("e1", 1, 100)
 S2 = ObjectState("e2", 2, 200)

@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from eventflow.errors import SensorError
-from sensors._s3_config import Connection
+
+from .config import Connection
 
 LIST_PAGE = 1000
 """Keys per ListObjectsV2 request (S3's maximum)."""

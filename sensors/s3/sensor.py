@@ -16,7 +16,7 @@ notification found the object, so an object seen both ways is one event.
   deleted only after every observation it caused is committed (or it caused none). A
   message that is not a notification is dead-lettered with its message id, then deleted.
   The listing goes on as a reconciliation (default every 5 minutes) and at start-up.
-- **Readiness** (``ready``): see :mod:`sensors._s3_state`.
+- **Readiness** (``ready``): see :mod:`eventflow_sensors.s3.state`.
 
 Errors (access denied, a missing bucket or queue, an endpoint that is down) mark the
 sensor unhealthy with a message saying what to do, and the calls are retried with backoff;
@@ -37,13 +37,14 @@ from pydantic import BaseModel
 from eventflow import metrics
 from eventflow.events import JSON, Observation, utcnow
 from eventflow.types import PluginEnv, Sensor, SensorContext
-from sensors._s3_client import Bucket, ObjectState, Queue, S3Problem
-from sensors._s3_config import Notifications, S3PublisherConfig, S3Readiness, S3SensorConfig
-from sensors._s3_notify import NotificationError, decode
-from sensors._s3_publish import S3Publisher
-from sensors._s3_state import Decision, Manifest, Mode, Tracker, dir_of, parse_manifest
-from sensors._s3_topics import Relay, cursor_of, own_entries, text_of, topic_sensor
-from sensors._s3_window import window_prefixes
+
+from .client import Bucket, ObjectState, Queue, S3Problem
+from .config import Notifications, S3PublisherConfig, S3Readiness, S3SensorConfig
+from .notify import NotificationError, decode
+from .publish import S3Publisher
+from .state import Decision, Manifest, Mode, Tracker, dir_of, parse_manifest
+from .topics import Relay, cursor_of, own_entries, text_of, topic_sensor
+from .window import window_prefixes
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger

@@ -2,9 +2,10 @@
 the S3 sensor.
 
 MinIO publishes bucket notifications to Kafka and MQTT. Rather than a second consumer,
-the S3 sensor runs the ordinary :class:`~sensors.kafka.KafkaSensor` (consumer group,
+the S3 sensor runs the ordinary
+:class:`~eventflow_sensors.kafka.sensor.KafkaSensor` (consumer group,
 checkpoint seek, offsets committed after eventflow's commit, reconnects) or
-:class:`~sensors.mqtt.MqttSensor` (persistent session, PUBACK after commit) in a
+:class:`~eventflow_sensors.mqtt.sensor.MqttSensor` (persistent session, PUBACK after commit) in a
 :class:`Relay`: a :class:`~eventflow.types.SensorContext` that hands each message it emits
 to the S3 sensor instead of the engine. The S3 sensor decodes the notification, emits the
 objects it announces, then the message's checkpoint (its cursor entry and acknowledgement)
@@ -21,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from eventflow.events import JSON, Observation
 from eventflow.types import PluginEnv, Sensor, SensorContext
-from sensors._s3_config import Notifications
+
+from .config import Notifications
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -33,11 +35,11 @@ NAMESPACE = "~notifications/"
 def topic_sensor(name: str, notifications: Notifications, env: PluginEnv) -> Sensor | None:
     """The Kafka or MQTT sensor reading the notifications, if they come from a topic."""
     if notifications.kafka is not None:
-        from sensors.kafka import KafkaSensor
+        from ..kafka.sensor import KafkaSensor
 
         return KafkaSensor(name, notifications.kafka.sensor_config(), env)
     if notifications.mqtt is not None:
-        from sensors.mqtt import MqttSensor
+        from ..mqtt.sensor import MqttSensor
 
         return MqttSensor(name, notifications.mqtt.sensor_config(), env)
     return None

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from eventflow.events import JSON
-from sensors._s3_client import ObjectState
+
+from .client import ObjectState
 
 Mode = Literal["none", "stable", "marker", "manifest"]
 Item = tuple[str, ObjectState]

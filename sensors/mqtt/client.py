@@ -23,7 +23,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from eventflow.errors import PublishError
-from sensors._mqtt_config import MqttConnection
+
+from .config import MqttConnection
 
 PUBLISH_TIMEOUT = 30.0
 """Seconds a QoS 1/2 publish waits for the broker's acknowledgement."""

@@ -19,7 +19,8 @@ from eventflow.errors import ClosedError, PublishError, TaskError
 from eventflow.events import JSON, Event
 from eventflow.lifecycle import Resource
 from eventflow.types import OutgoingMessage, PluginEnv
-from sensors._kafka_config import KafkaConnection, KafkaPublisherConfig
+
+from .config import KafkaConnection, KafkaPublisherConfig
 
 try:
     from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]

@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from eventflow.events import JSON
-from sensors._directory_fs import FileState, Listing, join
+
+from .fs import FileState, Listing, join
 
 
 @dataclass(slots=True)

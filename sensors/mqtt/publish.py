@@ -1,5 +1,5 @@
 """MQTT publishing: completion events (the ``mqtt`` publisher) and the ``publish`` task's
-sender, both through a :class:`~sensors._mqtt_client.Link` that waits for the broker's
+sender, both through a :class:`~eventflow_sensors.mqtt.client.Link` that waits for the broker's
 acknowledgement."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from eventflow.errors import ClosedError
 from eventflow.events import JSON, Event
 from eventflow.patterns import placeholders, render
 from eventflow.types import OutgoingMessage, PluginEnv
-from sensors._mqtt_client import Link
-from sensors._mqtt_config import MqttPublisherConfig, MqttSenderConfig
+
+from .client import Link
+from .config import MqttPublisherConfig, MqttSenderConfig
 
 
 class MqttPublisher:

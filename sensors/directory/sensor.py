@@ -50,8 +50,9 @@ from pydantic import BaseModel
 from eventflow.errors import SensorError
 from eventflow.events import Observation
 from eventflow.types import PluginEnv, SensorContext
-from sensors._directory_config import DEFAULT_IGNORE, DirectorySensorConfig, Readiness
-from sensors._directory_fs import (
+
+from .config import DEFAULT_IGNORE, DirectorySensorConfig, Readiness
+from .fs import (
     FileState,
     Listing,
     PathFilter,
@@ -62,9 +63,9 @@ from sensors._directory_fs import (
     stat_many,
     walk,
 )
-from sensors._directory_publish import FilePublisher, FilePublisherConfig
-from sensors._directory_state import Tracker
-from sensors._directory_watch import Handler, observer_alive, start_observer, stop_observer
+from .publish import FilePublisher, FilePublisherConfig
+from .state import Tracker
+from .watch import Handler, observer_alive, start_observer, stop_observer
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger

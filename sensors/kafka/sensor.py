@@ -15,7 +15,7 @@ offset, else at ``start``.
   engine is committed (their checkpoint, then the group offset) and hands nothing of them
   to the engine afterwards, so the next owner starts exactly where this one stopped.
 - **watermark mode**: records only advance the topic's event-time watermark (see
-  :mod:`sensors._kafka_watermark`); each complete window is one observation (key = the
+  :mod:`eventflow_sensors.kafka.watermark`); each complete window is one observation (key = the
   topic, payload ``{topic, window_start, window_end, watermark}``) whose position is the
   window, so it fires once however often it is announced. The cursor entry ``TOPIC`` holds
   the offsets, per-partition event times and the last announced window, in one value. The
@@ -44,7 +44,8 @@ from pydantic import BaseModel
 from eventflow.errors import SensorError
 from eventflow.events import JSON, Observation
 from eventflow.types import PluginEnv, ScaleOut, SensorContext
-from sensors._kafka_config import (
+
+from .config import (
     KafkaConnection,
     KafkaPublisherConfig,
     KafkaSensorConfig,
@@ -52,9 +53,9 @@ from sensors._kafka_config import (
     Tls,
     Watermark,
 )
-from sensors._kafka_publish import KafkaPublisher, KafkaSender
-from sensors._kafka_records import DECODERS, Record, event_time_reader, iso, observe, position
-from sensors._kafka_watermark import TopicWatermark
+from .publish import KafkaPublisher, KafkaSender
+from .records import DECODERS, Record, event_time_reader, iso, observe, position
+from .watermark import TopicWatermark
 
 try:
     from aiokafka import (  # type: ignore[import-untyped]

@@ -10,8 +10,9 @@ from pydantic import Field, model_validator
 
 from eventflow.config.models import Model, PublisherConfig, SensorConfig
 from eventflow.durations import Duration
-from sensors._kafka_config import KafkaConnection
-from sensors._mqtt_config import MqttConnection
+
+from ..kafka.config import KafkaConnection
+from ..mqtt.config import MqttConnection
 
 _STRFTIME = re.compile(r"%[A-Za-z%]")
 

@@ -31,7 +31,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from sensors._directory_fs import FileState, Listing, PathFilter, list_dir, stat_state, walk
+from .fs import FileState, Listing, PathFilter, list_dir, stat_state, walk
 
 InotifyObserver: Any
 try:

@@ -10,7 +10,7 @@ Acknowledgement after commit. Each QoS 1/2 message becomes an observation whose
 effects; until then the broker holds the message as in flight and resends it on the next
 connection of the session. So a crash of eventflow, or a lost connection, loses nothing:
 what was committed is redelivered and recognised as a duplicate by its event id (see
-:mod:`sensors._mqtt_dedupe`), what was not is processed then. Acknowledgements go out in
+:mod:`eventflow_sensors.mqtt.dedupe`), what was not is processed then. Acknowledgements go out in
 the order the messages arrived (the engine commits and acknowledges batches in order).
 Messages that decode badly are dead-lettered with their topic and packet id, and
 acknowledged like the others. QoS 0 messages have no acknowledgement: a crash loses those
@@ -42,18 +42,19 @@ from pydantic import BaseModel
 from eventflow.errors import SensorError
 from eventflow.events import JSON, Observation
 from eventflow.types import PluginEnv, SensorContext
-from sensors._mqtt_ack import Acker, defer_qos2_receipt
-from sensors._mqtt_client import backoff, make_client, stable_client_id
-from sensors._mqtt_config import (
+
+from .ack import Acker, defer_qos2_receipt
+from .client import backoff, make_client, stable_client_id
+from .config import (
     MqttConnection,
     MqttPublisherConfig,
     MqttSenderConfig,
     MqttSensorConfig,
     MqttTls,
 )
-from sensors._mqtt_dedupe import Window
-from sensors._mqtt_publish import MqttPublisher, MqttSender
-from sensors._mqtt_reads import buffer_reads
+from .dedupe import Window
+from .publish import MqttPublisher, MqttSender
+from .reads import buffer_reads
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger

@@ -22,8 +22,9 @@ from eventflow.events import Event
 from eventflow.lifecycle import Resource
 from eventflow.patterns import render
 from eventflow.types import PluginEnv
-from sensors._s3_client import S3Problem, make_client, translate
-from sensors._s3_config import S3PublisherConfig
+
+from .client import S3Problem, make_client, translate
+from .config import S3PublisherConfig
 
 
 class S3Publisher(Resource):
