@@ -17,7 +17,6 @@ from eventflow.types import Store
 
 Kind = Literal["sensor", "dataset", "rule"]
 Format = Literal["mermaid", "dot"]
-FORMATS: tuple[Format, ...] = ("mermaid", "dot")
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from eventflow.errors import ClosedError, EventflowError, StoreError
+from eventflow.lifecycle import Resource
 from eventflow.log import get_logger
 from eventflow.server.api import Api, BadRequest, problem, token_required
 from eventflow.server.hooks import HOOKS
@@ -92,11 +93,12 @@ def build_app(runtime: Runtime) -> Starlette:
     )
 
 
-class HttpServer:
+class HttpServer(Resource):
     """``async with HttpServer(runtime, host, port):`` serves until the block exits.
 
     The socket is bound before the block starts (so a webhook sensor finds the server),
-    and requests still in flight when it exits get a few seconds to finish.
+    and requests still in flight when it exits get a few seconds to finish. A start that
+    fails half-way closes the socket again (see :class:`~eventflow.lifecycle.Resource`).
     """
 
     def __init__(self, runtime: Runtime, host: str, port: int) -> None:
@@ -112,7 +114,7 @@ class HttpServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    async def __aenter__(self) -> HttpServer:
+    async def open(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -145,17 +147,15 @@ class HttpServer:
         self._task = asyncio.create_task(server.main_loop(), name="http")
         HOOKS.serving = self.url
         self.log.info("http_listening", url=self.url)
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def close(self) -> None:
         HOOKS.serving = None
-        server, task = self._server, self._task
-        if server is None or task is None:
-            return
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await server.shutdown(sockets=[self._socket] if self._socket else None)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._task = None
+        server, task, sock = self._server, self._task, self._socket
+        self._server = self._task = self._socket = None
+        if server is not None and task is not None:
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await server.shutdown(sockets=[sock] if sock else None)
+        if sock is not None:
+            sock.close()

@@ -22,7 +22,6 @@ EXTRA_MODULES = {
     "eventflow.store._postgres_ops": {"psycopg"},
     "eventflow.server.app": {"starlette", "uvicorn"},
     "eventflow.server.api": {"starlette"},
-    "eventflow.server.page": {"starlette"},
 }
 """Core modules behind an extra (the PostgreSQL store, the HTTP server): each may load its
 extra's libraries and nothing else of :data:`TRANSPORTS`; nothing else imports them at module
