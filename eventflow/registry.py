@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import site
 import sys
-import sysconfig
 from importlib.metadata import EntryPoint, entry_points
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from eventflow import extras
@@ -86,7 +83,8 @@ class Registry(Generic[T]):
 
 def require_extras(ep: EntryPoint, kind: str) -> None:
     """Raise :class:`~eventflow.extras.MissingExtraError` when ``ep`` is one of eventflow's
-    own plugins and a library of the extra its entry point names is not installed.
+    own plugins and a library of the extra its entry point names is not installed (or a
+    file of the user's stands in its place).
 
     (eventflow's plugins import their libraries when first used, so loading the entry point
     alone would succeed and the run would fail later.) A third-party plugin's missing
@@ -94,13 +92,8 @@ def require_extras(ep: EntryPoint, kind: str) -> None:
     if ep.dist is None or _canonical(ep.dist.name) != extras.DISTRIBUTION:
         return
     for extra in ep.extras:
-        absent = extras.missing(extra) if extra in extras.EXTRAS else []
-        if absent:
-            raise extras.MissingExtraError(
-                f"{_plugin(ep, kind)} needs {_and(absent)}, which "
-                f"{'is' if len(absent) == 1 else 'are'} not installed",
-                hint=extras.install_line(extra),
-            )
+        if extra in extras.EXTRAS:
+            extras.require(extra, _plugin(ep, kind))
 
 
 def import_failure(ep: EntryPoint, kind: str, exc: Exception) -> EventflowError:
@@ -114,13 +107,14 @@ def import_failure(ep: EntryPoint, kind: str, exc: Exception) -> EventflowError:
     """
     what = _plugin(ep, kind)
     dist = ep.dist.name if ep.dist is not None else None
+    own = ep.module.partition(".")[0]  # the plugin's own package: never "a user's file"
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         top = exc.name.partition(".")[0]
         parent = _loaded_parent(exc.name)
         file = _module_file(parent) if parent is not None else None
         if parent is not None and file is not None:
             not_a_package = not hasattr(sys.modules[parent], "__path__")
-            foreign = parent == top != ep.module.partition(".")[0] and not _installed(file)
+            foreign = parent == top and top != own and not extras.installed(file)
             if not_a_package or foreign:
                 return _shadowed(what, parent, file, exc)
         if exc.name == ep.module or ep.module.startswith(exc.name + "."):
@@ -139,7 +133,7 @@ def import_failure(ep: EntryPoint, kind: str, exc: Exception) -> EventflowError:
             )
     elif isinstance(exc, ImportError) and exc.name:
         file = exc.path or _module_file(exc.name)
-        if file is not None and not _installed(file):
+        if file is not None and exc.name.partition(".")[0] != own and not extras.installed(file):
             return _shadowed(what, exc.name, file, exc)
     return PluginError(f"{what} could not be imported: {type(exc).__name__}: {exc}")
 
@@ -147,8 +141,7 @@ def import_failure(ep: EntryPoint, kind: str, exc: Exception) -> EventflowError:
 def _shadowed(what: str, module: str, file: str, exc: Exception) -> PluginError:
     return PluginError(
         f"{what} cannot be imported: `{module}` is {file}, not the installed package ({exc})",
-        hint=f"rename {file}: a module of your own must not have the name of a package"
-        " eventflow's plugins import",
+        hint=extras.rename_hint(file),
     )
 
 
@@ -171,10 +164,6 @@ def _plugin(ep: EntryPoint, kind: str) -> str:
     return f"the {ep.name} {kind} plugin"
 
 
-def _and(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
-
-
 def _canonical(name: str) -> str:
     """A distribution name normalized as PEP 503 does (``Eventflow_Orchestrator`` →
     ``eventflow-orchestrator``)."""
@@ -195,16 +184,6 @@ def _module_file(name: str) -> str | None:
     module = sys.modules.get(name)
     file = getattr(module, "__file__", None)
     return file if isinstance(file, str) else None
-
-
-def _installed(file: str) -> bool:
-    """Whether ``file`` is inside the standard library or a site-packages directory."""
-    paths = sysconfig.get_paths()
-    roots = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
-    roots.update(site.getsitepackages())
-    roots.add(site.getusersitepackages())
-    resolved = Path(file).resolve()
-    return any(resolved.is_relative_to(Path(root).resolve()) for root in roots if root)
 
 
 sensors: Registry[Any] = Registry("sensor")

@@ -16,7 +16,7 @@ import pytest
 
 from eventflow.config.loader import check_file
 from eventflow.errors import EventflowError
-from eventflow.extras import MissingExtraError
+from eventflow.extras import MissingExtraError, require
 from eventflow.registry import PluginError, Registry, UnknownPluginError
 
 
@@ -161,6 +161,25 @@ def test_an_entry_point_whose_module_is_gone_says_so(
     error = failure(Registry("sensor"))
     assert "names the module 'acme_gone.sensor', which cannot be imported" in error.message
     assert error.hint == "reinstall it: pip install --force-reinstall 'acme-plugins'"
+
+
+def test_an_extras_library_shadowed_by_a_users_file_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's ``psycopg.py`` where the ``postgres`` extra's library is expected is named by
+    its path before anything imports it."""
+    (tmp_path / "psycopg.py").write_text("# the user's own module\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "psycopg", raising=False)
+    with pytest.raises(MissingExtraError) as caught:
+        require("postgres", "the postgresql store plugin")
+    shadow = tmp_path / "psycopg.py"
+    assert caught.value.message == (
+        f"the postgresql store plugin needs psycopg, but `psycopg` is {shadow},"
+        " not the installed package"
+    )
+    assert caught.value.hint is not None
+    assert caught.value.hint.startswith(f"rename {shadow}")
 
 
 def test_an_unknown_name_lists_the_known_ones() -> None:
