@@ -153,8 +153,6 @@ def _install_hint(ep: EntryPoint, module: str) -> str:
         return f"install the package that provides {module}"
     if not named and _canonical(dist) == extras.DISTRIBUTION:
         named = [extra for extra, mods in extras.EXTRAS.items() if module in mods]
-    if _canonical(dist) == extras.DISTRIBUTION and len(named) == 1:
-        return extras.install_line(named[0])
     if named:
         return f"pip install '{dist}[{','.join(named)}]'"
     return f"pip install '{dist}' (which installs its dependencies)"
