@@ -4,7 +4,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY eventflow ./eventflow
 COPY sensors ./sensors
-# The local package itself cannot be pinned; its dependencies are bounded in pyproject.toml.
+# The distribution eventflow-orchestrator with every extra, from this checkout, non-editable
+# (the name `eventflow` on the package index is an unrelated project). The local package
+# itself cannot be pinned; its dependencies are bounded in pyproject.toml.
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[all]"
 COPY examples ./examples

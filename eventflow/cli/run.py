@@ -91,7 +91,8 @@ def run(file: Path, log_level: str, log_format: str, http: str | None) -> None:
         try:
             require_extra("http", "eventflow run --http")
         except MissingExtraError as exc:
-            raise click.UsageError(str(exc)) from None
+            click.echo(f"error: {exc}", err=True)  # one line: what is missing and the fix
+            raise SystemExit(2) from None
         from eventflow.server.app import parse_address
 
         try:

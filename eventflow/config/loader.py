@@ -111,6 +111,7 @@ def _compile(raw: dict[str, Any], file: Path, problems: Problems) -> Pipeline | 
     config = _validate_pipeline(raw, problems)
     check_names(raw, problems)
     plugins = Plugins(problems)
+    plugins.state(raw.get("state"))
     sensors = plugins.sensors(raw.get("sensors"))
     publishers = plugins.publishers(raw.get("publish"))
     raw_rules = _mapping(raw.get("rules"))

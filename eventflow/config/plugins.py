@@ -21,6 +21,7 @@ from eventflow.config.report import ConfigPath, Problems, closest, did_you_mean
 from eventflow.config.validation import validate
 from eventflow.errors import EventflowError
 from eventflow.pipeline import PublisherSpec, SensorSpec
+from eventflow.store import store_class
 
 SHARED_RUN_OPTIONS = tuple(RunConfig.model_fields)
 """Keys of ``run`` every task type accepts (``retries``, ``timeout``, ...)."""
@@ -100,6 +101,16 @@ class Plugins:
                 )
                 out.append(PublisherSpec(name, type_, plugin, config, types=types))
         return out
+
+    def state(self, raw: Any) -> None:
+        """Report a ``state`` DSN whose store cannot be loaded: an unknown scheme, or a store
+        whose extra is not installed (``postgresql://`` without psycopg)."""
+        if not isinstance(raw, str):
+            return  # absent (the default SQLite store) or reported by the pipeline model
+        try:
+            store_class(raw)
+        except EventflowError as exc:
+            self.problems.add(exc.message, ("state",), hint=exc.hint)
 
     def task(self, rule: str, raw: Any, path: ConfigPath | None = None) -> Task | None:
         """The task of ``rules.<rule>.run``: exactly one registered task key besides the
@@ -182,6 +193,8 @@ class Plugins:
         return (type_, plugin, config) if config is not None else None
 
     def _get(self, reg: registry.Registry[Any], name: str, path: ConfigPath) -> Any:
+        """The plugin ``name``, or None when it cannot be loaded: the registry's explanation
+        (the extra to install, the file that shadows a package) is reported at ``path``."""
         try:
             return reg.get(name)
         except EventflowError as exc:

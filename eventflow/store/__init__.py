@@ -12,10 +12,10 @@ from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
 from eventflow import registry
-from eventflow.errors import EventflowError, StoreError
+from eventflow.errors import StoreError
 from eventflow.types import Store
 
-__all__ = ["COUNT_KEYS", "open_store", "scheme_of"]
+__all__ = ["COUNT_KEYS", "open_store", "scheme_of", "store_class"]
 
 COUNT_KEYS = (
     "runs_pending",
@@ -50,17 +50,24 @@ def open_store(dsn: str, base_dir: Path) -> Store:
 
     Relative paths in the DSN are resolved against ``base_dir`` (the pipeline's directory).
     """
+    return store_class(dsn).from_dsn(dsn, base_dir)
+
+
+def store_class(dsn: str) -> type[Store]:
+    """The store plugin for the scheme of ``dsn``, loaded (for ``validate`` and
+    :func:`open_store`). A scheme no plugin serves raises :class:`StoreError`; a plugin whose
+    extra is not installed (``postgresql://`` without psycopg) raises the registry's error,
+    which names the extra."""
     scheme = scheme_of(dsn)
     try:
-        cls = registry.stores.get(scheme)
-    except EventflowError as exc:
+        return cast(type[Store], registry.stores.get(scheme))
+    except registry.UnknownPluginError as exc:
         known = ", ".join(f"{name}://" for name in registry.stores.names()) or "none"
         raise StoreError(
             f"no state store for the DSN scheme {scheme!r} in {redact_dsn(dsn)!r}",
             hint=f"known schemes: {known}; a plugin adds one through the "
             "'eventflow.stores' entry-point group",
         ) from exc
-    return cast(Store, cls.from_dsn(dsn, base_dir))
 
 
 def redact_dsn(dsn: str) -> str:
