@@ -34,7 +34,7 @@ from eventflow.cli_rules import (
 from eventflow.config.loader import load_pipeline
 from eventflow.durations import format_duration
 from eventflow.errors import ConfigError, EventflowError
-from eventflow.events import format_partition, partition_key, utcnow
+from eventflow.events import emit_problem, format_partition, partition_key, utcnow
 from eventflow.extras import MissingExtraError
 from eventflow.extras import require as require_extra
 from eventflow.log import configure, get_logger
@@ -541,6 +541,10 @@ def emit(
         data = json.loads(payload) if payload else None
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from None
+    problem = emit_problem(values, emit_id or "", data)
+    if problem is not None:
+        err.print(f"cannot emit {dataset}: {problem}", markup=False)
+        raise SystemExit(2)
     item = InboxItem(
         observation_sensor=EMIT_SENSOR,
         dataset=dataset,

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from eventflow.events import JSON, utcnow
+from eventflow.events import JSON, emit_problem, utcnow
 from eventflow.pipeline import EMIT_SENSOR, Pipeline
 from eventflow.rules.core import MatchState
 from eventflow.types import InboxItem, RunRecord, Store
@@ -103,6 +103,9 @@ def emit_item(
             f"dataset {dataset} is partitioned by ({', '.join(ds.variables)}):"
             f" give exactly those, not ({', '.join(partition)})"
         )
+    problem = emit_problem(partition, emit_id, payload)
+    if problem is not None:
+        raise EmitError(f"dataset {dataset}: {problem}")
     return InboxItem(
         observation_sensor=EMIT_SENSOR,
         dataset=dataset,
