@@ -98,7 +98,8 @@ def test_malicious_values_from_every_vector_reach_the_task_as_literal_text(
 ) -> None:
     """A file named `$(touch x).csv`, an `eventflow emit`, a signed webhook and an
     unauthenticated `POST /api/events` each carrying a shell command substitution: the
-    env-var, `{n!sh}` and positional forms all see the literal value and `x` is never made."""
+    env-var, `{n!sh}` and positional forms all see the literal value and `x` is never made;
+    a webhook with a lone surrogate is one dead letter and an API value with NUL a 400."""
     p = Project(tmp_path, SAFE)
     assert p.cli("validate", str(p.file)).returncode == 0
     port = free_port()
@@ -117,10 +118,20 @@ def test_malicious_values_from_every_vector_reach_the_task_as_literal_text(
                 "/api/events", json={"dataset": "pings", "partition": {"n": values[3]}}
             )
             assert api.status_code == 202, api.text
+            # Text that cannot be stored: dead-lettered (webhook) or refused (API), no crash.
+            bad = b'{"n": "\\ud800"}'
+            sig = "sha256=" + hmac.new(SECRET.encode(), bad, hashlib.sha256).hexdigest()
+            hook = client.post("/hooks/hooks", content=bad, headers={"X-Hub-Signature-256": sig})
+            assert hook.status_code == 200, hook.text
+            nul = {"dataset": "pings", "partition": {"n": "a\0"}}
+            api = client.post("/api/events", json=nul)
+            assert api.status_code == 400, api.text
+            assert "NUL" in api.text
         want = sorted(v for value in values for v in value.split("\n"))
         for log in ("env.log", "quoted.log", "argv.log"):
             wait_until(lambda log=log: len(lines(tmp_path / log)) == len(want))
             assert sorted(lines(tmp_path / log)) == want, log
+        assert p.status()["counts"]["deadletters"] == 1
     finally:
         assert p.stop() == 0
     assert not (tmp_path / "x").exists(), "a value was run as a shell command"
