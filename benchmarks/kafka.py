@@ -104,9 +104,6 @@ class _AckingContext:
         if observation.on_commit is not None:
             observation.on_commit()
 
-    def emit_threadsafe(self, observation: Observation) -> None:
-        raise NotImplementedError
-
     async def load_cursor(self) -> dict[str, Any]:
         return {}
 

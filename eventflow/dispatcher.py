@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 
-from eventflow import completion, metrics
+from eventflow import backoff, completion, metrics
 from eventflow.aio import wait_event
 from eventflow.config.models import Backoff
 from eventflow.crashpoints import crash_point
@@ -47,11 +47,15 @@ shared store lost its connection mid-transaction; the next attempt reconnects)."
 def backoff_delay(policy: Backoff, attempt: int, rng: random.Random) -> timedelta:
     """The wait before the attempt after ``attempt``: exponential, capped, with equal jitter
     (between half and all of the exponential delay, so retries spread but never bunch at 0)."""
-    base = policy.initial.total_seconds() * policy.multiplier ** max(0, attempt - 1)
-    delay = min(policy.max.total_seconds(), base)
-    if policy.jitter:
-        delay = delay / 2 + rng.uniform(0, delay / 2)
-    return timedelta(seconds=delay)
+    wait = backoff.delay(
+        attempt,
+        first=policy.initial.total_seconds(),
+        cap=policy.max.total_seconds(),
+        factor=policy.multiplier,
+        jitter=policy.jitter,
+        rng=rng,
+    )
+    return timedelta(seconds=wait)
 
 
 class Dispatcher:

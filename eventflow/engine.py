@@ -11,27 +11,29 @@ the inbox rows (``eventflow emit``, produced datasets), and for the whole batch:
 A crash before step 3 commits loses nothing: the sources redeliver (their cursors did not
 move). A crash after it re-delivers at most what was not yet acknowledged, and those events
 are recognised by id. Latency stays at one commit; throughput grows with the batch.
+
+What a rule's effects write (runs, timers, outbox rows, dead letters, their log lines) is
+:mod:`eventflow.effects`; this module feeds the rules and commits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from datetime import datetime
 
 import jmespath.exceptions
 
-from eventflow import completion, metrics
+from eventflow import backoff, metrics
 from eventflow.aio import wait_event
 from eventflow.crashpoints import crash_point
 from eventflow.datasets import DatasetMatchError
+from eventflow.effects import Batch, BatchStats, Effects, dead_letter
 from eventflow.errors import ClosedError, StoreError
 from eventflow.events import (
-    Event,
     InputRef,
     Observation,
     event_id,
@@ -44,50 +46,20 @@ from eventflow.log import get_logger
 from eventflow.pipeline import Pipeline, RuleRuntime
 from eventflow.rules.core import (
     EXPECT,
-    CancelTimer,
-    DeadlineMissed,
-    Expired,
-    Fire,
-    Ignored,
-    LateInput,
-    MatchState,
-    ScheduleTimer,
-    Step,
     on_expected,
     on_input,
     on_timer,
-    run_id_for,
 )
 from eventflow.schedules import Expected, Schedules
 from eventflow.types import (
-    Changes,
     DeadLetter,
-    InboxItem,
     MatchKey,
-    NewRun,
     Store,
     StoredEvent,
     Timer,
 )
 
 Clock = Callable[[], datetime]
-
-
-@dataclass(slots=True)
-class BatchStats:
-    observations: int = 0
-    duplicates: int = 0
-    events: int = 0
-    arrivals: int = 0
-    fires: int = 0
-    expired: int = 0
-    deadletters: int = 0
-    timers: int = 0
-    inbox: int = 0
-
-    def add(self, other: BatchStats) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 @dataclass(slots=True)
@@ -111,37 +83,6 @@ class _Prepared:
     results: list[_Observed]
 
 
-@dataclass(slots=True)
-class _Batch:
-    """What one batch is building: the changes to commit and what to do after the commit."""
-
-    now: datetime
-    changes: Changes = field(default_factory=Changes)
-    states: dict[MatchKey, MatchState | None] = field(default_factory=dict)
-    arrivals: list[InputRef] = field(default_factory=list)
-    timers: list[Timer] = field(default_factory=list)
-    inbox: list[InboxItem] = field(default_factory=list)
-    acks: list[Callable[[], None]] = field(default_factory=list)
-    stats: BatchStats = field(default_factory=BatchStats)
-    observations: list[Observation] = field(default_factory=list)
-    redone: bool = False
-    """Its commit was refused and it was evaluated again (a shared store: StoreConflict)."""
-    _events: dict[str, StoredEvent] | None = None
-    timer_deletes: set[tuple[str, str, str, int]] = field(default_factory=set)
-
-    def event(self, event_id: str) -> StoredEvent | None:
-        """The event this batch writes with ``event_id`` (for rule filters)."""
-        if self._events is None:
-            self._events = {e.id: e for e in self.changes.events}
-        return self._events.get(event_id)
-
-    def written_ids(self) -> set[str]:
-        """Ids of the events and dead letters this batch writes."""
-        ids = {e.id for e in self.changes.events}
-        ids.update(d.event_id for d in self.changes.deadletters)
-        return ids
-
-
 COMMIT_ATTEMPTS = 20
 """How often a batch whose commit a shared store refused is evaluated and committed again."""
 
@@ -159,8 +100,7 @@ class Engine:
         """Called after a commit that created runs (wakes the dispatcher)."""
         self.on_outbox: Callable[[], None] = lambda: None
         """Called after a commit that added completion events (wakes the outbox drainers)."""
-        self._announce = completion.wanted(pipeline, completion.DATASET_AVAILABLE)
-        self._publish_letters = completion.wanted(pipeline, completion.EVENT_DEADLETTERED)
+        self.effects = Effects(pipeline, self.log)
         self._signal = asyncio.Event()
         """Set when there is something to do: an observation was queued, or ``wake``."""
         self._poll_now = False
@@ -208,7 +148,7 @@ class Engine:
         # state (Store.lock_worker). Commits stay in order, and each batch is acknowledged
         # only after its own commit.
         inflight: asyncio.Task[BatchStats] | None = None
-        written: _Batch | None = None
+        written: Batch | None = None
         try:
             while not self._stopping:
                 if self.queue.empty() and inflight is not None:
@@ -270,10 +210,10 @@ class Engine:
         observations = [storable(obs) for obs in observations]  # else dead-lettered, not raised
         return _Prepared(observations, [self._observe(obs, now) for obs in observations])
 
-    async def _evaluate_batch(self, prepared: _Prepared, written: _Batch | None) -> _Batch | None:
+    async def _evaluate_batch(self, prepared: _Prepared, written: Batch | None) -> Batch | None:
         """Everything the batch will write; ``written`` is the batch still committing."""
         now = self.clock()
-        batch = _Batch(now=now, observations=prepared.observations)
+        batch = Batch(now=now, observations=prepared.observations)
         poll_due = self._poll_now or now - self._last_poll >= self.pipeline.engine.poll_interval
         timers_due = self._next_timer is not None and self._next_timer <= now
         self._poll_now = False
@@ -290,7 +230,7 @@ class Engine:
         await self._evaluate(batch, written)
         return batch
 
-    async def _write(self, batch: _Batch) -> BatchStats:
+    async def _write(self, batch: Batch) -> BatchStats:
         started = time.perf_counter()
         first = batch
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
@@ -307,12 +247,12 @@ class Engine:
                 # its events as seen, so nothing happens twice).
                 if not exc.retriable or attempt == COMMIT_ATTEMPTS:
                     raise
-                delay = min(1.0, 0.01 * 2**attempt) * random.uniform(0.5, 1.0)
+                delay = backoff.delay(attempt, first=0.02, cap=1.0)
                 self.log.warning("batch_retried", attempt=attempt, error=str(exc))
                 await asyncio.sleep(delay)
                 first.redone = True
                 again = await self._evaluate_batch(self._prepare(first.observations), None)
-                batch = again if again is not None else _Batch(now=first.now)
+                batch = again if again is not None else Batch(now=first.now)
         crash_point("engine.after_commit")
         for ack in batch.acks:
             ack()
@@ -322,7 +262,7 @@ class Engine:
 
     # -- intake: ids, dedupe, datasets -----------------------------------------------------
 
-    async def _intake(self, batch: _Batch, prepared: _Prepared, written: _Batch | None) -> None:
+    async def _intake(self, batch: Batch, prepared: _Prepared, written: Batch | None) -> None:
         changes, stats, inbox = batch.changes, batch.stats, batch.inbox
         stats.observations = len(prepared.observations)
         inbox_ids = [event_id(i.observation_sensor, i.position) for i in inbox]
@@ -346,12 +286,12 @@ class Engine:
                 continue
             seen.add(eid)
             for letter in observed.deadletters:
-                self._deadletter(batch, letter)
+                self.effects.deadletter(batch, letter)
             if observed.event is not None:
                 stats.events += 1
                 changes.events.append(observed.event)
                 for ref in observed.refs:
-                    self._arrive(batch, ref)
+                    self.effects.arrive(batch, ref)
         for item, eid in zip(inbox, inbox_ids, strict=True):
             changes.inbox_delete.append(item.id)
             stats.inbox += 1
@@ -380,12 +320,12 @@ class Engine:
                     received_at=batch.now,
                 )
             )
-            self._arrive(batch, ref)
+            self.effects.arrive(batch, ref)
 
     def _observe(self, obs: Observation, now: datetime) -> _Observed:
         """The dataset partitions ``obs`` announces (or why it cannot be processed)."""
         if obs.error is not None:
-            letter = self._letter(obs, obs.id, obs.error, now)
+            letter = dead_letter(obs, obs.id, obs.error, now)
             return _Observed(letter.event_id, deadletters=[letter])
         announced: list[tuple[str, dict[str, str]]] = []
         letters: list[DeadLetter] = []
@@ -393,7 +333,7 @@ class Engine:
             try:
                 partition = ds.match(obs)
             except DatasetMatchError as exc:
-                letters.append(self._letter(obs, obs.id, str(exc), now))
+                letters.append(dead_letter(obs, obs.id, str(exc), now))
                 continue
             if partition is not None:
                 announced.append((ds.name, partition))
@@ -425,42 +365,9 @@ class Engine:
         ]
         return _Observed(eid, event, refs, letters)
 
-    def _arrive(self, batch: _Batch, ref: InputRef) -> None:
-        batch.stats.arrivals += 1
-        batch.arrivals.append(ref)
-        if self._announce:
-            event = completion.dataset_available(self.pipeline.name, ref, batch.now)
-            batch.changes.outbox.extend(completion.route(self.pipeline, event))
-
-    @staticmethod
-    def _letter(obs: Observation, eid: str, error: str, now: datetime) -> DeadLetter:
-        excerpt = repr(obs.payload)[:1024] if obs.payload is not None else (obs.key or "")
-        return DeadLetter(
-            event_id=eid,
-            sensor=obs.sensor,
-            position=dict(obs.position),
-            error=error,
-            excerpt=excerpt,
-            time=now,
-        )
-
-    def _deadletter(self, batch: _Batch, letter: DeadLetter) -> None:
-        batch.stats.deadletters += 1
-        batch.changes.deadletters.append(letter)
-        if self._publish_letters:
-            event = completion.deadlettered(self.pipeline.name, letter)
-            batch.changes.outbox.extend(completion.route(self.pipeline, event))
-        self.log.warning(
-            "event_deadlettered",
-            sensor=letter.sensor,
-            event_id=letter.event_id,
-            position=dict(letter.position),
-            error=letter.error,
-        )
-
     # -- evaluation: the pure core ---------------------------------------------------------
 
-    async def _evaluate(self, batch: _Batch, written: _Batch | None) -> None:
+    async def _evaluate(self, batch: Batch, written: Batch | None) -> None:
         rules = self.pipeline.rules
         by_dataset = self.pipeline.rules_by_dataset
         # (rule, match key, input): the key is computed once per rule and input.
@@ -512,9 +419,9 @@ class Engine:
                 step = on_input(rule.spec, states[mk], item, now, mk[1])  # type: ignore[arg-type]
             states[mk] = matches[mk] = step.state
             if step.effects:
-                self._effects(batch, rule, step)
+                self.effects.apply(batch, rule, step)
 
-    def _passes(self, batch: _Batch, rule: RuleRuntime, ref: InputRef) -> bool:
+    def _passes(self, batch: Batch, rule: RuleRuntime, ref: InputRef) -> bool:
         """Whether ``ref``'s event passes the rule's filter for its dataset (``where``)."""
         where = rule.filters.get(ref.dataset)
         if where is None:
@@ -538,106 +445,9 @@ class Engine:
             self.log.debug("input_filtered", rule=rule.name, event_id=ref.event_id)
         return passed
 
-    def _publish(self, batch: _Batch, event: Event) -> None:
-        batch.changes.outbox.extend(completion.route(self.pipeline, event))
-
-    def _effects(self, batch: _Batch, rule: RuleRuntime, step: Step) -> None:
-        changes, now = batch.changes, batch.now
-        for effect in step.effects:
-            if isinstance(effect, Fire):
-                batch.stats.fires += 1
-                changes.runs.append(
-                    NewRun(
-                        run_id=effect.run_id,
-                        rule=effect.rule,
-                        key=effect.key,
-                        partition=dict(effect.partition),
-                        generation=effect.generation,
-                        inputs=effect.inputs,
-                        max_attempts=rule.max_attempts,
-                        created_at=batch.now,
-                    )
-                )
-                self.log.info(
-                    "rule_fired",
-                    rule=effect.rule,
-                    partition=dict(effect.partition),
-                    generation=effect.generation,
-                    run_id=effect.run_id,
-                    event_ids=[r.event_id for r in effect.inputs],
-                    **(
-                        {"partial": True, "missing": list(effect.missing)} if effect.partial else {}
-                    ),
-                )
-            elif isinstance(effect, Expired):
-                batch.stats.expired += 1
-                self._publish(batch, completion.match_expired(self.pipeline.name, effect, now))
-                self.log.info(
-                    "match_expired",
-                    rule=effect.rule,
-                    partition=dict(effect.partition),
-                    generation=effect.generation,
-                    missing=list(effect.missing),
-                )
-            elif isinstance(effect, DeadlineMissed):
-                self._publish(batch, completion.deadline_missed(self.pipeline.name, effect, now))
-                alert = self.pipeline.rules.get(f"{effect.rule}:on_deadline")
-                if alert is not None:  # `on_deadline: {run: TASK}`: one alert per partition
-                    batch.stats.fires += 1
-                    changes.runs.append(
-                        NewRun(
-                            run_id=run_id_for(alert.name, effect.key, 1),
-                            rule=alert.name,
-                            key=effect.key,
-                            partition=dict(effect.partition),
-                            generation=1,
-                            inputs=effect.arrived,
-                            max_attempts=alert.max_attempts,
-                            created_at=now,
-                        )
-                    )
-                self.log.warning(
-                    "deadline_missed",
-                    rule=effect.rule,
-                    partition=dict(effect.partition),
-                    deadline=effect.deadline.isoformat(),
-                    missing=list(effect.missing),
-                    fired_late=effect.fired_late,
-                    run_id=effect.partial_run,
-                )
-            elif isinstance(effect, LateInput):
-                self._publish(batch, completion.data_late(self.pipeline.name, effect, now))
-                self.log.info(
-                    "input_late",
-                    rule=effect.rule,
-                    partition=dict(effect.partition),
-                    event_id=effect.ref.event_id,
-                    status=effect.status,
-                )
-            elif isinstance(effect, ScheduleTimer):
-                # The store adds timers before it deletes: a timer handled in this batch
-                # (deleted) and scheduled again (a quiet period restarted) must stay.
-                tkey = (effect.kind, effect.rule, effect.key, effect.generation)
-                if tkey in batch.timer_deletes:
-                    batch.timer_deletes.discard(tkey)
-                    changes.timers_delete.remove(tkey)
-                changes.timers_add.append(Timer(*tkey, effect.due))
-            elif isinstance(effect, CancelTimer):
-                tkey = (effect.kind, effect.rule, effect.key, effect.generation)
-                batch.timer_deletes.add(tkey)
-                changes.timers_delete.append(tkey)
-            elif isinstance(effect, Ignored):
-                self.log.debug(
-                    "input_ignored",
-                    rule=effect.rule,
-                    key=effect.key,
-                    event_id=effect.event_id,
-                    reason=effect.reason,
-                )
-
     # -- after the commit ------------------------------------------------------------------
 
-    def _after_commit(self, batch: _Batch) -> None:
+    def _after_commit(self, batch: Batch) -> None:
         stats, changes = batch.stats, batch.changes
         self.total.add(stats)
         for t in changes.timers_add:
@@ -660,7 +470,7 @@ class Engine:
         )
 
 
-def _count(batch: _Batch, commit_seconds: float) -> None:
+def _count(batch: Batch, commit_seconds: float) -> None:
     """Report a committed batch to the metrics: one call per batch, never per event."""
     changes, stats = batch.changes, batch.stats
     expired = (m.rule for m in changes.matches.values() if m.status == "expired")

@@ -81,10 +81,6 @@ class StoreConflict(StoreError):
     retriable = True
 
 
-class RuleError(EventflowError):
-    """A rule was asked to do something its definition does not allow."""
-
-
 class TaskError(EventflowError):
     """A task could not be started or failed in a way the runner can describe."""
 

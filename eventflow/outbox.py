@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from eventflow import metrics
+from eventflow import backoff, metrics
 from eventflow.aio import wait_event
 from eventflow.crashpoints import crash_point
 from eventflow.errors import EventflowError
@@ -46,7 +46,7 @@ class OutboxDrainer:
             except EventflowError as exc:
                 failures += 1
                 metrics.publish_failed(self.name)
-                delay = min(self.max_backoff, 0.5 * 2 ** min(failures, 10))
+                delay = backoff.delay(failures, first=1.0, cap=self.max_backoff, jitter=False)
                 self.log.warning(
                     "publish_failed", error=str(exc), retry_in=delay, retriable=exc.retriable
                 )

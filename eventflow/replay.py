@@ -39,7 +39,8 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from eventflow import completion
-from eventflow.engine import BatchStats, Engine
+from eventflow.effects import BatchStats
+from eventflow.engine import Engine
 from eventflow.errors import EventflowError
 from eventflow.events import Observation, utcnow
 from eventflow.log import get_logger

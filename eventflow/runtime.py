@@ -18,10 +18,11 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from eventflow import metrics
+from eventflow import backoff, metrics
 from eventflow.dispatcher import Dispatcher
 from eventflow.engine import Engine
 from eventflow.events import JSON, Observation, utcnow
+from eventflow.lifecycle import open_all
 from eventflow.log import get_logger
 from eventflow.outbox import OutboxDrainer
 from eventflow.pipeline import Pipeline, SensorSpec
@@ -67,7 +68,6 @@ class SensorHandle:
         self.log = get_logger(sensor=name)
         self._engine = engine
         self._store = store
-        self._loop = asyncio.get_running_loop()
         self.healthy = False
         self.detail = "starting"
         self.since = time.monotonic()
@@ -75,9 +75,6 @@ class SensorHandle:
 
     async def emit(self, observation: Observation) -> None:
         await self._engine.submit(observation)
-
-    def emit_threadsafe(self, observation: Observation) -> None:
-        asyncio.run_coroutine_threadsafe(self._engine.submit(observation), self._loop).result()
 
     async def load_cursor(self) -> dict[str, JSON]:
         return await self._store.load_cursors(self.name)
@@ -110,10 +107,12 @@ class Runtime:
         """Set once the store is open and start-up recovery is done (``/readyz``)."""
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with self.store:
-            await self._run(stop)
+        async with self.store, contextlib.AsyncExitStack() as resources:
+            await self._run(stop, resources)
 
-    async def _run(self, stop: asyncio.Event) -> None:
+    async def _run(self, stop: asyncio.Event, resources: contextlib.AsyncExitStack) -> None:
+        """Start everything, run until ``stop`` or a failure, drain; ``resources`` closes the
+        task runners and publishers afterwards (and on a failed start)."""
         pipeline, store = self.pipeline, self.store
         await store.lock_worker()
         recovered = await store.recover_running(utcnow())
@@ -123,9 +122,9 @@ class Runtime:
             name: rule.task_plugin(rule.task_config, self.env)
             for name, rule in pipeline.rules.items()
         }
+        await open_all(resources, "task", runners)
         publishers = {p.name: p.plugin(p.name, p.config, self.env) for p in pipeline.publishers}
-        for publisher in publishers.values():
-            await publisher.open()
+        await open_all(resources, "publisher", publishers)
 
         engine = self.engine = Engine(pipeline, store)
         dispatcher = Dispatcher(pipeline, store, runners)
@@ -191,14 +190,7 @@ class Runtime:
         if failure is None:
             for d in drainers:
                 await d.flush(timeout=5.0)
-        for publisher in publishers.values():
-            with contextlib.suppress(Exception):
-                await publisher.close()
-        for runner in runners.values():
-            close = getattr(runner, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    await close()
+        await resources.aclose()
         self.log.info(
             "pipeline_stopped",
             seconds=round(time.monotonic() - started, 3),
@@ -252,8 +244,7 @@ class Runtime:
                 if time.monotonic() - started > SENSOR_HEALTHY_AFTER:
                     failures = 0
                 failures += 1
-                delay = min(SENSOR_BACKOFF_MAX, 2.0 ** (failures - 1))
-                delay = delay / 2 + rng.uniform(0, delay / 2)
+                delay = backoff.delay(failures, first=1.0, cap=SENSOR_BACKOFF_MAX, rng=rng)
                 handle.set_health(False, str(exc))
                 metrics.sensor_restarted(spec.name)
                 handle.log.error(

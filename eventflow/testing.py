@@ -34,8 +34,7 @@ __all__ = ["RecordingContext", "running"]
 class RecordingContext:
     """A sensor context that records everything, for tests of sensor plugins.
 
-    Create it inside a running event loop (an ``async`` test), or call an ``async`` method
-    of it before a sensor thread uses :meth:`emit_threadsafe`.
+    Create it inside a running event loop (an ``async`` test).
     """
 
     def __init__(
@@ -71,19 +70,6 @@ class RecordingContext:
         self._bind_loop()
         await self.queue.put(observation)
         self.emitted.append(observation)
-
-    def emit_threadsafe(self, observation: Observation) -> None:
-        """Emit from a thread other than the loop's; blocks that thread while the queue is full."""
-        loop = self._loop
-        if loop is None:
-            raise RuntimeError("RecordingContext has no event loop yet: create it in one")
-        try:
-            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            current = None
-        if current is loop:
-            raise RuntimeError("emit_threadsafe() called on the loop's thread; use emit()")
-        asyncio.run_coroutine_threadsafe(self.emit(observation), loop).result()
 
     async def load_cursor(self) -> dict[str, JSON]:
         self._bind_loop()

@@ -51,9 +51,6 @@ class SensorContext(Protocol):
     async def emit(self, observation: Observation) -> None:
         """Queue an observation for the engine; waits while the queue is full (backpressure)."""
 
-    def emit_threadsafe(self, observation: Observation) -> None:
-        """``emit`` from a thread that is not the event loop's; blocks that thread while full."""
-
     async def load_cursor(self) -> dict[str, JSON]:
         """The committed checkpoint: cursor key to value, as written by ``Observation.cursor``."""
 

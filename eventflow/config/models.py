@@ -253,10 +253,6 @@ class RunConfig(BaseModel):
         default=None, ge=1, description="Runs of this rule that may execute at once."
     )
 
-    @property
-    def task_fields(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
 
 class DeadlineAlert(Model):
     """`on_deadline: {run: TASK}`: run an alert task for each missed partition."""

@@ -14,20 +14,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from eventflow import metrics
+from eventflow.actions import EmitError, emit_item
 from eventflow.errors import EventflowError
-from eventflow.events import partition_key, utcnow
-from eventflow.server import reports
+from eventflow.events import utcnow
 from eventflow.server.hooks import HOOKS, HookRequest
+from eventflow.types import RunRecord
+from eventflow.views import deadletters, matches, rules, runs, sensors, status
 
 if TYPE_CHECKING:
     from eventflow.runtime import Runtime
 
 TOKEN_ENV = "EVENTFLOW_API_TOKEN"
 """When set, ``POST /api/...`` (retry, emit) needs ``Authorization: Bearer <token>``."""
-STATUSES = ("pending", "running", "succeeded", "failed")
-MATCH_STATUSES = ("open", "expired")
-RETRY_BUDGET = 60.0
-"""Seconds a sensor may be failing (restarted with backoff) before ``/readyz`` says no."""
+STATUSES = runs.RUN_STATUSES
+MATCH_STATUSES = matches.MATCH_STATUSES
 MAX_LIMIT = 10_000
 
 
@@ -93,20 +93,16 @@ class Api:
                 checks["store"] = {"ok": False, "detail": str(exc)}
         else:
             checks["store"] = {"ok": False, "detail": "starting"}
-        now = time.monotonic()
-        for name in self.pipeline.sensors:
-            handle = self.runtime.sensors.get(name)
-            if handle is None:
-                checks[f"sensor:{name}"] = {"ok": False, "detail": "not started"}
-                ready = False
-                continue
-            ok = handle.healthy or now - handle.since < RETRY_BUDGET
-            ready = ready and ok
-            checks[f"sensor:{name}"] = {
-                "ok": ok,
-                "healthy": handle.healthy,
-                "detail": handle.detail,
-            }
+        for sensor in sensors.sensors(self.runtime):
+            if sensor.state == "starting":
+                checks[f"sensor:{sensor.sensor}"] = {"ok": False, "detail": "not started"}
+            else:
+                checks[f"sensor:{sensor.sensor}"] = {
+                    "ok": sensor.ok,
+                    "healthy": sensor.healthy,
+                    "detail": sensor.detail,
+                }
+            ready = ready and sensor.ok
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     async def metrics(self, request: Request) -> Response:
@@ -119,39 +115,40 @@ class Api:
 
     # -- reading ----------------------------------------------------------------------------
 
+    async def get_status(self, request: Request) -> Response:
+        view = await status.status(self.pipeline, self.store, limit=_limit(request, 50))
+        return JSONResponse(view.to_dict())
+
     async def get_rules(self, request: Request) -> Response:
-        per_rule = await self.store.match_counts()
-        return JSONResponse({"rules": reports.rules(self.pipeline, per_rule)})
+        found = await rules.rules(self.pipeline, self.store)
+        return JSONResponse({"rules": [r.to_dict() for r in found]})
 
     async def get_matches(self, request: Request) -> Response:
         rule = request.query_params.get("rule")
-        if rule is not None and rule not in self.pipeline.rules:
-            raise BadRequest(404, f"no rule {rule!r}")
-        status = _choice(request, "status", MATCH_STATUSES)
-        found = await reports.partial_matches(
-            self.pipeline, self.store, rule=rule, status=status, limit=_limit(request, 100)
+        found = await matches.partial_matches(
+            self.pipeline,
+            self.store,
+            rule=rule,
+            status=_choice(request, "status", MATCH_STATUSES),
+            limit=_limit(request, 100),
         )
-        return JSONResponse({"matches": found})
+        return JSONResponse({"matches": [m.to_dict() for m in found]})
 
     async def get_runs(self, request: Request) -> Response:
         params = request.query_params
-        status = _choice(request, "status", STATUSES)
-        rule = params.get("rule")
-        partition = {
-            k[len("partition.") :]: v for k, v in params.items() if k.startswith("partition.")
-        }
-        key = partition_key(partition) if partition else None
-        runs = await self.store.list_runs(
-            rule=rule,
-            status=status,  # type: ignore[arg-type]
-            key=key,
+        found = await runs.runs(
+            self.store,
+            rule=params.get("rule"),
+            status=_choice(request, "status", STATUSES),  # type: ignore[arg-type]
+            partition={
+                k[len("partition.") :]: v for k, v in params.items() if k.startswith("partition.")
+            },
             limit=_limit(request, 50),
         )
-        return JSONResponse({"runs": [reports.run_row(r) for r in runs]})
+        return JSONResponse({"runs": [r.to_dict() for r in found]})
 
     async def get_run(self, request: Request) -> Response:
-        run = await self._run(request)
-        return JSONResponse(reports.run_row(run, inputs=True))
+        return JSONResponse((await self._run(request)).to_dict())
 
     async def get_run_logs(self, request: Request) -> Response:
         run = await self._run(request)
@@ -164,14 +161,17 @@ class Api:
                 raise BadRequest(400, f"attempt must be an integer, not {raw!r}") from None
             if not 1 <= attempt <= max(run.attempt, 1):
                 raise BadRequest(404, f"run {run.run_id} has no attempt {attempt}")
-        return JSONResponse(reports.run_logs(self.pipeline, run, attempt))
+        return JSONResponse(runs.run_logs(self.pipeline, run, attempt).to_dict())
 
-    async def _run(self, request: Request) -> Any:
-        run_id = request.path_params["run_id"]
-        run = await self.store.get_run(run_id)
-        if run is None:
-            raise BadRequest(404, f"no run {run_id!r}")
-        return run
+    async def get_deadletters(self, request: Request) -> Response:
+        found = await deadletters.deadletters(self.store, limit=_limit(request, 50))
+        return JSONResponse({"deadletters": [d.to_dict() for d in found]})
+
+    async def get_sensors(self, request: Request) -> Response:
+        return JSONResponse({"sensors": [s.to_dict() for s in sensors.sensors(self.runtime)]})
+
+    async def _run(self, request: Request) -> RunRecord:
+        return await runs.run(self.store, request.path_params["run_id"])
 
     # -- acting -----------------------------------------------------------------------------
 
@@ -190,7 +190,7 @@ class Api:
             raise BadRequest(409, f"run {run.run_id} is {run.status}; only failed runs retry")
         record = await self.store.retry_run(run.run_id, utcnow())
         metrics.manual_retry(record.rule)
-        return JSONResponse(reports.run_row(record))
+        return JSONResponse(record.to_dict())
 
     async def emit(self, request: Request) -> Response:
         self._authorize(request)
@@ -211,10 +211,8 @@ class Api:
         if not isinstance(emit_id, str):
             raise BadRequest(400, "`id` must be a string")
         try:
-            item = reports.emit_item(
-                self.pipeline, dataset, partition, emit_id, body.get("payload")
-            )
-        except reports.EmitError as exc:
+            item = emit_item(self.pipeline, dataset, partition, emit_id, body.get("payload"))
+        except EmitError as exc:
             raise BadRequest(400, str(exc)) from None
         await self.store.add_inbox(item)
         if self.runtime.engine is not None:

@@ -19,6 +19,7 @@ from eventflow.server.api import Api, BadRequest, problem, token_required
 from eventflow.server.hooks import HOOKS
 from eventflow.server.openapi import document
 from eventflow.server.page import render_page
+from eventflow.views import NotFound
 
 if TYPE_CHECKING:
     from eventflow.runtime import Runtime
@@ -52,12 +53,15 @@ def build_app(runtime: Runtime) -> Starlette:
         Route("/readyz", api.readyz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/api/status", api.get_status, methods=["GET"]),
         Route("/api/rules", api.get_rules, methods=["GET"]),
         Route("/api/matches", api.get_matches, methods=["GET"]),
         Route("/api/runs", api.get_runs, methods=["GET"]),
         Route("/api/runs/{run_id}", api.get_run, methods=["GET"]),
         Route("/api/runs/{run_id}/logs", api.get_run_logs, methods=["GET"]),
         Route("/api/runs/{run_id}/retry", api.retry_run, methods=["POST"]),
+        Route("/api/deadletters", api.get_deadletters, methods=["GET"]),
+        Route("/api/sensors", api.get_sensors, methods=["GET"]),
         Route("/api/events", api.emit, methods=["POST"]),
         Route("/hooks/{sensor}", api.hook, methods=["POST"]),
         Route("/hooks/{sensor}/{path:path}", api.hook, methods=["POST"]),
@@ -66,6 +70,10 @@ def build_app(runtime: Runtime) -> Starlette:
     async def bad_request(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BadRequest)
         return problem(exc.status, str(exc))
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, NotFound)
+        return problem(404, exc.message)
 
     async def store_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, ClosedError):
@@ -76,7 +84,11 @@ def build_app(runtime: Runtime) -> Starlette:
 
     return Starlette(
         routes=routes,
-        exception_handlers={BadRequest: bad_request, EventflowError: store_error},
+        exception_handlers={
+            BadRequest: bad_request,
+            NotFound: not_found,
+            EventflowError: store_error,
+        },
     )
 
 

@@ -71,8 +71,9 @@ _INPUT = _obj(
     position={"type": "object"},
     time=_STR,
 )
+_COUNT = {"type": "integer"}
 _RULE = _obj(
-    ["rule", "when", "open", "fired", "expired"],
+    ["rule", "when", "open", "fired", "expired", "missed"],
     rule=_STR,
     when=_obj(
         ["mode", "datasets", "by"],
@@ -82,20 +83,62 @@ _RULE = _obj(
         within={"type": ["number", "null"], "description": "Seconds."},
     ),
     produces=_NSTR,
-    open={"type": "integer"},
-    fired={"type": "integer"},
-    expired={"type": "integer"},
+    open=_COUNT,
+    fired=_COUNT,
+    expired=_COUNT,
+    missed={**_COUNT, "description": "Open matches whose deadline (`expect_by`) passed."},
+    condition_text={**_STR, "description": "The condition as text: `all of (a, b)`."},
+    quiet={**_NSTR, "description": "The quiet period, e.g. `2s`."},
+    late={**_STR, "description": "What an input of a fired partition does."},
+    expect_by=_NSTR,
+    on_deadline=_NSTR,
+    batch={"type": ["object", "null"]},
 )
 _MATCH = _obj(
     ["rule", "partition", "status", "generation", "arrived", "missing"],
     rule=_STR,
     partition=_PARTITION,
-    status={"enum": ["open", "expired"]},
+    status={"enum": ["open", "missed", "expired"]},
     generation={"type": "integer"},
     arrived={"type": "array", "items": _STR},
     missing={"type": "array", "items": _STR},
     opened_at=_TIME,
     expires_at={**_TIME, "description": "When the match expires if inputs are still missing."},
+    deadline={
+        "type": ["object", "null"],
+        "properties": {"at": _STR, "state": {"enum": ["pending", "met", "missed"]}},
+    },
+    quiet_until=_TIME,
+    late_inputs={"type": "integer"},
+    partial_run={"type": "boolean"},
+    counts={"type": "object", "additionalProperties": {"type": "integer"}},
+)
+_DEADLETTER = _obj(
+    ["event_id", "sensor", "position", "error", "excerpt", "time"],
+    event_id=_STR,
+    sensor=_STR,
+    position={"type": "object"},
+    error=_STR,
+    excerpt={**_STR, "description": "The first bytes of the raw message."},
+    time=_STR,
+)
+_SENSOR = _obj(
+    ["sensor", "type", "state", "ok", "healthy", "detail"],
+    sensor=_STR,
+    type=_STR,
+    state={"enum": ["starting", "up", "retrying", "down"]},
+    ok={"type": "boolean"},
+    healthy={"type": ["boolean", "null"]},
+    detail=_STR,
+)
+_STATUS = _obj(
+    ["pipeline", "state", "rules", "partial_matches", "counts", "recent_runs"],
+    pipeline=_STR,
+    state={**_STR, "description": "The store's DSN, password redacted."},
+    rules={"type": "array", "items": _RULE},
+    partial_matches={"type": "array", "items": _MATCH},
+    counts={"type": "object", "additionalProperties": {"type": "integer"}},
+    recent_runs={"type": "array", "items": _RUN},
 )
 _EMIT = {
     **_obj(
@@ -123,7 +166,8 @@ def document(*, api_token: bool = False) -> Schema:
         "info": {
             "title": "eventflow",
             "version": __version__,
-            "description": "Health, metrics, rules, partial matches, runs and webhooks of a"
+            "description": "Health, metrics, status, rules, partial matches, runs, dead"
+            " letters, sensors and webhooks of a"
             " running pipeline (`eventflow run --http`).",
         },
         "paths": {
@@ -148,6 +192,16 @@ def document(*, api_token: bool = False) -> Schema:
                     },
                 }
             },
+            "/api/status": {
+                "get": _get(
+                    "What `eventflow status --json` shows: rules, the oldest open, missed and"
+                    " expired partial matches (`limit` of each), the store's figures, the"
+                    " newest runs.",
+                    _STATUS,
+                    params=[_LIMIT],
+                    errors={"400": "A bad parameter."},
+                )
+            },
             "/api/rules": {
                 "get": _get(
                     "Rules with their join condition and matches by status.",
@@ -156,12 +210,14 @@ def document(*, api_token: bool = False) -> Schema:
             },
             "/api/matches": {
                 "get": _get(
-                    "Open and expired partial matches: what arrived, what is missing, when"
-                    " they expire (oldest first).",
+                    "Open, missed (deadline passed) and expired partial matches: what"
+                    " arrived, what is missing, when they expire (oldest first).",
                     _obj(["matches"], matches={"type": "array", "items": _MATCH}),
                     params=[
                         _query("rule", _STR, "Only this rule."),
-                        _query("status", {"enum": ["open", "expired"]}, "Only this status."),
+                        _query(
+                            "status", {"enum": ["open", "missed", "expired"]}, "Only this status."
+                        ),
                         _LIMIT,
                     ],
                     errors={"400": "A bad parameter.", "404": "No such rule."},
@@ -217,6 +273,20 @@ def document(*, api_token: bool = False) -> Schema:
                         **unauthorized,
                     },
                 }
+            },
+            "/api/deadletters": {
+                "get": _get(
+                    "Observations that could not be processed, newest first.",
+                    _obj(["deadletters"], deadletters={"type": "array", "items": _DEADLETTER}),
+                    params=[_LIMIT],
+                    errors={"400": "A bad parameter."},
+                )
+            },
+            "/api/sensors": {
+                "get": _get(
+                    "Each sensor's health: up, retrying within its budget, down, starting.",
+                    _obj(["sensors"], sensors={"type": "array", "items": _SENSOR}),
+                )
             },
             "/api/events": {
                 "post": {

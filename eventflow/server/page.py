@@ -1,76 +1,65 @@
-"""The status page at ``/``: lineage, open partitions, recent runs with logs, sensor health.
+"""The status page at ``/``: lineage, partial matches, recent runs with logs, dead letters,
+sensor health.
 
-Server-rendered HTML with inline CSS, an inline SVG graph laid out here (no JavaScript
-library, nothing fetched from the internet) and a few lines of script that load a run's logs
-from the JSON API and refresh the page.
+A renderer of the views (:mod:`eventflow.views`), the same that ``eventflow status`` and the
+JSON API show, and of the lineage graph of :mod:`eventflow.graph`. Server-rendered HTML with
+inline CSS, an inline SVG of the graph laid out here (no JavaScript library, nothing fetched
+from the internet) and a few lines of script that load a run's logs from the JSON API and
+refresh the page.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from eventflow import graph as lineage
 from eventflow.events import format_partition
-from eventflow.pipeline import PRODUCED_SENSOR_PREFIX, Pipeline
-from eventflow.server import reports
-from eventflow.server.api import RETRY_BUDGET
+from eventflow.pipeline import PRODUCED_SENSOR_PREFIX
+from eventflow.types import RunRecord
+from eventflow.views.deadletters import DeadLetterView, deadletters
+from eventflow.views.matches import PartialMatch
+from eventflow.views.rules import RuleView
+from eventflow.views.sensors import SensorHealth, sensors
+from eventflow.views.status import status
 
 if TYPE_CHECKING:
     from eventflow.runtime import Runtime
 
 NODE_W, NODE_H, COL_GAP, ROW_GAP = 170, 34, 70, 16
 COLOURS = {"sensor": "#dbeafe", "dataset": "#dcfce7", "rule": "#fef3c7"}
+DEADLETTERS = 20
+"""Dead letters the page lists (the newest)."""
+
+Row = tuple[str, list[str]]
+"""A table row: its ``data-key`` (what it shows: a run id, a partition) and its cells."""
 
 
-@dataclass(frozen=True)
-class Node:
-    kind: str
-    name: str
-
-
-def lineage(pipeline: Pipeline) -> tuple[list[Node], list[tuple[Node, Node]]]:
-    """Sensors -> datasets -> rules -> produced datasets, as nodes and edges."""
-    nodes: list[Node] = [Node("sensor", s) for s in pipeline.sensors]
-    edges: list[tuple[Node, Node]] = []
-    for name, ds in pipeline.datasets.items():
-        node = Node("dataset", name)
-        nodes.append(node)
-        if ds.sensor in pipeline.sensors:
-            edges.append((Node("sensor", ds.sensor), node))
-    for name, rule in pipeline.rules.items():
-        node = Node("rule", name)
-        nodes.append(node)
-        edges += [(Node("dataset", d), node) for d in rule.spec.datasets]
-        if rule.produces:
-            edges.append((node, Node("dataset", rule.produces)))
-    return nodes, edges
-
-
-def layout(nodes: list[Node], edges: list[tuple[Node, Node]]) -> dict[Node, tuple[int, int]]:
-    """Column = longest path from a source (the graph is acyclic); rows in declared order."""
-    column = dict.fromkeys(nodes, 0)
-    for _ in nodes:  # relax until stable: at most one pass per node
+def layout(graph: lineage.Graph) -> dict[str, tuple[int, int]]:
+    """Node id -> position. Column = longest path from a source (the graph is acyclic);
+    rows in declared order."""
+    column = {n.id: 0 for n in graph.nodes}
+    for _ in graph.nodes:  # relax until stable: at most one pass per node
         changed = False
-        for a, b in edges:
+        for a, b in graph.edges:
             if a in column and b in column and column[b] < column[a] + 1:
                 column[b], changed = column[a] + 1, True
         if not changed:
             break
     rows: dict[int, int] = {}
     placed = {}
-    for node in nodes:
-        col = column[node]
+    for node in graph.nodes:
+        col = column[node.id]
         row = rows.get(col, 0)
         rows[col] = row + 1
-        placed[node] = (col * (NODE_W + COL_GAP) + 10, row * (NODE_H + ROW_GAP) + 10)
+        placed[node.id] = (col * (NODE_W + COL_GAP) + 10, row * (NODE_H + ROW_GAP) + 10)
     return placed
 
 
-def svg(pipeline: Pipeline) -> str:
-    nodes, edges = lineage(pipeline)
-    pos = layout(nodes, edges)
+def svg(graph: lineage.Graph) -> str:
+    """The lineage graph of :func:`eventflow.graph.build` as an inline SVG."""
+    pos = layout(graph)
     if not pos:
         return "<p>No sensors, datasets or rules.</p>"
     width = max(x for x, _ in pos.values()) + NODE_W + 10
@@ -82,7 +71,7 @@ def svg(pipeline: Pipeline) -> str:
         ' markerHeight="6" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#64748b"/>'
         "</marker></defs>",
     ]
-    for a, b in edges:
+    for a, b in graph.edges:
         if a not in pos or b not in pos:
             continue
         (x1, y1), (x2, y2) = pos[a], pos[b]
@@ -92,11 +81,13 @@ def svg(pipeline: Pipeline) -> str:
             f'<path d="M{sx},{sy} C{mid},{sy} {mid},{ey} {ex},{ey}" fill="none"'
             ' stroke="#64748b" marker-end="url(#arrow)"/>'
         )
-    for node, (x, y) in pos.items():
+    for node in graph.nodes:
+        x, y = pos[node.id]
         label = escape(node.name if len(node.name) <= 22 else node.name[:21] + "…")
+        title = f"{node.kind} {node.name}" + (f" · {node.detail}" if node.detail else "")
         parts.append(
             f'<g class="node {node.kind}" data-name="{escape(node.name)}">'
-            f"<title>{node.kind} {escape(node.name)}</title>"
+            f"<title>{escape(title)}</title>"
             f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="6"'
             f' fill="{COLOURS[node.kind]}" stroke="#475569"/>'
             f'<text x="{x + 8}" y="{y + 21}" font-size="12">'
@@ -106,115 +97,164 @@ def svg(pipeline: Pipeline) -> str:
     return "".join(parts)
 
 
-def _table(headers: list[str], rows: list[list[str]], css: str, empty: str) -> str:
+def _table(headers: list[str], rows: Sequence[Row], css: str, empty: str) -> str:
     if not rows:
         return f'<p class="empty {css}">{escape(empty)}</p>'
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join(
+        f'<tr data-key="{escape(key)}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+        for key, cells in rows
+    )
     return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _sensor_rows(runtime: Runtime) -> list[list[str]]:
+def _state(state: str) -> str:
+    return f'<span class="state {escape(state)}">{escape(state)}</span>'
+
+
+def _iso(text: str | None) -> str:
+    return escape((text or "")[:19]) or "-"
+
+
+def match_key(rule: str, partition: dict[str, str]) -> str:
+    """The ``data-key`` of a partial match's row: ``rule dt=...``."""
+    return f"{rule} {format_partition(partition)}"
+
+
+def _sensor_rows(found: list[SensorHealth]) -> list[Row]:
+    return [
+        (s.sensor, [escape(s.sensor), escape(s.type), _state(s.state), escape(s.detail)])
+        for s in found
+    ]
+
+
+def _rule_rows(rules: Sequence[RuleView]) -> list[Row]:
     rows = []
-    now = time.monotonic()
-    for name, spec in runtime.pipeline.sensors.items():
-        handle = runtime.sensors.get(name)
-        if handle is None:
-            state, detail = "starting", ""
-        elif handle.healthy:
-            state, detail = "up", handle.detail
-        else:
-            within = now - handle.since < RETRY_BUDGET
-            state, detail = ("retrying" if within else "down"), handle.detail
+    for rule in rules:
+        r = rule.to_dict()
+        when = r["when"]
+        counts = [str(r[s]) for s in ("open", "fired", "expired", "missed")]
         rows.append(
-            [
-                escape(name),
-                escape(spec.type),
-                f'<span class="state {state}">{state}</span>',
-                escape(detail),
-            ]
+            (
+                r["rule"],
+                [
+                    escape(r["rule"]),
+                    escape(f"{when['mode']} of {', '.join(when['datasets'])}"),
+                    escape(", ".join(when["by"])),
+                    *counts,
+                ],
+            )
         )
     return rows
 
 
-def _run_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+def _match_rows(found: Sequence[PartialMatch]) -> list[Row]:
     rows = []
-    for r in runs:
-        rid = escape(r["run_id"])
+    for m in found:
+        p = m.to_dict()
+        deadline = p["deadline"]
         rows.append(
-            [
-                f"<code>{rid[:12]}</code>",
-                escape(r["rule"]),
-                escape(format_partition(r["partition"])),
-                f'<span class="state {escape(r["status"])}">{escape(r["status"])}</span>',
-                f"{r['attempt']}/{r['max_attempts']}",
-                escape((r["created_at"] or "")[:19]),
-                escape((r["error"] or "")[:80]),
-                f'<button class="logs" data-run="{rid}">logs</button>',
-            ]
+            (
+                match_key(p["rule"], p["partition"]),
+                [
+                    escape(p["rule"]),
+                    escape(format_partition(p["partition"])),
+                    _state(p["status"]),
+                    escape(", ".join(p["arrived"]) or "-"),
+                    f'<span class="missing">{escape(", ".join(p["missing"]) or "-")}</span>',
+                    escape(p["expires_at"] or "-"),
+                    escape(f"{deadline['at']} ({deadline['state']})") if deadline else "-",
+                ],
+            )
+        )
+    return rows
+
+
+def _run_rows(found: Sequence[RunRecord]) -> list[Row]:
+    rows = []
+    for r in found:
+        rid = escape(r.run_id)
+        rows.append(
+            (
+                r.run_id,
+                [
+                    f'<code title="{rid}">{rid[:12]}</code>',
+                    escape(r.rule),
+                    escape(format_partition(r.partition)),
+                    _state(r.status),
+                    f"{r.attempt}/{r.max_attempts}",
+                    _iso(r.created_at.isoformat()),
+                    escape((r.error or "")[:80]),
+                    f'<button class="logs" data-run="{rid}">logs</button>',
+                ],
+            )
+        )
+    return rows
+
+
+def _deadletter_rows(found: Sequence[DeadLetterView]) -> list[Row]:
+    rows = []
+    for view in found:
+        d = view.to_dict()
+        position = " ".join(f"{k}={v}" for k, v in d["position"].items())
+        rows.append(
+            (
+                d["event_id"],
+                [
+                    _iso(d["time"]),
+                    escape(d["sensor"]),
+                    escape(position),
+                    escape(d["error"][:120]),
+                    f"<code>{escape(d['excerpt'][:60])}</code>",
+                ],
+            )
         )
     return rows
 
 
 async def render_page(runtime: Runtime) -> str:
+    """The page: the status view, sensor health, the lineage graph and dead letters."""
     pipeline, store = runtime.pipeline, runtime.store
-    counts = await store.counts()
-    rules = reports.rules(pipeline, await store.match_counts())
-    matches = await reports.partial_matches(pipeline, store, rule=None, status=None, limit=50)
-    runs = [reports.run_row(r) for r in await store.list_runs(limit=30)]
-    rule_rows = [
-        [
-            escape(r["rule"]),
-            escape(f"{r['when']['mode']} of {', '.join(r['when']['datasets'])}"),
-            escape(", ".join(r["when"]["by"])),
-            str(r["open"]),
-            str(r["fired"]),
-            str(r["expired"]),
-        ]
-        for r in rules
-    ]
-    match_rows = [
-        [
-            escape(m["rule"]),
-            escape(format_partition(m["partition"])),
-            f'<span class="state {m["status"]}">{m["status"]}</span>',
-            escape(", ".join(m["arrived"]) or "-"),
-            f'<span class="missing">{escape(", ".join(m["missing"]) or "-")}</span>',
-            escape(m["expires_at"] or "-"),
-        ]
-        for m in matches
-    ]
+    view = await status(pipeline, store)
+    graph = lineage.build(pipeline, await lineage.rule_states(pipeline, store))
+    letters = await deadletters(store, limit=DEADLETTERS)
     produced = sorted(
         n for n, ds in pipeline.datasets.items() if ds.sensor.startswith(PRODUCED_SENSOR_PREFIX)
     )
-    summary = (
-        f"runs: {counts['runs_pending']} pending, {counts['runs_running']} running,"
-        f" {counts['runs_succeeded']} succeeded, {counts['runs_failed']} failed ·"
-        f" events {counts['events']} · outbox {counts['outbox']} · timers {counts['timers']}"
-        f" · dead letters {counts['deadletters']}"
-    )
     return PAGE.format(
         name=escape(pipeline.name),
-        summary=escape(summary),
-        graph=svg(pipeline),
+        summary=escape(view.summary()),
+        graph=svg(graph),
         produced=escape(", ".join(produced) or "none"),
         sensors=_table(
-            ["sensor", "type", "state", "detail"], _sensor_rows(runtime), "sensors", "No sensors."
+            ["sensor", "type", "state", "detail"],
+            _sensor_rows(sensors(runtime)),
+            "sensors",
+            "No sensors.",
         ),
         rules=_table(
-            ["rule", "when", "by", "open", "fired", "expired"], rule_rows, "rules", "No rules."
+            ["rule", "when", "by", "open", "fired", "expired", "missed"],
+            _rule_rows(view.rules),
+            "rules",
+            "No rules.",
         ),
         matches=_table(
-            ["rule", "partition", "status", "arrived", "missing", "expires at"],
-            match_rows,
+            ["rule", "partition", "status", "arrived", "missing", "expires at", "deadline"],
+            _match_rows(view.partial_matches),
             "matches",
             "No open partial matches.",
         ),
         runs=_table(
             ["run", "rule", "partition", "status", "attempt", "created", "error", ""],
-            _run_rows(runs),
+            _run_rows(view.recent_runs),
             "runs",
             "No runs yet.",
+        ),
+        deadletters=_table(
+            ["time", "sensor", "position", "error", "excerpt"],
+            _deadletter_rows(letters),
+            "deadletters",
+            "No dead letters.",
         ),
     )
 
@@ -232,7 +272,7 @@ th, td {{ text-align: left; padding: .25rem .6rem; border-bottom: 1px solid #e2e
 th {{ background: #f1f5f9; }}
 .state {{ padding: 0 .4rem; border-radius: .6rem; font-size: 12px; }}
 .up, .succeeded, .open {{ background: #dcfce7; }}
-.down, .failed, .expired {{ background: #fee2e2; }}
+.down, .failed, .expired, .missed {{ background: #fee2e2; }}
 .retrying, .running, .pending, .starting {{ background: #fef3c7; }}
 .missing {{ color: #b91c1c; font-weight: 600; }}
 .graph {{ overflow-x: auto; border: 1px solid #e2e8f0; padding: .4rem; }}
@@ -248,8 +288,9 @@ pre.log {{ background: #0f172a; color: #e2e8f0; padding: .6rem; max-height: 20re
 <p class="summary">S sensor · D dataset · R rule. Produced datasets: {produced}.</p>
 <h2>Sensors</h2>{sensors}
 <h2>Rules</h2>{rules}
-<h2>Open partitions</h2>{matches}
+<h2>Partial matches (open, missed, expired)</h2>{matches}
 <h2>Recent runs</h2>{runs}
+<h2>Dead letters</h2>{deadletters}
 <div id="log-view"></div>
 <script>
 document.querySelectorAll("button.logs").forEach(function (b) {{

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Literal, Self
+from typing import Literal
 
 from eventflow.errors import ClosedError, StoreError
+from eventflow.lifecycle import Resource
 
 
-class StoreLifecycle:
+class StoreLifecycle(Resource):
     """Open/closed state and the operation lock; subclasses implement ``_open``/``_close``."""
 
     def __init__(self) -> None:
@@ -63,13 +64,6 @@ class StoreLifecycle:
         """Every lease at once, never lost: this store serves one worker (``lock_worker``)."""
         self._check_open()
         yield asyncio.Event()
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     def _raise_if_closed(self) -> None:
         if self._state == "closed":

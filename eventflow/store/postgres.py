@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from eventflow.backoff import Backoff
 from eventflow.errors import ClosedError, StoreConflict, StoreError
 from eventflow.events import JSON
 from eventflow.log import get_logger
@@ -157,18 +158,18 @@ class PostgresStore(StoreLifecycle):
         """``attempt()``, again after a connection failure, with backoff, for at most
         ``reconnect_timeout`` seconds. Only for work that is safe to repeat."""
         deadline = time.monotonic() + self.reconnect_timeout
-        delay = 0.05
+        waits = Backoff(first=0.05, cap=5.0)
         while True:
             try:
                 return await attempt()
             except StoreError as exc:
+                delay = waits.failed()
                 if not _is_disconnect(exc) or time.monotonic() + delay > deadline:
                     raise
                 self.log.warning(
                     "store_reconnecting", operation=what, error=str(exc), retry_in=round(delay, 2)
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0) * random.uniform(0.8, 1.2)
 
     async def _writer_ops(self) -> PostgresOps:
         if self._writer is None or self._writer.conn.closed:
@@ -471,18 +472,6 @@ class PostgresStore(StoreLifecycle):
         if self.worker_id is None:
             return True
         return await self.try_lease(name) is not None
-
-    async def workers(self) -> list[dict[str, JSON]]:
-        """The workers registered on the store and whether their lease is live."""
-        rows = await self._op("workers", lambda ops: ops._all(queries()["list_workers"]))
-        keys = ("id", "host", "pid", "started_at", "heartbeat_at", "live")
-        return [
-            {
-                k: v.isoformat() if isinstance(v, datetime) else v
-                for k, v in zip(keys, row, strict=True)
-            }
-            for row in rows
-        ]
 
     # --- the Store protocol ---------------------------------------------------------------
 

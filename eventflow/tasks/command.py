@@ -48,6 +48,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from eventflow.events import JSON, canonical_json
+from eventflow.lifecycle import Resource
 from eventflow.patterns import render
 from eventflow.tasks import Text, timeout_detail
 from eventflow.tasks._logs import PipeCapture, write_capped
@@ -106,7 +107,7 @@ class CommandConfig(BaseModel):
         return value
 
 
-class CommandTask:
+class CommandTask(Resource):
     """Runs one attempt of a ``command`` task as a child process (see the module docs)."""
 
     config_model: ClassVar[type[BaseModel]] = CommandConfig
@@ -120,9 +121,6 @@ class CommandTask:
         )
         self.env = env
         self._prefix, self._use_preexec = _death_signal_plan(self.death_signal)
-
-    async def close(self) -> None:
-        """Nothing to release; here so every runner can be closed alike."""
 
     async def run(self, ctx: RunContext) -> TaskResult:
         argv = [render(arg, ctx.variables) for arg in self.config.command]

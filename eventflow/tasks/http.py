@@ -30,13 +30,14 @@ import importlib.metadata
 import re
 import urllib.parse
 from datetime import timedelta
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from eventflow.durations import Duration
 from eventflow.errors import ClosedError
+from eventflow.lifecycle import Resource
 from eventflow.patterns import render, render_deep
 from eventflow.tasks import Text, timeout_detail
 from eventflow.tasks._logs import write_capped
@@ -108,7 +109,7 @@ class HttpConfig(BaseModel):
     http: HttpRequest
 
 
-class HttpTask:
+class HttpTask(Resource):
     """Runs one attempt of an ``http`` task (see the module docs).
 
     One ``httpx.AsyncClient`` per runner, created at the first attempt and reused (its
@@ -125,12 +126,6 @@ class HttpTask:
         self.env = env
         self._client: httpx.AsyncClient | None = None
         self._closed = False
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def close(self) -> None:
         self._closed = True

@@ -30,13 +30,14 @@ attempt's stdout file and the run's output.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import orjson
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from eventflow import registry
 from eventflow.errors import ClosedError
+from eventflow.lifecycle import Resource
 from eventflow.patterns import render, render_deep
 from eventflow.tasks import Text
 from eventflow.tasks._logs import write_capped
@@ -105,7 +106,7 @@ class PublishConfig(BaseModel):
     publish: PublishMessage
 
 
-class PublishTask:
+class PublishTask(Resource):
     """Runs one attempt of a ``publish`` task (see the module docs).
 
     One sender per runner, opened at the first attempt and reused by every run of the rule;
@@ -121,12 +122,6 @@ class PublishTask:
         self.env = env
         self._sender: MessageSender | None = None
         self._closed = False
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def close(self) -> None:
         self._closed = True

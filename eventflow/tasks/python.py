@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from eventflow.events import JSON
+from eventflow.lifecycle import Resource
 from eventflow.tasks import timeout_detail
 from eventflow.tasks._logs import write_capped
 from eventflow.types import PluginEnv, RunContext, TaskResult
@@ -75,7 +76,7 @@ class PythonConfig(BaseModel):
         return self.python.partition(":")[2]
 
 
-class PythonTask:
+class PythonTask(Resource):
     """Runs one attempt of a ``python`` task (see the module docs)."""
 
     config_model: ClassVar[type[BaseModel]] = PythonConfig
@@ -86,9 +87,6 @@ class PythonTask:
         )
         self.env = env
         self._function: Callable[[RunContext], Any] | None = None
-
-    async def close(self) -> None:
-        """Nothing to release; here so every runner can be closed alike."""
 
     async def run(self, ctx: RunContext) -> TaskResult:
         function = self._function

@@ -6,8 +6,7 @@ from datetime import timedelta
 
 from pydantic import Field, model_validator
 
-from eventflow.config.models import Model, SensorConfig
-from eventflow.durations import Duration
+from eventflow.plugin import Duration, Model, SensorConfig
 
 DEFAULT_IGNORE = ("*.tmp", ".*", "*.part", "*.inprogress*", "*~", "*.swp")
 

@@ -12,7 +12,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from eventflow.patterns import glob_match
+from eventflow.plugin import glob_match
 
 FileState = tuple[int, int]
 """``(size, mtime_ns)``: what the cursor records and what a change is measured by."""

@@ -11,11 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from eventflow.config.models import PublisherConfig
-from eventflow.errors import ClosedError, PublishError
-from eventflow.events import Event
-from eventflow.lifecycle import Resource
-from eventflow.types import PluginEnv
+from eventflow.plugin import ClosedError, Event, PluginEnv, PublisherConfig, PublishError, Resource
 
 
 class FilePublisherConfig(PublisherConfig):

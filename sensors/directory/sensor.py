@@ -47,9 +47,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
-from eventflow.errors import SensorError
-from eventflow.events import Observation, escape_text
-from eventflow.types import PluginEnv, SensorContext
+from eventflow.plugin import Observation, PluginEnv, SensorContext, SensorError, escape_text
 
 from .config import DEFAULT_IGNORE, DirectorySensorConfig, Readiness
 from .fs import (

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from eventflow.events import JSON
+from eventflow.plugin import JSON
 
 from .fs import FileState, Listing, join
 

@@ -35,12 +35,21 @@ import jmespath.exceptions
 from jmespath.parser import ParsedResult
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from eventflow.config.models import SensorConfig
-from eventflow.durations import Duration
-from eventflow.errors import ClosedError, SensorError
-from eventflow.events import JSON, Observation, utcnow
-from eventflow.server.hooks import HOOKS, HookRequest, HookResponse
-from eventflow.types import PluginEnv, ScaleOut, SensorContext
+from eventflow.plugin import (
+    HOOKS,
+    JSON,
+    ClosedError,
+    Duration,
+    HookRequest,
+    HookResponse,
+    Observation,
+    PluginEnv,
+    ScaleOut,
+    SensorConfig,
+    SensorContext,
+    SensorError,
+    utcnow,
+)
 
 HIDDEN_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 """Never copied into an event's attributes (nor the signature header)."""

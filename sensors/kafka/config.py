@@ -13,9 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from eventflow.config.models import Model, PublisherConfig, SensorConfig
-from eventflow.durations import Duration
-from eventflow.errors import SensorError
+from eventflow.plugin import Duration, Model, PublisherConfig, SensorConfig, SensorError
 
 
 class Sasl(Model):

@@ -15,10 +15,16 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from eventflow.errors import ClosedError, PublishError, TaskError
-from eventflow.events import JSON, Event
-from eventflow.lifecycle import Resource
-from eventflow.types import OutgoingMessage, PluginEnv
+from eventflow.plugin import (
+    JSON,
+    ClosedError,
+    Event,
+    OutgoingMessage,
+    PluginEnv,
+    PublishError,
+    Resource,
+    TaskError,
+)
 
 from .config import KafkaConnection, KafkaPublisherConfig
 

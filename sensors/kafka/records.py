@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from eventflow.events import JSON, Observation
+from eventflow.plugin import JSON, Observation
 
 EXCERPT = 1024
 """Characters of an undecodable value kept in its dead letter."""

@@ -41,9 +41,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
-from eventflow.errors import SensorError
-from eventflow.events import JSON, Observation
-from eventflow.types import PluginEnv, ScaleOut, SensorContext
+from eventflow.plugin import (
+    JSON,
+    Observation,
+    PluginEnv,
+    ScaleOut,
+    SensorContext,
+    SensorError,
+    backoff,
+)
 
 from .config import (
     KafkaConnection,
@@ -141,8 +147,7 @@ class KafkaSensor:
                 if time.monotonic() - started > 60:
                     failures = 0
                 failures += 1
-                delay = min(BACKOFF_MAX, 0.5 * 2 ** (failures - 1))
-                delay = delay / 2 + rng.uniform(0, delay / 2)
+                delay = backoff.delay(failures, first=0.5, cap=BACKOFF_MAX, rng=rng)
                 ctx.set_health(False, f"{type(exc).__name__}: {exc}")
                 self._log.warning(
                     "kafka_reconnect",

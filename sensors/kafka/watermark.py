@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from eventflow.events import JSON
+from eventflow.plugin import JSON
 
 MAX_WINDOWS_PER_STEP = 1000
 """Windows announced per call at most (a topic read from a year back announces in steps)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import random
 import re
 import ssl
 import uuid
@@ -22,7 +21,7 @@ from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from eventflow.errors import PublishError
+from eventflow.plugin import PublishError
 
 from .config import MqttConnection
 
@@ -94,12 +93,6 @@ def make_client(
         timeout=PUBLISH_TIMEOUT,
         **kwargs,
     )
-
-
-def backoff(failures: int, cap: float, rng: random.Random) -> float:
-    """Capped exponential backoff with jitter: about 0.1 s, 0.2 s, 0.4 s ... up to ``cap``."""
-    delay = min(cap, 0.1 * 2.0 ** max(0, failures - 1))
-    return delay / 2 + rng.uniform(0, delay / 2)
 
 
 def user_properties(headers: Sequence[tuple[str, bytes]]) -> Properties | None:

@@ -12,8 +12,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from eventflow.config.models import Model, PublisherConfig, SensorConfig
-from eventflow.durations import Duration
+from eventflow.plugin import Duration, Model, PublisherConfig, SensorConfig
 
 QoS = Literal[0, 1, 2]
 

@@ -20,7 +20,7 @@ import hashlib
 import time
 from collections.abc import Mapping
 
-from eventflow.events import JSON
+from eventflow.plugin import JSON
 
 PRUNE_EVERY = 60.0
 """Seconds between sweeps for cursor entries older than the window."""

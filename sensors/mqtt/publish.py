@@ -11,16 +11,22 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from eventflow.errors import ClosedError
-from eventflow.events import JSON, Event
-from eventflow.patterns import placeholders, render
-from eventflow.types import OutgoingMessage, PluginEnv
+from eventflow.plugin import (
+    JSON,
+    ClosedError,
+    Event,
+    OutgoingMessage,
+    PluginEnv,
+    Resource,
+    placeholders,
+    render,
+)
 
 from .client import Link
 from .config import MqttPublisherConfig, MqttSenderConfig
 
 
-class MqttPublisher:
+class MqttPublisher(Resource):
     """Publishes completion events, one MQTT message per event at ``qos``, to a topic
     rendered from the event (see ``MqttPublisherConfig.topic``). ``publish`` returns once
     the broker acknowledged every message (QoS 1/2), so the outbox deletes only delivered
@@ -92,7 +98,7 @@ def _level(text: str) -> str:
 # --- the ``publish`` task's sender ------------------------------------------------------------
 
 
-class MqttSender:
+class MqttSender(Resource):
     """Sends ``publish`` task messages (``run: {publish: {mqtt: {...}, topic, payload}}``).
 
     Headers become MQTT 5 user properties (3.1.1 has none: they are dropped); the key has

@@ -39,12 +39,10 @@ import orjson
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import BaseModel
 
-from eventflow.errors import SensorError
-from eventflow.events import JSON, Observation
-from eventflow.types import PluginEnv, SensorContext
+from eventflow.plugin import JSON, Observation, PluginEnv, SensorContext, SensorError, backoff
 
 from .ack import Acker, defer_qos2_receipt
-from .client import backoff, make_client, stable_client_id
+from .client import make_client, stable_client_id
 from .config import (
     MqttConnection,
     MqttPublisherConfig,
@@ -119,7 +117,9 @@ class MqttSensor:
                 if loop.time() - started > CONNECTED_RESET:
                     failures = 0
                 failures += 1
-                delay = backoff(failures, cfg.reconnect_max.total_seconds(), rng)
+                delay = backoff.delay(
+                    failures, first=0.1, cap=cfg.reconnect_max.total_seconds(), rng=rng
+                )
                 ctx.set_health(False, f"MQTT broker {cfg.address}: {_reason(exc)}")
                 self._log.warning(
                     "mqtt_disconnected",

@@ -37,11 +37,20 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from eventflow import completion
-from eventflow.config.models import PublisherConfig
-from eventflow.errors import ClosedError, PublishError
-from eventflow.events import Event, digest, format_partition
-from eventflow.types import PluginEnv
+from eventflow.plugin import (
+    RUN_FAILED,
+    RUN_RETRYING,
+    RUN_STARTED,
+    RUN_SUCCEEDED,
+    ClosedError,
+    Event,
+    PluginEnv,
+    PublisherConfig,
+    PublishError,
+    Resource,
+    digest,
+    format_partition,
+)
 
 try:
     from openlineage.client import OpenLineageClient
@@ -60,10 +69,10 @@ except ImportError as exc:  # pragma: no cover - the registry turns this into a 
 
 PRODUCER = "https://github.com/eventflow/eventflow"
 _STATES = {
-    completion.RUN_STARTED: OLState.START,
-    completion.RUN_SUCCEEDED: OLState.COMPLETE,
-    completion.RUN_RETRYING: OLState.FAIL,
-    completion.RUN_FAILED: OLState.FAIL,
+    RUN_STARTED: OLState.START,
+    RUN_SUCCEEDED: OLState.COMPLETE,
+    RUN_RETRYING: OLState.FAIL,
+    RUN_FAILED: OLState.FAIL,
 }
 
 
@@ -109,7 +118,7 @@ class OpenLineageConfig(PublisherConfig):
         return value
 
 
-class OpenLineagePublisher:
+class OpenLineagePublisher(Resource):
     """Turns run events into OpenLineage RunEvents and emits them with the OpenLineage client.
 
     The client's transports are blocking, so emitting runs in a worker thread; a transport

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from eventflow.errors import SensorError
+from eventflow.plugin import SensorError
 
 from .config import Connection
 

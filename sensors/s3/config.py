@@ -8,8 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from eventflow.config.models import Model, PublisherConfig, SensorConfig
-from eventflow.durations import Duration
+from eventflow.plugin import Duration, Model, PublisherConfig, SensorConfig
 
 from ..kafka.config import KafkaConnection
 from ..mqtt.config import MqttConnection

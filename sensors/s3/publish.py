@@ -16,12 +16,15 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from eventflow.completion import DATASET_AVAILABLE
-from eventflow.errors import ClosedError, PublishError
-from eventflow.events import Event
-from eventflow.lifecycle import Resource
-from eventflow.patterns import render
-from eventflow.types import PluginEnv
+from eventflow.plugin import (
+    DATASET_AVAILABLE,
+    ClosedError,
+    Event,
+    PluginEnv,
+    PublishError,
+    Resource,
+    render,
+)
 
 from .client import S3Problem, make_client, translate
 from .config import S3PublisherConfig

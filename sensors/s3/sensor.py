@@ -34,9 +34,16 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 
-from eventflow import metrics
-from eventflow.events import JSON, Observation, utcnow
-from eventflow.types import PluginEnv, Sensor, SensorContext
+from eventflow.plugin import (
+    JSON,
+    Observation,
+    PluginEnv,
+    Sensor,
+    SensorContext,
+    backoff,
+    sensor_gauges,
+    utcnow,
+)
 
 from .client import Bucket, ObjectState, Queue, S3Problem
 from .config import Notifications, S3PublisherConfig, S3Readiness, S3SensorConfig
@@ -138,7 +145,7 @@ class S3Sensor:
             sensor=self.name, bucket=self.config.bucket, prefix=self.config.prefix
         )
         self._loop = asyncio.get_running_loop()
-        self._gauges = metrics.sensor(self.name)
+        self._gauges = sensor_gauges(self.name)
         self._inflight: dict[tuple[str, ObjectState], list[Callable[[], None]]] = {}
         self._deletes: list[str] = []
         self._delete_wake = asyncio.Event()
@@ -189,7 +196,7 @@ class S3Sensor:
         self._ctx.set_health(False, str(problem))
         self._log.error("s3_unavailable", error=problem.message, hint=problem.hint,
                         code=problem.code, failures=failures)  # fmt: skip
-        return float(min(BACKOFF_MAX, 2 ** min(failures - 1, 5)))
+        return backoff.delay(failures, first=1.0, cap=BACKOFF_MAX, jitter=False)
 
     # --- listing ---------------------------------------------------------------------
 
@@ -438,4 +445,4 @@ class S3Sensor:
             except S3Problem as problem:  # left in the queue: received again, deduplicated
                 failures += 1
                 self._log.warning("s3_sqs_delete_failed", error=str(problem), count=len(receipts))
-                await asyncio.sleep(min(BACKOFF_MAX, 2.0**failures))
+                await asyncio.sleep(backoff.delay(failures + 1, first=1.0, cap=BACKOFF_MAX))

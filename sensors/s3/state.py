@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from eventflow.events import JSON
+from eventflow.plugin import JSON
 
 from .client import ObjectState
 

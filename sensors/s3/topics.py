@@ -20,8 +20,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, Any
 
-from eventflow.events import JSON, Observation
-from eventflow.types import PluginEnv, Sensor, SensorContext
+from eventflow.plugin import JSON, Observation, PluginEnv, Sensor, SensorContext
 
 from .config import Notifications
 
@@ -66,9 +65,6 @@ class Relay:
 
     async def emit(self, observation: Observation) -> None:
         await self._handle(observation)
-
-    def emit_threadsafe(self, observation: Observation) -> None:  # pragma: no cover - unused
-        raise NotImplementedError("the topic sensors of S3 notifications emit on the loop")
 
     async def load_cursor(self) -> dict[str, JSON]:
         cursor = await self._ctx.load_cursor()

@@ -41,7 +41,3 @@ def window_prefixes(template: str, lookback: timedelta, now: datetime) -> list[s
         out[when.strftime(template)] = None
         when += step
     return list(out)
-
-
-def covered(key: str, prefixes: list[str]) -> bool:
-    return any(key.startswith(p) for p in prefixes)

@@ -13,11 +13,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
+from eventflow import backoff
 from eventflow.errors import SensorError
 from eventflow.events import Event
 from eventflow.testing import RecordingContext
 from eventflow.types import PluginEnv
-from eventflow_sensors.mqtt.client import backoff, stable_client_id
+from eventflow_sensors.mqtt.client import stable_client_id
 from eventflow_sensors.mqtt.dedupe import Window
 from eventflow_sensors.mqtt.sensor import MqttPublisher, MqttSensor, MqttSensorConfig
 
@@ -97,9 +98,9 @@ def test_window_expires_old_entries() -> None:
 
 
 def test_backoff_grows_and_is_capped() -> None:
-    """Backoff doubles from about 0.1 s and never exceeds the cap."""
+    """Backoff doubles from about 0.1 s (the MQTT sensor's first wait) and never exceeds the cap."""
     rng = random.Random(1)
-    delays = [backoff(n, 5.0, rng) for n in range(1, 12)]
+    delays = [backoff.delay(n, first=0.1, cap=5.0, rng=rng) for n in range(1, 12)]
     assert delays[0] <= 0.1
     assert max(delays) <= 5.0
     assert delays[-1] >= 2.5

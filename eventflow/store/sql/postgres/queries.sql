@@ -302,12 +302,6 @@ DELETE FROM workers WHERE id = %(id)s;
 -- Forget workers whose lease expired (their running runs go back to pending first).
 DELETE FROM workers WHERE lease_until < now() - interval '1 hour';
 
--- name: list_workers
--- The workers sharing the store and whether their lease is live.
-SELECT id, host, pid, started_at, heartbeat_at, lease_until > now() AS live
-FROM workers
-ORDER BY started_at, id;
-
 -- name: has_migrations_table
 -- Whether the schema_migrations table exists (an empty database has none). Read from
 -- pg_tables with the statement's snapshot: to_regclass() may answer from a catalog

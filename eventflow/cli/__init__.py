@@ -1,0 +1,48 @@
+"""The ``eventflow`` command: validate, run, status, why, runs, deadletters, graph, emit,
+retry, backfill, replay.
+
+Human output by default (rich tables), ``--json`` for scripts. Every command takes the
+pipeline file first; the state store is the one the file names. The commands are thin:
+they parse options, call a view (:mod:`eventflow.views`) or an action, and render
+(:mod:`eventflow.cli.render`). Nothing here imports the HTTP server or a store driver until
+a command needs it, which keeps ``eventflow --help`` fast.
+
+- :mod:`eventflow.cli.run`: ``validate``, ``run``;
+- :mod:`eventflow.cli.inspect`: ``status``, ``why``, ``runs``, ``deadletters``, ``graph``;
+- :mod:`eventflow.cli.act`: ``emit``, ``retry``, ``backfill``, ``replay``.
+"""
+
+from __future__ import annotations
+
+import click
+
+from eventflow import __version__
+from eventflow.cli import act, inspect, run
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="eventflow")
+def main() -> None:
+    """eventflow runs a job when its inputs have actually arrived.
+
+    Every command takes the pipeline FILE first, or MODULE:ATTRIBUTE for a pipeline
+    declared in Python (eventflow.Pipeline).
+    """
+
+
+for _command in (
+    run.validate,
+    run.run,
+    inspect.status,
+    inspect.why,
+    inspect.runs,
+    inspect.deadletters,
+    inspect.graph,
+    act.emit,
+    act.retry,
+    act.backfill,
+    act.replay,
+):
+    main.add_command(_command)
+
+__all__ = ["main"]

@@ -1,0 +1,273 @@
+"""The commands that change state: ``emit``, ``retry``, ``backfill``, ``replay``."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from eventflow.actions import EmitError, emit_item
+from eventflow.cli import render
+from eventflow.cli.common import (
+    FILE,
+    JSON_OPT,
+    err,
+    exact_partition,
+    load,
+    no_rule,
+    out,
+    print_json,
+    with_store,
+)
+from eventflow.events import format_partition, utcnow
+from eventflow.log import configure
+from eventflow.types import Store
+
+
+@click.command()
+@FILE
+@click.argument("dataset")
+@click.argument("partition", nargs=-1, metavar="KEY=VALUE...")
+@click.option("--id", "emit_id", help="Idempotency id: emitting the same id twice counts once.")
+@click.option("--payload", help="JSON payload carried with the event.")
+def emit(
+    file: Path, dataset: str, partition: tuple[str, ...], emit_id: str | None, payload: str | None
+) -> None:
+    """Announce DATASET's partition by hand (as if its sensor had seen it)."""
+    pipeline = load(file)
+    ds = pipeline.datasets.get(dataset)
+    if ds is None:
+        err.print(f"no dataset {dataset!r}; datasets: {', '.join(pipeline.datasets)}", markup=False)
+        raise SystemExit(2)
+    values = exact_partition(partition, ds.variables, f"dataset {dataset} is partitioned by")
+    try:
+        data = json.loads(payload) if payload else None
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from None
+    try:
+        item = emit_item(pipeline, dataset, values, emit_id or uuid.uuid4().hex, data)
+    except EmitError as exc:  # a value that cannot be stored (NUL, lone surrogate, too long)
+        err.print(f"cannot emit: {exc}", markup=False)
+        raise SystemExit(2) from None
+    with_store(pipeline, lambda s: s.add_inbox(item))
+    out.print(
+        f"emitted {dataset} {format_partition(values)} (id {item.position['emit_id']})",
+        markup=False,
+    )
+
+
+@click.command()
+@FILE
+@click.argument("run_id")
+def retry(file: Path, run_id: str) -> None:
+    """Run a failed run again (same run id, next attempt)."""
+    pipeline = load(file)
+    record = with_store(pipeline, lambda s: s.retry_run(run_id, utcnow()))
+    out.print(
+        f"run {record.run_id} is pending again (attempt {record.attempt + 1}"
+        f" of {record.max_attempts})",
+        markup=False,
+    )
+
+
+def _since(text: str) -> datetime:
+    """``--since``: an ISO-8601 time or date (UTC unless it says otherwise), or a duration
+    ago (``2h``, ``7d``)."""
+    from eventflow.durations import parse_duration
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return utcnow() - parse_duration(text)
+        except ValueError:
+            raise click.BadParameter(
+                f"{text!r} is neither an ISO-8601 time (2024-05-01T06:00Z) nor a duration ago"
+                " (2h, 7d)",
+                param_hint="--since",
+            ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@click.command()
+@FILE
+@click.argument("rule")
+@click.option("--from", "lo", required=True, metavar="KEY", help="First partition: 2024-05-01.")
+@click.option("--to", "hi", required=True, metavar="KEY", help="Last partition (inclusive).")
+@click.option("--dry-run", is_flag=True, help="Show what would run; change nothing.")
+@click.option("--force", is_flag=True, help="Run partitions that already succeeded again.")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--no-list", is_flag=True, help="Enumerate from the event log only, not by listing sensors."
+)
+@JSON_OPT
+def backfill(
+    file: Path,
+    rule: str,
+    lo: str,
+    hi: str,
+    dry_run: bool,
+    force: bool,
+    concurrency: int,
+    no_list: bool,
+    as_json: bool,
+) -> None:
+    """Run RULE for every partition from --from to --to whose inputs are there.
+
+    Partitions come from what the sensors can list (directories) and from the event log.
+    A KEY gives the rule's partition values in order, separated by '/' (2024-05-01/07 or
+    dt=2024-05-01/hr=07); a shorter KEY bounds by its first values. Partitions that already
+    succeeded are skipped unless --force; stop `eventflow run` first.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from eventflow import backfill as bf
+
+    configure("warning")  # progress and the table are the output; problems go to stderr
+    pipeline = load(file)
+    no_rule(pipeline, rule)
+    by = pipeline.rules[rule].spec.by
+    try:
+        bounds = bf.parse_bound(lo, by, "--from"), bf.parse_bound(hi, by, "--to")
+    except bf.BackfillError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+    def make_plan(store: Store) -> Awaitable[bf.Plan]:
+        return bf.plan(pipeline, store, rule, *bounds, force=force, list_sources=not no_list)
+
+    async def work(store: Store) -> bf.Plan:
+        the_plan = await make_plan(store)
+        todo = len(the_plan.of("run", "resume"))
+        if dry_run or not todo:
+            return the_plan
+        columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, TimeElapsedColumn(), console=err, disable=as_json) as bar:
+            task = bar.add_task(f"backfill {rule}", total=todo)
+            await bf.backfill(
+                pipeline, store, the_plan, concurrency, on_done=lambda _: bar.advance(task)
+            )
+        return the_plan
+
+    result = with_store(pipeline, work)
+    rows: list[dict[str, Any]] = [
+        {
+            "partition": i.partition,
+            "action": i.action,
+            "reason": i.reason,
+            "run_id": i.run_id,
+            "generation": i.generation or None,
+            "status": i.status,
+        }
+        for i in result.items
+    ]
+    failed = sum(i.status == "failed" for i in result.items)
+    if as_json:
+        print_json({"rule": rule, "dry_run": dry_run, "partitions": rows})
+    else:
+        title = f"Backfill of {rule}" + (" (dry run)" if dry_run else "")
+        from rich.table import Table
+
+        table = Table("partition", "action", "reason", "run", "status", title=title)
+        for i in result.items:
+            cells = (i.action, i.reason, i.run_id or "-", i.status or "-")
+            render.add_row(table, format_partition(i.partition), *cells)
+        out.print(table)
+        counts = {a: len(result.of(a)) for a in ("run", "resume", "skip", "incomplete")}
+        out.print(
+            f"{counts['run']} to run, {counts['resume']} resumed, {counts['skip']} skipped"
+            f" (succeeded before), {counts['incomplete']} incomplete"
+            + ("" if dry_run else f"; {failed} failed"),
+            markup=False,
+        )
+    if failed:
+        raise SystemExit(1)
+
+
+@click.command()
+@FILE
+@click.option("--since", "since_text", required=True, metavar="TIME", help="ISO time or 2h/7d ago.")
+@click.option("--sensor", "sensors", multiple=True, help="Only events of this sensor (repeat).")
+@click.option("--force", is_flag=True, help="Fire partitions that already fired once more.")
+@click.option("--dry-run", is_flag=True, help="Show what would fire; change nothing.")
+@click.option(
+    "--from-source",
+    is_flag=True,
+    help="Re-read the --sensor sources from that time (sensors that support it, e.g. Kafka)"
+    " instead of the event log.",
+)
+@JSON_OPT
+def replay(
+    file: Path,
+    since_text: str,
+    sensors: tuple[str, ...],
+    force: bool,
+    dry_run: bool,
+    from_source: bool,
+    as_json: bool,
+) -> None:
+    """Feed stored events received since TIME through the rules again.
+
+    Useful after a rule change: what would have fired, and fire it. Run ids are fire keys, so
+    partitions that already fired do not fire again unless --force. Fired runs are executed by
+    `eventflow run` (stop it first: a replay writes rule state).
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from eventflow import replay as replaying
+
+    configure("warning")
+    pipeline = load(file)
+    when = _since(since_text)
+    if from_source and not sensors:
+        raise click.UsageError("--from-source needs --sensor: which sources to re-read")
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description} {task.completed} events"), console=err
+    ) as bar:
+        task = bar.add_task("replaying", total=None)
+        report = with_store(
+            pipeline,
+            lambda s: replaying.replay(
+                pipeline,
+                s,
+                since=when,
+                sensors=sensors or None,
+                force=force,
+                dry_run=dry_run,
+                from_source=from_source,
+                progress=lambda n: bar.advance(task, n),
+            ),
+        )
+    if as_json:
+        print_json(
+            {
+                "since": when.isoformat(),
+                "dry_run": dry_run,
+                "events": report.events,
+                "arrivals": report.stats.arrivals,
+                "fired": [
+                    {
+                        "rule": r.rule,
+                        "partition": dict(r.partition),
+                        "generation": r.generation,
+                        "run_id": r.run_id,
+                    }
+                    for r in report.fired
+                ],
+            }
+        )
+        return
+    verb = "would fire" if dry_run else "fired"
+    out.print(
+        f"replayed {report.events} events since {when.isoformat()}:"
+        f" {report.stats.arrivals} dataset arrivals, {len(report.fired)} runs {verb}",
+        markup=False,
+    )
+    if report.fired:
+        render.fired(report.fired, "Would fire" if dry_run else "Fired")
+        if not dry_run:
+            out.print("`eventflow run` executes them.", markup=False)

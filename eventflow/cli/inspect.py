@@ -1,0 +1,143 @@
+"""The commands that read: ``status``, ``why``, ``runs``, ``deadletters``, ``graph``.
+
+Each parses its options, asks :mod:`eventflow.views` for the view and prints it: ``--json``
+as the view's ``to_dict()``, otherwise through :mod:`eventflow.cli.render`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from eventflow.cli import render
+from eventflow.cli.common import (
+    FILE,
+    JSON_OPT,
+    err,
+    exact_partition,
+    load,
+    no_rule,
+    print_json,
+    with_store,
+)
+from eventflow.types import RunStatus, Store
+from eventflow.views import NotFound
+from eventflow.views import deadletters as deadletter_views
+from eventflow.views import runs as run_views
+from eventflow.views import status as status_views
+from eventflow.views import why as why_views
+
+
+@click.command()
+@FILE
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    help="Most open, most missed and most expired partial matches to list (each).",
+)
+@JSON_OPT
+def status(file: Path, limit: int, as_json: bool) -> None:
+    """Rules, open partial matches with what is missing, missed and expired matches, run
+    counts."""
+    pipeline = load(file)
+    view = with_store(pipeline, lambda s: status_views.status(pipeline, s, limit=limit))
+    if as_json:
+        print_json(view.to_dict())
+    else:
+        render.status(view)
+
+
+@click.command()
+@FILE
+@click.argument("rule")
+@click.argument("partition", nargs=-1, metavar="KEY=VALUE...")
+@JSON_OPT
+def why(file: Path, rule: str, partition: tuple[str, ...], as_json: bool) -> None:
+    """Say which inputs of RULE arrived for a partition (with source positions) and which
+    are missing, and what ran."""
+    pipeline = load(file)
+    no_rule(pipeline, rule)
+    spec = pipeline.rules[rule].spec
+    values = exact_partition(partition, spec.by, f"rule {rule} joins on")
+    view = with_store(pipeline, lambda s: why_views.why(pipeline, s, rule, values))
+    if as_json:
+        print_json(view.to_dict())
+    else:
+        render.why(view)
+
+
+@click.command()
+@FILE
+@click.argument("run_id", required=False)
+@click.option("--rule", help="Only runs of this rule.")
+@click.option("--status", "status_", type=click.Choice(run_views.RUN_STATUSES))
+@click.option("--limit", default=50, show_default=True)
+@click.option("--attempt", type=int, help="With RUN_ID: whose logs to show (default: last).")
+@JSON_OPT
+def runs(
+    file: Path,
+    run_id: str | None,
+    rule: str | None,
+    status_: RunStatus | None,
+    limit: int,
+    attempt: int | None,
+    as_json: bool,
+) -> None:
+    """List runs, newest first; with RUN_ID, show one run with its captured output."""
+    pipeline = load(file)
+    if run_id:
+
+        async def one(store: Store) -> run_views.RunDetail | None:
+            try:
+                return await run_views.run_detail(pipeline, store, run_id, attempt)
+            except NotFound:
+                return None
+
+        detail = with_store(pipeline, one)
+        if detail is None:
+            err.print(f"no run {run_id!r}", markup=False)
+            raise SystemExit(1)
+        if as_json:
+            print_json(detail.to_dict())
+        else:
+            render.run_detail(detail)
+        return
+    records = with_store(
+        pipeline, lambda s: run_views.runs(s, rule=rule, status=status_, limit=limit)
+    )
+    if as_json:
+        print_json([r.to_dict() for r in records])
+    else:
+        render.runs(records)
+
+
+@click.command()
+@FILE
+@click.option("--limit", default=50, show_default=True, help="Most dead letters to list.")
+@JSON_OPT
+def deadletters(file: Path, limit: int, as_json: bool) -> None:
+    """List dead letters, newest first: observations that could not be processed, with
+    their source position, the error and the start of the message."""
+    pipeline = load(file)
+    letters = with_store(pipeline, lambda s: deadletter_views.deadletters(s, limit=limit))
+    if as_json:
+        print_json([d.to_dict() for d in letters])
+    else:
+        render.deadletters(letters, pipeline)
+
+
+@click.command()
+@FILE
+@click.option(
+    "--format", "fmt", default="mermaid", show_default=True, type=click.Choice(["mermaid", "dot"])
+)
+@click.option("--state", is_flag=True, help="Show each rule's last run and open partial matches.")
+def graph(file: Path, fmt: str, state: bool) -> None:
+    """Print the lineage graph: sensors -> datasets -> rules -> produced datasets."""
+    from eventflow import graph as lineage
+
+    pipeline = load(file)
+    states = with_store(pipeline, lambda s: lineage.rule_states(pipeline, s)) if state else None
+    click.echo(lineage.build(pipeline, states).render(fmt), nl=False)  # type: ignore[arg-type]

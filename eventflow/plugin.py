@@ -1,0 +1,156 @@
+"""The plugin API: everything a sensor, publisher, sender, task runner or store imports.
+
+A plugin is a class registered by entry point under its ``type`` (see
+``docs/reference/plugins.md``); it imports from eventflow only this module, which is the
+stable surface that the built-in plugins in ``eventflow_sensors`` use too::
+
+    from eventflow.plugin import Observation, PluginEnv, SensorConfig, SensorContext
+
+- **Protocols**: :class:`Sensor` (with the optional :class:`ListableSensor` and
+  :class:`ReplayableSensor`), :class:`Publisher`, :class:`MessageSender`,
+  :class:`TaskRunner`, :class:`Store` and its :class:`Transaction`.
+- **What flows**: :class:`Observation` (what a sensor saw, with its source position),
+  :class:`Event` (the CloudEvents-shaped envelope built by the core), :class:`OutgoingMessage`,
+  :class:`RunContext` and :class:`TaskResult`, and the store's records.
+- **Config**: :class:`SensorConfig`, :class:`PublisherConfig` and :class:`Model` (pydantic
+  bases that forbid unknown keys), :data:`Duration` (``30s``, ``2h``).
+- **Lifecycle**: :class:`Resource`, the ``async with`` base of everything that opens a
+  connection; :mod:`backoff <eventflow.backoff>` for retry loops.
+- **Errors**: :class:`SensorError`, :class:`PublishError`, :class:`TaskError`,
+  :class:`StoreError`, :class:`ClosedError`, all :class:`EventflowError`.
+- **Helpers**: templates (:func:`render`, :func:`placeholders`), :func:`glob_match`, ids
+  (:func:`digest`, :func:`format_partition`), :func:`utcnow`, a sensor's Prometheus gauges
+  (:func:`sensor_gauges`), the completion event types (:data:`DATASET_AVAILABLE`, ...), and
+  webhook routing (:data:`HOOKS`, :class:`HookRequest`, :class:`HookResponse`).
+
+Nothing here imports a transport library; ``tests/unit/test_import_boundary.py`` checks it.
+"""
+
+from __future__ import annotations
+
+from eventflow import backoff
+from eventflow.completion import (
+    DATA_LATE,
+    DATASET_AVAILABLE,
+    DEADLINE_MISSED,
+    EVENT_DEADLETTERED,
+    MATCH_EXPIRED,
+    RUN_FAILED,
+    RUN_RETRYING,
+    RUN_STARTED,
+    RUN_SUCCEEDED,
+)
+from eventflow.config.models import Model, PublisherConfig, SensorConfig
+from eventflow.durations import Duration
+from eventflow.errors import (
+    ClosedError,
+    EventflowError,
+    PublishError,
+    SensorError,
+    StoreError,
+    TaskError,
+)
+from eventflow.events import (
+    JSON,
+    Event,
+    InputRef,
+    Observation,
+    digest,
+    escape_text,
+    format_partition,
+    utcnow,
+)
+from eventflow.lifecycle import Resource
+from eventflow.metrics import SensorGauges
+from eventflow.metrics import sensor as sensor_gauges
+from eventflow.patterns import glob_match, placeholders, render
+from eventflow.server.hooks import HOOKS, Hook, HookRequest, HookResponse
+from eventflow.types import (
+    Changes,
+    DeadLetter,
+    InboxItem,
+    ListableSensor,
+    MessageSender,
+    NewRun,
+    OutboxItem,
+    OutgoingMessage,
+    PluginEnv,
+    Publisher,
+    ReplayableSensor,
+    RunContext,
+    RunRecord,
+    RunUpdate,
+    ScaleOut,
+    Sensor,
+    SensorContext,
+    Store,
+    StoredEvent,
+    TaskResult,
+    TaskRunner,
+    Timer,
+    Transaction,
+)
+
+__all__ = [
+    "DATASET_AVAILABLE",
+    "DATA_LATE",
+    "DEADLINE_MISSED",
+    "EVENT_DEADLETTERED",
+    "HOOKS",
+    "JSON",
+    "MATCH_EXPIRED",
+    "RUN_FAILED",
+    "RUN_RETRYING",
+    "RUN_STARTED",
+    "RUN_SUCCEEDED",
+    "Changes",
+    "ClosedError",
+    "DeadLetter",
+    "Duration",
+    "Event",
+    "EventflowError",
+    "Hook",
+    "HookRequest",
+    "HookResponse",
+    "InboxItem",
+    "InputRef",
+    "ListableSensor",
+    "MessageSender",
+    "Model",
+    "NewRun",
+    "Observation",
+    "OutboxItem",
+    "OutgoingMessage",
+    "PluginEnv",
+    "PublishError",
+    "Publisher",
+    "PublisherConfig",
+    "ReplayableSensor",
+    "Resource",
+    "RunContext",
+    "RunRecord",
+    "RunUpdate",
+    "ScaleOut",
+    "Sensor",
+    "SensorConfig",
+    "SensorContext",
+    "SensorError",
+    "SensorGauges",
+    "Store",
+    "StoreError",
+    "StoredEvent",
+    "TaskError",
+    "TaskResult",
+    "TaskRunner",
+    "Timer",
+    "Transaction",
+    "backoff",
+    "digest",
+    "escape_text",
+    "format_partition",
+    "glob_match",
+    "placeholders",
+    "render",
+    "sensor_gauges",
+    "utcnow",
+]

@@ -1,0 +1,68 @@
+"""``eventflow status``: the rules, the partial matches, the store's figures, recent runs.
+
+``eventflow status --json``, ``GET /api/status`` and the status page show this one view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from eventflow.pipeline import Pipeline
+from eventflow.store import redact_dsn
+from eventflow.types import RunRecord, Store
+from eventflow.views.matches import PartialMatch, partial_matches
+from eventflow.views.rules import RuleView, rule_views
+
+RECENT_RUNS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    pipeline: str
+    state: str
+    """The store's DSN, its password redacted."""
+    rules: tuple[RuleView, ...]
+    partial_matches: tuple[PartialMatch, ...]
+    counts: Mapping[str, int]
+    """:meth:`Store.counts` and ``matches_missed`` (open matches whose deadline passed)."""
+    recent_runs: tuple[RunRecord, ...]
+
+    def summary(self) -> str:
+        """``runs: 1 pending, ... · dead letters 0``: the store's figures in one line."""
+        c = self.counts
+        return (
+            f"runs: {c['runs_pending']} pending, {c['runs_running']} running, "
+            f"{c['runs_succeeded']} succeeded, {c['runs_failed']} failed · "
+            f"events {c['events']} · outbox {c['outbox']} · timers {c['timers']}"
+            f" · dead letters {c['deadletters']}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.pipeline,
+            "state": self.state,
+            "rules": [r.to_dict() for r in self.rules],
+            "partial_matches": [m.to_dict() for m in self.partial_matches],
+            "counts": dict(self.counts),
+            "recent_runs": [r.to_dict() for r in self.recent_runs],
+        }
+
+
+async def status(
+    pipeline: Pipeline, store: Store, *, limit: int = 50, runs: int = RECENT_RUNS
+) -> Status:
+    """The status of ``pipeline``: at most ``limit`` partial matches of each status (the
+    oldest) and the ``runs`` newest runs."""
+    per_rule = await store.match_counts()
+    counts = dict(await store.counts())
+    counts["matches_missed"] = sum(c.get("missed", 0) for c in per_rule.values())
+    return Status(
+        pipeline=pipeline.name,
+        state=redact_dsn(pipeline.state_dsn),
+        rules=tuple(rule_views(pipeline, per_rule)),
+        partial_matches=tuple(await partial_matches(pipeline, store, limit=limit)),
+        counts=counts,
+        recent_runs=tuple(await store.list_runs(limit=runs)),
+    )
