@@ -208,7 +208,7 @@ rules:
   start:
     when: {{any: [part]}}
     run:
-      command: [bash, -c, "echo {{n}} $EPOCHREALTIME >> starts.log"]
+      command: [bash, -c, "echo $EVENTFLOW_VAR_N $EPOCHREALTIME >> starts.log"]
 engine: {{max_runs: 32, poll_interval: 1s}}
 """
 

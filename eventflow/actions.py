@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from eventflow.errors import EventflowError
-from eventflow.events import JSON, utcnow
+from eventflow.events import JSON, emit_problem, utcnow
 from eventflow.pipeline import EMIT_SENSOR, Pipeline
 from eventflow.types import InboxItem
 
@@ -34,6 +34,9 @@ def emit_item(
             f"dataset {dataset} is partitioned by ({', '.join(ds.variables)}):"
             f" give exactly those, not ({', '.join(partition)})"
         )
+    problem = emit_problem(partition, emit_id, payload)
+    if problem is not None:
+        raise EmitError(f"dataset {dataset}: {problem}")
     return InboxItem(
         observation_sensor=EMIT_SENSOR,
         dataset=dataset,

@@ -19,7 +19,7 @@ import jmespath.functions
 from jmespath.parser import ParsedResult
 
 from eventflow.errors import EventflowError
-from eventflow.events import Observation, isoformat
+from eventflow.events import Observation, isoformat, partition_problem
 from eventflow.patterns import KeyPattern
 
 
@@ -87,7 +87,7 @@ class DatasetSpec:
                 return None
             values.update(found)
         if self.where is None and not self.partition:
-            return values
+            return self._checked(values)
         context = expression_context(obs)
         try:
             if self._where is not None and not self._where(context):
@@ -102,6 +102,13 @@ class DatasetSpec:
                 values[var] = _text(value)
         except jmespath.exceptions.JMESPathError as exc:
             raise DatasetMatchError(f"dataset {self.name}: {exc}") from exc
+        return self._checked(values)
+
+    def _checked(self, values: dict[str, str]) -> dict[str, str]:
+        """``values``, if they can be stored as a partition key (else DatasetMatchError)."""
+        problem = partition_problem(values)
+        if problem is not None:
+            raise DatasetMatchError(f"dataset {self.name}: {problem}")
         return values
 
 

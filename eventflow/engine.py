@@ -39,6 +39,7 @@ from eventflow.events import (
     event_id,
     isoformat,
     partition_key,
+    storable,
     utcnow,
 )
 from eventflow.log import get_logger
@@ -206,6 +207,7 @@ class Engine:
     def _prepare(self, observations: list[Observation]) -> _Prepared:
         """What a batch's observations announce; pure CPU, independent of the store."""
         now = self.clock()
+        observations = [storable(obs) for obs in observations]  # else dead-lettered, not raised
         return _Prepared(observations, [self._observe(obs, now) for obs in observations])
 
     async def _evaluate_batch(self, prepared: _Prepared, written: Batch | None) -> Batch | None:

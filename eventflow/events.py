@@ -13,7 +13,7 @@ import hashlib
 import json
 import json.encoder
 from collections.abc import Callable, Mapping
-from dataclasses import field
+from dataclasses import field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -91,6 +91,115 @@ def format_partition(partition: Partition) -> str:
 def utcnow() -> datetime:
     """The current time, tz-aware. The one place outside tests that reads the wall clock."""
     return datetime.now(UTC)
+
+
+MAX_KEY_CHARS = 4096
+"""Longest ``key`` an observation may have (S3 allows 1,024 bytes, paths rarely pass 4,096)."""
+MAX_PARTITION_BYTES = 1024
+"""Longest partition key (its canonical JSON, in UTF-8 bytes). It is part of the primary key
+of several tables; PostgreSQL refuses index entries of more than about 2,700 bytes."""
+
+
+def observation_problem(obs: Observation) -> str | None:
+    """Why ``obs`` cannot be stored as it is (text that is not Unicode, a NUL in its key, an
+    overlong key), or None. The engine dead-letters such an observation (:func:`quarantine`)
+    instead of failing on it: one bad file name or message never stops the others."""
+    key = obs.key
+    if key is not None:
+        if "\0" in key:
+            return "its key holds a NUL character"
+        if len(key) > MAX_KEY_CHARS:
+            return f"its key is {len(key):,} characters long (at most {MAX_KEY_CHARS:,})"
+    parts = (
+        ("source position", obs.position),
+        ("key", key),
+        ("payload", obs.payload),
+        ("attributes", obs.attributes),
+        ("cursor", obs.cursor),
+    )
+    try:  # the fast check, on every observation: orjson refuses surrogates (and big ints...)
+        orjson.dumps(parts, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        for what, part in parts:
+            if not _representable(part):
+                return (
+                    f"its {what} holds text that is not valid Unicode (bytes that are not"
+                    " UTF-8, or a lone surrogate)"
+                )
+    return None
+
+
+def _representable(part: JSON) -> bool:
+    try:
+        canonical_json(dict(part) if isinstance(part, Mapping) else part).encode()
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def partition_problem(partition: Mapping[str, str]) -> str | None:
+    """Why a partition key cannot be stored (a NUL character, too long), or None."""
+    for name, text in partition.items():
+        if "\0" in text:
+            return f"partition variable {name!r} holds a NUL character"
+    size = len(partition_key(partition).encode("utf-8", "surrogatepass"))
+    if size > MAX_PARTITION_BYTES:
+        return f"the partition key is {size:,} bytes long (at most {MAX_PARTITION_BYTES:,})"
+    return None
+
+
+def emit_problem(partition: Mapping[str, str], emit_id: str, payload: JSON) -> str | None:
+    """Why an emitted event (``eventflow emit``, ``POST /api/events``) cannot be stored."""
+    for what, part in (("partition", dict(partition)), ("id", emit_id), ("payload", payload)):
+        if not _representable(part):
+            return f"its {what} holds text that is not valid Unicode (a lone surrogate)"
+    if len(emit_id) > MAX_KEY_CHARS or "\0" in emit_id:
+        return f"its id must be at most {MAX_KEY_CHARS:,} characters, without NUL"
+    return partition_problem(partition)
+
+
+def storable(obs: Observation) -> Observation:
+    """``obs`` itself, or its :func:`quarantine` when it cannot be stored as it is."""
+    problem = observation_problem(obs)
+    return obs if problem is None else quarantine(obs, problem)
+
+
+def quarantine(obs: Observation, problem: str) -> Observation:
+    """``obs`` made storable for its dead letter: every text escaped (an undecodable file-name
+    byte becomes ``\\xff``, a lone surrogate ``\\ud800``, a NUL ``\\x00``), overlong text
+    cut; with ``problem`` as its error. Deterministic, so the same bad observation always gets
+    the same event id and is dead-lettered once."""
+    return replace(
+        obs,
+        position=_escape(dict(obs.position)),
+        key=_escape(obs.key),
+        payload=_escape(obs.payload),
+        attributes={},
+        cursor=None if obs.cursor is None else (escape_text(obs.cursor[0]), _escape(obs.cursor[1])),
+        error=problem,
+    )
+
+
+def escape_text(text: str, limit: int = MAX_KEY_CHARS) -> str:
+    """``text`` as printable, storable Unicode (see :func:`quarantine`), at most ``limit``."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # undecodable bytes of a file name
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")  # other lone surrogates
+    out = raw.decode("utf-8", "backslashreplace").replace("\0", "\\x00")
+    if len(out) > limit:
+        out = f"{out[:limit]}...({len(out):,} characters)"
+    return out
+
+
+def _escape(value: JSON) -> JSON:
+    if isinstance(value, str):
+        return escape_text(value)
+    if isinstance(value, Mapping):
+        return {_escape(str(k)): _escape(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escape(v) for v in value]
+    return value
 
 
 @value

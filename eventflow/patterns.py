@@ -4,16 +4,30 @@ A pattern's ``{var}`` matches one run of characters without ``/`` and names a pa
 variable. A template's ``{var}`` is replaced by a value; braces that do not enclose a plain
 identifier (JSON such as ``{"a": {"dt": "{dt}"}}``) are left alone, and ``{{var}}`` is the
 literal text ``{var}``.
+
+A template's ``{var!conv}`` applies a conversion to the value first. The one conversion is
+``sh``: the value quoted for a POSIX shell (:func:`shlex.quote`), so that it stays one word
+of a ``sh -c`` script whatever it holds. Every template (command, ``cwd``, ``env``, HTTP URL,
+headers and body, published topics and keys, deadline expressions) understands it alike;
+``eventflow validate`` refuses any other conversion, and :func:`render` leaves one it does
+not know as written (like an unknown name).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import shlex
+from collections.abc import Callable, Mapping
 from functools import cached_property
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_TEMPLATE_TOKEN = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TEMPLATE_TOKEN = re.compile(
+    r"\{\{([A-Za-z_][A-Za-z0-9_]*(?:![A-Za-z_][A-Za-z0-9_]*)?)\}\}"
+    r"|\{([A-Za-z_][A-Za-z0-9_]*)(?:!([A-Za-z_][A-Za-z0-9_]*))?\}"
+)
+
+CONVERSIONS: dict[str, Callable[[str], str]] = {"sh": shlex.quote}
+"""What ``{var!NAME}`` applies to the value: ``sh`` quotes it as one POSIX shell word."""
 
 
 class KeyPattern:
@@ -78,26 +92,47 @@ def placeholders(template: str) -> list[str]:
     return [m.group(2) for m in _TEMPLATE_TOKEN.finditer(template) if m.group(2)]
 
 
-def render(template: str, values: Mapping[str, object]) -> str:
-    """Replace ``{var}`` by ``values[var]``; unknown names and other braces stay as written."""
+def template_fields(template: str) -> list[tuple[str, str | None]]:
+    """``(name, conversion)`` of every placeholder, in order: ``{n!sh}`` is ``("n", "sh")``."""
+    return [(m.group(2), m.group(3)) for m in _TEMPLATE_TOKEN.finditer(template) if m.group(2)]
+
+
+def render(
+    template: str,
+    values: Mapping[str, object],
+    encode: Callable[[str], str] | None = None,
+) -> str:
+    """Replace ``{var}`` by ``values[var]``; unknown names, unknown conversions and other
+    braces stay as written. ``encode`` is applied to every substituted value, after its
+    conversion (the HTTP task percent-encodes URL values with it)."""
 
     def sub(m: re.Match[str]) -> str:
         if m.group(1):
             return "{" + m.group(1) + "}"
-        name = m.group(2)
-        return str(values[name]) if name in values else m.group(0)
+        name, conversion = m.group(2), m.group(3)
+        if name not in values:
+            return m.group(0)
+        text = str(values[name])
+        if conversion is not None:
+            convert = CONVERSIONS.get(conversion)
+            if convert is None:
+                return m.group(0)
+            text = convert(text)
+        return encode(text) if encode is not None else text
 
     return _TEMPLATE_TOKEN.sub(sub, template)
 
 
-def render_deep(value: object, values: Mapping[str, object]) -> object:
+def render_deep(
+    value: object, values: Mapping[str, object], encode: Callable[[str], str] | None = None
+) -> object:
     """``render`` applied to every string inside lists and mappings (HTTP bodies, argv)."""
     if isinstance(value, str):
-        return render(value, values)
+        return render(value, values, encode)
     if isinstance(value, list):
-        return [render_deep(v, values) for v in value]
+        return [render_deep(v, values, encode) for v in value]
     if isinstance(value, dict):
-        return {k: render_deep(v, values) for k, v in value.items()}
+        return {k: render_deep(v, values, encode) for k, v in value.items()}
     return value
 
 

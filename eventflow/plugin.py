@@ -50,7 +50,16 @@ from eventflow.errors import (
     StoreError,
     TaskError,
 )
-from eventflow.events import JSON, Event, InputRef, Observation, digest, format_partition, utcnow
+from eventflow.events import (
+    JSON,
+    Event,
+    InputRef,
+    Observation,
+    digest,
+    escape_text,
+    format_partition,
+    utcnow,
+)
 from eventflow.lifecycle import Resource
 from eventflow.metrics import SensorGauges
 from eventflow.metrics import sensor as sensor_gauges
@@ -137,6 +146,7 @@ __all__ = [
     "Transaction",
     "backoff",
     "digest",
+    "escape_text",
     "format_partition",
     "glob_match",
     "placeholders",

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from eventflow.actions import emit_item
+from eventflow.actions import EmitError, emit_item
 from eventflow.cli import render
 from eventflow.cli.common import (
     FILE,
@@ -49,7 +49,11 @@ def emit(
         data = json.loads(payload) if payload else None
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from None
-    item = emit_item(pipeline, dataset, values, emit_id or uuid.uuid4().hex, data)
+    try:
+        item = emit_item(pipeline, dataset, values, emit_id or uuid.uuid4().hex, data)
+    except EmitError as exc:  # a value that cannot be stored (NUL, lone surrogate, too long)
+        err.print(f"cannot emit: {exc}", markup=False)
+        raise SystemExit(2) from None
     with_store(pipeline, lambda s: s.add_inbox(item))
     out.print(
         f"emitted {dataset} {format_partition(values)} (id {item.position['emit_id']})",

@@ -16,12 +16,17 @@ import jmespath.exceptions
 from eventflow.config.models import NAME, DatasetConfig, DatasetRef, RuleConfig, When
 from eventflow.config.report import ConfigPath, Problems, closest, did_you_mean
 from eventflow.datasets import DatasetSpec
-from eventflow.patterns import KeyPattern, placeholders
+from eventflow.patterns import CONVERSIONS, KeyPattern, placeholders, template_fields
 from eventflow.pipeline import EMIT_SENSOR, PRODUCED_SENSOR_PREFIX
 from eventflow.rules.timing import DeadlineExpr, parse_time, zone
+from eventflow.tasks.environ import env_name
+from eventflow.tasks.inline import InlineCode, inline_code
 
 RUN_VARIABLES = ("run_id", "rule", "attempt", "partition")
 """Template variables every task has besides its rule's ``by`` variables."""
+SAFE_IN_CODE = ("run_id", "rule", "attempt")
+"""Variables eventflow makes from a restricted set of characters (letters, digits, ``_.-``):
+they may appear in a ``sh -c`` script. The others come from events."""
 
 _BRACES = re.compile(r"\{([^{}]*)\}")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -425,8 +430,16 @@ class _Checker:
         base: ConfigPath | None = None,
     ) -> None:
         available = [*by, *RUN_VARIABLES]
-        for path, text in _strings(dict(task), base or ("rules", name, "run")):
-            for var in placeholders(text):
+        base = base or ("rules", name, "run")
+        for path, text in _strings(dict(task), base):
+            for var, conversion in template_fields(text):
+                if conversion is not None and conversion not in CONVERSIONS:
+                    known = ", ".join(f"`{{{var}!{c}}}`" for c in CONVERSIONS)
+                    self.problems.add(
+                        f"unknown conversion `!{conversion}` in `{{{var}!{conversion}}}`",
+                        path,
+                        hint=f"the conversions are: {known} (quoted for a shell)",
+                    )
                 if var in available:
                     continue
                 guess = closest(var, available)
@@ -436,6 +449,26 @@ class _Checker:
                     path,
                     hint=(f"did you mean `{{{guess}}}`? " if guess else "")
                     + f"available: {listed}; write {{{{ and }}}} for literal braces",
+                )
+
+        command = task.get("command")
+        if isinstance(command, list) and all(isinstance(a, str) for a in command):
+            self.inline_code(command, (*base, "command"))
+
+    def inline_code(self, command: list[str], path: ConfigPath) -> None:
+        """A value from an event must not become code: no ``{var}`` in a ``sh -c`` script
+        (unless quoted with ``{var!sh}``) nor in any interpreter's inline code."""
+        for found in inline_code(command):
+            text = command[found.index]
+            for var, conversion in template_fields(text):
+                if var in SAFE_IN_CODE or (found.shell and conversion == "sh"):
+                    continue
+                program = " ".join(command[: found.index])
+                self.problems.add(
+                    f"`{{{var}{'!' + conversion if conversion else ''}}}` is put into the code"
+                    f" that `{program}` runs: a value from an event would run as code",
+                    (*path, found.index),
+                    hint=_safe_forms(var, found),
                 )
 
     # --- cycles ---------------------------------------------------------------------------
@@ -503,6 +536,36 @@ def check(sections: Sections, problems: Problems) -> Compiled:
                     dataset, PRODUCED_SENSOR_PREFIX + rules[0], None, {}, None, declared=by
                 )
     return compiled
+
+
+def _safe_forms(var: str, found: InlineCode) -> str:
+    """The ways to hand ``var`` to the code of ``found.interpreter`` as data."""
+    env = env_name(var)
+    if found.shell:
+        return (
+            f'read it from the environment, quoted: `"${env}"` (every run has the'
+            f" partition as EVENTFLOW_VAR_<NAME>), or opt in to shell quoting: `{{{var}!sh}}`"
+            " (docs/reference/security.md)"
+        )
+    how = {
+        "python": f'os.environ["{env}"]',
+        "pypy": f'os.environ["{env}"]',
+        "perl": f"$ENV{{{env}}}",
+        "ruby": f'ENV["{env}"]',
+        "node": f"process.env.{env}",
+        "nodejs": f"process.env.{env}",
+        "bun": f"process.env.{env}",
+        "deno": f'Deno.env.get("{env}")',
+        "php": f'getenv("{env}")',
+        "lua": f'os.getenv("{env}")',
+        "Rscript": f'Sys.getenv("{env}")',
+        "awk": f'ENVIRON["{env}"]',
+    }.get(found.interpreter, f"the environment variable {env}")
+    return (
+        f"read it from the environment: `{how}` (every run has the partition as"
+        f" EVENTFLOW_VAR_<NAME>), or pass `{{{var}}}` as a separate argument after the"
+        " code (docs/reference/security.md)"
+    )
 
 
 def _refs(when: When) -> dict[str, DatasetRef]:

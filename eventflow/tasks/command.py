@@ -8,9 +8,17 @@
       env: {DBT_TARGET: prod}   # optional, added to eventflow's environment
 
 ``{var}`` in the arguments, ``cwd`` and ``env`` values is replaced by the run's variables.
+No shell is involved: a value substituted into one argument stays that one argument,
+whatever it holds (spaces, quotes, ``;``, newlines). A shell the command starts itself
+(``sh -c SCRIPT``) would parse a value put into its script, so ``eventflow validate``
+refuses ``{var}`` there: the script reads ``"$EVENTFLOW_VAR_<NAME>"`` instead, or opts in
+to quoting with ``{var!sh}`` (see :mod:`eventflow.tasks.inline` and
+``docs/reference/security.md``).
+
 The program runs in a new session (its own process group) with eventflow's environment plus
 ``EVENTFLOW_RUN_ID``, ``EVENTFLOW_RULE``, ``EVENTFLOW_ATTEMPT``, ``EVENTFLOW_PARTITION``
-(compact JSON) and ``EVENTFLOW_EVENTS`` (path of the JSON file listing the input events).
+(compact JSON), ``EVENTFLOW_EVENTS`` (path of the JSON file listing the input events) and
+one ``EVENTFLOW_VAR_<NAME>`` per partition variable (:mod:`eventflow.tasks.environ`).
 Its stdout and stderr go to the attempt's log files, each capped at ``log_max_bytes``.
 
 Stopping: at the timeout, on cancellation (shutdown) and when the program exits leaving
@@ -44,6 +52,7 @@ from eventflow.lifecycle import Resource
 from eventflow.patterns import render
 from eventflow.tasks import Text, timeout_detail
 from eventflow.tasks._logs import PipeCapture, write_capped
+from eventflow.tasks.environ import partition_environ
 from eventflow.types import PluginEnv, RunContext, TaskResult
 
 KILL_GRACE = 5.0
@@ -66,7 +75,10 @@ class CommandConfig(BaseModel):
     command: tuple[Text, ...] = Field(
         min_length=1,
         description="The program and its arguments, run without a shell; `{var}` is replaced"
-        " by the run's variables. A program without `/` is looked up on PATH.",
+        " by the run's variables, each value staying within its argument. `validate` refuses"
+        " `{var}` inside a `sh -c` script or an interpreter's inline code: read"
+        " `$EVENTFLOW_VAR_<NAME>` there, or write `{var!sh}` (shell-quoted). A program without"
+        " `/` is looked up on PATH.",
     )
     cwd: str | None = Field(
         default=None,
@@ -210,6 +222,7 @@ class CommandTask(Resource):
 
     def _environ(self, ctx: RunContext) -> dict[str, str]:
         environ = dict(os.environ)
+        environ.update(partition_environ(ctx.partition))
         environ["EVENTFLOW_RUN_ID"] = ctx.run_id
         environ["EVENTFLOW_RULE"] = ctx.rule
         environ["EVENTFLOW_ATTEMPT"] = str(ctx.attempt)

@@ -13,11 +13,14 @@ webhook).
         expect: [200, 409]                 # optional; default: any 2xx
 
 ``{var}`` in the URL, the header values and the strings of the JSON body is replaced by the
-run's variables. Every request carries ``Idempotency-Key`` and ``X-Eventflow-Run-Id`` (the
-run id, the same for every attempt) and ``X-Eventflow-Attempt``; configured headers of the
-same name replace them. The first 64 KiB of the response body go to the attempt's stdout
-file. Header values are never logged nor put in a result (they carry secrets), and error
-messages show the URL without its query string.
+run's variables. In the URL each value is percent-encoded as one path segment or query value
+(every character but letters, digits and ``-._~``): a ``/`` in a value does not add a path
+segment, a ``&`` or ``#`` does not end a query value; the JSON body is encoded as JSON, so a
+value's quotes stay inside its string. Every request carries ``Idempotency-Key`` and
+``X-Eventflow-Run-Id`` (the run id, the same for every attempt) and ``X-Eventflow-Attempt``;
+configured headers of the same name replace them. The first 64 KiB of the response body go
+to the attempt's stdout file. Header values are never logged nor put in a result (they carry
+secrets), and error messages show the URL without its query string.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import re
+import urllib.parse
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -49,7 +53,10 @@ class HttpRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(description="`http://` or `https://` URL; `{var}` is replaced.")
+    url: str = Field(
+        description="`http://` or `https://` URL; `{var}` is replaced by the value"
+        " percent-encoded (a `/` in it stays within its path segment)."
+    )
     method: str = Field(default="POST", description="HTTP method.")
     body: Any = Field(
         default=None,
@@ -136,7 +143,7 @@ class HttpTask(Resource):
     async def run(self, ctx: RunContext) -> TaskResult:
         client = self._http()
         request = self.config.http
-        url = render(request.url, ctx.variables)
+        url = render(request.url, ctx.variables, url_value)
         headers = httpx.Headers(
             {
                 "Idempotency-Key": ctx.run_id,
@@ -169,6 +176,12 @@ class HttpTask(Resource):
         write_capped(ctx.stdout_path, head, keep)
         ok = status in request.expect if request.expect else 200 <= status < 300
         return TaskResult(ok, "" if ok else f"HTTP {status}", {"status_code": status})
+
+
+def url_value(value: str) -> str:
+    """``value`` percent-encoded as one path segment or query value (RFC 3986 unreserved
+    characters kept): what a ``{var}`` of the URL becomes."""
+    return urllib.parse.quote(value, safe="")
 
 
 async def _read_head(response: httpx.Response, size: int) -> bytes:

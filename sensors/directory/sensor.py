@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
-from eventflow.plugin import Observation, PluginEnv, SensorContext, SensorError
+from eventflow.plugin import Observation, PluginEnv, SensorContext, SensorError, escape_text
 
 from .config import DEFAULT_IGNORE, DirectorySensorConfig, Readiness
 from .fs import (
@@ -376,7 +376,9 @@ class DirectorySensor:
             if not tracker.ready:
                 if tracker.forget:
                     keys, tracker.forget = sorted(tracker.forget), set()
-                    await self._ctx.forget(keys)
+                    keys = [k for k in keys if _decodable(k)]  # never in the cursor
+                    if keys:
+                        await self._ctx.forget(keys)
                     continue
                 self._ready_wake.clear()
                 await self._ready_wake.wait()
@@ -399,6 +401,8 @@ class DirectorySensor:
         size, mtime_ns = state
         seconds, nanos = divmod(mtime_ns, 1_000_000_000)
         mtime = datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=nanos // 1000)
+        if not _decodable(rel):
+            return self._undecodable(rel, size, mtime_ns, mtime)
         return Observation(
             sensor=self.name,
             position={"path": rel, "size": size, "mtime_ns": mtime_ns},
@@ -413,3 +417,29 @@ class DirectorySensor:
             },
             cursor=(rel, {"size": size, "mtime_ns": mtime_ns}),
         )
+
+    def _undecodable(self, rel: str, size: int, mtime_ns: int, mtime: datetime) -> Observation:
+        """A file whose name is not UTF-8: a dead letter, its path shown with escapes
+        (``bad-\\xff.csv``). It has no cursor entry (a cursor key must be text); a restart
+        observes it again with the same position, so the same event id, which the store
+        already holds: it is dead-lettered once."""
+        shown = escape_text(rel)
+        return Observation(
+            sensor=self.name,
+            position={"path": shown, "size": size, "mtime_ns": mtime_ns},
+            key=shown,
+            time=mtime,
+            error=(
+                f"file name is not valid UTF-8: {shown} (rename the file; its name is shown"
+                " with each undecodable byte as \\xNN)"
+            ),
+        )
+
+
+def _decodable(rel: str) -> bool:
+    """Whether a path (from ``os.fsdecode``) is valid Unicode: no surrogate escapes."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

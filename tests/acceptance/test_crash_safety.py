@@ -33,7 +33,7 @@ rules:
     when: {all: [a, b], by: [p]}
     on_update: ignore
     run:
-      command: [sh, -c, "echo {run_id} {p} $EVENTFLOW_ATTEMPT >> runs.log; {sleep}"]
+      command: [sh, -c, "echo {run_id} $EVENTFLOW_VAR_P $EVENTFLOW_ATTEMPT >> runs.log; {sleep}"]
 publish:
   - {type: file, path: out/events.jsonl}
 engine: {poll_interval: 100ms, max_runs: 8}

@@ -32,10 +32,10 @@ datasets:
 rules:
   ping:
     when: {any: [pings]}
-    run: {command: [sh, -c, "echo {run_id} {n} >> runs.log"]}
+    run: {command: [sh, -c, "echo {run_id} $EVENTFLOW_VAR_N >> runs.log"]}
   join:
     when: {all: [pings, files], by: [n]}
-    run: {command: [sh, -c, "echo joined {n}"]}
+    run: {command: [sh, -c, "echo joined $EVENTFLOW_VAR_N"]}
 engine: {poll_interval: 100ms}
 """
 

@@ -101,7 +101,7 @@ datasets:
 rules:
   report:
     when: {{all: [ready, files], by: [plant, line]}}
-    run: {{command: [sh, -c, "echo {{plant}} {{line}} >> runs.log"]}}
+    run: {{command: [sh, -c, "echo $EVENTFLOW_VAR_PLANT $EVENTFLOW_VAR_LINE >> runs.log"]}}
 engine: {{poll_interval: 100ms}}
 """,
     )

@@ -30,7 +30,7 @@ rules:
     when: {{all: [parts], by: [p]}}
     on_update: ignore
     run:
-      command: [sh, -c, "echo {{run_id}} {{p}} >> runs.log"]
+      command: [sh, -c, "echo {{run_id}} $EVENTFLOW_VAR_P >> runs.log"]
 publish:
   - {{type: file, path: out/events.jsonl}}
 engine: {{poll_interval: 100ms}}

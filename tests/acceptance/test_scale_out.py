@@ -23,7 +23,10 @@ rules:
     when: {{all: [a, b], by: [p]}}
     on_update: ignore
     run:
-      command: [sh, -c, "echo {{run_id}} {{p}} $EVENTFLOW_ATTEMPT >> {shared}/runs.log; sleep 0.3"]
+      command:
+        - sh
+        - -c
+        - "echo {{run_id}} $EVENTFLOW_VAR_P $EVENTFLOW_ATTEMPT >> {shared}/runs.log; sleep 0.3"
 publish:
   - {{type: file, path: {shared}/events.jsonl}}
 engine: {{poll_interval: 100ms, max_runs: 4}}

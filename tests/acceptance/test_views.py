@@ -30,7 +30,7 @@ rules:
   report:
     when: {all: [orders, stock], by: [dt], within: 1h}
     expect_by: "{dt}T06:00:00Z"
-    run: {command: [sh, -c, "echo report {dt}"], retries: 1}
+    run: {command: [sh, -c, "echo report $EVENTFLOW_VAR_DT"], retries: 1}
 """
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

@@ -26,7 +26,11 @@ datasets:
 rules:
   report:
     when: {all: [orders, stock], by: [dt], within: 1h}
-    run: {command: [sh, -c, "echo report {dt}; echo oops >&2; test {dt} != bad"]}
+    run:
+      command:
+        - sh
+        - -c
+        - "echo report $EVENTFLOW_VAR_DT; echo oops >&2; test $EVENTFLOW_VAR_DT != bad"
 engine: {poll_interval: 50ms}
 """
 TOKEN = "t0ken-for-tests"

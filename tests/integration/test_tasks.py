@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, unquote
 
 import pytest
 
@@ -176,6 +178,8 @@ async def test_command_environment_and_cwd(tmp_path: Path, monkeypatch: pytest.M
         "EVENTFLOW_ATTEMPT": "3",
         "EVENTFLOW_PARTITION": '{"dt":"2024-01-01","hr":"00"}',
         "EVENTFLOW_EVENTS": str(ctx.events_file),
+        "EVENTFLOW_VAR_DT": "2024-01-01",
+        "EVENTFLOW_VAR_HR": "00",
         "MY_DATE": "2024-01-01",
         "MY_THREADS": "4",
     }
@@ -763,3 +767,53 @@ async def test_http_client_is_reused_and_close_is_idempotent(
     await task.close()
     with pytest.raises(ClosedError):
         await task.run(make_ctx(tmp_path))
+
+
+# --- values from events stay data --------------------------------------------------------
+
+NASTY = "a b 'c' \"d\" ; rm -rf x\n$(touch x) `touch x` | & */?#%"
+
+
+def nasty_ctx(base: Path) -> RunContext:
+    ctx = make_ctx(base)
+    return dataclasses.replace(
+        ctx,
+        partition={"dt": NASTY, "hr": "00"},
+        variables={**ctx.variables, "dt": NASTY},
+    )
+
+
+async def test_a_value_stays_one_argument_and_reaches_the_environment(tmp_path: Path) -> None:
+    """A value with spaces, quotes, `;`, newlines and `$( )` is one argv element as written,
+    and `EVENTFLOW_VAR_DT` holds it; nothing is run."""
+    script = (
+        "import json, os, sys; print(json.dumps([sys.argv[1:],"
+        " os.environ['EVENTFLOW_VAR_DT'], os.environ['EVENTFLOW_VAR_HR']]))"
+    )
+    task = command(tmp_path, [sys.executable, "-c", script, "--date={dt}", "{dt}"])
+    ctx = nasty_ctx(tmp_path)
+    result = await task.run(ctx)
+    assert result.ok, result.detail
+    seen = json.loads(ctx.stdout_path.read_text())
+    assert seen == [[f"--date={NASTY}", NASTY], NASTY, "00"]
+    assert not (tmp_path / "x").exists()
+
+
+async def test_url_values_are_percent_encoded_and_the_body_stays_json(
+    tmp_path: Path, server: Server
+) -> None:
+    """A `/`, `?`, `#` or `&` in a value does not add a path segment or end a query value;
+    the JSON body carries the value exactly."""
+    async with http(
+        tmp_path,
+        url=server.url + "/dags/{dt}/runs?dt={dt}&hr={hr}",
+        json={"conf": {"dt": "{dt}"}},
+    ) as task:
+        result = await task.run(nasty_ctx(tmp_path))
+    assert result.ok, result.detail
+    [request] = server.requests
+    path, _, query = request["path"].partition("?")
+    assert path.count("/") == 3  # /dags/<one segment>/runs
+    assert unquote(path.split("/")[2]) == NASTY
+    assert parse_qs(query) == {"dt": [NASTY], "hr": ["00"]}
+    assert json.loads(request["body"]) == {"conf": {"dt": NASTY}}
