@@ -22,9 +22,9 @@ from eventflow.config.loader import load_pipeline
 from eventflow.engine import Engine
 from eventflow.events import InputRef, Observation
 from eventflow.log import configure
+from eventflow.records import Changes
 from eventflow.rules import MatchState, RuleSpec, on_input
 from eventflow.store import open_store
-from eventflow.types import Changes
 
 PIPELINE = """
 name: bench

@@ -17,9 +17,9 @@ from eventflow.config.loader import load_pipeline
 from eventflow.engine import Engine
 from eventflow.events import InputRef, partition_key
 from eventflow.log import configure
+from eventflow.records import Changes, Timer
 from eventflow.rules import DEADLINE, DeadlineExpr, Group, MatchState, Need, RuleSpec, on_input
 from eventflow.store import open_store
-from eventflow.types import Changes, Timer
 
 RULES = 10_000
 OPEN = 1_000_000

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 
 from eventflow.errors import EventflowError
 from eventflow.events import JSON, emit_problem, utcnow
-from eventflow.pipeline import EMIT_SENSOR, Pipeline
-from eventflow.types import InboxItem
+from eventflow.pipeline import EMIT_SENSOR, CompiledPipeline
+from eventflow.records import InboxItem
 
 
 class EmitError(EventflowError):
@@ -19,7 +19,7 @@ class EmitError(EventflowError):
 
 
 def emit_item(
-    pipeline: Pipeline,
+    pipeline: CompiledPipeline,
     dataset: str,
     partition: Mapping[str, str],
     emit_id: str,

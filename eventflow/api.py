@@ -44,7 +44,7 @@ from typing import Any, TypeVar, overload
 from eventflow.config.loader import compile_mapping
 from eventflow.config.report import Problems
 from eventflow.durations import format_duration
-from eventflow.pipeline import Pipeline as CompiledPipeline
+from eventflow.pipeline import CompiledPipeline
 from eventflow.types import RunContext
 
 TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][\w.]*$")

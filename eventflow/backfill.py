@@ -35,22 +35,11 @@ from eventflow.engine import Engine
 from eventflow.errors import EventflowError
 from eventflow.events import InputRef, Observation, utcnow
 from eventflow.log import get_logger
-from eventflow.pipeline import EMIT_SENSOR, Pipeline, RuleRuntime
+from eventflow.pipeline import EMIT_SENSOR, CompiledPipeline, RuleRuntime
+from eventflow.records import Changes, InboxItem, NewRun, RunRecord, StoredEvent
 from eventflow.rules.core import MatchState, run_id_for
 from eventflow.store.memory import MemoryStore
-from eventflow.types import (
-    Changes,
-    InboxItem,
-    ListableSensor,
-    NewRun,
-    PluginEnv,
-    RunContext,
-    RunRecord,
-    Store,
-    StoredEvent,
-    TaskResult,
-    TaskRunner,
-)
+from eventflow.types import ListableSensor, PluginEnv, RunContext, Store, TaskResult, TaskRunner
 
 Action = Literal["run", "resume", "skip", "incomplete"]
 Bound = tuple[str, ...]
@@ -125,7 +114,7 @@ def in_range(partition: dict[str, str], by: Sequence[str], lo: Bound, hi: Bound)
 
 
 async def enumerate_partitions(
-    pipeline: Pipeline,
+    pipeline: CompiledPipeline,
     store: Store,
     rule: RuleRuntime,
     *,
@@ -173,7 +162,7 @@ async def enumerate_partitions(
     return list(newest.values()), incomplete, events
 
 
-async def _listed(pipeline: Pipeline, rule: RuleRuntime) -> list[Observation]:
+async def _listed(pipeline: CompiledPipeline, rule: RuleRuntime) -> list[Observation]:
     """What the sensors of the rule's datasets that can list have now, once each."""
     env = PluginEnv(pipeline=pipeline.name, base_dir=pipeline.base_dir)
     prefixes: dict[str, set[str]] = {}
@@ -204,7 +193,7 @@ def _outermost(prefixes: set[str]) -> list[str]:
 
 
 async def plan(
-    pipeline: Pipeline,
+    pipeline: CompiledPipeline,
     store: Store,
     rule_name: str,
     lo: Bound,
@@ -265,7 +254,11 @@ async def _decide(store: Store, rule: RuleRuntime, fire: RunRecord, force: bool)
 
 
 async def write_runs(
-    pipeline: Pipeline, store: Store, the_plan: Plan, *, clock: Callable[[], datetime] = utcnow
+    pipeline: CompiledPipeline,
+    store: Store,
+    the_plan: Plan,
+    *,
+    clock: Callable[[], datetime] = utcnow,
 ) -> None:
     """Log the inputs, mark each partition fired and create its run, a chunk per commit."""
     rule = pipeline.rules[the_plan.rule]
@@ -329,7 +322,7 @@ class _Watched:
 
 
 async def execute(
-    pipeline: Pipeline,
+    pipeline: CompiledPipeline,
     store: Store,
     the_plan: Plan,
     concurrency: int,
@@ -375,7 +368,7 @@ async def execute(
 
 
 async def backfill(
-    pipeline: Pipeline,
+    pipeline: CompiledPipeline,
     store: Store,
     the_plan: Plan,
     concurrency: int,

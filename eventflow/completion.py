@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from eventflow.events import Event, InputRef, digest, format_partition
-from eventflow.pipeline import Pipeline
+from eventflow.pipeline import CompiledPipeline
+from eventflow.records import DeadLetter, OutboxItem, RunRecord
 from eventflow.rules.core import DeadlineMissed, Expired, LateInput
-from eventflow.types import DeadLetter, OutboxItem, RunRecord
 
 DATASET_AVAILABLE = "eventflow.dataset.available"
 RUN_STARTED = "eventflow.run.started"
@@ -169,11 +169,11 @@ def data_late(pipeline: str, effect: LateInput, now: datetime) -> Event:
     return _match_event(pipeline, DATA_LATE, (effect.ref.event_id,), effect, now, data)
 
 
-def wanted(pipeline: Pipeline, type_: str) -> bool:
+def wanted(pipeline: CompiledPipeline, type_: str) -> bool:
     """Whether any publisher takes events of this type (skip building the ones none takes)."""
     return bool(pipeline.publishers_for(type_))
 
 
-def route(pipeline: Pipeline, event: Event) -> list[OutboxItem]:
+def route(pipeline: CompiledPipeline, event: Event) -> list[OutboxItem]:
     """One outbox item per publisher whose ``types`` globs accept the event's type."""
     return [OutboxItem(publisher=name, event=event) for name in pipeline.publishers_for(event.type)]

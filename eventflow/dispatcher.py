@@ -25,18 +25,9 @@ from eventflow.crashpoints import crash_point
 from eventflow.errors import StoreError
 from eventflow.events import format_partition, utcnow
 from eventflow.log import get_logger
-from eventflow.pipeline import PRODUCED_SENSOR_PREFIX, Pipeline, RuleRuntime
-from eventflow.types import (
-    Changes,
-    InboxItem,
-    RunContext,
-    RunRecord,
-    RunStatus,
-    RunUpdate,
-    Store,
-    TaskResult,
-    TaskRunner,
-)
+from eventflow.pipeline import PRODUCED_SENSOR_PREFIX, CompiledPipeline, RuleRuntime
+from eventflow.records import Changes, InboxItem, RunRecord, RunStatus, RunUpdate
+from eventflow.types import RunContext, Store, TaskResult, TaskRunner
 
 Clock = Callable[[], datetime]
 STORE_ATTEMPTS = 5
@@ -63,7 +54,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        pipeline: Pipeline,
+        pipeline: CompiledPipeline,
         store: Store,
         runners: Mapping[str, TaskRunner],
         *,

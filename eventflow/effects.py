@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from eventflow import completion
 from eventflow.events import Event, InputRef, Observation
-from eventflow.pipeline import Pipeline, RuleRuntime
+from eventflow.pipeline import CompiledPipeline, RuleRuntime
+from eventflow.records import Changes, DeadLetter, InboxItem, MatchKey, NewRun, StoredEvent, Timer
 from eventflow.rules.core import (
     CancelTimer,
     DeadlineMissed,
@@ -29,15 +30,6 @@ from eventflow.rules.core import (
     ScheduleTimer,
     Step,
     run_id_for,
-)
-from eventflow.types import (
-    Changes,
-    DeadLetter,
-    InboxItem,
-    MatchKey,
-    NewRun,
-    StoredEvent,
-    Timer,
 )
 
 if TYPE_CHECKING:
@@ -108,7 +100,7 @@ def dead_letter(obs: Observation, eid: str, error: str, now: datetime) -> DeadLe
 class Effects:
     """Carries out rule effects into a batch, for one pipeline."""
 
-    def __init__(self, pipeline: Pipeline, log: FilteringBoundLogger) -> None:
+    def __init__(self, pipeline: CompiledPipeline, log: FilteringBoundLogger) -> None:
         self.pipeline = pipeline
         self.log = log
         self._announce = completion.wanted(pipeline, completion.DATASET_AVAILABLE)

@@ -43,7 +43,8 @@ from eventflow.events import (
     utcnow,
 )
 from eventflow.log import get_logger
-from eventflow.pipeline import Pipeline, RuleRuntime
+from eventflow.pipeline import CompiledPipeline, RuleRuntime
+from eventflow.records import DeadLetter, MatchKey, StoredEvent, Timer
 from eventflow.rules.core import (
     EXPECT,
     on_expected,
@@ -51,13 +52,7 @@ from eventflow.rules.core import (
     on_timer,
 )
 from eventflow.schedules import Expected, Schedules
-from eventflow.types import (
-    DeadLetter,
-    MatchKey,
-    Store,
-    StoredEvent,
-    Timer,
-)
+from eventflow.types import Store
 
 Clock = Callable[[], datetime]
 
@@ -90,7 +85,7 @@ COMMIT_ATTEMPTS = 20
 class Engine:
     """Consumes observations, evaluates rules and commits their effects, one batch at a time."""
 
-    def __init__(self, pipeline: Pipeline, store: Store, *, clock: Clock = utcnow) -> None:
+    def __init__(self, pipeline: CompiledPipeline, store: Store, *, clock: Clock = utcnow) -> None:
         self.pipeline = pipeline
         self.store = store
         self.clock = clock

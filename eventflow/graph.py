@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from eventflow.pipeline import Pipeline
+from eventflow.pipeline import CompiledPipeline
 from eventflow.types import Store
 
 Kind = Literal["sensor", "dataset", "rule"]
@@ -56,7 +56,7 @@ class Graph:
         return to_mermaid(self) if fmt == "mermaid" else to_dot(self)
 
 
-def build(pipeline: Pipeline, state: dict[str, RuleState] | None = None) -> Graph:
+def build(pipeline: CompiledPipeline, state: dict[str, RuleState] | None = None) -> Graph:
     """The graph of ``pipeline``; with ``state``, rules carry their live state."""
     graph = Graph(pipeline.name)
     for sensor in pipeline.sensors.values():
@@ -81,7 +81,7 @@ def build(pipeline: Pipeline, state: dict[str, RuleState] | None = None) -> Grap
     return graph
 
 
-async def rule_states(pipeline: Pipeline, store: Store) -> dict[str, RuleState]:
+async def rule_states(pipeline: CompiledPipeline, store: Store) -> dict[str, RuleState]:
     """Each rule's newest run status and open partial matches, read from ``store``."""
     counts = await store.match_counts()
     states: dict[str, RuleState] = {}

@@ -35,7 +35,7 @@ from prometheus_client import (
 )
 
 from eventflow.events import InputRef
-from eventflow.types import DeadLetter, NewRun, RunRecord
+from eventflow.records import DeadLetter, NewRun, RunRecord
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series: they double the output
 REGISTRY = CollectorRegistry()

@@ -1,6 +1,6 @@
 """A pipeline file compiled into what the engine runs: plugins resolved, expressions compiled.
 
-:func:`eventflow.config.loader.load_pipeline` builds a :class:`Pipeline` after validating
+:func:`eventflow.config.loader.load_pipeline` builds a :class:`CompiledPipeline` after validating
 everything; the engine, dispatcher and CLI read only this.
 """
 
@@ -71,7 +71,7 @@ class RuleRuntime:
 
 
 @dataclass(frozen=True)
-class Pipeline:
+class CompiledPipeline:
     name: str
     file: Path
     base_dir: Path

@@ -64,30 +64,32 @@ from eventflow.lifecycle import Resource
 from eventflow.metrics import SensorGauges
 from eventflow.metrics import sensor as sensor_gauges
 from eventflow.patterns import glob_match, placeholders, render
-from eventflow.server.hooks import HOOKS, Hook, HookRequest, HookResponse
-from eventflow.types import (
+from eventflow.records import (
     Changes,
     DeadLetter,
     InboxItem,
-    ListableSensor,
-    MessageSender,
     NewRun,
     OutboxItem,
+    RunRecord,
+    RunUpdate,
+    StoredEvent,
+    Timer,
+)
+from eventflow.server.hooks import HOOKS, Hook, HookRequest, HookResponse
+from eventflow.types import (
+    ListableSensor,
+    MessageSender,
     OutgoingMessage,
     PluginEnv,
     Publisher,
     ReplayableSensor,
     RunContext,
-    RunRecord,
-    RunUpdate,
     ScaleOut,
     Sensor,
     SensorContext,
     Store,
-    StoredEvent,
     TaskResult,
     TaskRunner,
-    Timer,
     Transaction,
 )
 

@@ -44,20 +44,10 @@ from eventflow.engine import Engine
 from eventflow.errors import EventflowError
 from eventflow.events import Observation, utcnow
 from eventflow.log import get_logger
-from eventflow.pipeline import Pipeline
+from eventflow.pipeline import CompiledPipeline
+from eventflow.records import Changes, InboxItem, MatchKey, NewRun, StoredEvent, Timer
 from eventflow.rules.core import MatchState
-from eventflow.types import (
-    Changes,
-    InboxItem,
-    MatchKey,
-    NewRun,
-    PluginEnv,
-    ReplayableSensor,
-    Store,
-    StoredEvent,
-    Timer,
-    Transaction,
-)
+from eventflow.types import PluginEnv, ReplayableSensor, Store, Transaction
 
 PRUNE_INTERVAL = timedelta(hours=1)
 """How often ``eventflow run`` deletes events older than ``retention.events``."""
@@ -84,7 +74,7 @@ Progress = Callable[[int], None]
 
 
 async def replay(
-    pipeline: Pipeline,
+    pipeline: CompiledPipeline,
     store: Store,
     *,
     since: datetime | None,
@@ -131,7 +121,7 @@ async def replay(
     return report
 
 
-def _once(pipeline: Pipeline) -> Pipeline:
+def _once(pipeline: CompiledPipeline) -> CompiledPipeline:
     """The pipeline as a replay evaluates it: a partition that fired takes no update, so it
     fires at most once per replay (an input replaced by a newer one is not news)."""
     rules = {
@@ -141,7 +131,7 @@ def _once(pipeline: Pipeline) -> Pipeline:
     return replace(pipeline, rules=rules)
 
 
-def _check_sensors(pipeline: Pipeline, sensors: Collection[str], from_source: bool) -> None:
+def _check_sensors(pipeline: CompiledPipeline, sensors: Collection[str], from_source: bool) -> None:
     for name in sensors:
         spec = pipeline.sensors.get(name)
         if spec is None and (from_source or not _pseudo(pipeline, name)):
@@ -155,7 +145,7 @@ def _check_sensors(pipeline: Pipeline, sensors: Collection[str], from_source: bo
             )
 
 
-def _pseudo(pipeline: Pipeline, sensor: str) -> bool:
+def _pseudo(pipeline: CompiledPipeline, sensor: str) -> bool:
     """Whether ``sensor`` is the pseudo-sensor of produced or emitted datasets."""
     return any(ds.sensor == sensor for ds in pipeline.datasets.values()) or sensor == "cli.emit"
 
@@ -179,7 +169,7 @@ async def _log_pages(
 
 
 async def _source_pages(
-    pipeline: Pipeline, sensors: Iterable[str], since: datetime | None, size: int
+    pipeline: CompiledPipeline, sensors: Iterable[str], since: datetime | None, size: int
 ) -> AsyncIterator[list[StoredEvent]]:
     """Pages of what replayable sensors re-read from their sources since ``since``."""
     env = PluginEnv(pipeline=pipeline.name, base_dir=pipeline.base_dir)
@@ -226,7 +216,7 @@ class _ReplayStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def take(self, pipeline: Pipeline, page: Sequence[StoredEvent]) -> list[Observation]:
+    def take(self, pipeline: CompiledPipeline, page: Sequence[StoredEvent]) -> list[Observation]:
         """The observations of a page; its pseudo-sensor events become the view's inbox."""
         observations: list[Observation] = []
         self._inbox = []
@@ -377,7 +367,7 @@ async def prune_event_log(store: Store, before: datetime) -> int:
 
 
 async def retention_loop(
-    pipeline: Pipeline, store: Store, *, clock: Callable[[], datetime] = utcnow
+    pipeline: CompiledPipeline, store: Store, *, clock: Callable[[], datetime] = utcnow
 ) -> None:
     """Apply ``retention.events`` now and every :data:`PRUNE_INTERVAL` until cancelled; a
     store error is logged and tried again at the next interval."""

@@ -25,7 +25,7 @@ from eventflow.events import JSON, Observation, utcnow
 from eventflow.lifecycle import open_all
 from eventflow.log import get_logger
 from eventflow.outbox import OutboxDrainer
-from eventflow.pipeline import Pipeline, SensorSpec
+from eventflow.pipeline import CompiledPipeline, SensorSpec
 from eventflow.replay import retention_loop
 from eventflow.store import open_store
 from eventflow.types import PluginEnv, Store
@@ -94,7 +94,7 @@ class Runtime:
     """Runs a pipeline until ``stop`` is set."""
 
     def __init__(
-        self, pipeline: Pipeline, store: Store | None = None, *, own_process: bool = False
+        self, pipeline: CompiledPipeline, store: Store | None = None, *, own_process: bool = False
     ) -> None:
         """``own_process``: the process runs only this pipeline; tune it (:func:`tune_gc`)."""
         self.pipeline = pipeline

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from eventflow.events import partition_key
-from eventflow.pipeline import PRODUCED_SENSOR_PREFIX, Pipeline, RuleRuntime
+from eventflow.pipeline import PRODUCED_SENSOR_PREFIX, CompiledPipeline, RuleRuntime
+from eventflow.records import Changes, Timer
 from eventflow.rules.core import EXPECT
 from eventflow.rules.timing import Schedule
-from eventflow.types import Changes, Store, Timer
+from eventflow.types import Store
 
 CURSOR = "expect"
 CATCH_UP = 1000
@@ -33,7 +34,7 @@ class Expected:
 
 
 class Schedules:
-    def __init__(self, pipeline: Pipeline, store: Store) -> None:
+    def __init__(self, pipeline: CompiledPipeline, store: Store) -> None:
         self.pipeline = pipeline
         self.store = store
         self.next: dict[str, int] = {}

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from eventflow.config.loader import load_pipeline
 from eventflow.errors import ConfigError, EventflowError
-from eventflow.pipeline import Pipeline
+from eventflow.pipeline import CompiledPipeline
 from eventflow.store import open_store
 from eventflow.types import Store
 
@@ -28,7 +28,7 @@ FILE = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 JSON_OPT = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
-def load(file: Path) -> Pipeline:
+def load(file: Path) -> CompiledPipeline:
     """The pipeline of ``file``; every problem on stderr and exit 2 when it has any."""
     try:
         return load_pipeline(file)
@@ -42,7 +42,7 @@ def load(file: Path) -> Pipeline:
         raise SystemExit(2) from None
 
 
-def with_store(pipeline: Pipeline, action: Callable[[Store], Awaitable[T]]) -> T:
+def with_store(pipeline: CompiledPipeline, action: Callable[[Store], Awaitable[T]]) -> T:
     """Open the pipeline's store, run ``action`` on it, close it; exit 1 on an error."""
 
     async def main() -> T:
@@ -56,7 +56,7 @@ def with_store(pipeline: Pipeline, action: Callable[[Store], Awaitable[T]]) -> T
         raise SystemExit(1) from None
 
 
-def no_rule(pipeline: Pipeline, rule: str) -> None:
+def no_rule(pipeline: CompiledPipeline, rule: str) -> None:
     """Exit 2 when the pipeline has no rule ``rule``, naming those it has."""
     if rule not in pipeline.rules:
         err.print(f"no rule {rule!r}; rules: {', '.join(pipeline.rules)}", markup=False)

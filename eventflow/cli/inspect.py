@@ -21,7 +21,8 @@ from eventflow.cli.common import (
     print_json,
     with_store,
 )
-from eventflow.types import RunStatus, Store
+from eventflow.records import RunStatus
+from eventflow.types import Store
 from eventflow.views import NotFound
 from eventflow.views import deadletters as deadletter_views
 from eventflow.views import runs as run_views

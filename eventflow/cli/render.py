@@ -16,10 +16,10 @@ from rich.text import Text
 from eventflow.cli.common import out
 from eventflow.durations import format_duration
 from eventflow.events import format_partition
-from eventflow.pipeline import Pipeline
+from eventflow.pipeline import CompiledPipeline
+from eventflow.records import RunRecord
 from eventflow.rules.core import MatchState, RuleSpec
 from eventflow.rules.expr import leaves
-from eventflow.types import RunRecord
 from eventflow.views.deadletters import DeadLetterView
 from eventflow.views.matches import PartialMatch
 from eventflow.views.runs import RunDetail
@@ -196,7 +196,7 @@ def run_detail(view: RunDetail) -> None:
         out.print(text.rstrip("\n") or "(empty)", markup=False)
 
 
-def deadletters(letters: Sequence[DeadLetterView], pipeline: Pipeline) -> None:
+def deadletters(letters: Sequence[DeadLetterView], pipeline: CompiledPipeline) -> None:
     if not letters:
         out.print(f"{pipeline.name}: no dead letters", markup=False)
         return

@@ -1,4 +1,5 @@
-"""Load a pipeline file into a :class:`~eventflow.pipeline.Pipeline`, or report all that is wrong.
+"""Load a pipeline file into a :class:`~eventflow.pipeline.CompiledPipeline`, or report all
+that is wrong.
 
 Loading runs in stages that all report into one collector, so a file with five mistakes
 gets five messages at once, in line order, each ``FILE:LINE: dotted.path: what (hint: fix)``:
@@ -34,7 +35,7 @@ from eventflow.config.rules import alert_name, alert_spec, compile_rule
 from eventflow.config.validation import report
 from eventflow.config.yaml_lines import parse_yaml
 from eventflow.errors import ConfigError, ConfigProblem
-from eventflow.pipeline import Pipeline, RuleRuntime
+from eventflow.pipeline import CompiledPipeline, RuleRuntime
 
 DEFAULT_STATE = "sqlite:///.eventflow/state.db"
 """The state store when the file names none; relative to the file's directory."""
@@ -43,7 +44,7 @@ DEFAULT_STATE = "sqlite:///.eventflow/state.db"
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_pipeline(path: str | Path, environ: Mapping[str, str] | None = None) -> Pipeline:
+def load_pipeline(path: str | Path, environ: Mapping[str, str] | None = None) -> CompiledPipeline:
     """Read, validate and compile the pipeline file at ``path``.
 
     ``path`` may also be ``module:attribute``, a pipeline declared in Python
@@ -56,7 +57,7 @@ def load_pipeline(path: str | Path, environ: Mapping[str, str] | None = None) ->
         return load_target(str(path))
     file = Path(path)
     problems = Problems(str(path))
-    pipeline: Pipeline | None = None
+    pipeline: CompiledPipeline | None = None
     text = _read(file, problems)
     if text is not None:
         raw = parse_yaml(text, problems)
@@ -68,7 +69,7 @@ def load_pipeline(path: str | Path, environ: Mapping[str, str] | None = None) ->
     return pipeline
 
 
-def compile_mapping(raw: dict[str, Any], file: Path) -> Pipeline:
+def compile_mapping(raw: dict[str, Any], file: Path) -> CompiledPipeline:
     """Validate and compile a pipeline given as the mapping a file parses to (the Python
     API), with the same models and checks; ``file`` is where problems are reported and the
     directory relative paths are resolved against."""
@@ -107,7 +108,7 @@ def _read(file: Path, problems: Problems) -> str | None:
     return None
 
 
-def _compile(raw: dict[str, Any], file: Path, problems: Problems) -> Pipeline | None:
+def _compile(raw: dict[str, Any], file: Path, problems: Problems) -> CompiledPipeline | None:
     config = _validate_pipeline(raw, problems)
     check_names(raw, problems)
     plugins = Plugins(problems)
@@ -164,7 +165,7 @@ def _compile(raw: dict[str, Any], file: Path, problems: Problems) -> Pipeline | 
                 task_config=alert_task.config,
             )
     absolute = file.resolve()
-    return Pipeline(
+    return CompiledPipeline(
         name=config.name or file.stem,
         file=absolute,
         base_dir=absolute.parent,

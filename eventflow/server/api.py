@@ -17,8 +17,8 @@ from eventflow import metrics
 from eventflow.actions import EmitError, emit_item
 from eventflow.errors import EventflowError
 from eventflow.events import utcnow
+from eventflow.records import RunRecord
 from eventflow.server.hooks import HOOKS, HookRequest
-from eventflow.types import RunRecord
 from eventflow.views import deadletters, matches, rules, runs, sensors, status
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from eventflow import graph as lineage
 from eventflow.events import format_partition
 from eventflow.pipeline import PRODUCED_SENSOR_PREFIX
-from eventflow.types import RunRecord
+from eventflow.records import RunRecord
 from eventflow.views.deadletters import DeadLetterView, deadletters
 from eventflow.views.matches import PartialMatch
 from eventflow.views.rules import RuleView

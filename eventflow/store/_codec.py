@@ -25,8 +25,7 @@ from pydantic_core import PydanticSerializationError
 
 from eventflow.errors import StoreError
 from eventflow.events import JSON, Event, InputRef
-from eventflow.rules.core import MatchState
-from eventflow.types import (
+from eventflow.records import (
     DeadLetter,
     InboxItem,
     NewRun,
@@ -36,6 +35,7 @@ from eventflow.types import (
     StoredEvent,
     Timer,
 )
+from eventflow.rules.core import MatchState
 
 MIN_TIME = datetime.min.replace(tzinfo=UTC)
 

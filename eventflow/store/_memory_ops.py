@@ -15,10 +15,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from eventflow.events import JSON
-from eventflow.rules.core import MatchState
-from eventflow.store import COUNT_KEYS
-from eventflow.store import _codec as c
-from eventflow.types import (
+from eventflow.records import (
     Changes,
     DeadLetter,
     InboxItem,
@@ -28,6 +25,9 @@ from eventflow.types import (
     StoredEvent,
     Timer,
 )
+from eventflow.rules.core import MatchState
+from eventflow.store import COUNT_KEYS
+from eventflow.store import _codec as c
 
 K = TypeVar("K")
 V = TypeVar("V")

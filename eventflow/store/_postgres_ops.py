@@ -24,11 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventflow.errors import StoreConflict
 from eventflow.events import JSON
-from eventflow.rules.core import MatchState
-from eventflow.store import COUNT_KEYS
-from eventflow.store import _codec as c
-from eventflow.store._postgres_sql import queries
-from eventflow.types import (
+from eventflow.records import (
     Changes,
     DeadLetter,
     InboxItem,
@@ -38,6 +34,10 @@ from eventflow.types import (
     StoredEvent,
     Timer,
 )
+from eventflow.rules.core import MatchState
+from eventflow.store import COUNT_KEYS
+from eventflow.store import _codec as c
+from eventflow.store._postgres_sql import queries
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection

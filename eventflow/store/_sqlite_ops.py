@@ -16,11 +16,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from eventflow.events import JSON
-from eventflow.rules.core import MatchState
-from eventflow.store import COUNT_KEYS
-from eventflow.store import _codec as c
-from eventflow.store._sqlite_sql import queries
-from eventflow.types import (
+from eventflow.records import (
     Changes,
     DeadLetter,
     InboxItem,
@@ -30,6 +26,10 @@ from eventflow.types import (
     StoredEvent,
     Timer,
 )
+from eventflow.rules.core import MatchState
+from eventflow.store import COUNT_KEYS
+from eventflow.store import _codec as c
+from eventflow.store._sqlite_sql import queries
 
 T = TypeVar("T")
 CHUNK = 500

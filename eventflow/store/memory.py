@@ -17,11 +17,7 @@ from typing import Self, TypeVar
 
 from eventflow.errors import ClosedError, StoreError
 from eventflow.events import JSON
-from eventflow.rules.core import MatchState
-from eventflow.store import scheme_of
-from eventflow.store._base import StoreLifecycle
-from eventflow.store._memory_ops import MemoryOps, Tables
-from eventflow.types import (
+from eventflow.records import (
     Changes,
     DeadLetter,
     InboxItem,
@@ -31,8 +27,12 @@ from eventflow.types import (
     RunStatus,
     StoredEvent,
     Timer,
-    Transaction,
 )
+from eventflow.rules.core import MatchState
+from eventflow.store import scheme_of
+from eventflow.store._base import StoreLifecycle
+from eventflow.store._memory_ops import MemoryOps, Tables
+from eventflow.types import Transaction
 
 T = TypeVar("T")
 

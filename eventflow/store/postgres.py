@@ -50,12 +50,7 @@ from eventflow.backoff import Backoff
 from eventflow.errors import ClosedError, StoreConflict, StoreError
 from eventflow.events import JSON
 from eventflow.log import get_logger
-from eventflow.rules.core import MatchState
-from eventflow.store import redact_dsn
-from eventflow.store._base import StoreLifecycle
-from eventflow.store._postgres_ops import PostgresOps, ReadGuard
-from eventflow.store._postgres_sql import migrate, queries
-from eventflow.types import (
+from eventflow.records import (
     Changes,
     DeadLetter,
     InboxItem,
@@ -65,8 +60,13 @@ from eventflow.types import (
     RunStatus,
     StoredEvent,
     Timer,
-    Transaction,
 )
+from eventflow.rules.core import MatchState
+from eventflow.store import redact_dsn
+from eventflow.store._base import StoreLifecycle
+from eventflow.store._postgres_ops import PostgresOps, ReadGuard
+from eventflow.store._postgres_sql import migrate, queries
+from eventflow.types import Transaction
 
 T = TypeVar("T")
 

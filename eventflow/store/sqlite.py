@@ -42,11 +42,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from eventflow.errors import ClosedError, StoreError
 from eventflow.events import JSON
-from eventflow.rules.core import MatchState
-from eventflow.store._base import StoreLifecycle
-from eventflow.store._sqlite_ops import SQLiteOps
-from eventflow.store._sqlite_sql import migrate
-from eventflow.types import (
+from eventflow.records import (
     Changes,
     DeadLetter,
     InboxItem,
@@ -56,8 +52,12 @@ from eventflow.types import (
     RunStatus,
     StoredEvent,
     Timer,
-    Transaction,
 )
+from eventflow.rules.core import MatchState
+from eventflow.store._base import StoreLifecycle
+from eventflow.store._sqlite_ops import SQLiteOps
+from eventflow.store._sqlite_sql import migrate
+from eventflow.types import Transaction
 
 T = TypeVar("T")
 P = ParamSpec("P")

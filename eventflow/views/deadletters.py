@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eventflow.types import DeadLetter, Store
+from eventflow.records import DeadLetter
+from eventflow.types import Store
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from eventflow.pipeline import Pipeline
+from eventflow.pipeline import CompiledPipeline
 from eventflow.rules.core import MatchState, RuleSpec
 from eventflow.types import Store
 from eventflow.views import NotFound, iso
@@ -74,7 +74,7 @@ class PartialMatch:
         }
 
 
-def partial_match(pipeline: Pipeline, match: MatchState) -> PartialMatch | None:
+def partial_match(pipeline: CompiledPipeline, match: MatchState) -> PartialMatch | None:
     """The view of ``match``; None when it is fired or of a rule the pipeline no longer has."""
     rule = pipeline.rules.get(match.rule)
     if rule is None or match.status not in MATCH_STATUSES:
@@ -83,7 +83,7 @@ def partial_match(pipeline: Pipeline, match: MatchState) -> PartialMatch | None:
 
 
 async def partial_matches(
-    pipeline: Pipeline,
+    pipeline: CompiledPipeline,
     store: Store,
     *,
     rule: str | None = None,

@@ -8,7 +8,7 @@ from typing import Any
 
 from eventflow.durations import format_duration
 from eventflow.events import JSON
-from eventflow.pipeline import Pipeline
+from eventflow.pipeline import CompiledPipeline
 from eventflow.rules.core import RuleSpec
 from eventflow.rules.expr import Group, Need, describe
 from eventflow.types import Store
@@ -67,7 +67,9 @@ class RuleView:
         }
 
 
-def rule_views(pipeline: Pipeline, per_rule: Mapping[str, Mapping[str, int]]) -> list[RuleView]:
+def rule_views(
+    pipeline: CompiledPipeline, per_rule: Mapping[str, Mapping[str, int]]
+) -> list[RuleView]:
     """The rules in declaration order, with ``per_rule`` (:meth:`Store.match_counts`)."""
     return [
         RuleView(
@@ -80,6 +82,6 @@ def rule_views(pipeline: Pipeline, per_rule: Mapping[str, Mapping[str, int]]) ->
     ]
 
 
-async def rules(pipeline: Pipeline, store: Store) -> list[RuleView]:
+async def rules(pipeline: CompiledPipeline, store: Store) -> list[RuleView]:
     """Every rule of ``pipeline`` with its matches by status, read from ``store``."""
     return rule_views(pipeline, await store.match_counts())

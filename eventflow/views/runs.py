@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventflow.events import partition_key
-from eventflow.pipeline import Pipeline
-from eventflow.types import RunRecord, RunStatus, Store
+from eventflow.pipeline import CompiledPipeline
+from eventflow.records import RunRecord, RunStatus
+from eventflow.types import Store
 from eventflow.views import NotFound
 
 RUN_STATUSES: tuple[RunStatus, ...] = ("pending", "running", "succeeded", "failed")
@@ -56,7 +57,7 @@ class RunLogs:
         }
 
 
-def run_logs(pipeline: Pipeline, record: RunRecord, attempt: int | None = None) -> RunLogs:
+def run_logs(pipeline: CompiledPipeline, record: RunRecord, attempt: int | None = None) -> RunLogs:
     """The captured output of ``attempt`` (default: the last one) of ``record``."""
     n = attempt or record.attempt
     folder = pipeline.runs_dir / record.run_id
@@ -82,7 +83,7 @@ class RunDetail:
 
 
 async def run_detail(
-    pipeline: Pipeline, store: Store, run_id: str, attempt: int | None = None
+    pipeline: CompiledPipeline, store: Store, run_id: str, attempt: int | None = None
 ) -> RunDetail:
     record = await run(store, run_id)
     return RunDetail(record, run_logs(pipeline, record, attempt))

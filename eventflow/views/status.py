@@ -9,9 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from eventflow.pipeline import Pipeline
+from eventflow.pipeline import CompiledPipeline
+from eventflow.records import RunRecord
 from eventflow.store import redact_dsn
-from eventflow.types import RunRecord, Store
+from eventflow.types import Store
 from eventflow.views.matches import PartialMatch, partial_matches
 from eventflow.views.rules import RuleView, rule_views
 
@@ -51,7 +52,7 @@ class Status:
 
 
 async def status(
-    pipeline: Pipeline, store: Store, *, limit: int = 50, runs: int = RECENT_RUNS
+    pipeline: CompiledPipeline, store: Store, *, limit: int = 50, runs: int = RECENT_RUNS
 ) -> Status:
     """The status of ``pipeline``: at most ``limit`` partial matches of each status (the
     oldest) and the ``runs`` newest runs."""

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventflow.events import InputRef, partition_key
-from eventflow.pipeline import Pipeline
+from eventflow.pipeline import CompiledPipeline
+from eventflow.records import RunRecord
 from eventflow.rules.core import MatchState, RuleSpec
-from eventflow.types import RunRecord, Store
+from eventflow.types import Store
 from eventflow.views import NotFound, iso
 from eventflow.views.matches import match_timing
 from eventflow.views.rules import condition, rule_options
@@ -76,14 +77,16 @@ class Why:
         }
 
 
-def rule_spec(pipeline: Pipeline, rule: str) -> RuleSpec:
+def rule_spec(pipeline: CompiledPipeline, rule: str) -> RuleSpec:
     """The spec of ``rule``; NotFound naming the rules there are."""
     if rule not in pipeline.rules:
         raise NotFound(f"no rule {rule!r}; rules: {', '.join(pipeline.rules)}")
     return pipeline.rules[rule].spec
 
 
-async def why(pipeline: Pipeline, store: Store, rule: str, partition: Mapping[str, str]) -> Why:
+async def why(
+    pipeline: CompiledPipeline, store: Store, rule: str, partition: Mapping[str, str]
+) -> Why:
     """The partition ``partition`` (exactly the rule's ``by`` variables) of ``rule``."""
     spec = rule_spec(pipeline, rule)
     if set(partition) != set(spec.by):

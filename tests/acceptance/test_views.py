@@ -12,11 +12,12 @@ import httpx
 
 from eventflow.config.loader import load_pipeline
 from eventflow.events import InputRef, format_partition, partition_key
+from eventflow.records import Changes, DeadLetter, NewRun, RunUpdate
 from eventflow.rules.core import MatchState, Status
 from eventflow.runtime import Runtime
 from eventflow.server.app import HttpServer
 from eventflow.store import open_store
-from eventflow.types import Changes, DeadLetter, NewRun, RunUpdate, Store
+from eventflow.types import Store
 from tests.acceptance.harness import Project
 
 PIPELINE = """

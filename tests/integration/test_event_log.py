@@ -6,8 +6,9 @@ import asyncio
 from pathlib import Path
 
 from eventflow.config.loader import load_pipeline
+from eventflow.records import Changes
 from eventflow.replay import retention_loop
-from eventflow.types import Changes, Store
+from eventflow.types import Store
 from tests.integration.test_store_contract import at, store, stored_event
 
 __all__ = ["store"]  # the contract's fixture: every store (memory, SQLite, PostgreSQL)

@@ -18,21 +18,12 @@ from eventflow.dispatcher import Dispatcher
 from eventflow.engine import Engine
 from eventflow.errors import StoreConflict, StoreError
 from eventflow.events import Event, Observation, utcnow
-from eventflow.pipeline import Pipeline
+from eventflow.pipeline import CompiledPipeline
+from eventflow.records import Changes, InboxItem, NewRun, OutboxItem, RunUpdate, StoredEvent, Timer
 from eventflow.rules.core import MatchState
 from eventflow.store import redact_dsn
 from eventflow.store.postgres import PostgresStore
-from eventflow.types import (
-    Changes,
-    InboxItem,
-    NewRun,
-    OutboxItem,
-    PluginEnv,
-    RunUpdate,
-    StoredEvent,
-    TaskRunner,
-    Timer,
-)
+from eventflow.types import PluginEnv, TaskRunner
 from tests.services.postgres import PostgresProcess
 
 PIPELINE = """
@@ -51,7 +42,7 @@ engine: {batch_size: 4, poll_interval: 50ms}
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def pipeline(tmp_path: Path) -> Pipeline:
+def pipeline(tmp_path: Path) -> CompiledPipeline:
     (tmp_path / "p.yaml").write_text(PIPELINE)
     return load_pipeline(tmp_path / "p.yaml")
 

@@ -14,22 +14,22 @@ import pytest
 
 from eventflow.errors import ClosedError, StoreError
 from eventflow.events import Event, InputRef
-from eventflow.rules.core import MatchState
-from eventflow.store import COUNT_KEYS, open_store
-from eventflow.store.memory import MemoryStore
-from eventflow.store.postgres import PostgresStore
-from eventflow.store.sqlite import SQLiteStore
-from eventflow.types import (
+from eventflow.records import (
     Changes,
     DeadLetter,
     InboxItem,
     NewRun,
     OutboxItem,
     RunUpdate,
-    Store,
     StoredEvent,
     Timer,
 )
+from eventflow.rules.core import MatchState
+from eventflow.store import COUNT_KEYS, open_store
+from eventflow.store.memory import MemoryStore
+from eventflow.store.postgres import PostgresStore
+from eventflow.store.sqlite import SQLiteStore
+from eventflow.types import Store
 
 T0 = datetime(2024, 1, 1, 6, 0, tzinfo=UTC)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from eventflow.errors import StoreError
+from eventflow.records import Changes, InboxItem, StoredEvent
 from eventflow.store._sqlite_sql import migrate, migrations, parse_queries, queries
 from eventflow.store.sqlite import SQLiteStore
-from eventflow.types import Changes, InboxItem, StoredEvent
 
 TABLES = {
     "schema_migrations",

@@ -15,10 +15,10 @@ import pytest
 from eventflow import api
 from eventflow.config.loader import load_pipeline
 from eventflow.errors import ConfigError
-from eventflow.pipeline import Pipeline
+from eventflow.pipeline import CompiledPipeline
+from eventflow.records import RunRecord
 from eventflow.runtime import Runtime
 from eventflow.store import open_store
-from eventflow.types import RunRecord
 
 YAML = """
 name: lake
@@ -212,6 +212,6 @@ async def test_run_calls_the_decorated_function(module: str, tmp_path: Path) -> 
     ]
 
 
-async def _runs(pipeline: Pipeline) -> list[RunRecord]:
+async def _runs(pipeline: CompiledPipeline) -> list[RunRecord]:
     async with open_store(pipeline.state_dsn, pipeline.base_dir) as store:
         return await store.list_runs()

@@ -15,9 +15,10 @@ from eventflow.config.models import Backoff
 from eventflow.dispatcher import Dispatcher, backoff_delay
 from eventflow.engine import Engine
 from eventflow.events import utcnow
-from eventflow.pipeline import EMIT_SENSOR, Pipeline
+from eventflow.pipeline import EMIT_SENSOR, CompiledPipeline
+from eventflow.records import InboxItem
 from eventflow.store.memory import MemoryStore
-from eventflow.types import InboxItem, PluginEnv, TaskRunner
+from eventflow.types import PluginEnv, TaskRunner
 
 TASKS = """
 import asyncio, os
@@ -38,7 +39,7 @@ async def slow(ctx):
 """
 
 
-def setup(tmp_path: Path, rules: str, engine: str = "") -> tuple[Pipeline, str]:
+def setup(tmp_path: Path, rules: str, engine: str = "") -> tuple[CompiledPipeline, str]:
     module = f"tasks_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{module}.py").write_text(TASKS)
     text = f"""
@@ -54,7 +55,7 @@ engine: {{poll_interval: 50ms{engine}}}
     return load_pipeline(tmp_path / "p.yaml"), module
 
 
-def runners(pipeline: Pipeline) -> dict[str, TaskRunner]:
+def runners(pipeline: CompiledPipeline) -> dict[str, TaskRunner]:
     env = PluginEnv(pipeline.name, pipeline.base_dir)
     return {n: r.task_plugin(r.task_config, env) for n, r in pipeline.rules.items()}
 

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from eventflow.config.loader import load_pipeline
 from eventflow.engine import Engine
 from eventflow.events import Observation, utcnow
-from eventflow.pipeline import EMIT_SENSOR, Pipeline
+from eventflow.pipeline import EMIT_SENSOR, CompiledPipeline
+from eventflow.records import InboxItem
 from eventflow.store.memory import MemoryStore
-from eventflow.types import InboxItem
 
 PIPELINE = """
 sensors:
@@ -46,7 +46,7 @@ class Clock:
         return self.now
 
 
-def pipeline(tmp_path: Path) -> Pipeline:
+def pipeline(tmp_path: Path) -> CompiledPipeline:
     (tmp_path / "p.yaml").write_text(PIPELINE)
     return load_pipeline(tmp_path / "p.yaml")
 

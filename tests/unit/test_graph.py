@@ -9,7 +9,7 @@ import pytest
 
 from eventflow.config.loader import load_pipeline
 from eventflow.graph import Graph, RuleState, build
-from eventflow.pipeline import Pipeline
+from eventflow.pipeline import CompiledPipeline
 
 PIPELINE = """
 name: lake "prod"
@@ -71,18 +71,18 @@ digraph "lake \\"prod\\"" {
 
 
 @pytest.fixture
-def pipeline(tmp_path: Path) -> Pipeline:
+def pipeline(tmp_path: Path) -> CompiledPipeline:
     (tmp_path / "pipeline.yaml").write_text(PIPELINE)
     return load_pipeline(tmp_path / "pipeline.yaml")
 
 
-def test_mermaid_golden_with_state(pipeline: Pipeline) -> None:
+def test_mermaid_golden_with_state(pipeline: CompiledPipeline) -> None:
     """Mermaid: shapes per kind, escaped ids, live state under each rule's name."""
     state = {"daily-report": RuleState("failed", 2), "publish": RuleState(None, 0)}
     assert build(pipeline, state).render("mermaid") == MERMAID
 
 
-def test_dot_golden(pipeline: Pipeline) -> None:
+def test_dot_golden(pipeline: CompiledPipeline) -> None:
     """DOT: quoted ids and labels (quotes in names escaped), edges in declaration order."""
     assert build(pipeline).render("dot") == DOT
 
@@ -131,7 +131,7 @@ def parse_dot(text: str) -> tuple[set[str], list[tuple[str, str]]]:
     return nodes, edges
 
 
-def test_dot_parses_and_every_edge_joins_declared_nodes(pipeline: Pipeline) -> None:
+def test_dot_parses_and_every_edge_joins_declared_nodes(pipeline: CompiledPipeline) -> None:
     """The DOT output is well formed and its edges only name declared nodes."""
     graph: Graph = build(pipeline, {"publish": RuleState("succeeded", 1)})
     nodes, edges = parse_dot(graph.render("dot"))

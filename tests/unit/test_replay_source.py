@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from eventflow.config.loader import load_pipeline
 from eventflow.events import Observation
-from eventflow.pipeline import Pipeline
+from eventflow.pipeline import CompiledPipeline
 from eventflow.replay import ReplayError, replay
 from eventflow.store.memory import MemoryStore
 from eventflow.types import PluginEnv, ReplayableSensor
@@ -52,14 +52,16 @@ class TopicLike:
 
 
 @pytest.fixture
-def pipeline(tmp_path: Path) -> Pipeline:
+def pipeline(tmp_path: Path) -> CompiledPipeline:
     (tmp_path / "p.yaml").write_text(PIPELINE)
     loaded = load_pipeline(tmp_path / "p.yaml")
     spec = dataclasses.replace(loaded.sensors["feed"], plugin=TopicLike)
     return dataclasses.replace(loaded, sensors={"feed": spec})
 
 
-async def test_a_replayable_sensor_is_re_read_from_the_time_given(pipeline: Pipeline) -> None:
+async def test_a_replayable_sensor_is_re_read_from_the_time_given(
+    pipeline: CompiledPipeline,
+) -> None:
     """The sensor gets ``since``; what it yields fires each partition once and is logged,
     and a second replay from the source fires nothing (same positions, same ids)."""
     assert issubclass(TopicLike, ReplayableSensor)

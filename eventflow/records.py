@@ -1,0 +1,192 @@
+"""The records the state store reads and writes: events, runs, timers, outbox, inbox, dead
+letters, and the :class:`Changes` one engine batch commits at once.
+
+The store's protocol is :class:`eventflow.types.Store`; these are its rows, shared by the
+engine, the dispatcher, the views and every store implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from eventflow.events import JSON, Event, InputRef
+from eventflow.rules.core import MatchState
+from eventflow.values import value
+
+RunStatus = Literal["pending", "running", "succeeded", "failed"]
+
+
+MatchKey = tuple[str, str]
+"""``(rule, partition key)``."""
+
+
+@value
+class StoredEvent:
+    """An observed event as recorded in the event log (what ``why`` and replay read)."""
+
+    id: str
+    sensor: str
+    key: str | None
+    time: datetime
+    position: Mapping[str, JSON]
+    payload: JSON
+    attributes: Mapping[str, JSON]
+    datasets: tuple[tuple[str, Mapping[str, str]], ...]
+    """The dataset partitions it announced: ``(dataset, partition)``."""
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """A run created by a fire; the store ignores a second one with the same ``run_id``."""
+
+    run_id: str
+    rule: str
+    key: str
+    partition: Mapping[str, str]
+    generation: int
+    inputs: tuple[InputRef, ...]
+    max_attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    run_id: str
+    rule: str
+    key: str
+    partition: Mapping[str, str]
+    generation: int
+    status: RunStatus
+    attempt: int
+    """Attempts started so far (0 before the first)."""
+    max_attempts: int
+    inputs: tuple[InputRef, ...]
+    created_at: datetime
+    updated_at: datetime
+    not_before: datetime | None = None
+    """When a pending run may start (retry backoff): a durable timer."""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    output: Mapping[str, JSON] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, JSON]:
+        return {
+            "run_id": self.run_id,
+            "rule": self.rule,
+            "partition": dict(self.partition),
+            "generation": self.generation,
+            "status": self.status,
+            "attempt": self.attempt,
+            "max_attempts": self.max_attempts,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "not_before": self.not_before.isoformat() if self.not_before else None,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "error": self.error,
+            "output": dict(self.output),
+            "inputs": [r.to_dict() for r in self.inputs],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunUpdate:
+    """A change of a run's status written by the dispatcher (or ``eventflow retry``)."""
+
+    run_id: str
+    status: RunStatus
+    attempt: int
+    updated_at: datetime
+    not_before: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    output: Mapping[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A durable timer: ``(kind, rule, key, generation)`` is unique."""
+
+    kind: str
+    rule: str
+    key: str
+    generation: int
+    due: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A completion event waiting for one publisher; ``id`` is assigned by the store."""
+
+    publisher: str
+    event: Event
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """An observation recorded in the store instead of a queue: ``eventflow emit`` and the
+    datasets a succeeded run ``produces``. The engine consumes and deletes it in one commit."""
+
+    observation_sensor: str
+    dataset: str
+    partition: Mapping[str, str]
+    position: Mapping[str, JSON]
+    payload: JSON
+    created_at: datetime
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An observation that could not be processed, kept with its source position and error."""
+
+    event_id: str
+    sensor: str
+    position: Mapping[str, JSON]
+    error: str
+    excerpt: str
+    """The first bytes of the raw message or payload, for a human to look at."""
+    time: datetime
+
+
+@dataclass(slots=True)
+class Changes:
+    """Everything one engine batch (or one run transition) writes, committed at once."""
+
+    events: list[StoredEvent] = field(default_factory=list)
+    cursors: dict[tuple[str, str], JSON] = field(default_factory=dict)
+    """``(sensor, cursor key) -> value``, upserted."""
+    matches: dict[MatchKey, MatchState] = field(default_factory=dict)
+    """Upserted by ``(rule, key)``."""
+    runs: list[NewRun] = field(default_factory=list)
+    run_updates: list[RunUpdate] = field(default_factory=list)
+    timers_add: list[Timer] = field(default_factory=list)
+    timers_delete: list[tuple[str, str, str, int]] = field(default_factory=list)
+    """``(kind, rule, key, generation)`` of timers to delete."""
+    outbox: list[OutboxItem] = field(default_factory=list)
+    inbox_add: list[InboxItem] = field(default_factory=list)
+    inbox_delete: list[int] = field(default_factory=list)
+    deadletters: list[DeadLetter] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any(
+            (
+                self.events,
+                self.cursors,
+                self.matches,
+                self.runs,
+                self.run_updates,
+                self.timers_add,
+                self.timers_delete,
+                self.outbox,
+                self.inbox_add,
+                self.inbox_delete,
+                self.deadletters,
+            )
+        )
