@@ -39,12 +39,9 @@ sys.exit(1 if attempt == "1" and sys.argv[1] == "cmd" else 0)
 
 PIPELINE = """
 name: payloads
+engine: {{poll_interval: 100ms, payload_max_bytes: 2048}}
 sensors:
-  stream:
-    type: kafka
-    bootstrap_servers: {bootstrap}
-    topic: {topic}
-    consumer_group: false
+  stream: {{type: kafka, bootstrap_servers: {bootstrap}, topic: {topic}, consumer_group: false}}
 datasets:
   batches: {{sensor: stream, where: "payload.kind == 'batch'", partition: {{dt: payload.dt}}}}
   big: {{sensor: stream, where: "payload.kind == 'big'", partition: {{dt: payload.dt}}}}
@@ -73,7 +70,6 @@ rules:
   bigcmd:
     when: {{any: [big]}}
     run: {{command: [{python}, keep_events.py, big]}}
-engine: {{poll_interval: 100ms, payload_max_bytes: 2048}}
 """
 
 
