@@ -279,16 +279,22 @@ def test_a_param_inside_a_shell_script_is_refused_like_a_partition_variable(
 
 def test_params_are_template_variables_of_every_task_field(tmp_path: Path) -> None:
     """`{param}` is accepted in an HTTP URL, headers and body; an unknown name is still refused."""
-    assert not problems_of(tmp_path, """
+    assert not problems_of(
+        tmp_path,
+        """
         params: {batch: "inputs[0].payload.batch_id"}
         run:
           http:
             url: "http://127.0.0.1:1/b/{batch}"
             headers: {X-Batch: "{batch}"}
             json: {batch: "{batch}", dt: "{dt}"}
-    """)
-    [(_, message)] = problems_of(tmp_path, """
+    """,
+    )
+    [(_, message)] = problems_of(
+        tmp_path,
+        """
         params: {batch: "inputs[0].payload.batch_id"}
         run: {command: [echo, "{bach}"]}
-    """)
+    """,
+    )
     assert "unknown template variable `{bach}`" in message
