@@ -22,9 +22,10 @@ from eventflow import backoff, completion, metrics
 from eventflow.aio import wait_event
 from eventflow.config.models import Backoff
 from eventflow.crashpoints import crash_point
-from eventflow.errors import StoreError
+from eventflow.errors import StoreError, TaskError
 from eventflow.events import format_partition, utcnow
 from eventflow.log import get_logger
+from eventflow.payloads import InputEvent, evaluate_params, input_events, params_context
 from eventflow.pipeline import PRODUCED_SENSOR_PREFIX, CompiledPipeline, RuleRuntime
 from eventflow.records import Changes, InboxItem, RunRecord, RunStatus, RunUpdate
 from eventflow.types import RunContext, Store, TaskResult, TaskRunner
@@ -174,11 +175,15 @@ class Dispatcher:
             await self._record(run, None, result, 0.0)
             return
         try:
+            events = await self._input_events(run)
             # A small file written inline: cheaper than a round trip to a worker thread,
             # and on the latency path of every run.
-            ctx = self._context(run, rule)
-        except OSError as exc:
+            ctx = self._context(run, rule, events)
+        except (OSError, StoreError) as exc:
             await self._record(run, rule, TaskResult(False, f"cannot prepare the run: {exc}"), 0)
+            return
+        except TaskError as exc:  # a param that cannot be evaluated over these inputs
+            await self._record(run, rule, TaskResult(False, str(exc)), 0)
             return
         log.info("run_started", partition=dict(run.partition))
         started = time.monotonic()
@@ -194,19 +199,35 @@ class Dispatcher:
         crash_point("dispatcher.after_task")
         await self._record(run, rule, result, time.monotonic() - started)
 
-    def _context(self, run: RunRecord, rule: RuleRuntime) -> RunContext:
+    async def _input_events(self, run: RunRecord) -> tuple[InputEvent, ...]:
+        """The run's inputs with their payloads, read from the event log in one store read
+        (the same for every attempt; an event that ``retention`` pruned is marked so)."""
+        if not run.inputs:
+            return ()
+        stored = await self.store.get_events({r.event_id for r in run.inputs})
+        by_id = {e.id: e for e in stored}
+        return input_events(run.inputs, by_id, self.pipeline.engine.payload_max_bytes)
+
+    def _context(
+        self, run: RunRecord, rule: RuleRuntime, events: tuple[InputEvent, ...]
+    ) -> RunContext:
+        items = [e.to_dict() for e in events]
+        params: dict[str, str] = {}
+        if rule.params:  # before any file is written: a failed param fails the attempt
+            params = evaluate_params(rule.params, params_context(items, run.partition))
         folder = self.pipeline.runs_dir / run.run_id
         folder.mkdir(parents=True, exist_ok=True)
         # Written in place, not renamed: the task starts only after the write completed, and
         # an attempt after a crash rewrites it (one metadata operation less per run).
         events_file = folder / "events.json"
-        events_file.write_text(json.dumps([r.to_dict() for r in run.inputs], indent=1))
+        events_file.write_text(json.dumps(items, indent=1, default=str))
         variables = {
             **run.partition,
             "run_id": run.run_id,
             "rule": run.rule,
             "attempt": str(run.attempt),
             "partition": format_partition(run.partition),
+            **params,
         }
         timeout = rule.run.timeout.total_seconds() if rule.run.timeout else None
         return RunContext(
@@ -221,6 +242,8 @@ class Dispatcher:
             timeout=timeout,
             log_max_bytes=self.pipeline.engine.log_max_bytes,
             variables=variables,
+            events=events,
+            params=params,
         )
 
     async def _requeue(self, run: RunRecord) -> None:

@@ -60,6 +60,8 @@ class RuleRuntime:
     schedule: Schedule | None = None
     """Partitions expected on a schedule (``expect``), whose deadlines run without input."""
     schedule_start: datetime | None = None
+    params: Mapping[str, ParsedResult] = field(default_factory=dict)
+    """The rule's ``params``: template variables evaluated over the inputs at run start."""
 
     @property
     def name(self) -> str:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, runtim
 from pydantic import BaseModel
 
 from eventflow.events import JSON, Event, InputRef, Observation
+from eventflow.payloads import InputEvent
 from eventflow.records import (
     Changes,
     DeadLetter,
@@ -187,7 +188,17 @@ class RunContext:
     timeout: float | None
     log_max_bytes: int
     variables: Mapping[str, str]
-    """Values for ``{var}`` templates: the partition plus ``run_id``, ``rule``, ``attempt``."""
+    """Values for ``{var}`` templates: the partition plus ``run_id``, ``rule``, ``attempt``,
+    ``partition`` and the rule's ``params``."""
+    events: tuple[InputEvent, ...] = ()
+    """The inputs with what their sources delivered (``payload``, ``key``, ``attributes``),
+    in the order of ``inputs``: what ``EVENTFLOW_EVENTS`` lists."""
+    params: Mapping[str, str] = field(default_factory=dict)
+    """The rule's ``params``, evaluated over the inputs (also in ``variables``)."""
+
+    def payloads(self, dataset: str) -> list[JSON]:
+        """The payloads of the inputs of ``dataset``, oldest first."""
+        return [e.payload for e in self.events if e.ref.dataset == dataset]
 
 
 @dataclass(frozen=True, slots=True)

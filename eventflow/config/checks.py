@@ -40,6 +40,8 @@ class RuleView:
     produces: str | None
     config: RuleConfig | None = None
     """The whole rule where it validated: its timing options are checked too."""
+    params: dict[str, str] = field(default_factory=dict)
+    """Its ``params`` (those that are text, also when the rule did not validate)."""
 
 
 @dataclass
@@ -274,12 +276,34 @@ class _Checker:
             if config.batch is not None:
                 by = self.batch(name, rule, config)
             self.timing(name, config, by)
+        params = self.s.rules[name].params
+        if by is not None:
+            self.params(name, by, params)
         task = self.s.tasks.get(name)
         if by is not None and task is not None:
-            self.placeholders(name, by, task)
+            self.placeholders(name, (*by, *params), task)
         alert = self.s.tasks.get(f"{name}:on_deadline")
         if by is not None and alert is not None:
             self.placeholders(name, by, alert, ("rules", name, "on_deadline", "run"))
+
+    def params(self, name: str, by: tuple[str, ...], params: Mapping[str, str]) -> None:
+        """Each ``params`` entry: a template variable name of its own, a valid expression."""
+        for var, expr in params.items():
+            path: ConfigPath = ("rules", name, "params", var)
+            if not _IDENTIFIER.match(var):
+                self.problems.add(
+                    f"the param `{var}` is not a name `{{var}}` can refer to",
+                    path,
+                    hint="use letters, digits and '_', not starting with a digit",
+                )
+            elif var in by or var in RUN_VARIABLES:
+                what = "partition variable" if var in by else "run variable"
+                self.problems.add(
+                    f"the param `{var}` has the name of a {what} of rule `{name}`",
+                    path,
+                    hint=f"rename it; `{{{var}}}` already means the {what}",
+                )
+            self.expression(expr, path)
 
     def rule_variables(self, when: When, dataset: str) -> tuple[str, ...] | None:
         """The variables ``dataset`` gives the rule: its own and those its ``vars`` map."""
@@ -544,8 +568,8 @@ def _safe_forms(var: str, found: InlineCode) -> str:
     if found.shell:
         return (
             f'read it from the environment, quoted: `"${env}"` (every run has the'
-            f" partition as EVENTFLOW_VAR_<NAME>), or opt in to shell quoting: `{{{var}!sh}}`"
-            " (docs/reference/security.md)"
+            f" partition and params as EVENTFLOW_VAR_<NAME>), or opt in to shell quoting:"
+            f" `{{{var}!sh}}` (docs/reference/security.md)"
         )
     how = {
         "python": f'os.environ["{env}"]',
@@ -562,7 +586,7 @@ def _safe_forms(var: str, found: InlineCode) -> str:
         "awk": f'ENVIRON["{env}"]',
     }.get(found.interpreter, f"the environment variable {env}")
     return (
-        f"read it from the environment: `{how}` (every run has the partition as"
+        f"read it from the environment: `{how}` (every run has the partition and params as"
         f" EVENTFLOW_VAR_<NAME>), or pass `{{{var}}}` as a separate argument after the"
         " code (docs/reference/security.md)"
     )

@@ -154,6 +154,7 @@ def _compile(raw: dict[str, Any], file: Path, problems: Problems) -> CompiledPip
             filters=compiled_rule.filters,
             schedule=compiled_rule.schedule,
             schedule_start=compiled_rule.schedule_start,
+            params=compiled_rule.params,
         )
         if isinstance(rc.on_deadline, DeadlineAlert) and alert_name(name) in tasks:
             alert_task = tasks[alert_name(name)]
@@ -199,11 +200,14 @@ def _rule_view(raw: Any) -> RuleView:
     """What the cross-section checks can use of a rule, even one with errors elsewhere."""
     rule = _quiet(RuleConfig, raw)
     if rule is not None:
-        return RuleView(rule.when, rule.produces, rule)
+        return RuleView(rule.when, rule.produces, rule, dict(rule.params))
     section = _mapping(raw)
     produces = section.get("produces")
+    params = {k: v for k, v in _mapping(section.get("params")).items() if isinstance(v, str)}
     return RuleView(
-        _salvage_when(section.get("when")), produces if isinstance(produces, str) else None
+        _salvage_when(section.get("when")),
+        produces if isinstance(produces, str) else None,
+        params=params,
     )
 
 

@@ -320,6 +320,14 @@ class RuleConfig(Model):
         default=None,
         description="Fire one run per batch of inputs, all passed in `EVENTFLOW_EVENTS`.",
     )
+    params: dict[str, str] = Field(
+        default_factory=dict,
+        description="Template variables read from the inputs' payloads: `{name: JMESPath}`"
+        " over `inputs` (the `EVENTFLOW_EVENTS` items), `partition` and each input dataset"
+        " by name (`orders.payload.batch_id`); usable as `{name}` in the task and as"
+        " `EVENTFLOW_VAR_<NAME>`. A non-string value is JSON-encoded; a null fails the"
+        " attempt (write `expr || ''` for an empty default).",
+    )
 
 
 for _model in (AllOf, AnyOf, AtLeast, When):
@@ -345,6 +353,13 @@ class EngineConfig(Model):
     )
     log_max_bytes: int = Field(
         default=1_048_576, ge=1024, description="Cap of each captured stdout/stderr."
+    )
+    payload_max_bytes: int = Field(
+        default=65_536,
+        ge=1024,
+        description="Cap of each input's `payload` in `EVENTFLOW_EVENTS` and the Python"
+        " context (bytes of its compact JSON, or UTF-8 text); a larger one is cut to text"
+        " and marked `payload_truncated: true` with `payload_bytes`.",
     )
     poll_interval: Duration = Field(
         default=timedelta(milliseconds=500),

@@ -23,6 +23,8 @@ class Compiled:
     dataset's own, combined)."""
     schedule: Schedule | None = None
     schedule_start: datetime | None = None
+    params: dict[str, ParsedResult] = field(default_factory=dict)
+    """The rule's ``params`` expressions, by name."""
 
 
 def compile_rule(name: str, rc: RuleConfig, by: tuple[str, ...]) -> Compiled:
@@ -61,7 +63,8 @@ def compile_rule(name: str, rc: RuleConfig, by: tuple[str, ...]) -> Compiled:
         schedule = Schedule(rc.expect.every, dict(rc.expect.partition), tz)
         if rc.expect.start is not None:
             start = parse_time(rc.expect.start, tz)
-    return Compiled(spec, filters, schedule, start)
+    params = {name: jmespath.compile(expr) for name, expr in rc.params.items()}
+    return Compiled(spec, filters, schedule, start, params)
 
 
 def alert_name(rule: str) -> str:

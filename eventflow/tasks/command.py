@@ -18,7 +18,7 @@ to quoting with ``{var!sh}`` (see :mod:`eventflow.tasks.inline` and
 The program runs in a new session (its own process group) with eventflow's environment plus
 ``EVENTFLOW_RUN_ID``, ``EVENTFLOW_RULE``, ``EVENTFLOW_ATTEMPT``, ``EVENTFLOW_PARTITION``
 (compact JSON), ``EVENTFLOW_EVENTS`` (path of the JSON file listing the input events) and
-one ``EVENTFLOW_VAR_<NAME>`` per partition variable (:mod:`eventflow.tasks.environ`).
+one ``EVENTFLOW_VAR_<NAME>`` per partition variable and param (:mod:`eventflow.tasks.environ`).
 Its stdout and stderr go to the attempt's log files, each capped at ``log_max_bytes``.
 
 Stopping: at the timeout, on cancellation (shutdown) and when the program exits leaving
@@ -222,7 +222,7 @@ class CommandTask(Resource):
 
     def _environ(self, ctx: RunContext) -> dict[str, str]:
         environ = dict(os.environ)
-        environ.update(partition_environ(ctx.partition))
+        environ.update(partition_environ({**ctx.partition, **ctx.params}))
         environ["EVENTFLOW_RUN_ID"] = ctx.run_id
         environ["EVENTFLOW_RULE"] = ctx.rule
         environ["EVENTFLOW_ATTEMPT"] = str(ctx.attempt)
