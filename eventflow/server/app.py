@@ -103,6 +103,7 @@ def build_app(runtime: Runtime, host: str = DEFAULT_HOST) -> Starlette:
                 hosts=HostRule(settings.allowed_hosts, host),
                 origins=settings.allowed_origins,
                 body_timeout=settings.body_timeout.total_seconds(),
+                routes=routes,
             )
         ],
         exception_handlers={

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventflow.server.api import BadRequest, problem
@@ -88,8 +89,10 @@ class Guard:
         hosts: HostRule,
         origins: Iterable[str],
         body_timeout: float,
+        routes: Iterable[BaseRoute],
     ) -> None:
         self.app = app
+        self.routes = tuple(routes)
         self.hosts = hosts
         self.origins = frozenset(o.rstrip("/").lower() for o in origins)
         self.body_timeout = body_timeout
@@ -112,8 +115,8 @@ class Guard:
                 f"Host {host!r} is not a name this server answers to; add it to"
                 " `server.allowed_hosts` in the pipeline file"
             )
-        if scope["method"] in SAFE_METHODS:
-            return None
+        if scope["method"] in SAFE_METHODS or not self._routed(scope):
+            return None  # a method no route takes gets the router's 404 or 405
         cross = self._cross_site(headers, host)
         if cross is not None:
             return 403, cross
@@ -123,6 +126,9 @@ class Guard:
                 f"{scope['method']} {path} needs Content-Type: application/json (sent: {sent})"
             )
         return None
+
+    def _routed(self, scope: Scope) -> bool:
+        return any(route.matches(scope)[0] is Match.FULL for route in self.routes)
 
     def _cross_site(self, headers: Headers, host: str) -> str | None:
         """Why a browser page of another origin sent this, or None."""
