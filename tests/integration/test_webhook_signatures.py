@@ -42,7 +42,11 @@ rules:
 def standard(delivery: str, body: bytes, *, key: bytes = KEY, age: int = 0) -> dict[str, str]:
     ts = str(int(time.time()) - age)
     sig = base64.b64encode(hmac.new(key, f"{delivery}.{ts}.".encode() + body, "sha256").digest())
-    return {"webhook-id": delivery, "webhook-timestamp": ts, "webhook-signature": "v1," + sig.decode()}
+    return {
+        "webhook-id": delivery,
+        "webhook-timestamp": ts,
+        "webhook-signature": "v1," + sig.decode(),
+    }
 
 
 def stripe(body: bytes, *, secret: str = STRIPE_SECRET, age: int = 0) -> str:
