@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,8 +35,9 @@ from eventflow.config.report import Problems
 from eventflow.config.rules import alert_name, alert_spec, compile_rule
 from eventflow.config.validation import report
 from eventflow.config.yaml_lines import parse_yaml
+from eventflow.durations import format_duration
 from eventflow.errors import ConfigError, ConfigProblem
-from eventflow.pipeline import CompiledPipeline, RuleRuntime
+from eventflow.pipeline import CompiledPipeline, RuleRuntime, SensorSpec
 
 DEFAULT_STATE = "sqlite:///.eventflow/state.db"
 """The state store when the file names none; relative to the file's directory."""
@@ -134,6 +136,8 @@ def _compile(raw: dict[str, Any], file: Path, problems: Problems) -> CompiledPip
         tasks={n: t.fields for n, t in tasks.items()},
     )
     compiled = check(sections, problems)
+    if config is not None:
+        _check_replay_memory(config, sensors, problems)
     if problems or config is None:
         return None
 
@@ -178,6 +182,24 @@ def _compile(raw: dict[str, Any], file: Path, problems: Problems) -> CompiledPip
         publishers=publishers,
         raw=config,
     )
+
+
+def _check_replay_memory(
+    config: PipelineConfig, sensors: Mapping[str, SensorSpec], problems: Problems
+) -> None:
+    """A sensor that accepts a signed request for ``replay_window`` (webhooks) dedupes a
+    replay by the event log: the log must keep ids longer than that."""
+    keep = config.retention.events
+    for spec in sensors.values():
+        window = getattr(spec.config, "replay_window", None)
+        if keep is not None and isinstance(window, timedelta) and keep <= window:
+            problems.add(
+                f"`retention.events` keeps events {format_duration(keep)}, not longer than"
+                f" sensor `{spec.name}` accepts a signed request"
+                f" ({format_duration(window)}): a replay would fire again",
+                ("retention", "events"),
+                hint="keep events longer, or give the sensor a shorter `tolerance`",
+            )
 
 
 def _validate_pipeline(raw: dict[str, Any], problems: Problems) -> PipelineConfig | None:

@@ -368,6 +368,44 @@ class EngineConfig(Model):
     )
 
 
+class ServerConfig(Model):
+    """The HTTP server of `eventflow run --http`: who may address it, and its limits."""
+
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="Host names (or addresses) the server answers to besides the loopback"
+        " names and addresses (`localhost`, `127.0.0.1`, `::1`) and the address of `--http`;"
+        " `*.example.com` matches any subdomain, `*` any host (a proxy checks it). Another"
+        " `Host` header is refused with 400 (DNS rebinding).",
+    )
+    allowed_origins: tuple[str, ...] = Field(
+        default=(),
+        description="Origins (`https://console.example.com`) whose browser pages may send"
+        " state-changing requests besides the server's own (the `Host` it was reached as).",
+    )
+    header_timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description="Longest wait for a request's headers once the connection is open (or"
+        " the previous response sent); the connection is closed beyond it.",
+    )
+    body_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="Longest wait for a request's whole body; 408 beyond it.",
+    )
+    keep_alive: Duration = Field(
+        default=timedelta(seconds=5),
+        description="How long an idle keep-alive connection stays open.",
+    )
+    max_connections: int = Field(
+        default=100,
+        ge=1,
+        description="Connections and requests at once; further requests are answered 503.",
+    )
+    max_header_bytes: int = Field(
+        default=16_384, ge=1024, description="Largest request line and headers (400 beyond)."
+    )
+
+
 class RetentionConfig(Model):
     """How long the store keeps history that correctness does not need."""
 
@@ -387,6 +425,9 @@ class PipelineConfig(Model):
         description="State store DSN; default `sqlite:///.eventflow/state.db` next to the file.",
     )
     engine: EngineConfig = Field(default_factory=EngineConfig, description="Process settings.")
+    server: ServerConfig = Field(
+        default_factory=ServerConfig, description="The HTTP server of `eventflow run --http`."
+    )
     sensors: dict[Name, dict[str, Any]] = Field(
         default_factory=dict,
         description="Source watchers by name; `type` picks the plugin (sections below).",

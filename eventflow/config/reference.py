@@ -121,6 +121,7 @@ def generate() -> str:
         HEADER,
         model_table("Top level", models.PipelineConfig),
         model_table("`engine`", models.EngineConfig),
+        model_table("`server`", models.ServerConfig),
         model_table("`datasets.NAME`", models.DatasetConfig),
         model_table("`rules.NAME`", models.RuleConfig),
         model_table("`rules.NAME.when`", models.When),

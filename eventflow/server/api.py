@@ -36,9 +36,10 @@ def token_required() -> bool:
 
 
 class BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers or {}
 
 
 def problem(status: int, message: str, **headers: str) -> JSONResponse:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -17,9 +18,11 @@ from eventflow.errors import ClosedError, EventflowError, StoreError
 from eventflow.lifecycle import Resource
 from eventflow.log import get_logger
 from eventflow.server.api import Api, BadRequest, problem, token_required
+from eventflow.server.guard import Guard, HostRule
 from eventflow.server.hooks import HOOKS
 from eventflow.server.openapi import document
 from eventflow.server.page import render_page
+from eventflow.server.protocol import protocol_class
 from eventflow.views import NotFound
 
 if TYPE_CHECKING:
@@ -39,8 +42,12 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def build_app(runtime: Runtime) -> Starlette:
+def build_app(runtime: Runtime, host: str = DEFAULT_HOST) -> Starlette:
+    """The routes behind the :class:`~eventflow.server.guard.Guard` of the pipeline's
+    ``server`` settings; ``host`` is the address the server is bound to (allowed as Host)."""
     api = Api(runtime)
+    settings = runtime.pipeline.raw.server
+    log = get_logger(component="http")
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document(api_token=token_required()))
@@ -70,7 +77,12 @@ def build_app(runtime: Runtime) -> Starlette:
 
     async def bad_request(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BadRequest)
-        return problem(exc.status, str(exc))
+        return problem(exc.status, str(exc), **exc.headers)
+
+    async def disconnected(request: Request, exc: Exception) -> Response:
+        # The client went away mid-request: nobody reads the answer, and it is no error.
+        log.info("http_client_disconnected", method=request.method, path=request.url.path)
+        return Response(status_code=499)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, NotFound)
@@ -85,7 +97,17 @@ def build_app(runtime: Runtime) -> Starlette:
 
     return Starlette(
         routes=routes,
+        middleware=[
+            Middleware(
+                Guard,
+                hosts=HostRule(settings.allowed_hosts, host),
+                origins=settings.allowed_origins,
+                body_timeout=settings.body_timeout.total_seconds(),
+                routes=routes,
+            )
+        ],
         exception_handlers={
+            ClientDisconnect: disconnected,
             BadRequest: bad_request,
             NotFound: not_found,
             EventflowError: store_error,
@@ -130,13 +152,18 @@ class HttpServer(Resource):
         sock.setblocking(False)
         self._socket = sock
         self.port = sock.getsockname()[1]
+        settings = self.runtime.pipeline.raw.server
         config = uvicorn.Config(
-            build_app(self.runtime),
+            build_app(self.runtime, self.host),
+            http=protocol_class(settings.header_timeout.total_seconds()),
             lifespan="off",
             log_config=None,
             access_log=False,
             log_level="warning",
             timeout_graceful_shutdown=5,
+            timeout_keep_alive=max(1, round(settings.keep_alive.total_seconds())),
+            limit_concurrency=settings.max_connections,
+            h11_max_incomplete_event_size=settings.max_header_bytes,
         )
         config.load()
         server = self._server = uvicorn.Server(config)

@@ -158,6 +158,12 @@ def document(*, api_token: bool = False) -> Schema:
     """The document; ``api_token`` declares the bearer token the POST endpoints need."""
     secured: Schema = {"security": [{"bearer": []}]} if api_token else {}
     unauthorized = {"401": _error("Missing or wrong bearer token.")} if api_token else {}
+    guarded = {
+        "400": _error("A Host header that is not in `server.allowed_hosts`, or a bad request."),
+        "403": _error("Sent by a browser page of another origin."),
+        "408": _error("The body did not arrive within `server.body_timeout`."),
+    }
+    json_only = {"415": _error("The Content-Type is not application/json.")}
     hook_params = [
         {"name": "sensor", "in": "path", "required": True, "schema": _STR},
     ]
@@ -265,8 +271,14 @@ def document(*, api_token: bool = False) -> Schema:
                 "post": {
                     "summary": "Run a failed run again (same run id, one more attempt).",
                     "parameters": [_RUN_ID],
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": {}}},
+                    },
                     **secured,
                     "responses": {
+                        **guarded,
+                        **json_only,
                         "200": _json(_RUN, "The run, pending again."),
                         "404": _error("No such run."),
                         "409": _error("The run is not failed."),
@@ -297,6 +309,8 @@ def document(*, api_token: bool = False) -> Schema:
                     },
                     **secured,
                     "responses": {
+                        **guarded,
+                        **json_only,
                         "202": _json(
                             _obj(["id", "status"], id=_STR, status=_STR),
                             "Recorded; the engine processes it within its poll interval.",
@@ -316,12 +330,15 @@ def document(*, api_token: bool = False) -> Schema:
                         "content": {"application/json": {"schema": {}}},
                     },
                     "responses": {
+                        **guarded,
                         "200": _json(
                             _obj(["id", "status"], id=_STR, status=_STR),
                             "Committed (or already committed earlier: a redelivery).",
                         ),
                         "400": _error("Malformed JSON or no delivery id."),
-                        "401": _error("Bad bearer token or signature."),
+                        "401": _error(
+                            "Bad bearer token or signature, or a signed time outside the tolerance."
+                        ),
                         "404": _error("No webhook sensor of that name."),
                         "413": _error("The body is too large."),
                         "503": _error(

@@ -2,17 +2,22 @@
 
 Systems that push (dbt Cloud, GitHub, Airflow callbacks, a Lambda forwarding S3 events) call
 the server of ``eventflow run --http HOST:PORT``. Each request is authenticated (a bearer
-token, or an HMAC-SHA256 signature over the raw body as GitHub's ``X-Hub-Signature-256``;
-the secret comes from an environment variable and is compared in constant time), parsed as
-JSON and emitted as one observation. The response is sent only after the engine committed
-the event, so an answer of 200 means it is durable and the sender's retry is the
-durability: a timeout or a stopping engine answers 503 and the sender sends again.
+token, or an HMAC-SHA256 signature of one of the schemes of :mod:`.signatures`: Standard
+Webhooks, Stripe's, GitHub's; the secret comes from an environment variable and is compared
+in constant time), parsed as JSON and emitted as one observation. The schemes that sign a
+time refuse a request outside ``tolerance``; inside it, a replay has the signed delivery id
+of the original, so the event log (which keeps ids longer than the tolerance) dedupes it.
+The response is sent only after the engine committed the event, so an answer of 200 means
+it is durable and the sender's retry is the durability: a timeout or a stopping engine
+answers 503 and the sender sends again.
 
-The event id comes from a stable delivery id: the first of ``id_headers`` present
-(``Idempotency-Key``, ``X-Request-Id``, GitHub's ``X-GitHub-Delivery``), or a JMESPath
-``id`` over the request, or else the SHA-256 of the body; a redelivery gets the same id and
-is acknowledged without being processed twice. A bad signature (401), a malformed body
-(400) or an oversized one (413) records nothing.
+The event id comes from a stable delivery id and the URL path after the sensor's name (the
+same body on two paths is two events): with ``signature: standard`` the signed
+``webhook-id``; otherwise a JMESPath ``id`` over the request, or (except with ``stripe``,
+whose headers are not signed) the first of ``id_headers`` present (``Idempotency-Key``,
+``X-Request-Id``, GitHub's ``X-GitHub-Delivery``), or else the SHA-256 of the body. A
+redelivery gets the same id and is acknowledged without being processed twice. A bad
+signature (401), a malformed body (400) or an oversized one (413) records nothing.
 
 The observation's ``key`` is what followed the sensor's name in the URL
 (``POST /hooks/dbt/orders/dt=2024-01-01`` has key ``orders/dt=2024-01-01``) unless a JMESPath
@@ -51,6 +56,9 @@ from eventflow.plugin import (
     utcnow,
 )
 
+from . import signatures
+from .signatures import Refused, Scheme
+
 HIDDEN_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 """Never copied into an event's attributes (nor the signature header)."""
 
@@ -59,19 +67,33 @@ class HttpSensorConfig(SensorConfig):
     """`{type: http, auth: hmac, secret_env: VAR}`: events pushed to `POST /hooks/NAME`."""
 
     auth: Literal["bearer", "hmac", "none"] = Field(
-        description="`bearer`: `Authorization: Bearer TOKEN`; `hmac`: an HMAC-SHA256 of the"
-        " raw body in `signature_header`; `none`: anyone who reaches the server (trusted"
-        " networks only)."
+        description="`bearer`: `Authorization: Bearer TOKEN` (a captured request can be"
+        " replayed); `hmac`: an HMAC-SHA256 signature of the `signature` scheme; `none`:"
+        " anyone who reaches the server (trusted networks only)."
+    )
+    signature: Scheme = Field(
+        default="github",
+        description="With `auth: hmac`, the scheme: `standard` (Standard Webhooks: signs"
+        " `webhook-id`, `webhook-timestamp` and the body; refuses replays), `stripe`"
+        " (`Stripe-Signature: t=...,v1=...`: signs the time and the body), `github`"
+        " (`X-Hub-Signature-256`: signs the body only, so a captured request can be"
+        " replayed under a new delivery id).",
+    )
+    tolerance: Duration = Field(
+        default=timedelta(minutes=5),
+        description="With `signature: standard` or `stripe`, how far the signed time may be"
+        " from the server's clock (either way); an older request is refused (401). Keep"
+        " `retention.events` longer.",
     )
     secret_env: str | None = Field(
         default=None,
         description="Environment variable holding the bearer token or the HMAC secret"
         " (required unless `auth: none`).",
     )
-    signature_header: str = Field(
-        default="X-Hub-Signature-256",
-        description="With `auth: hmac`, the header carrying the hex digest, bare or as"
-        " `sha256=HEX` (GitHub's form).",
+    signature_header: str | None = Field(
+        default=None,
+        description="With `auth: hmac`, the header carrying the signature; default: the"
+        " scheme's (`X-Hub-Signature-256`, `webhook-signature`, `Stripe-Signature`).",
     )
     id_headers: tuple[str, ...] = Field(
         default=("Idempotency-Key", "X-Request-Id", "X-GitHub-Delivery"),
@@ -111,7 +133,17 @@ class HttpSensorConfig(SensorConfig):
             )
         if self.auth == "none" and self.secret_env:
             raise ValueError("`secret_env` is only used with `auth: bearer` or `auth: hmac`")
+        if self.auth != "hmac" and "signature" in self.model_fields_set:
+            raise ValueError("`signature` is only used with `auth: hmac`")
         return self
+
+    @property
+    def replay_window(self) -> timedelta | None:
+        """How long a captured request stays acceptable (None: for ever, nothing signs a
+        time): the event log must remember delivery ids longer than this."""
+        if self.auth == "hmac" and self.signature in ("standard", "stripe"):
+            return self.tolerance
+        return None
 
     @field_validator("id", "key")
     @classmethod
@@ -161,7 +193,15 @@ def _secret(config: HttpSensorConfig) -> bytes:
             f"the environment variable {config.secret_env} (secret_env) is not set",
             hint="export it in the environment of `eventflow run`",
         )
-    return value.encode()
+    if config.auth != "hmac":
+        return value.encode()
+    try:
+        return signatures.key(config.signature, value.strip())
+    except ValueError as exc:
+        raise SensorError(
+            f"the environment variable {config.secret_env} (secret_env) is no"
+            f" `{config.signature}` secret: {exc}"
+        ) from None
 
 
 class WebhookHook:
@@ -177,15 +217,17 @@ class WebhookHook:
         self._secret = secret
         self._id: ParsedResult | None = jmespath.compile(config.id) if config.id else None
         self._key: ParsedResult | None = jmespath.compile(config.key) if config.key else None
-        self._hidden = HIDDEN_HEADERS | {config.signature_header.lower()}
+        header = config.signature_header or signatures.HEADERS[config.signature]
+        self._hidden = HIDDEN_HEADERS | {header.lower()}
 
     async def __call__(self, request: HookRequest) -> HookResponse:
         if len(request.body) > self.max_body:
             return self._refuse(413, f"the body is larger than {self.max_body} bytes")
-        problem = self._authenticate(request)
-        if problem is not None:
+        try:
+            signed_id = self._authenticate(request)
+        except Refused as exc:
             headers = {"WWW-Authenticate": "Bearer"} if self.config.auth == "bearer" else {}
-            return self._refuse(401, problem, headers)
+            return self._refuse(401, str(exc), headers)
         try:
             payload = json.loads(request.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -197,7 +239,7 @@ class WebhookHook:
             "path": request.path,
         }
         try:
-            delivery = self._delivery_id(request, context)
+            delivery = self._delivery_id(request, context, signed_id)
             key = self._key.search(context) if self._key else request.path or None
         except jmespath.exceptions.JMESPathError as exc:
             return self._refuse(400, f"cannot evaluate the sensor's expressions: {exc}")
@@ -206,34 +248,46 @@ class WebhookHook:
         return await self._commit(delivery, key, payload, context)
 
     def _authenticate(self, request: HookRequest) -> str | None:
-        """Why the request is not authentic, or None. Constant-time comparisons only."""
+        """The delivery id the signature covers (None when it covers none); raises
+        :class:`Refused` when the request is not authentic. Constant-time comparisons."""
         if self.config.auth == "bearer":
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             ok = scheme.lower() == "bearer" and hmac.compare_digest(
                 token.strip().encode(), self._secret
             )
-            return None if ok else "missing or wrong bearer token"
+            if not ok:
+                raise Refused("missing or wrong bearer token")
         if self.config.auth == "hmac":
-            sent = request.headers.get(self.config.signature_header.lower(), "")
-            sent = sent.removeprefix("sha256=").strip().lower()
-            expected = hmac.new(self._secret, request.body, hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(sent.encode(), expected.encode()):
-                return f"missing or wrong HMAC-SHA256 signature in {self.config.signature_header}"
+            return signatures.verify(
+                self.config.signature,
+                self._secret,
+                request.headers,
+                request.body,
+                now=utcnow(),
+                tolerance=self.config.tolerance,
+                header=self.config.signature_header,
+            ).delivery_id
         return None
 
-    def _delivery_id(self, request: HookRequest, context: dict[str, Any]) -> dict[str, str] | None:
-        """The source position: the stable id of this delivery."""
+    def _delivery_id(
+        self, request: HookRequest, context: dict[str, Any], signed_id: str | None
+    ) -> dict[str, str] | None:
+        """The source position: the webhook path and the stable id of this delivery."""
+        where = {"path": request.path} if request.path else {}
+        if signed_id is not None:
+            return {**where, "id": signed_id}
         if self._id is not None:
             value = self._id.search(context)
             if value is not None and not isinstance(value, dict | list):
-                return {"id": str(value)}
-        for header in self.config.id_headers:
+                return {**where, "id": str(value)}
+        unsigned = self.config.auth == "hmac" and self.config.signature == "stripe"
+        for header in () if unsigned else self.config.id_headers:
             value = request.headers.get(header.lower())
             if value:
-                return {"id": value}
+                return {**where, "id": value}
         if self.config.missing_id == "reject":
             return None
-        return {"sha256": hashlib.sha256(request.body).hexdigest()}
+        return {**where, "sha256": hashlib.sha256(request.body).hexdigest()}
 
     async def _commit(
         self, position: dict[str, str], key: JSON, payload: JSON, context: dict[str, Any]

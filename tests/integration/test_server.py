@@ -131,10 +131,10 @@ async def test_health_readiness_and_api(tmp_path: Path, monkeypatch: Any) -> Non
         by_partition = await client.get("/api/runs", params={"partition.dt": "bad"})
         assert [r["run_id"] for r in by_partition.json()["runs"]] == [run["run_id"]]
 
-        retried = await client.post(f"/api/runs/{run['run_id']}/retry")
+        retried = await client.post(f"/api/runs/{run['run_id']}/retry", json={})
         assert retried.status_code == 200
         assert retried.json()["status"] == "pending"
-        assert (await client.post("/api/runs/nope/retry")).status_code == 404
+        assert (await client.post("/api/runs/nope/retry", json={})).status_code == 404
         assert (await client.get("/api/runs/nope/logs")).status_code == 404
 
         # Emit completes the open partition, as `eventflow emit` would.
@@ -151,7 +151,7 @@ async def test_health_readiness_and_api(tmp_path: Path, monkeypatch: Any) -> Non
             return [r for r in runs if r["partition"] == {"dt": "d1"}]
 
         [d1] = await wait_for(fired)
-        assert (await client.post(f"/api/runs/{d1['run_id']}/retry")).status_code == 409
+        assert (await client.post(f"/api/runs/{d1['run_id']}/retry", json={})).status_code == 409
         assert (await client.get("/api/runs", params={"limit": "0"})).status_code == 400
         assert (await client.get("/api/matches", params={"status": "x"})).status_code == 400
 

@@ -22,6 +22,8 @@ EXTRA_MODULES = {
     "eventflow.store._postgres_ops": {"psycopg"},
     "eventflow.server.app": {"starlette", "uvicorn"},
     "eventflow.server.api": {"starlette"},
+    "eventflow.server.guard": {"starlette"},
+    "eventflow.server.protocol": {"uvicorn"},
 }
 """Core modules behind an extra (the PostgreSQL store, the HTTP server): each may load its
 extra's libraries and nothing else of :data:`TRANSPORTS`; nothing else imports them at module
