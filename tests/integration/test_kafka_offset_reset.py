@@ -9,24 +9,17 @@ from typing import Any
 
 import pytest
 import structlog.testing
-from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
 from eventflow.errors import SensorError
 from eventflow.events import Observation
 from eventflow.testing import RecordingContext, running
 from tests.integration.test_kafka_sensor import offsets, produce, sensor
-from tests.services.kafka import KafkaBroker, create_topic
+from tests.services.kafka import KafkaBroker, recreate_topic
 
 
 async def recreate(broker: KafkaBroker, topic: str) -> None:
     """Delete the topic and create it again, empty, with one partition."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([topic])
-    finally:
-        await admin.close()
-    await create_topic(broker.bootstrap, topic, 1)
+    await recreate_topic(broker.bootstrap, topic, 1)
 
 
 async def produce_one_by_one(broker: KafkaBroker, topic: str, values: list[Any]) -> None:
