@@ -168,6 +168,20 @@ SENSOR_POLLED = Gauge(
     ["sensor"],
     registry=REGISTRY,
 )
+SENSOR_RESETS = Counter(
+    "eventflow_sensor_position_resets",
+    "Times a sensor found its checkpoint no longer in the source (Kafka: topic recreated, log"
+    " lost, retention passed it), by reason and the policy applied.",
+    ["sensor", "reason", "policy"],
+    registry=REGISTRY,
+)
+SENSOR_SKIPPED = Counter(
+    "eventflow_sensor_records_skipped",
+    "Records a sensor will never observe after a position reset: skipped by its policy, or"
+    " gone from the source before they were read (retention).",
+    ["sensor", "reason"],
+    registry=REGISTRY,
+)
 WEBHOOKS = Counter(
     "eventflow_webhook_requests",
     "Webhook requests per sensor and HTTP status code.",
@@ -275,11 +289,19 @@ def webhook(sensor: str, code: int) -> None:
 class SensorGauges:
     """What a sensor reports about its source; get one with :func:`sensor`."""
 
-    __slots__ = ("_lag", "_polled")
+    __slots__ = ("_lag", "_name", "_polled")
 
     def __init__(self, name: str) -> None:
+        self._name = name
         self._lag = SENSOR_LAG.labels(name)
         self._polled = SENSOR_POLLED.labels(name)
+
+    def reset(self, reason: str, policy: str, skipped: int) -> None:
+        """The source no longer held the checkpoint (``reason``); ``policy`` was applied and
+        ``skipped`` records will never be observed."""
+        SENSOR_RESETS.labels(self._name, reason, policy).inc()
+        if skipped > 0:
+            SENSOR_SKIPPED.labels(self._name, reason).inc(skipped)
 
     def lag(self, messages: float) -> None:
         """How far behind the source the sensor is (Kafka: sum of end offset minus position

@@ -148,6 +148,14 @@ class KafkaSensorConfig(SensorConfig, KafkaConnection):
         description="Where a new pipeline starts on a partition it has no checkpoint for:"
         " `earliest`, `latest`, or an ISO-8601 time.",
     )
+    on_reset: Literal["reprocess", "skip", "fail"] = Field(
+        default="reprocess",
+        description="What to do when a partition's log no longer holds the checkpoint (topic"
+        " recreated, broker lost its log, retention passed unread records): `reprocess`"
+        " reads the partition's log from its beginning (a new log's records get new event"
+        " ids), `skip` jumps to its end, `fail` stops the sensor with an error. Each reset is"
+        " logged (`kafka_offset_reset`) and counted.",
+    )
     format: Literal["json", "utf-8", "bytes"] = Field(
         default="json",
         description="How values are decoded into `payload`: JSON, text, or `bytes` (base64"

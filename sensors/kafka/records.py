@@ -50,8 +50,17 @@ def text(data: bytes | None) -> str | None:
     return None if data is None else data.decode("utf-8", "backslashreplace")
 
 
-def position(record: Record) -> dict[str, JSON]:
-    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+def position(record: Record, epoch: int = 0) -> dict[str, JSON]:
+    """Topic, partition, offset; and the partition's epoch once its log was replaced (see
+    :mod:`.checkpoint`), so that ids of records of older logs never change."""
+    where: dict[str, JSON] = {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+    }
+    if epoch:
+        where["epoch"] = epoch
+    return where
 
 
 def observe(
@@ -61,6 +70,7 @@ def observe(
     fmt: str,
     cursor: tuple[str, JSON] | None,
     on_commit: Callable[[], None] | None,
+    epoch: int = 0,
 ) -> Observation:
     """The observation of one record; a value that does not decode becomes a dead letter."""
     headers = record.headers
@@ -85,7 +95,7 @@ def observe(
             payload = value[:EXCERPT].decode("utf-8", "backslashreplace")
     return Observation(
         sensor,
-        position(record),
+        position(record, epoch),
         text(record.key),
         datetime.fromtimestamp(record.timestamp / 1000, UTC),
         payload,

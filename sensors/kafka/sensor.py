@@ -42,15 +42,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel
 
 from eventflow.plugin import (
-    JSON,
     Observation,
     PluginEnv,
     ScaleOut,
     SensorContext,
     SensorError,
     backoff,
+    sensor_gauges,
 )
 
+from .checkpoint import Checkpoint, Reason, cursor_value, digest
+from .checkpoint import load as load_checkpoint
 from .config import (
     KafkaConnection,
     KafkaPublisherConfig,
@@ -130,6 +132,13 @@ class KafkaSensor:
         self._emitting = asyncio.Lock()
         self._paused = False
         self._watermarks: dict[str, TopicWatermark] = {}
+        self._gauges = sensor_gauges(name)
+        self._epoch: dict[TopicPartition, int] = {}
+        """The log epoch of each partition (see :mod:`.checkpoint`)."""
+        self._next: dict[TopicPartition, int] = {}
+        """The offset the next record of a partition should have (absent: any)."""
+        self._verify: dict[TopicPartition, Checkpoint] = {}
+        """Partitions seeked to their checkpoint minus one: that record is checked, not read."""
 
     # --- running -------------------------------------------------------------------------
 
@@ -164,7 +173,9 @@ class KafkaSensor:
             **cfg.client_options(),
             group_id=self.group_id,
             enable_auto_commit=False,
-            auto_offset_reset="earliest" if cfg.start == "earliest" else "latest",
+            # Every partition is seeked explicitly (`_seek`); an out-of-range fetch then
+            # lands at the log's beginning, and `_checked` sees the offsets go backwards.
+            auto_offset_reset="earliest",
             max_poll_records=cfg.max_records,
             session_timeout_ms=int(cfg.session_timeout.total_seconds() * 1000),
             heartbeat_interval_ms=int(cfg.heartbeat_interval.total_seconds() * 1000),
@@ -178,6 +189,8 @@ class KafkaSensor:
         committer: asyncio.Task[None] | None = None
         try:
             self._owned.clear()
+            self._verify.clear()
+            self._next.clear()
             self._paused = False
             if self.config.mode == "watermark" or not self.config.consumer_group:
                 await self._assign_all(consumer)
@@ -222,14 +235,21 @@ class KafkaSensor:
         for tp, records in batch.items():
             if not records or tp not in self._owned:  # revoked while it was being fetched
                 continue
+            if tp in self._verify or records[0].offset != self._next.get(tp, records[0].offset):
+                records = await self._checked(tp, records)
+                if not records:
+                    continue
+            epoch = self._epoch.get(tp, 0)
             self._pending[tp] += len(records)
             self._uncommitted += len(records)
             for record in records[:-1]:
-                await emit(observe(name, record, decode, fmt, None, None))
+                await emit(observe(name, record, decode, fmt, None, None, epoch))
             last = records[-1]
             nxt = last.offset + 1
+            self._next[tp] = nxt
             ack = self._ack_callback(tp, nxt, len(records))
-            await emit(observe(name, last, decode, fmt, (_cursor_key(tp), nxt), ack))
+            cursor = (_cursor_key(tp), cursor_value(nxt, epoch, last))
+            await emit(observe(name, last, decode, fmt, cursor, ack, epoch))
 
     def _ack_callback(self, tp: TopicPartition, nxt: int, count: int) -> Callable[[], None]:
         def ack() -> None:
@@ -260,7 +280,9 @@ class KafkaSensor:
         self._owned = set(tps)
         cursor = await self._ctx.load_cursor()
         if self.config.mode == "message":
-            await self._seek(consumer, tps, {tp: cursor.get(_cursor_key(tp)) for tp in tps})
+            await self._seek(
+                consumer, tps, {tp: load_checkpoint(cursor.get(_cursor_key(tp))) for tp in tps}
+            )
             return
         wm, now = self.config.watermark, time.monotonic()
         for topic in self.config.topic_names:
@@ -272,8 +294,8 @@ class KafkaSensor:
             state.assign({tp.partition for tp in tps if tp.topic == topic}, now)
             state.load(cursor.get(topic))
             self._watermarks[topic] = state
-        stored = {tp: self._watermarks[tp.topic].offsets.get(tp.partition) for tp in tps}
-        await self._seek(consumer, tps, stored)
+        offsets = {tp: self._watermarks[tp.topic].offsets.get(tp.partition) for tp in tps}
+        await self._seek(consumer, tps, {tp: _point(o) for tp, o in offsets.items()})
 
     async def _emit_watermarks(self, batch: dict[TopicPartition, list[Any]]) -> None:
         now = time.monotonic()
@@ -282,6 +304,11 @@ class KafkaSensor:
         for tp, records in batch.items():
             if not records:
                 continue
+            if records[0].offset != self._next.get(tp, records[0].offset):
+                records = await self._checked(tp, records)
+                if not records:
+                    continue
+            self._next[tp] = records[-1].offset + 1
             state = self._watermarks[tp.topic]
             for record in records:
                 event_ms = read_time(record)
@@ -350,7 +377,7 @@ class KafkaSensor:
 
     async def _assigned(self, consumer: AIOKafkaConsumer, tps: set[TopicPartition]) -> None:
         cursor = await self._ctx.load_cursor()
-        stored = {tp: cursor.get(_cursor_key(tp)) for tp in tps}
+        stored = {tp: load_checkpoint(cursor.get(_cursor_key(tp))) for tp in tps}
         self._owned |= tps
         await self._seek(consumer, sorted(tps), stored)
         self._log.info("kafka_partitions_assigned", partitions=[_cursor_key(tp) for tp in tps])
@@ -359,16 +386,22 @@ class KafkaSensor:
         self,
         consumer: AIOKafkaConsumer,
         tps: list[TopicPartition],
-        stored: dict[TopicPartition, JSON],
+        stored: dict[TopicPartition, Checkpoint | None],
     ) -> None:
         """Seek each partition to its checkpoint, else the group's offset, else ``start``."""
-        fresh = [tp for tp in tps if not isinstance(stored.get(tp), int)]
+        fresh = []
         for tp in tps:
-            if isinstance(stored.get(tp), int):
-                consumer.seek(tp, stored[tp])
-                # The group may lag the checkpoint (a crash before the group commit).
-                self._to_commit[tp] = stored[tp]
-                self._acked.set()
+            self._verify.pop(tp, None)
+            self._next.pop(tp, None)
+            point = stored.get(tp)
+            if point is None:
+                fresh.append(tp)
+                continue
+            self._epoch[tp] = point.epoch
+            self._start_at(consumer, tp, point)
+            # The group may lag the checkpoint (a crash before the group commit).
+            self._to_commit[tp] = point.offset
+            self._acked.set()
         if not fresh:
             return
         committed = {tp: await consumer.committed(tp) for tp in fresh}
@@ -376,7 +409,7 @@ class KafkaSensor:
         for tp in fresh:
             offset = committed[tp]
             if offset is not None and offset >= 0:
-                consumer.seek(tp, offset)
+                self._start_at(consumer, tp, Checkpoint(offset))
             else:
                 rest.append(tp)
         if not rest:
@@ -399,6 +432,90 @@ class KafkaSensor:
                 hit = found.get(tp)
                 consumer.seek(tp, hit.offset if hit is not None else ends[tp])
 
+    def _start_at(self, consumer: AIOKafkaConsumer, tp: TopicPartition, point: Checkpoint) -> None:
+        """Seek to ``point``; in message mode to the record before it, which `_checked`
+        compares with the checkpoint's digest instead of handing it on."""
+        if self.config.mode == "message" and point.offset > 0:
+            consumer.seek(tp, point.offset - 1)
+            self._verify[tp] = point
+        else:
+            consumer.seek(tp, point.offset)
+            self._next[tp] = point.offset
+
+    async def _checked(self, tp: TopicPartition, records: list[Any]) -> list[Any]:
+        """The records of ``tp`` to hand on, once it is clear that the log still holds the
+        checkpoint; else the reset policy is applied (see `_reset`)."""
+        first = records[0]
+        point = self._verify.pop(tp, None)
+        if point is not None:
+            checkpoint, expected = point.offset, point.offset - 1
+            if first.offset == expected:
+                if point.last is not None and digest(first) != point.last:
+                    return await self._reset(tp, checkpoint, "recreated", records)
+                return records[1:]  # the last record consumed: read already
+        else:
+            checkpoint = expected = self._next[tp]
+        if first.offset < expected:  # out of range: the client went back to the beginning
+            return await self._reset(tp, checkpoint, "log_shorter", records)
+        # Further on than expected: retention passed the checkpoint, or (compaction,
+        # transaction markers) offsets the log simply does not have.
+        beginning = (await self._consumer_.beginning_offsets([tp]))[tp]
+        if beginning > checkpoint:
+            return await self._reset(tp, checkpoint, "retention", records, beginning)
+        return records
+
+    async def _reset(
+        self,
+        tp: TopicPartition,
+        checkpoint: int,
+        reason: Reason,
+        records: list[Any],
+        beginning: int | None = None,
+    ) -> list[Any]:
+        """Apply ``on_reset``: log and count the reset, then read the log from its beginning
+        (``reprocess``), from its end (``skip``), or fail. A new log (not ``retention``)
+        gets a new epoch, so its records' event ids differ from the old log's."""
+        consumer, policy = self._consumer_, self.config.on_reset
+        if beginning is None:
+            beginning = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        lost = beginning - checkpoint if reason == "retention" else 0
+        skipped = max(0, end - beginning) if policy == "skip" else 0
+        epoch = self._epoch.get(tp, 0)
+        if reason != "retention" and policy != "fail":
+            epoch = self._epoch[tp] = epoch + 1
+        self._gauges.reset(reason, policy, skipped + lost)
+        self._log.warning(
+            "kafka_offset_reset",
+            topic=tp.topic,
+            partition=tp.partition,
+            checkpoint=checkpoint,
+            log_start=beginning,
+            log_end=end,
+            reason=reason,
+            policy=policy,
+            skipped=skipped,
+            lost=lost,
+            epoch=epoch,
+        )
+        if policy == "fail":
+            raise SensorError(
+                f"kafka sensor {self.name!r}: partition {_cursor_key(tp)} no longer holds"
+                f" checkpoint {checkpoint}: {_WHY[reason]}; the log now runs from offset"
+                f" {beginning} to end offset {end}",
+                hint=f"set `on_reset: reprocess` (read the partition from its beginning) or"
+                f" `on_reset: skip` (from its end) on sensor {self.name!r}, then restart",
+            )
+        if policy == "skip":
+            consumer.seek(tp, end)
+            self._next[tp] = end
+            return []
+        if reason == "retention":  # the client is at the beginning already
+            return records
+        await consumer.seek_to_beginning(tp)
+        self._next.pop(tp, None)
+        return []
+
     async def _revoked(self, consumer: AIOKafkaConsumer, tps: set[TopicPartition]) -> None:
         """Let the engine commit what it holds of ``tps``, commit their offsets, let go."""
         self._log.info("kafka_partitions_revoking", partitions=[_cursor_key(tp) for tp in tps])
@@ -419,6 +536,8 @@ class KafkaSensor:
             done = {tp: self._last_acked.pop(tp) for tp in tps if tp in self._last_acked}
             for tp in tps:
                 self._to_commit.pop(tp, None)
+                self._verify.pop(tp, None)
+                self._next.pop(tp, None)
             if done:
                 with contextlib.suppress(KafkaError):
                     await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in done.items()})
@@ -480,3 +599,14 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 def _cursor_key(tp: TopicPartition) -> str:
     return f"{tp.topic}/{tp.partition}"
+
+
+def _point(offset: int | None) -> Checkpoint | None:
+    return None if offset is None else Checkpoint(offset)
+
+
+_WHY: dict[Reason, str] = {
+    "log_shorter": "the log ends before it (topic recreated, or the broker lost its log)",
+    "recreated": "the record before it is not the one consumed (topic recreated)",
+    "retention": "records after it expired before they were read (retention)",
+}

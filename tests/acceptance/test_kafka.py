@@ -303,3 +303,73 @@ def test_broker_restart_mid_stream(tmp_path: Path, durable_kafka: KafkaBroker) -
     settle(p, 600, 600, timeout=60)
     assert p.stop() == 0
     check_once(p, {f"k{i}" for i in range(600)})
+
+
+RECREATED = """
+name: kafka_reset
+sensors:
+  again: {{type: kafka, bootstrap_servers: {bootstrap}, topic: {topic}, consumer_group: false}}
+  skipper:
+    {{type: kafka, bootstrap_servers: {bootstrap}, topic: {topic}, consumer_group: false,
+     on_reset: skip}}
+  strict:
+    {{type: kafka, bootstrap_servers: {bootstrap}, topic: {topic}, consumer_group: false,
+     on_reset: fail}}
+datasets:
+  a: {{sensor: again, partition: {{p: payload.p}}}}
+  s: {{sensor: skipper, partition: {{p: payload.p}}}}
+  f: {{sensor: strict, partition: {{p: payload.p}}}}
+rules:
+  each_a: {{when: {{any: [a]}}, run: {{python: "tasks:record"}}}}
+  each_s: {{when: {{any: [s]}}, run: {{python: "tasks:record"}}}}
+  each_f: {{when: {{any: [f]}}, run: {{python: "tasks:record"}}}}
+engine: {{poll_interval: 100ms}}
+"""
+
+
+def test_recreated_topic_under_each_reset_policy(tmp_path: Path, kafka_broker: KafkaBroker) -> None:
+    """The topic is deleted and recreated while eventflow is stopped, and new records reach
+    offsets it had read: with `on_reset: reprocess` (the default) every new record fires
+    exactly once, with `skip` the skip is logged with its count and later records fire,
+    with `fail` the sensor fails naming the partition and checkpoint; each reset is logged."""
+    b = kafka_broker
+    topic = b.topic(1)
+    p = project(tmp_path, RECREATED.format(bootstrap=b.bootstrap, topic=topic))
+    old = [f"old{i}" for i in range(3)]
+    b.produce(topic, [(0, *jsons({"p": k})) for k in old])
+    p.start()
+    wait_until(lambda: counts(p).get("runs_succeeded") == 9, timeout=30)
+    assert p.stop() == 0
+    b.recreate(topic)
+    new = [f"new{i}" for i in range(5)]
+    for k in new:  # one request each: tansu's end offset is exact then
+        b.produce(topic, [(0, *jsons({"p": k}))])
+    p.start()
+    wait_until(lambda: counts(p).get("runs_succeeded") == 9 + 5, timeout=30)
+    wait_until(
+        lambda: (
+            {e.get("sensor") for e in p.log_events() if e["event"] == "kafka_offset_reset"}
+            >= {"again", "skipper", "strict"}
+        ),
+        timeout=30,
+    )
+    b.produce(topic, [(0, *jsons({"p": "late"}))])
+    wait_until(lambda: counts(p).get("runs_succeeded") == 9 + 5 + 2, timeout=30)
+    assert p.stop() == 0
+
+    fired = collections.Counter((r["rule"], r["partition"]["p"]) for r in p.runs())
+    assert max(fired.values()) == 1, "a record fired twice"
+    assert {k for rule, k in fired if rule == "each_a"} == {*old, *new, "late"}
+    assert {k for rule, k in fired if rule == "each_s"} == {*old, "late"}
+    assert {k for rule, k in fired if rule == "each_f"} == set(old)
+    events = p.log_events()
+    by_sensor = {e["sensor"]: e for e in events if e["event"] == "kafka_offset_reset"}
+    assert (by_sensor["again"]["policy"], by_sensor["again"]["reason"]) == (
+        "reprocess",
+        "recreated",
+    )
+    assert (by_sensor["skipper"]["policy"], by_sensor["skipper"]["skipped"]) == ("skip", 5)
+    assert by_sensor["strict"]["checkpoint"] == 3
+    failed = [e for e in events if e["event"] == "sensor_failed" and e.get("sensor") == "strict"]
+    assert failed
+    assert f"partition {topic}/0 no longer holds checkpoint 3" in failed[0]["error"]

@@ -63,6 +63,11 @@ async def produce(broker: KafkaBroker, topic: str, messages: list[dict[str, Any]
         await producer.stop()
 
 
+def offsets(cursor: dict[str, Any]) -> dict[str, int]:
+    """The next offset per ``TOPIC/PARTITION`` entry of a message-mode cursor."""
+    return {key: value["offset"] for key, value in cursor.items()}
+
+
 def records(obs: list[Observation]) -> list[Observation]:
     """The observations of records (watermark checkpoints and windows left out)."""
     return [o for o in obs if "offset" in o.position]
@@ -101,7 +106,7 @@ async def test_records_become_observations_with_positions_and_attributes(
     assert first.attributes["topic"] == topic
     assert first.attributes["partition"] == 1
     assert first.time == datetime.fromtimestamp((T0 + 1) / 1000, UTC)
-    assert ctx.cursor == {f"{topic}/0": 2, f"{topic}/1": 2, f"{topic}/2": 2}
+    assert offsets(ctx.cursor) == {f"{topic}/0": 2, f"{topic}/1": 2, f"{topic}/2": 2}
     assert sum(o.cursor is not None for o in got) <= 6
 
 
@@ -117,7 +122,7 @@ async def test_restart_seeks_to_checkpoint_and_commits_group_offsets(
     async with running(s, ctx):
         await ctx.take(5, timeout=10, commit=True)
         await asyncio.sleep(0.5)  # the group commit runs after the acknowledgement
-    assert ctx.cursor == {f"{topic}/0": 5}
+    assert offsets(ctx.cursor) == {f"{topic}/0": 5}
     await produce(kafka_broker, topic, [{"value": {"n": i}} for i in range(5, 8)])
     again = RecordingContext("stream", cursor=ctx.cursor)
     async with running(sensor(kafka_broker, topic), again):
@@ -151,7 +156,7 @@ async def test_poison_message_is_deadlettered_and_the_stream_goes_on(
     assert f"{topic}/0@1" in (got[1].error or "")
     assert got[1].payload == "{not json"
     assert got[2].payload == {"n": 3}
-    assert ctx.cursor == {f"{topic}/0": 3}
+    assert offsets(ctx.cursor) == {f"{topic}/0": 3}
 
 
 async def test_text_and_bytes_formats(kafka_broker: KafkaBroker, kafka_topic: Any) -> None:
@@ -335,7 +340,7 @@ async def test_revoke_waits_for_the_engine_and_hands_over_at_the_checkpoint(
                     seen += [o.payload["n"] for o in ctx.take_nowait(commit=True)]
                 await asyncio.sleep(0.1)
     assert sorted(seen) == list(range(40)), "a record was lost or observed twice"
-    assert shared == {f"{topic}/0": 20, f"{topic}/1": 20}
+    assert offsets(shared) == {f"{topic}/0": 20, f"{topic}/1": 20}
 
 
 async def test_sasl_credentials_come_from_the_environment(

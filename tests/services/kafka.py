@@ -96,6 +96,10 @@ class KafkaBroker:
         """The group's committed offset per partition."""
         return dict(_in_thread(committed(self.bootstrap, group, topic, partitions)))
 
+    def recreate(self, topic: str, partitions: int = 1) -> None:
+        """Delete the topic and create it again, empty (a new log at offset 0)."""
+        _in_thread(recreate_topic(self.bootstrap, topic, partitions))
+
     def topic(self, partitions: int = 1) -> str:
         """A new topic with ``partitions`` partitions, unique to the caller."""
         name = f"t{next(self._counter)}-{uuid.uuid4().hex[:8]}"
@@ -161,6 +165,18 @@ async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
     finally:
         await admin.close()
     await wait_topic(bootstrap, name, partitions)
+
+
+async def recreate_topic(bootstrap: str, name: str, partitions: int) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([name])
+    finally:
+        await admin.close()
+    await create_topic(bootstrap, name, partitions)
 
 
 async def wait_topic(bootstrap: str, name: str, partitions: int, timeout: float = 10) -> None:
