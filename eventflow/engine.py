@@ -38,8 +38,9 @@ from eventflow.events import (
     Observation,
     event_id,
     isoformat,
+    observation_problem,
     partition_key,
-    storable,
+    quarantine,
     utcnow,
 )
 from eventflow.log import get_logger
@@ -70,6 +71,20 @@ class _Observed:
 
 _NOTHING = _Observed()
 """What an observation that announces nothing and carries no error gives (shared, unchanged)."""
+
+
+class _Unstorable(Exception):
+    """What would be stored of an observation cannot be (see :func:`observation_problem`)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+def _check(obs: Observation, *, stored: bool) -> None:
+    problem = observation_problem(obs, stored=stored)
+    if problem is not None:
+        raise _Unstorable(problem)
 
 
 @dataclass(slots=True)
@@ -202,8 +217,14 @@ class Engine:
     def _prepare(self, observations: list[Observation]) -> _Prepared:
         """What a batch's observations announce; pure CPU, independent of the store."""
         now = self.clock()
-        observations = [storable(obs) for obs in observations]  # else dead-lettered, not raised
-        return _Prepared(observations, [self._observe(obs, now) for obs in observations])
+        results = []
+        for i, obs in enumerate(observations):
+            try:
+                results.append(self._observe(obs, now))
+            except _Unstorable as exc:  # dead-lettered, never raised: the others go on
+                observations[i] = quarantine(obs, exc.problem)
+                results.append(self._observe(observations[i], now))
+        return _Prepared(observations, results)
 
     async def _evaluate_batch(self, prepared: _Prepared, written: Batch | None) -> Batch | None:
         """Everything the batch will write; ``written`` is the batch still committing."""
@@ -318,26 +339,34 @@ class Engine:
             self.effects.arrive(batch, ref)
 
     def _observe(self, obs: Observation, now: datetime) -> _Observed:
-        """The dataset partitions ``obs`` announces (or why it cannot be processed)."""
+        """The dataset partitions ``obs`` announces (or why it cannot be processed).
+
+        Raises :class:`_Unstorable` when what would be stored of ``obs`` cannot be (checked
+        before its id is derived from it): all of it when it announces a dataset or is
+        dead-lettered, only its cursor when it announces nothing."""
         if obs.error is not None:
+            _check(obs, stored=True)
             letter = dead_letter(obs, obs.id, obs.error, now)
             return _Observed(letter.event_id, deadletters=[letter])
         announced: list[tuple[str, dict[str, str]]] = []
-        letters: list[DeadLetter] = []
+        failures: list[str] = []
         for ds in self.pipeline.datasets_by_sensor.get(obs.sensor, ()):
             try:
                 partition = ds.match(obs)
             except DatasetMatchError as exc:
-                letters.append(dead_letter(obs, obs.id, str(exc), now))
+                failures.append(str(exc))
                 continue
             if partition is not None:
                 announced.append((ds.name, partition))
-        eid = obs.id if announced or letters else None
+        stored = bool(announced or failures)
+        _check(obs, stored=stored)
+        eid = obs.id if stored else None
         self.log.debug(
             "event_received", sensor=obs.sensor, event_id=eid, key=obs.key, datasets=announced
         )
         if eid is None:
             return _NOTHING
+        letters = [dead_letter(obs, eid, failure, now) for failure in failures]
         if not announced:
             return _Observed(eid, deadletters=letters)
         when = obs.time or now

@@ -100,23 +100,32 @@ MAX_PARTITION_BYTES = 1024
 of several tables; PostgreSQL refuses index entries of more than about 2,700 bytes."""
 
 
-def observation_problem(obs: Observation) -> str | None:
+def observation_problem(obs: Observation, *, stored: bool = True) -> str | None:
     """Why ``obs`` cannot be stored as it is (text that is not Unicode, a NUL in its key, an
     overlong key), or None. The engine dead-letters such an observation (:func:`quarantine`)
-    instead of failing on it: one bad file name or message never stops the others."""
-    key = obs.key
-    if key is not None:
-        if "\0" in key:
-            return "its key holds a NUL character"
-        if len(key) > MAX_KEY_CHARS:
-            return f"its key is {len(key):,} characters long (at most {MAX_KEY_CHARS:,})"
-    parts = (
-        ("source position", obs.position),
-        ("key", key),
-        ("payload", obs.payload),
-        ("attributes", obs.attributes),
-        ("cursor", obs.cursor),
-    )
+    instead of failing on it: one bad file name or message never stops the others.
+
+    ``stored=False``: the observation announces nothing, so only its cursor is written and
+    only the cursor is checked (the engine's fast path for observations that match no
+    dataset)."""
+    if not stored:
+        if obs.cursor is None:
+            return None
+        parts: tuple[tuple[str, Any], ...] = (("cursor", obs.cursor),)
+    else:
+        key = obs.key
+        if key is not None:
+            if "\0" in key:
+                return "its key holds a NUL character"
+            if len(key) > MAX_KEY_CHARS:
+                return f"its key is {len(key):,} characters long (at most {MAX_KEY_CHARS:,})"
+        parts = (
+            ("source position", obs.position),
+            ("key", key),
+            ("payload", obs.payload),
+            ("attributes", obs.attributes),
+            ("cursor", obs.cursor),
+        )
     try:  # the fast check, on every observation: orjson refuses surrogates (and big ints...)
         orjson.dumps(parts, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:
@@ -156,12 +165,6 @@ def emit_problem(partition: Mapping[str, str], emit_id: str, payload: JSON) -> s
     if len(emit_id) > MAX_KEY_CHARS or "\0" in emit_id:
         return f"its id must be at most {MAX_KEY_CHARS:,} characters, without NUL"
     return partition_problem(partition)
-
-
-def storable(obs: Observation) -> Observation:
-    """``obs`` itself, or its :func:`quarantine` when it cannot be stored as it is."""
-    problem = observation_problem(obs)
-    return obs if problem is None else quarantine(obs, problem)
 
 
 def quarantine(obs: Observation, problem: str) -> Observation:
