@@ -249,10 +249,10 @@ class Dispatcher:
             note=functools.partial(self._note, run.run_id),
         )
 
-    async def _note(self, run_id: str, facts: Mapping[str, JSON]) -> None:
-        """``RunContext.note``: the facts are committed durably before the runner goes on (a
-        process group noted after a crash is what lets the next attempt end it)."""
-        await self._commit(Changes(run_notes=[RunNote(run_id, dict(facts))]), durable=True)
+    async def _note(self, run_id: str, facts: Mapping[str, JSON], *, durable: bool = True) -> None:
+        """``RunContext.note``: the facts are committed before the runner goes on (a process
+        group noted before a crash is what lets the next attempt end it)."""
+        await self._commit(Changes(run_notes=[RunNote(run_id, dict(facts))]), durable=durable)
 
     async def _requeue(self, run: RunRecord) -> None:
         now = self.clock()

@@ -9,7 +9,7 @@ imports a transport library. The rows the store reads and writes are in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -172,7 +172,13 @@ class MessageSender(Protocol):
 # --- tasks ---------------------------------------------------------------------------------
 
 
-async def _note_nowhere(facts: Mapping[str, JSON]) -> None:
+class Note(Protocol):
+    """``RunContext.note``: record facts about the attempt in the run's ``notes``."""
+
+    async def __call__(self, facts: Mapping[str, JSON], *, durable: bool = True) -> None: ...
+
+
+async def _note_nowhere(facts: Mapping[str, JSON], *, durable: bool = True) -> None:
     """The ``note`` of a context made outside the dispatcher (tests, ``eventflow.testing``)."""
 
 
@@ -204,10 +210,12 @@ class RunContext:
     notes: Mapping[str, JSON] = field(default_factory=dict)
     """What earlier attempts of this run noted (``note``): the process group of an attempt
     that may still be alive, the downstream run a hand-off started."""
-    note: Callable[[Mapping[str, JSON]], Awaitable[None]] = field(default=_note_nowhere)
-    """``await ctx.note({"key": value})`` records facts about this attempt durably in the
-    run's ``notes`` before it returns (a key noted again is replaced): what the next attempt
-    after a crash must know, and what ``runs`` shows. Keys are names (``[A-Za-z_]\\w*``)."""
+    note: Note = field(default=_note_nowhere)
+    """``await ctx.note({"key": value})`` records facts about this attempt in the run's
+    ``notes`` before it returns (a key noted again is replaced): what the next attempt after a
+    crash must know, and what ``runs`` shows. Keys are names (``[A-Za-z_]\\w*``).
+    ``durable=False`` commits without waiting for the disk: the note survives a crash of
+    eventflow, not of the machine (enough for what lives only as long as the machine)."""
 
     def payloads(self, dataset: str) -> list[JSON]:
         """The payloads of the inputs of ``dataset``, oldest first."""
