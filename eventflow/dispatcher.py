@@ -20,10 +20,12 @@ from datetime import datetime, timedelta
 
 from eventflow import backoff, completion, metrics
 from eventflow.aio import wait_event
+from eventflow.clock import SteadyClock
 from eventflow.config.models import Backoff
 from eventflow.crashpoints import crash_point
-from eventflow.errors import StoreError, TaskError
-from eventflow.events import JSON, format_partition, utcnow
+from eventflow.diskspace import SpaceWait, is_no_space
+from eventflow.errors import StoreError, StoreFull, TaskError
+from eventflow.events import JSON, format_partition
 from eventflow.log import get_logger
 from eventflow.payloads import InputEvent, evaluate_params, input_events, params_context
 from eventflow.pipeline import PRODUCED_SENSOR_PREFIX, CompiledPipeline, RuleRuntime
@@ -59,15 +61,17 @@ class Dispatcher:
         store: Store,
         runners: Mapping[str, TaskRunner],
         *,
-        clock: Clock = utcnow,
+        clock: Clock | None = None,
         rng: random.Random | None = None,
         claim_only: Collection[str] | None = None,
     ) -> None:
-        """``claim_only``: claim runs of these rules only (``eventflow backfill``)."""
+        """``claim_only``: claim runs of these rules only (``eventflow backfill``).
+        ``clock``: by default a :class:`~eventflow.clock.SteadyClock`, so that setting the
+        system clock back does not postpone the retries that are due."""
         self.pipeline = pipeline
         self.store = store
         self.runners = runners
-        self.clock = clock
+        self.clock = clock or SteadyClock()
         self.rng = rng or random.Random()
         self.log = get_logger(component="dispatcher")
         self.on_outbox: Callable[[], None] = lambda: None
@@ -75,6 +79,9 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._claiming = True
+        self.space = SpaceWait("dispatcher", self.log)
+        self._stalled = 0
+        """In-flight runs waiting for disk space to be prepared or recorded."""
         self._limits = {
             name: rule.run.concurrency
             for name, rule in pipeline.rules.items()
@@ -98,6 +105,9 @@ class Dispatcher:
             room = self.pipeline.engine.max_runs - self.inflight
             try:
                 started = await self.claim_and_start()
+            except StoreFull as exc:
+                await self.space.wait("claim", exc)
+                continue
             except StoreError as exc:
                 if not exc.retriable:
                     raise
@@ -115,11 +125,13 @@ class Dispatcher:
     async def claim_and_start(self) -> int:
         """Claim as many due runs as there is room for and start them; returns how many."""
         capacity = self.pipeline.engine.max_runs - self.inflight
-        if capacity <= 0 or not self._claiming:
+        if capacity <= 0 or not self._claiming or self._stalled:
             return 0
         now = self.clock()
         changes = Changes()
-        async with self.store.transaction(durable=False) as tx:
+        # Durable: the attempt number a task is given must never be handed out again, even
+        # after the store's server crashed (a lost claim would start the same attempt twice).
+        async with self.store.transaction() as tx:
             runs = await tx.claim_runs(now, capacity, self._limits)
             for run in runs:
                 rule = self.pipeline.rules.get(run.rule)
@@ -133,6 +145,7 @@ class Dispatcher:
                 changes.outbox.extend(completion.route(self.pipeline, event))
             if changes:
                 await tx.apply(changes)
+        self.space.cleared("claim")
         if not runs:
             return 0
         crash_point("dispatcher.after_claim")
@@ -176,9 +189,7 @@ class Dispatcher:
             return
         try:
             events = await self._input_events(run)
-            # A small file written inline: cheaper than a round trip to a worker thread,
-            # and on the latency path of every run.
-            ctx = self._context(run, rule, events)
+            ctx = await self._context_when_space(run, rule, events)
         except (OSError, StoreError) as exc:
             await self._record(run, rule, TaskResult(False, f"cannot prepare the run: {exc}"), 0)
             return
@@ -198,6 +209,32 @@ class Dispatcher:
             result = TaskResult(False, f"{type(exc).__name__}: {exc}")
         crash_point("dispatcher.after_task")
         await self._record(run, rule, result, time.monotonic() - started)
+
+    async def _context_when_space(
+        self, run: RunRecord, rule: RuleRuntime, events: tuple[InputEvent, ...]
+    ) -> RunContext:
+        """The run's context; while the runs directory is full the run stays claimed (its
+        attempt is not used up) and claiming stops, until its files can be written."""
+        while True:
+            try:
+                # A small file written inline: cheaper than a round trip to a worker thread,
+                # and on the latency path of every run.
+                ctx = self._context(run, rule, events)
+            except OSError as exc:
+                if not is_no_space(exc):
+                    raise
+                await self._wait_for_space("prepare", exc)
+                continue
+            self.space.cleared("prepare")
+            return ctx
+
+    async def _wait_for_space(self, operation: str, exc: BaseException) -> None:
+        """Wait for space with a run in hand; no run is claimed meanwhile."""
+        self._stalled += 1
+        try:
+            await self.space.wait(operation, exc)
+        finally:
+            self._stalled -= 1
 
     async def _input_events(self, run: RunRecord) -> tuple[InputEvent, ...]:
         """The run's inputs with their payloads, read from the event log in one store read
@@ -263,12 +300,20 @@ class Dispatcher:
         """Apply ``changes`` in a transaction of their own, again after a retriable store
         error (writing a run's result twice is harmless: same status, and outbox events
         keep their ids; a note written twice is the same note)."""
-        for attempt in range(1, STORE_ATTEMPTS + 1):
+        attempt = 0
+        while True:
             try:
                 async with self.store.transaction(durable=durable) as tx:
                     await tx.apply(changes)
+                self.space.cleared("result")
                 return
+            except StoreFull as exc:  # kept until there is room; a drain gives up
+                if not self._claiming:
+                    raise
+                await self._wait_for_space("result", exc)
+                continue
             except StoreError as exc:
+                attempt += 1
                 if not exc.retriable or attempt == STORE_ATTEMPTS:
                     raise
                 self.log.warning("store_retried", operation="result", error=str(exc))

@@ -141,6 +141,19 @@ PUBLISH_FAILURES = Counter(
     registry=REGISTRY,
 )
 
+DISK_FULL = Gauge(
+    "eventflow_disk_full",
+    "1 while a component waits for disk space (the store or the runs directory is full), else 0.",
+    ["component"],
+    registry=REGISTRY,
+)
+DISK_FULL_WAITS = Counter(
+    "eventflow_disk_full_waits",
+    "Tries that found the disk full and were retried after a wait, per component and operation.",
+    ["component", "operation"],
+    registry=REGISTRY,
+)
+
 # -- sensors -----------------------------------------------------------------------------------
 
 SENSOR_UP = Gauge(
@@ -272,6 +285,14 @@ def published(publisher: str, count: int) -> None:
 
 def publish_failed(publisher: str) -> None:
     PUBLISH_FAILURES.labels(publisher).inc()
+
+
+def disk_full(component: str, full: bool) -> None:
+    DISK_FULL.labels(component).set(1 if full else 0)
+
+
+def disk_full_waited(component: str, operation: str) -> None:
+    DISK_FULL_WAITS.labels(component, operation).inc()
 
 
 def sensor_health(sensor: str, ok: bool) -> None:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import IO, Any, Concatenate, Literal, ParamSpec, Self, TypeVar, cast, get_args
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from eventflow.errors import ClosedError, StoreError
+from eventflow.errors import ClosedError, StoreError, StoreFull
 from eventflow.events import JSON
 from eventflow.records import (
     Changes,
@@ -237,6 +237,12 @@ class SQLiteStore(StoreLifecycle):
 
     def _translate(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc)
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return StoreFull(
+                f"SQLite state store {self.path}: {text}",
+                hint=f"free space on the file system of {self.path.parent}; eventflow "
+                "waits and tries again, keeping what is committed",
+            )
         hint = None
         busy = "locked" in text or "busy" in text
         if busy:
