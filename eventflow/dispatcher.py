@@ -30,7 +30,14 @@ from eventflow.log import get_logger
 from eventflow.payloads import InputEvent, evaluate_params, input_events, params_context
 from eventflow.pipeline import PRODUCED_SENSOR_PREFIX, CompiledPipeline, RuleRuntime
 from eventflow.records import Changes, InboxItem, RunNote, RunRecord, RunStatus, RunUpdate
-from eventflow.types import RunContext, Store, TaskResult, TaskRunner
+from eventflow.types import (
+    OPERATOR_CANCEL,
+    RunContext,
+    Store,
+    TaskResult,
+    TaskRunner,
+    operator_cancelled,
+)
 
 Clock = Callable[[], datetime]
 STORE_ATTEMPTS = 5
@@ -78,6 +85,8 @@ class Dispatcher:
         self.on_produced: Callable[[], None] = lambda: None
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._cancelling: dict[str, dict[str, JSON]] = {}
+        """Runs of ``_inflight`` an operator cancelled: who asked, and when."""
         self._claiming = True
         self.space = SpaceWait("dispatcher", self.log)
         self._stalled = 0
@@ -114,6 +123,7 @@ class Dispatcher:
                 self.log.warning("store_retried", operation="claim", error=str(exc))
                 await asyncio.sleep(poll)
                 continue
+            await self._act_on_cancel_requests()
             if started and started == room:
                 continue  # capacity ran out first: more runs may be due
             timeout = poll
@@ -121,6 +131,53 @@ class Dispatcher:
             if due is not None and self.inflight < self.pipeline.engine.max_runs:
                 timeout = max(0.0, min(poll, (due - self.clock()).total_seconds()))
             await wait_event(self._wake, timeout)
+
+    async def _act_on_cancel_requests(self) -> None:
+        """Cancel what an operator asked to cancel (``eventflow cancel``, the API): a pending
+        run at once; a run this dispatcher is running by stopping its task with
+        :data:`~eventflow.types.OPERATOR_CANCEL` (the runner ends its process group or its
+        downstream run). A run running on another worker is left to that worker."""
+        try:
+            requests = await self.store.cancel_requests()
+        except StoreError as exc:
+            if not exc.retriable:
+                raise
+            return  # asked again at the next turn of the loop
+        for run in requests:
+            task = self._inflight.get(run.run_id)
+            if task is not None:
+                if run.run_id not in self._cancelling:
+                    self._cancelling[run.run_id] = dict(run.cancel_requested or {})
+                    task.cancel(OPERATOR_CANCEL)
+            elif run.status == "pending":
+                await self._record_cancelled(run, dict(run.cancel_requested or {}), 0.0)
+
+    async def _record_cancelled(
+        self, run: RunRecord, request: Mapping[str, JSON], duration: float
+    ) -> None:
+        """``run`` ends ``cancelled``, with its ``eventflow.run.cancelled`` event."""
+        now = self.clock()
+        by = str(request.get("by") or "an operator")
+        error = f"cancelled by {by}"
+        rule = self.pipeline.rules.get(run.rule)
+        event = completion.run_event(
+            self.pipeline.name,
+            completion.RUN_CANCELLED,
+            run,
+            now,
+            duration=duration,
+            error=error,
+            produces=rule.produces if rule is not None else None,
+        )
+        update = RunUpdate(run.run_id, "cancelled", run.attempt, now, finished_at=now, error=error)
+        changes = Changes(run_updates=[update], outbox=completion.route(self.pipeline, event))
+        await self._commit(changes)
+        self.log.warning(
+            "run_cancelled", run_id=run.run_id, rule=run.rule, attempt=run.attempt, by=by
+        )
+        metrics.attempt_finished(run.rule, "cancelled", duration)
+        if changes.outbox:
+            self.on_outbox()
 
     async def claim_and_start(self) -> int:
         """Claim as many due runs as there is room for and start them; returns how many."""
@@ -180,6 +237,21 @@ class Dispatcher:
     # -- one attempt -----------------------------------------------------------------------
 
     async def _execute(self, run: RunRecord) -> None:
+        """One attempt of ``run``; stopped by a shutdown, it goes back to ``pending``; by an
+        operator's cancel, it ends ``cancelled``."""
+        started = time.monotonic()
+        try:
+            await self._attempt(run)
+        except asyncio.CancelledError as exc:
+            log = self.log.bind(run_id=run.run_id, rule=run.rule, attempt=run.attempt)
+            if not operator_cancelled(exc):
+                log.warning("run_stopped", reason="shutdown")
+                await asyncio.shield(self._requeue(run))
+                raise
+            request = self._cancelling.pop(run.run_id, None) or {}
+            await asyncio.shield(self._record_cancelled(run, request, time.monotonic() - started))
+
+    async def _attempt(self, run: RunRecord) -> None:
         log = self.log.bind(run_id=run.run_id, rule=run.rule, attempt=run.attempt)
         rule = self.pipeline.rules.get(run.rule)
         runner = self.runners.get(run.rule)
@@ -200,10 +272,6 @@ class Dispatcher:
         started = time.monotonic()
         try:
             result = await runner.run(ctx)
-        except asyncio.CancelledError:
-            log.warning("run_stopped", reason="shutdown")
-            await asyncio.shield(self._requeue(run))
-            raise
         except Exception as exc:  # a runner bug must not take the dispatcher down
             log.exception("run_crashed")
             result = TaskResult(False, f"{type(exc).__name__}: {exc}")

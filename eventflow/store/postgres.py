@@ -519,6 +519,12 @@ class PostgresStore(StoreLifecycle):
     async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         return await self._op("retry_run", lambda o: o.retry_run(run_id, now))
 
+    async def request_cancel(self, run_id: str, by: str, now: datetime) -> RunRecord:
+        return await self._op("request_cancel", lambda o: o.request_cancel(run_id, by, now))
+
+    async def cancel_requests(self) -> list[RunRecord]:
+        return await self._op("cancel_requests", lambda o: o.cancel_requests())
+
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         if not await self._leader(_POLLS_LEASE):
             return []

@@ -346,6 +346,12 @@ class SQLiteStore(StoreLifecycle):
     async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         return await self._write(SQLiteOps.retry_run, run_id, now)
 
+    async def request_cancel(self, run_id: str, by: str, now: datetime) -> RunRecord:
+        return await self._write(SQLiteOps.request_cancel, run_id, by, now)
+
+    async def cancel_requests(self) -> list[RunRecord]:
+        return await self._read(SQLiteOps.cancel_requests)
+
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         return await self._read(SQLiteOps.due_timers, now, limit)
 
