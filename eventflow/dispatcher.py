@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from eventflow import backoff, completion, metrics
 from eventflow.aio import wait_event
@@ -29,7 +30,15 @@ from eventflow.events import JSON, format_partition
 from eventflow.log import get_logger
 from eventflow.payloads import InputEvent, evaluate_params, input_events, params_context
 from eventflow.pipeline import PRODUCED_SENSOR_PREFIX, CompiledPipeline, RuleRuntime
-from eventflow.records import Changes, InboxItem, RunNote, RunRecord, RunStatus, RunUpdate
+from eventflow.records import (
+    Changes,
+    InboxItem,
+    OutboxItem,
+    RunNote,
+    RunRecord,
+    RunStatus,
+    RunUpdate,
+)
 from eventflow.types import (
     OPERATOR_CANCEL,
     RunContext,
@@ -159,18 +168,9 @@ class Dispatcher:
         now = self.clock()
         by = str(request.get("by") or "an operator")
         error = f"cancelled by {by}"
-        rule = self.pipeline.rules.get(run.rule)
-        event = completion.run_event(
-            self.pipeline.name,
-            completion.RUN_CANCELLED,
-            run,
-            now,
-            duration=duration,
-            error=error,
-            produces=rule.produces if rule is not None else None,
-        )
+        event = self._run_event(completion.RUN_CANCELLED, run, now, duration=duration, error=error)
         update = RunUpdate(run.run_id, "cancelled", run.attempt, now, finished_at=now, error=error)
-        changes = Changes(run_updates=[update], outbox=completion.route(self.pipeline, event))
+        changes = Changes(run_updates=[update], outbox=event)
         await self._commit(changes)
         self.log.warning(
             "run_cancelled", run_id=run.run_id, rule=run.rule, attempt=run.attempt, by=by
@@ -178,6 +178,15 @@ class Dispatcher:
         metrics.attempt_finished(run.rule, "cancelled", duration)
         if changes.outbox:
             self.on_outbox()
+
+    def _run_event(
+        self, type_: str, run: RunRecord, now: datetime, **data: Any
+    ) -> list[OutboxItem]:
+        """The outbox items of ``run``'s event of ``type_`` (one per publisher taking it)."""
+        rule = self.pipeline.rules.get(run.rule)
+        produces = rule.produces if rule is not None else None
+        event = completion.run_event(self.pipeline.name, type_, run, now, produces=produces, **data)
+        return completion.route(self.pipeline, event)
 
     async def claim_and_start(self) -> int:
         """Claim as many due runs as there is room for and start them; returns how many."""
@@ -191,15 +200,7 @@ class Dispatcher:
         async with self.store.transaction() as tx:
             runs = await tx.claim_runs(now, capacity, self._limits)
             for run in runs:
-                rule = self.pipeline.rules.get(run.rule)
-                event = completion.run_event(
-                    self.pipeline.name,
-                    completion.RUN_STARTED,
-                    run,
-                    now,
-                    produces=rule.produces if rule is not None else None,
-                )
-                changes.outbox.extend(completion.route(self.pipeline, event))
+                changes.outbox.extend(self._run_event(completion.RUN_STARTED, run, now))
             if changes:
                 await tx.apply(changes)
         self.space.cleared("claim")
@@ -432,18 +433,17 @@ class Dispatcher:
                 output=result.output,
             )
         )
-        event = completion.run_event(
-            self.pipeline.name,
-            type_,
-            run,
-            now,
-            duration=duration,
-            error=error,
-            output=result.output,
-            next_attempt_at=not_before,
-            produces=rule.produces if rule is not None else None,
+        changes.outbox.extend(
+            self._run_event(
+                type_,
+                run,
+                now,
+                duration=duration,
+                error=error,
+                output=result.output,
+                next_attempt_at=not_before,
+            )
         )
-        changes.outbox.extend(completion.route(self.pipeline, event))
         await self._commit(changes)
         metrics.attempt_finished(run.rule, type_.rsplit(".", 1)[-1], duration)
         if changes.inbox_add:

@@ -9,7 +9,7 @@ import os
 import signal
 from pathlib import Path
 
-from tests.acceptance.harness import Project, check_event, wait_until
+from tests.acceptance.harness import Project, check_event, process_alive, wait_until
 
 PIPELINE = """
 name: cancelling
@@ -27,14 +27,6 @@ publish:
   - {type: file, path: out/events.jsonl}
 engine: {poll_interval: 100ms}
 """
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 def cancel_events(p: Project) -> list[dict[str, object]]:
@@ -69,7 +61,7 @@ def test_cancel_stops_a_running_tree_and_keeps_a_pending_run_from_starting(
                 and by_partition(p)
             )
         )
-        assert not alive(child), "the task's child process outlived the cancel"
+        assert not process_alive(child), "the task's child process outlived the cancel"
         assert not (tmp_path / "pids/2.child").exists(), "the pending run started"
         assert all(str(r["error"]).startswith("cancelled by cli:") for r in done.values())
         cancelled = wait_until(lambda: len(cancel_events(p)) == 2 and cancel_events(p))

@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from tests.acceptance.harness import Project, wait_until
+from tests.acceptance.harness import Project, process_alive, wait_until
 
 JOB = """
 import json, os, pathlib, time
@@ -60,14 +60,6 @@ def jobs(root: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
-
-
 def test_the_next_attempt_stops_what_an_attempt_before_a_crash_left(tmp_path: Path) -> None:
     (tmp_path / "job.py").write_text(JOB)
     p = Project(tmp_path, PIPELINE)
@@ -79,14 +71,14 @@ def test_the_next_attempt_stops_what_an_attempt_before_a_crash_left(tmp_path: Pa
         noted = wait_until(lambda: p.runs() and p.runs()[0]["notes"].get("process"))
         assert noted["attempt"] == 1
         p.kill()
-        assert alive(survivor), "job.py should outlive eventflow's SIGKILL (the repro)"
+        assert process_alive(survivor), "job.py should outlive eventflow's SIGKILL (the repro)"
 
         p.start()
         wait_until(lambda: len(jobs(tmp_path)) == 2, timeout=30)
         second = jobs(tmp_path)[1]
         assert second["attempt"] == 2
         assert second["beside"] == [], "attempt 2 ran beside attempt 1"
-        assert not alive(survivor)
+        assert not process_alive(survivor)
         run = wait_until(lambda: [r for r in p.runs() if r["status"] == "succeeded"])[0]
         assert run["attempt"] == 2
         stopped = [e for e in p.log_events() if e.get("event") == "run_leftover_stopped"]
