@@ -87,7 +87,7 @@ Expression = Annotated[str, AfterValidator(_jmespath)]
 
 
 class HttpCall(BaseModel):
-    """A request the task sends besides the submit: the job's cancel."""
+    """A URL and its method: the job's ``cancel``, and the start of the task's request."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
