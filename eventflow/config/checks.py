@@ -28,6 +28,9 @@ SAFE_IN_CODE = ("run_id", "rule", "attempt")
 """Variables eventflow makes from a restricted set of characters (letters, digits, ``_.-``):
 they may appear in a ``sh -c`` script. The others come from events."""
 
+MAX_EXPRESSION_DEPTH = 50
+"""Levels a JMESPath expression may nest: parsing and evaluating it recurse once per level,
+and the engine evaluates it deeper in the stack than ``validate`` does."""
 _BRACES = re.compile(r"\{([^{}]*)\}")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -155,7 +158,9 @@ class _Checker:
 
     def expression(self, text: str, path: ConfigPath) -> bool:
         try:
-            jmespath.compile(text)
+            parsed = jmespath.compile(text)
+        except RecursionError:  # jmespath's parser recurses once per level
+            parsed = None
         except jmespath.exceptions.JMESPathError as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             for prefix in ("Invalid jmespath expression: ", "Bad jmespath expression: "):
@@ -169,6 +174,14 @@ class _Checker:
                 path,
                 hint="see https://jmespath.org/specification.html; quote field names with"
                 ' special characters ("my-field")',
+            )
+            return False
+        if parsed is None or _depth(parsed.parsed) > MAX_EXPRESSION_DEPTH:
+            self.problems.add(
+                f"`{_shorten(text)}` nests more than {MAX_EXPRESSION_DEPTH} levels deep",
+                path,
+                hint="write it with fewer nested parentheses, brackets and `!`, or split it"
+                " into several conditions",
             )
             return False
         return True
@@ -590,6 +603,22 @@ def _safe_forms(var: str, found: InlineCode) -> str:
         f" EVENTFLOW_VAR_<NAME>), or pass `{{{var}}}` as a separate argument after the"
         " code (docs/reference/security.md)"
     )
+
+
+def _depth(tree: object) -> int:
+    """How deeply a parsed JMESPath expression nests (walked without recursion)."""
+    deepest, todo = 0, [(tree, 1)]
+    while todo:
+        node, level = todo.pop()
+        deepest = max(deepest, level)
+        if isinstance(node, dict):
+            todo.extend((child, level + 1) for child in node.get("children", ()))
+    return deepest
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters for a one-line message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _refs(when: When) -> dict[str, DatasetRef]:
