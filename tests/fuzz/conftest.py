@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 settings.register_profile(
     "fuzz",
-    max_examples=int(os.environ.get("EVENTFLOW_FUZZ_EXAMPLES", "100")),
+    max_examples=int(os.environ.get("EVENTFLOW_FUZZ_EXAMPLES", "80")),
     deadline=None,
     derandomize=bool(os.environ.get("CI")),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
