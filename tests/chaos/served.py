@@ -66,6 +66,10 @@ class Served:
         c = self.counts()
         return bool(c) and c["runs_pending"] == c["runs_running"] == c["runs_failed"] == 0
 
+    def wait_events(self, count: int, timeout: float = 60) -> None:
+        """Wait until at least ``count`` events are committed."""
+        wait_until(lambda: self.counts().get("events", 0) >= count, timeout=timeout)
+
     def fired(self, key: Callable[[dict[str, Any]], Hashable]) -> set[Any]:
         """The keys (of a run's partition) that fired so far (of the newest 10,000 runs)."""
         response = self.get("/api/runs?limit=10000")

@@ -88,7 +88,7 @@ def test_broker_sigkilled_and_restarted_while_records_stream(
     producer = threading.Thread(target=stream, args=(b, topic, 30, 40, stop), daemon=True)
     producer.start()
     try:
-        wait_until(lambda: s.counts().get("events", 0) >= 300, timeout=30)
+        s.wait_events(300, timeout=30)
         b.kill()
         s.wait_health("stream", False, timeout=30)
         b.start()
