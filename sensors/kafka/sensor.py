@@ -146,6 +146,8 @@ class KafkaSensor:
         self._next: dict[TopicPartition, int] = {}
         """The offset the next record of a partition should have (absent: any)."""
         self._verify: dict[TopicPartition, Checkpoint] = {}
+        self._digests: dict[TopicPartition, str] = {}
+        """The digest of the last record handed on per partition (the checkpoint's ``last``)."""
         """Partitions seeked to their checkpoint minus one: that record is checked, not read."""
 
     # --- running -------------------------------------------------------------------------
@@ -259,6 +261,7 @@ class KafkaSensor:
             last = records[-1]
             nxt = last.offset + 1
             self._next[tp] = nxt
+            self._digests[tp] = digest(last)
             ack = self._ack_callback(tp, nxt, len(records))
             cursor = (_cursor_key(tp), cursor_value(nxt, epoch, last))
             await emit(observe(name, last, decode, fmt, cursor, ack, epoch))
@@ -456,25 +459,46 @@ class KafkaSensor:
 
     async def _checked(self, tp: TopicPartition, records: list[Any]) -> list[Any]:
         """The records of ``tp`` to hand on, once it is clear that the log still holds the
-        checkpoint; else the reset policy is applied (see `_reset`)."""
+        checkpoint; else the reset policy is applied (see `_reset`).
+
+        Records before the checkpoint can come again for harmless reasons (a fetch from before
+        a seek or a rebalance), so going back is never taken as a reset by itself: the record
+        before the checkpoint is read again and compared with the one consumed there, and
+        only a different record (``recreated``) or a log that no longer reaches the
+        checkpoint (``log_shorter``) is a reset."""
         first = records[0]
         point = self._verify.pop(tp, None)
-        if point is not None:
-            checkpoint, expected = point.offset, point.offset - 1
-            if first.offset == expected:
-                if point.last is not None and digest(first) != point.last:
-                    return await self._reset(tp, checkpoint, "recreated", records)
-                return records[1:]  # the last record consumed: read already
+        if point is None:
+            checkpoint = self._next[tp]
+            if first.offset < checkpoint:
+                return self._verify_again(tp, checkpoint)
         else:
-            checkpoint = expected = self._next[tp]
-        if first.offset < expected:  # out of range: the client went back to the beginning
-            return await self._reset(tp, checkpoint, "log_shorter", records)
+            checkpoint, before = point.offset, point.offset - 1
+            at = next((i for i, r in enumerate(records) if r.offset == before), None)
+            if at is not None:
+                if point.last is not None and digest(records[at]) != point.last:
+                    return await self._reset(tp, checkpoint, "recreated", records)
+                return records[at + 1 :]  # up to the last record consumed: read already
+            if first.offset < before:
+                end = (await self._consumer_.end_offsets([tp]))[tp]
+                if end >= checkpoint:  # the log still reaches it: an early fetch, skip it
+                    self._verify[tp] = point
+                    return []
+                return await self._reset(tp, checkpoint, "log_shorter", records)
         # Further on than expected: retention passed the checkpoint, or (compaction,
         # transaction markers) offsets the log simply does not have.
         beginning = (await self._consumer_.beginning_offsets([tp]))[tp]
         if beginning > checkpoint:
             return await self._reset(tp, checkpoint, "retention", records, beginning)
         return records
+
+    def _verify_again(self, tp: TopicPartition, expected: int) -> list[Any]:
+        """Seek back to the record before ``expected`` and let `_checked` compare it with
+        the digest of the record consumed there; nothing is handed on meanwhile."""
+        point = Checkpoint(expected, self._epoch.get(tp, 0), self._digests.get(tp))
+        self._log.debug("kafka_verify_again", partition=_cursor_key(tp), checkpoint=expected)
+        self._start_at(self._consumer_, tp, point)
+        return []
 
     async def _reset(
         self,
@@ -645,6 +669,7 @@ def _point(offset: int | None) -> Checkpoint | None:
 
 _WHY: dict[Reason, str] = {
     "log_shorter": "the log ends before it (topic recreated, or the broker lost its log)",
-    "recreated": "the record before it is not the one consumed (topic recreated)",
+    "recreated": "the record before it is not the one consumed (topic recreated, or the"
+    " broker lost the end of its log and new records took those offsets)",
     "retention": "records after it expired before they were read (retention)",
 }

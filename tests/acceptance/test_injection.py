@@ -118,11 +118,13 @@ def test_malicious_values_from_every_vector_reach_the_task_as_literal_text(
                 "/api/events", json={"dataset": "pings", "partition": {"n": values[3]}}
             )
             assert api.status_code == 202, api.text
-            # Text that cannot be stored: dead-lettered (webhook) or refused (API), no crash.
+            # Text that cannot be stored is refused with a clear answer (the sender knows;
+            # nothing is stored half), from the webhook and the API alike: no crash.
             bad = b'{"n": "\\ud800"}'
             sig = "sha256=" + hmac.new(SECRET.encode(), bad, hashlib.sha256).hexdigest()
             hook = client.post("/hooks/hooks", content=bad, headers={"X-Hub-Signature-256": sig})
-            assert hook.status_code == 200, hook.text
+            assert hook.status_code == 400, hook.text
+            assert "not JSON" in hook.text
             nul = {"dataset": "pings", "partition": {"n": "a\0"}}
             api = client.post("/api/events", json=nul)
             assert api.status_code == 400, api.text
@@ -131,7 +133,7 @@ def test_malicious_values_from_every_vector_reach_the_task_as_literal_text(
         for log in ("env.log", "quoted.log", "argv.log"):
             wait_until(lambda log=log: len(lines(tmp_path / log)) == len(want))
             assert sorted(lines(tmp_path / log)) == want, log
-        assert p.status()["counts"]["deadletters"] == 1
+        assert p.status()["counts"]["deadletters"] == 0
     finally:
         assert p.stop() == 0
     assert not (tmp_path / "x").exists(), "a value was run as a shell command"

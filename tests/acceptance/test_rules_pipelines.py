@@ -153,7 +153,7 @@ def test_rewritten_marker_within_the_quiet_period_fires_once(tmp_path: Path) -> 
         tmp_path,
         f"""  publish_day:
     when: {{any: [commits], by: [dt]}}
-    quiet: 2s
+    quiet: 4s
     run: {{command: [{PY}, count.py, runs.log]}}""",
         """  commits: {sensor: landing, key: "t/dt={dt}/_SUCCESS"}""",
     )

@@ -164,3 +164,30 @@ async def test_a_bare_offset_cursor_is_still_the_checkpoint(
     entry = ctx.cursor[f"{topic}/0"]
     assert (entry["offset"], entry["epoch"]) == (5, 0)
     assert isinstance(entry["last"], str)
+
+
+async def test_records_delivered_again_after_a_seek_are_not_a_reset(
+    kafka_broker: KafkaBroker, kafka_topic: Any
+) -> None:
+    """Records before the checkpoint that come again (a fetch from before a rebalance's seek:
+    a consumer group's join reassigned the partition after the first read) are checked
+    against the record consumed, dropped, and never taken for a reset: before, the sensor
+    logged `log_shorter`, began a new epoch and fired the same record a second time."""
+    from aiokafka import TopicPartition
+
+    topic = kafka_topic(1)
+    await produce_one_by_one(kafka_broker, topic, [{"old": i} for i in range(3)])
+    ctx = RecordingContext("stream")
+    kafka = sensor(kafka_broker, topic)
+    with structlog.testing.capture_logs() as logs:
+        async with running(kafka, ctx):
+            first = await ctx.take(3, timeout=10, commit=True)
+            kafka._consumer_.seek(TopicPartition(topic, 0), 0)  # as a stale fetch would
+            await produce_one_by_one(kafka_broker, topic, [{"new": 3}])
+            (more,) = await ctx.take(1, timeout=10, commit=True)
+            assert await ctx.settle(quiet=0.5) == []
+    assert [o.payload for o in first] == [{"old": i} for i in range(3)]
+    assert more.payload == {"new": 3}
+    assert "epoch" not in more.position  # still the first log's epoch, 0
+    assert resets(logs) == []
+    assert [e for e in logs if e["event"] == "kafka_verify_again"]
