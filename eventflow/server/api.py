@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
-import os
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -24,15 +22,9 @@ from eventflow.views import deadletters, matches, rules, runs, sensors, status
 if TYPE_CHECKING:
     from eventflow.runtime import Runtime
 
-TOKEN_ENV = "EVENTFLOW_API_TOKEN"
-"""When set, ``POST /api/...`` (retry, emit) needs ``Authorization: Bearer <token>``."""
 STATUSES = runs.RUN_STATUSES
 MATCH_STATUSES = matches.MATCH_STATUSES
 MAX_LIMIT = 10_000
-
-
-def token_required() -> bool:
-    return bool(os.environ.get(TOKEN_ENV))
 
 
 class BadRequest(Exception):
@@ -176,16 +168,7 @@ class Api:
 
     # -- acting -----------------------------------------------------------------------------
 
-    def _authorize(self, request: Request) -> None:
-        token = os.environ.get(TOKEN_ENV)
-        if not token:
-            return
-        scheme, _, sent = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(sent.encode(), token.encode()):
-            raise BadRequest(401, f"this API needs Authorization: Bearer <{TOKEN_ENV}>")
-
     async def retry_run(self, request: Request) -> Response:
-        self._authorize(request)
         run = await self._run(request)
         if run.status != "failed":
             raise BadRequest(409, f"run {run.run_id} is {run.status}; only failed runs retry")
@@ -194,7 +177,6 @@ class Api:
         return JSONResponse(record.to_dict())
 
     async def emit(self, request: Request) -> Response:
-        self._authorize(request)
         try:
             body = json.loads(await request.body())
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from eventflow import __version__
+from eventflow.server.credentials import MACHINE_PREFIX, PUBLIC_PATHS
 
 Schema = dict[str, Any]
 
@@ -154,10 +155,29 @@ _CHECKS = {"type": "object", "additionalProperties": {"type": "object"}}
 _READY = _obj(["ready", "checks"], ready={"type": "boolean"}, checks=_CHECKS)
 
 
-def document(*, api_token: bool = False) -> Schema:
-    """The document; ``api_token`` declares the bearer token the POST endpoints need."""
-    secured: Schema = {"security": [{"bearer": []}]} if api_token else {}
-    unauthorized = {"401": _error("Missing or wrong bearer token.")} if api_token else {}
+def document(*, secured: bool = False, metrics_public: bool = False) -> Schema:
+    """The document; ``secured``: a credential is configured, which every route but the
+    health checks, the sign-in, the webhooks (and ``/metrics`` when public) needs."""
+    doc = _document()
+    if secured:
+        public = PUBLIC_PATHS | ({"/metrics"} if metrics_public else set())
+        for path, operations in doc["paths"].items():
+            if path not in public and not path.startswith(MACHINE_PREFIX):
+                for method, operation in operations.items():
+                    _require_credential(operation, "read" if method == "get" else "operate")
+    return doc
+
+
+def _require_credential(operation: Schema, role: str) -> None:
+    operation["security"] = [{"bearer": []}, {"session": []}]
+    operation["responses"]["401"] = _error("No credential, or a wrong one.")
+    if role == "operate":
+        operation["responses"]["403"] = _error(
+            "A read credential, or a browser page of another origin."
+        )
+
+
+def _document() -> Schema:
     guarded = {
         "400": _error("A Host header that is not in `server.allowed_hosts`, or a bad request."),
         "403": _error("Sent by a browser page of another origin."),
@@ -177,6 +197,40 @@ def document(*, api_token: bool = False) -> Schema:
             " running pipeline (`eventflow run --http`).",
         },
         "paths": {
+            "/login": {
+                "post": {
+                    "summary": "Sign in with a read or operate token: sets the session cookie"
+                    " (HttpOnly, SameSite=Strict) the status page uses.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _obj(["token"], token=_STR)}},
+                    },
+                    "responses": {
+                        **guarded,
+                        **json_only,
+                        "200": _json(
+                            _obj(["principal", "role"], principal=_STR, role=_STR),
+                            "Signed in; the cookie is set.",
+                        ),
+                        "400": _error('The body is not `{"token": "..."}`.'),
+                        "401": _error("Not a token of this server."),
+                    },
+                }
+            },
+            "/logout": {
+                "post": {
+                    "summary": "Sign out: the session cookie is removed.",
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": {}}},
+                    },
+                    "responses": {
+                        **guarded,
+                        **json_only,
+                        "200": _json(_obj(["status"], status=_STR), "Signed out."),
+                    },
+                }
+            },
             "/healthz": {"get": _get("The process is alive.", _obj(["status"], status=_STR))},
             "/readyz": {
                 "get": {
@@ -275,14 +329,12 @@ def document(*, api_token: bool = False) -> Schema:
                         "required": False,
                         "content": {"application/json": {"schema": {}}},
                     },
-                    **secured,
                     "responses": {
                         **guarded,
                         **json_only,
                         "200": _json(_RUN, "The run, pending again."),
                         "404": _error("No such run."),
                         "409": _error("The run is not failed."),
-                        **unauthorized,
                     },
                 }
             },
@@ -307,7 +359,6 @@ def document(*, api_token: bool = False) -> Schema:
                         "required": True,
                         "content": {"application/json": {"schema": _EMIT}},
                     },
-                    **secured,
                     "responses": {
                         **guarded,
                         **json_only,
@@ -316,7 +367,6 @@ def document(*, api_token: bool = False) -> Schema:
                             "Recorded; the engine processes it within its poll interval.",
                         ),
                         "400": _error("Not JSON, no such dataset, or the wrong partition."),
-                        **unauthorized,
                     },
                 }
             },
@@ -353,7 +403,19 @@ def document(*, api_token: bool = False) -> Schema:
                 "Error": _obj(["error"], error=_STR),
                 "Input": _INPUT,
             },
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A read or operate token (`server.auth`).",
+                },
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "eventflow_session",
+                    "description": "The status page's sign-in (`POST /login`).",
+                },
+            },
         },
     }
 

@@ -18,6 +18,7 @@ from eventflow import graph as lineage
 from eventflow.events import format_partition
 from eventflow.pipeline import PRODUCED_SENSOR_PREFIX
 from eventflow.records import RunRecord
+from eventflow.server.credentials import ANONYMOUS, Principal
 from eventflow.views.deadletters import DeadLetterView, deadletters
 from eventflow.views.matches import PartialMatch
 from eventflow.views.rules import RuleView
@@ -170,10 +171,16 @@ def _match_rows(found: Sequence[PartialMatch]) -> list[Row]:
     return rows
 
 
-def _run_rows(found: Sequence[RunRecord]) -> list[Row]:
+def _run_rows(found: Sequence[RunRecord], operator: bool) -> list[Row]:
+    """The runs; an operator also gets a retry button on each failed one."""
     rows = []
     for r in found:
         rid = escape(r.run_id)
+        retry = (
+            f' <button class="retry" data-run="{rid}">retry</button>'
+            if operator and r.status == "failed"
+            else ""
+        )
         rows.append(
             (
                 r.run_id,
@@ -185,7 +192,7 @@ def _run_rows(found: Sequence[RunRecord]) -> list[Row]:
                     f"{r.attempt}/{r.max_attempts}",
                     _iso(r.created_at.isoformat()),
                     escape((r.error or "")[:80]),
-                    f'<button class="logs" data-run="{rid}">logs</button>',
+                    f'<button class="logs" data-run="{rid}">logs</button>{retry}',
                 ],
             )
         )
@@ -212,8 +219,19 @@ def _deadletter_rows(found: Sequence[DeadLetterView]) -> list[Row]:
     return rows
 
 
-async def render_page(runtime: Runtime) -> str:
-    """The page: the status view, sensor health, the lineage graph and dead letters."""
+def _who(principal: Principal | None) -> str:
+    """Who is signed in, and the button that signs out (nothing when all is open)."""
+    if principal is None or principal is ANONYMOUS:
+        return ""
+    return (
+        f' · <span class="who">{escape(principal.name)} ({principal.role})</span>'
+        ' <button id="logout">sign out</button>'
+    )
+
+
+async def render_page(runtime: Runtime, principal: Principal | None) -> str:
+    """The page as ``principal`` sees it: the status view, sensor health, the lineage graph
+    and dead letters; an operator's page can retry failed runs."""
     pipeline, store = runtime.pipeline, runtime.store
     view = await status(pipeline, store)
     graph = lineage.build(pipeline, await lineage.rule_states(pipeline, store))
@@ -224,6 +242,7 @@ async def render_page(runtime: Runtime) -> str:
     return PAGE.format(
         name=escape(pipeline.name),
         summary=escape(view.summary()),
+        who=_who(principal),
         graph=svg(graph),
         produced=escape(", ".join(produced) or "none"),
         sensors=_table(
@@ -246,7 +265,7 @@ async def render_page(runtime: Runtime) -> str:
         ),
         runs=_table(
             ["run", "rule", "partition", "status", "attempt", "created", "error", ""],
-            _run_rows(view.recent_runs),
+            _run_rows(view.recent_runs, principal is not None and principal.may("operate")),
             "runs",
             "No runs yet.",
         ),
@@ -282,7 +301,7 @@ pre.log {{ background: #0f172a; color: #e2e8f0; padding: .6rem; max-height: 20re
 <body>
 <h1>eventflow · {name}</h1>
 <p class="summary">{summary} · <a href="/metrics">metrics</a> ·
-<a href="/openapi.json">API</a></p>
+<a href="/openapi.json">API</a>{who}</p>
 <h2>Lineage</h2>
 <div class="graph">{graph}</div>
 <p class="summary">S sensor · D dataset · R rule. Produced datasets: {produced}.</p>
@@ -311,6 +330,20 @@ document.querySelectorAll("button.logs").forEach(function (b) {{
     view.scrollIntoView();
   }});
 }});
+async function post(path) {{
+  // JSON and same-origin: what the server's guard asks of a state-changing request
+  const r = await fetch(path, {{method: "POST", headers: {{"Content-Type": "application/json"}},
+                               body: "{{}}"}});
+  if (!r.ok) alert((await r.json()).error);
+  location.reload();
+}}
+document.querySelectorAll("button.retry").forEach(function (b) {{
+  b.addEventListener("click", function () {{
+    post("/api/runs/" + encodeURIComponent(b.dataset.run) + "/retry");
+  }});
+}});
+const logout = document.getElementById("logout");
+if (logout) logout.addEventListener("click", function () {{ post("/logout"); }});
 setInterval(function () {{
   if (!document.querySelector("pre.log")) location.reload();
 }}, 15000);
