@@ -43,6 +43,9 @@ def _query(name: str, schema: Schema, description: str) -> Schema:
 
 
 _LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 10_000}, "Most rows.")
+_SINCE = _query("since", _STR, "At or after: ISO 8601 or a duration before now (`2h`).")
+_UNTIL = _query("until", _STR, "Before: ISO 8601 or a duration before now.")
+_CURSOR = _query("cursor", _STR, "The `next` of the previous page.")
 _RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": _STR}
 
 _RUN = _obj(
@@ -290,8 +293,11 @@ def _document() -> Schema:
             },
             "/api/runs": {
                 "get": _get(
-                    "Runs, newest first. Filter a partition with `partition.VAR=VALUE`.",
-                    _obj(["runs"], runs={"type": "array", "items": _RUN}),
+                    "A page of runs, newest first (by creation, then run id): `items`, the"
+                    " `cursor` of the next page in `next` (null on the last), and the `total`"
+                    " the filters select. `runs` repeats `items` for clients of the list"
+                    " before paging.",
+                    _page(_RUN, "runs"),
                     params=[
                         _query("rule", _STR, "Only this rule."),
                         _query(
@@ -299,9 +305,22 @@ def _document() -> Schema:
                             {"enum": ["pending", "running", "succeeded", "failed"]},
                             "Only this status.",
                         ),
+                        {
+                            **_query(
+                                "partition",
+                                {"type": "array", "items": {"type": "string", "pattern": "="}},
+                                "Only this partition: `VAR=VALUE`, once per variable of the"
+                                " rule's `by` (`partition.VAR=VALUE` is understood too).",
+                            ),
+                            "style": "form",
+                            "explode": True,
+                        },
+                        _SINCE,
+                        _UNTIL,
+                        _CURSOR,
                         _LIMIT,
                     ],
-                    errors={"400": "A bad parameter."},
+                    errors={"400": "A bad parameter, time or cursor."},
                 )
             },
             "/api/runs/{run_id}": {
@@ -345,10 +364,18 @@ def _document() -> Schema:
             },
             "/api/deadletters": {
                 "get": _get(
-                    "Observations that could not be processed, newest first.",
-                    _obj(["deadletters"], deadletters={"type": "array", "items": _DEADLETTER}),
-                    params=[_LIMIT],
-                    errors={"400": "A bad parameter."},
+                    "A page of observations that could not be processed, most recently"
+                    " recorded first: `items`, `next` and `total` as for runs; `deadletters`"
+                    " repeats `items` for clients of the list before paging.",
+                    _page(_DEADLETTER, "deadletters"),
+                    params=[
+                        _query("sensor", _STR, "Only this sensor."),
+                        _SINCE,
+                        _UNTIL,
+                        _CURSOR,
+                        _LIMIT,
+                    ],
+                    errors={"400": "A bad parameter, time or cursor."},
                 )
             },
             "/api/sensors": {
@@ -423,6 +450,19 @@ def _document() -> Schema:
             },
         },
     }
+
+
+def _page(item: Schema, legacy: str) -> Schema:
+    """A page: ``items``, the ``next`` cursor, the ``total``, and ``legacy``, the name the
+    list had before paging (the same items)."""
+    items = {"type": "array", "items": item}
+    return _obj(
+        ["items", "next", "total", legacy],
+        items=items,
+        next=_NSTR,
+        total={"type": "integer"},
+        **{legacy: items},
+    )
 
 
 def _get(

@@ -19,7 +19,7 @@ from eventflow.events import format_partition
 from eventflow.pipeline import PRODUCED_SENSOR_PREFIX
 from eventflow.records import RunRecord
 from eventflow.server.credentials import ANONYMOUS, Principal
-from eventflow.views.deadletters import DeadLetterView, deadletters
+from eventflow.views.deadletters import DeadLetterView, deadletter_page
 from eventflow.views.matches import PartialMatch
 from eventflow.views.rules import RuleView
 from eventflow.views.runs import downstream_text
@@ -246,7 +246,7 @@ async def render_page(runtime: Runtime, principal: Principal | None) -> str:
     pipeline, store = runtime.pipeline, runtime.store
     view = await status(pipeline, store)
     graph = lineage.build(pipeline, await lineage.rule_states(pipeline, store))
-    letters = await deadletters(store, limit=DEADLETTERS)
+    letters = (await deadletter_page(store, limit=DEADLETTERS)).items
     produced = sorted(
         n for n, ds in pipeline.datasets.items() if ds.sensor.startswith(PRODUCED_SENSOR_PREFIX)
     )
