@@ -26,7 +26,7 @@ from eventflow.cli.common import (
 )
 from eventflow.cli.paged import paging_options, print_pages
 from eventflow.pipeline import CompiledPipeline
-from eventflow.records import RunStatus
+from eventflow.records import RUN_STATUSES, RunStatus
 from eventflow.types import Store
 from eventflow.views import NotFound
 from eventflow.views import deadletters as deadletter_views
@@ -78,7 +78,7 @@ def why(file: Path, rule: str, partition: tuple[str, ...], as_json: bool) -> Non
 @FILE
 @click.argument("run_id", required=False)
 @click.option("--rule", help="Only runs of this rule.")
-@click.option("--status", "status_", type=click.Choice(run_views.RUN_STATUSES))
+@click.option("--status", "status_", type=click.Choice(RUN_STATUSES))
 @click.option(
     "--partition",
     "partition",

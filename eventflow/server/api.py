@@ -16,14 +16,14 @@ from eventflow import metrics
 from eventflow.actions import EmitError, emit_item
 from eventflow.errors import EventflowError
 from eventflow.events import utcnow
-from eventflow.records import RunRecord
+from eventflow.records import RUN_STATUSES, RunRecord
 from eventflow.server.hooks import HOOKS, HookRequest
 from eventflow.views import deadletters, matches, paging, rules, runs, sensors, status
 
 if TYPE_CHECKING:
     from eventflow.runtime import Runtime
 
-STATUSES = runs.RUN_STATUSES
+STATUSES = RUN_STATUSES
 MATCH_STATUSES = matches.MATCH_STATUSES
 MAX_LIMIT = 10_000
 

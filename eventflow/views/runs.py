@@ -13,7 +13,6 @@ from eventflow.types import Store
 from eventflow.views import NotFound, paging
 from eventflow.views.paging import Page
 
-RUN_STATUSES: tuple[RunStatus, ...] = ("pending", "running", "succeeded", "failed")
 STREAMS = ("stdout", "stderr")
 
 
