@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from eventflow.config.models import NAME, DatasetConfig, DatasetRef, RuleConfig, When
 from eventflow.config.report import ConfigPath, Problems, closest, did_you_mean
-from eventflow.datasets import EXPRESSION_HINT, DatasetSpec, compile_expression
+from eventflow.datasets import DatasetSpec, ExpressionError, compile_expression
 from eventflow.patterns import CONVERSIONS, KeyPattern, placeholders, template_fields
 from eventflow.pipeline import EMIT_SENSOR, PRODUCED_SENSOR_PREFIX
 from eventflow.rules.timing import DeadlineExpr, parse_time, zone
@@ -158,8 +158,8 @@ class _Checker:
     def expression(self, text: str, path: ConfigPath) -> bool:
         try:
             compile_expression(text)
-        except ValueError as exc:
-            self.problems.add(str(exc), path, hint=EXPRESSION_HINT)
+        except ExpressionError as exc:
+            self.problems.add(str(exc), path, hint=exc.hint)
             return False
         return True
 

@@ -44,7 +44,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Self, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlunsplit
 
 from eventflow.backoff import Backoff
 from eventflow.errors import ClosedError, StoreConflict, StoreError, StoreFull
@@ -63,6 +63,7 @@ from eventflow.records import (
 )
 from eventflow.rules.core import MatchState
 from eventflow.store import _codec as c
+from eventflow.store import dsn as dsn_options
 from eventflow.store import redact_dsn
 from eventflow.store._base import StoreLifecycle
 from eventflow.store._postgres_ops import PostgresOps, ReadGuard
@@ -71,7 +72,9 @@ from eventflow.types import RunPosition, Transaction
 
 T = TypeVar("T")
 
-_OWN_OPTIONS = {"lease", "reconnect_timeout"}
+_OWN_OPTIONS = {"lease": 30.0, "reconnect_timeout": 60.0}
+"""eventflow's own DSN options (seconds), with their defaults; the rest go to libpq."""
+_LIBPQ_OPTIONS = "https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS"
 _DSN_HINT = "write postgresql://user@host:5432/database (password in PGPASSWORD or ~/.pgpass)"
 _POLLS_LEASE = "engine:polls"
 """The lease of the worker whose engine polls the timers and the inbox."""
@@ -88,6 +91,19 @@ def _psycopg() -> Any:
             hint="pip install 'eventflow[postgres]'",
         ) from exc
     return psycopg
+
+
+def _check_libpq(dsn: str, shown: str) -> None:
+    """StoreError when libpq cannot read ``dsn``: an unknown option name, say."""
+    psycopg = _psycopg()
+    try:
+        psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        own = ", ".join(_OWN_OPTIONS)
+        raise StoreError(
+            f"libpq cannot read the state DSN {shown!r}: {str(exc).strip().replace(dsn, shown)}",
+            hint=f"eventflow's options are {own}; libpq's are listed at {_LIBPQ_OPTIONS}",
+        ) from None
 
 
 def lock_key(name: str) -> int:
@@ -125,24 +141,22 @@ class PostgresStore(StoreLifecycle):
 
     @classmethod
     def from_dsn(cls, dsn: str, base_dir: Path) -> Self:
-        """Parse ``postgresql://…[?lease=SECONDS&reconnect_timeout=SECONDS&libpq options]``."""
-        parts = urlsplit(dsn)
+        """Parse ``postgresql://…[?lease=SECONDS&reconnect_timeout=SECONDS&libpq options]``;
+        StoreError naming the option, the value and what is accepted when one is wrong (libpq
+        checks the names of its own options here, their values when it connects)."""
+        shown = redact_dsn(dsn)
+        parts = dsn_options.split(dsn, shown, _DSN_HINT)
         if parts.scheme.lower() not in ("postgresql", "postgres") or parts.fragment:
-            raise StoreError(f"bad PostgreSQL state DSN {redact_dsn(dsn)!r}", hint=_DSN_HINT)
+            raise StoreError(f"bad PostgreSQL state DSN {shown!r}", hint=_DSN_HINT)
         params = parse_qsl(parts.query, keep_blank_values=True)
         own = {k: v for k, v in params if k in _OWN_OPTIONS}
         libpq = [(k, v) for k, v in params if k not in _OWN_OPTIONS]
-        numbers: dict[str, float] = {}
-        for name, raw in own.items():
-            try:
-                numbers[name] = float(raw)
-            except ValueError:
-                raise StoreError(
-                    f"{name} in {redact_dsn(dsn)!r} is not a number of seconds"
-                ) from None
-            if numbers[name] <= 0:
-                raise StoreError(f"{name} in {redact_dsn(dsn)!r} must be positive")
+        numbers = {
+            name: dsn_options.seconds(name, raw, shown, default=_OWN_OPTIONS[name])
+            for name, raw in own.items()
+        }
         clean = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(libpq)))
+        _check_libpq(clean, shown)
         return cls(clean, **numbers)
 
     # --- connections ----------------------------------------------------------------------

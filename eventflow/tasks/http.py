@@ -41,7 +41,7 @@ from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from eventflow.datasets import EXPRESSION_HINT, compile_expression
+from eventflow.datasets import ExpressionError, compile_expression
 from eventflow.durations import Duration
 from eventflow.errors import ClosedError
 from eventflow.tasks import Text
@@ -68,8 +68,8 @@ def _http_method(value: str) -> str:
 def _jmespath(value: str) -> str:
     try:
         compile_expression(value)
-    except ValueError as exc:
-        raise ValueError(f"{exc}; {EXPRESSION_HINT}") from exc
+    except ExpressionError as exc:
+        raise ValueError(f"{exc}; {exc.hint}") from exc
     return value
 
 

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,7 +49,10 @@ class Project:
 
     # -- processes --------------------------------------------------------------------------
 
-    def start(self, crash_at: str | None = None, **env: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, crash_at: str | None = None, args: Sequence[str] = (), **env: str
+    ) -> subprocess.Popen[bytes]:
+        """``eventflow run`` on the pipeline, with more ``args`` (``--http PORT``)."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         log = self.root / f"eventflow-{len(self.logs)}.log"
         self.logs.append(log)
@@ -59,7 +62,7 @@ class Project:
             environ["EVENTFLOW_CRASH_AT"] = crash_at
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [*EVENTFLOW, "run", str(self.file), "--log-format", "json"],
+                [*EVENTFLOW, "run", str(self.file), "--log-format", "json", *args],
                 cwd=self.root,
                 stdout=out,
                 stderr=subprocess.STDOUT,

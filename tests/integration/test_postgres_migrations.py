@@ -32,6 +32,7 @@ INDEXES = {
     "runs_claim",
     "runs_created",
     "runs_rule",
+    "runs_cancel_requested",
     "runs_worker",
     "timers_due",
     "outbox_publisher",

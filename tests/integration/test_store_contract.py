@@ -703,7 +703,7 @@ def test_open_store_picks_the_class_by_scheme(tmp_path: Path) -> None:
         ("state.db", "has no scheme"),
         ("sqlite://host/state.db", "bad SQLite state DSN"),
         ("sqlite:///", "names no file"),
-        ("sqlite:///s.db?synchronous=sometimes", "unknown synchronous"),
+        ("sqlite:///s.db?synchronous=sometimes", "synchronous='sometimes'"),
         ("sqlite:///s.db?journal=off", "unknown option"),
         ("memory://x", "bad in-memory store DSN"),
     ],

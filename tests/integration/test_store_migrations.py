@@ -35,6 +35,7 @@ INDEXES = {
     "runs_claim",
     "runs_created",
     "runs_rule",
+    "runs_cancel_requested",
     "timers_due",
     "outbox_publisher",
     "events_received",
