@@ -22,7 +22,6 @@ from pyflink.common import Configuration
 from pyflink.table import EnvironmentSettings, TableEnvironment
 
 START = "TIMESTAMP '2024-01-01 00:00:00'"
-START_MS = 1_704_067_200_000
 
 
 def table_env(args: argparse.Namespace) -> TableEnvironment:
@@ -91,7 +90,10 @@ def lake(args: argparse.Namespace) -> None:
                 {kafka_options(args.bootstrap, args.progress_topic)},
                 'sink.delivery-guarantee'='at-least-once'
             )""")
-        statements.add_insert_sql(f"INSERT INTO progress SELECT n, {START_MS} + n * 60000 FROM src")
+        statements.add_insert_sql(
+            "INSERT INTO progress SELECT n,"
+            " UNIX_TIMESTAMP(DATE_FORMAT(ts, 'yyyy-MM-dd HH:mm:ss')) * 1000 FROM src"
+        )
     statements.execute().wait()
 
 
