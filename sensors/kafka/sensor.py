@@ -24,8 +24,11 @@ offset, else at ``start``.
 
 Backpressure: at most ``max_uncommitted`` records are handed to the engine and not yet
 committed; beyond that the partitions are paused (``getmany`` keeps the group session
-alive) and resumed at half. Broker outages: aiokafka reconnects by itself; a client that
-cannot start or fails is rebuilt with capped exponential backoff.
+alive) and resumed at half. Broker outages: aiokafka reconnects by itself, which hides the
+outage from ``getmany``, so a probe asks for metadata every ``PROBE_EVERY`` seconds and
+marks the sensor unhealthy (``kafka_broker_unreachable``) until a broker answers again
+(``kafka_broker_reachable``); a client that cannot start or fails is rebuilt with capped
+exponential backoff.
 """
 
 from __future__ import annotations
@@ -102,6 +105,11 @@ REVOKE_TIMEOUT = 30.0
 COMMIT_EVERY = 0.2
 """Offsets acknowledged by the engine are committed to the group at most this often."""
 POLL_MS = 200
+PROBE_EVERY = 2.0
+"""How often a consuming sensor asks the broker for metadata (seconds): aiokafka reconnects
+by itself and hides an outage from ``getmany``; the probe makes it visible."""
+PROBE_TIMEOUT = 5.0
+"""A probe unanswered for this long (a hung broker) counts as unreachable (seconds)."""
 
 
 class KafkaSensor:
@@ -186,7 +194,7 @@ class KafkaSensor:
         consumer = self._consumer()
         self._consumer_ = consumer
         await consumer.start()
-        committer: asyncio.Task[None] | None = None
+        helpers: list[asyncio.Task[None]] = []
         try:
             self._owned.clear()
             self._verify.clear()
@@ -206,13 +214,17 @@ class KafkaSensor:
                 group=self.group_id,
                 mode=self.config.mode,
             )
-            committer = asyncio.create_task(self._commit_loop(consumer), name="kafka-commit")
+            helpers = [
+                asyncio.create_task(self._commit_loop(consumer), name="kafka-commit"),
+                asyncio.create_task(self._probe_loop(consumer), name="kafka-probe"),
+            ]
             while True:
                 batch = await consumer.getmany(
                     timeout_ms=POLL_MS, max_records=self.config.max_records
                 )
-                if committer.done():
-                    committer.result()
+                for helper in helpers:
+                    if helper.done():
+                        helper.result()
                 async with self._emitting:
                     if self.config.mode == "watermark":
                         await self._emit_watermarks(batch)
@@ -220,10 +232,10 @@ class KafkaSensor:
                         await self._emit_messages(batch)
                 await self._backpressure(consumer)
         finally:
-            if committer is not None:
-                committer.cancel()
+            for helper in helpers:
+                helper.cancel()
                 with contextlib.suppress(BaseException):
-                    await committer
+                    await helper
             with contextlib.suppress(Exception):
                 await self._commit(consumer)
             await consumer.stop()
@@ -571,6 +583,32 @@ class KafkaSensor:
                 self._acked.set()  # try again after COMMIT_EVERY
         else:
             self._ctx.set_health(True)
+
+    async def _probe_loop(self, consumer: AIOKafkaConsumer) -> None:
+        """Ask for the cluster's metadata every PROBE_EVERY: while no broker answers, the
+        sensor is unhealthy and says so once; when one answers again, it is healthy and
+        says how long the outage lasted. (aiokafka reconnects meanwhile, with its own
+        backoff; nothing is acknowledged while the broker is away, so nothing is lost.)"""
+        down_since: float | None = None
+        while True:
+            await asyncio.sleep(PROBE_EVERY)
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT):
+                    await consumer.topics()
+            except (KafkaError, TimeoutError) as exc:
+                if down_since is None:
+                    down_since = time.monotonic()
+                    reason = str(exc) or f"no answer in {PROBE_TIMEOUT:g}s"
+                    self._ctx.set_health(False, f"broker unreachable: {reason}")
+                    self._log.warning("kafka_broker_unreachable", error=reason,
+                                      error_type=type(exc).__name__)  # fmt: skip
+                continue
+            if down_since is not None:
+                self._ctx.set_health(True)
+                self._log.info(
+                    "kafka_broker_reachable", down_for=round(time.monotonic() - down_since, 1)
+                )
+                down_since = None
 
     async def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
         limit = self.config.max_uncommitted

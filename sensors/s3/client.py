@@ -64,8 +64,9 @@ class S3Problem(SensorError):
         self.retriable = retriable
 
 
-def make_client(conn: Connection, service: str = "s3") -> Any:
-    """A boto3 client (thread-safe) for ``service`` with the connection's settings."""
+def make_client(conn: Connection, service: str = "s3", long_poll: float = 0) -> Any:
+    """A boto3 client (thread-safe) for ``service`` with the connection's settings; a
+    request may wait ``long_poll`` seconds longer for its answer (SQS's long polls)."""
     try:
         import boto3  # type: ignore[import-untyped]
         from botocore.config import Config  # type: ignore[import-untyped]
@@ -76,7 +77,7 @@ def make_client(conn: Connection, service: str = "s3") -> Any:
         s3={"addressing_style": "path" if conn.path_style else "auto"},
         retries={"max_attempts": 3, "mode": "standard"},
         connect_timeout=5,
-        read_timeout=30,  # above SQS's longest long poll (20 s)
+        read_timeout=conn.request_timeout.total_seconds() + long_poll,
         max_pool_connections=16,
     )
     endpoint = conn.endpoint_url if service == "s3" else (conn.endpoint_url or None)
@@ -226,9 +227,10 @@ class Bucket:
 class Queue:
     """The blocking SQS calls of notification mode."""
 
-    def __init__(self, conn: Connection, url: str) -> None:
+    def __init__(self, conn: Connection, url: str, wait: float) -> None:
+        """``wait``: the long poll of each receive (seconds)."""
         self.url = url
-        self.client = make_client(conn, "sqs")
+        self.client = make_client(conn, "sqs", long_poll=wait)
         self.bucket = conn.bucket
 
     def receive(self, wait: float, limit: int) -> list[dict[str, Any]]:

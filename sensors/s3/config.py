@@ -33,6 +33,12 @@ class Connection(Model):
         description="Address buckets as `ENDPOINT/BUCKET/KEY` instead of `BUCKET.ENDPOINT/KEY`"
         " (most S3-compatible stores want this).",
     )
+    request_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="How long one S3 or SQS request may go unanswered before it fails and"
+        " is retried (3 attempts): an endpoint that hangs is reported after about three"
+        " times this. SQS long polls wait `notifications.wait_time` on top.",
+    )
     profile: str | None = Field(
         default=None,
         description="A named profile of `~/.aws/config` to take credentials from; default:"

@@ -156,7 +156,8 @@ class S3Sensor:
         self._backlog_at = 0.0
         notifications = self.config.notifications
         if notifications is not None and notifications.sqs is not None:
-            self._queue = await self._call(Queue, self.config, notifications.sqs)
+            wait = notifications.wait_time.total_seconds()
+            self._queue = await self._call(Queue, self.config, notifications.sqs, wait)
         self.tracker.load_cursor(own_entries(await ctx.load_cursor()))
 
     def close(self) -> None:

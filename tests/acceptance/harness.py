@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,7 +49,10 @@ class Project:
 
     # -- processes --------------------------------------------------------------------------
 
-    def start(self, crash_at: str | None = None, **env: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, crash_at: str | None = None, args: Sequence[str] = (), **env: str
+    ) -> subprocess.Popen[bytes]:
+        """``eventflow run`` on the pipeline, with more ``args`` (``--http PORT``)."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         log = self.root / f"eventflow-{len(self.logs)}.log"
         self.logs.append(log)
@@ -59,7 +62,7 @@ class Project:
             environ["EVENTFLOW_CRASH_AT"] = crash_at
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [*EVENTFLOW, "run", str(self.file), "--log-format", "json"],
+                [*EVENTFLOW, "run", str(self.file), "--log-format", "json", *args],
                 cwd=self.root,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -160,6 +163,15 @@ def wait_until(check: Callable[[], Any], timeout: float = 30, interval: float = 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s; last value: {last!r}")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (an orphan nobody reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
 
 
 def lines(path: Path) -> list[str]:

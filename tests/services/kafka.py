@@ -79,10 +79,24 @@ class KafkaBroker:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+        self._wait_port_free()
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the broker's whole process group (a crash: no shutdown, no flush); the
+        data directory stays for :meth:`start`."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self._wait_port_free()
+        self.proc = None
+
+    def _wait_port_free(self) -> None:
         deadline = time.monotonic() + 10
         while owns_any(self.port) and time.monotonic() < deadline:  # the child too
             time.sleep(0.05)
-        self.proc = None
 
     def produce(self, topic: str, messages: list[tuple[int, bytes]]) -> None:
         """Send ``(partition, value)`` messages and wait for ``acks=all``; callable anywhere."""
@@ -117,8 +131,8 @@ async def produce(bootstrap: str, topic: str, messages: list[tuple[int, bytes]])
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
+    try:  # stopped also when it could not start (the broker is away)
+        await producer.start()
         futures = [await producer.send(topic, v, partition=p) for p, v in messages]
         await asyncio.gather(*futures)
     finally:
