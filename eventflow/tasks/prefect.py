@@ -14,8 +14,9 @@ deployment with the idempotency key :func:`~eventflow.tasks.handoff.downstream_k
 Prefect returns the existing flow run rather than a second one; it is found again by that key.
 A failed or cancelled flow run is run again by setting it back to ``Scheduled``
 (``AwaitingRetry``, as Prefect's own "Retry" does): the worker or served flow that polls the
-deployment picks it up, with the parameters it was created with. eventflow's timeout sets it
-to ``Cancelling``. The loop around these calls is :class:`~eventflow.tasks.handoff.HandoffTask`.
+deployment picks it up, with the parameters it was created with. eventflow's timeout and
+``eventflow cancel`` set it to ``Cancelling``. The loop around these calls is
+:class:`~eventflow.tasks.handoff.HandoffTask`.
 """
 
 from __future__ import annotations
@@ -185,9 +186,10 @@ class PrefectHandoff:
         return self.downstream(found)
 
     async def cancel(self, run: DownstreamRun) -> None:
-        """Ask for ``Cancelling``: the worker stops the flow run's process and marks it
-        ``Cancelled`` (Prefect cancels a run that has not started at once)."""
-        await self.set_state(run, {"type": "CANCELLING"}, "eventflow: the run timed out")
+        """Ask for ``Cancelling`` (eventflow's timeout, or ``eventflow cancel``): the worker
+        stops the flow run's process and marks it ``Cancelled`` (Prefect cancels a run that has
+        not started at once)."""
+        await self.set_state(run, {"type": "CANCELLING"}, "cancelled by eventflow")
 
     async def set_state(self, run: DownstreamRun, state: dict[str, str], message: str) -> None:
         """Propose ``state``. Prefect may accept it, replace it (a run not started goes
