@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.services.mqtt",
     "tests.services.postgres",
     "tests.services.flink",
+    "tests.services.prefect",
 ]
