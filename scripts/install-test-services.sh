@@ -4,6 +4,9 @@
 # Does nothing for a package that is already there; needs root or sudo for the rest.
 set -euo pipefail
 
+# The orchestrators the hand-off tests start, each in its own cached virtual environment.
+"$(dirname "$0")/install-dagster.sh"
+
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 # The PostgreSQL state store is tested on a private server started from these binaries.

@@ -39,7 +39,7 @@ from eventflow.durations import Duration
 from eventflow.errors import ClosedError
 from eventflow.lifecycle import Resource
 from eventflow.patterns import render, render_deep
-from eventflow.tasks import Text, timeout_detail
+from eventflow.tasks import HttpURL, Text, timeout_detail
 from eventflow.tasks._logs import write_capped
 from eventflow.tasks.handoff import describe, safe_url
 from eventflow.types import PluginEnv, RunContext, TaskResult
@@ -54,7 +54,7 @@ class HttpRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(
+    url: HttpURL = Field(
         description="`http://` or `https://` URL; `{var}` is replaced by the value"
         " percent-encoded (a `/` in it stays within its path segment)."
     )
@@ -77,13 +77,6 @@ class HttpRequest(BaseModel):
         min_length=1,
         description="Status codes that mean success; default: any 2xx.",
     )
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.lower().startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http:// or https:// URL")
-        return value
 
     @field_validator("method")
     @classmethod
