@@ -80,12 +80,15 @@ _LAUNCH = f"""mutation($params: ExecutionParams!) {{ result: launchRun(execution
 _REEXECUTE = f"""mutation($params: ReexecutionParams!) {{
   result: launchRunReexecution(reexecutionParams: $params) {{
   __typename ... on LaunchRunSuccess {{ run {{ {_RUN_FIELDS} }} }} {_LAUNCH_ERRORS} }} }}"""
-_TERMINATE = f"""mutation($id: String!) {{ result: terminateRun(runId: $id) {{
+_TERMINATE = f"""mutation($id: String!, $policy: TerminateRunPolicy) {{
+  result: terminateRun(runId: $id, terminatePolicy: $policy) {{
   __typename ... on TerminateRunFailure {{ message run {{ {_RUN_FIELDS} }} }} {_ERRORS} }} }}"""
 _REPOSITORIES = """query { result: repositoriesOrError {
   __typename ... on RepositoryConnection { nodes { name location { name } jobs { name } } }
   ... on Error { message } } }"""
 
+_NOT_YET_RUNNING = frozenset({"NOT_STARTED", "STARTING"})
+"""Statuses of a run whose worker has not started it: Dagster's safe termination refuses them."""
 _TRANSIENT_PYTHON_ERRORS = re.compile(r"Unreachable|Unavailable|Timeout")
 """``PythonError`` classes that mean a code location is (re)starting: worth retrying."""
 
@@ -190,15 +193,22 @@ class Dagster:
         return self._downstream(await self._call("runOrError", _POLL, {"id": run.id}, "Run"))
 
     async def cancel(self, run: DownstreamRun) -> None:
-        """``terminateRun``; a run that has already ended is left as it is."""
+        """``terminateRun``. Dagster cannot terminate a run whose worker is still starting
+        (``NOT_STARTED``, ``STARTING``): that one is marked cancelled at once, and its worker
+        does not start executing it. A run that has already ended is left as it is."""
         try:
-            await self._call("terminateRun", _TERMINATE, {"id": run.id}, "TerminateRunSuccess")
+            await self._terminate(run.id, "SAFE_TERMINATE")
         except _Refused as refused:
-            ended = refused.result.get("run")
-            if refused.typename != "TerminateRunFailure" or ended is None:
+            status = (refused.result.get("run") or {}).get("status")  # TerminateRunFailure's
+            if status in OUTCOMES:  # it ended meanwhile
+                return
+            if status not in _NOT_YET_RUNNING:
                 raise
-            if self._downstream(ended).outcome == "running":
-                raise
+            await self._terminate(run.id, "MARK_AS_CANCELED_IMMEDIATELY")
+
+    async def _terminate(self, run_id: str, policy: str) -> None:
+        variables = {"id": run_id, "policy": policy}
+        await self._call("terminateRun", _TERMINATE, variables, "TerminateRunSuccess")
 
     def _tags(self, ctx: RunContext) -> dict[str, str]:
         """The configured tags, then eventflow's (which win): run key, attempt, partition."""
@@ -274,7 +284,6 @@ class Dagster:
         raise _Refused(
             f"Dagster {field}: {typename}: {_one_line(_result_message(result))}",
             retriable=retriable,
-            typename=str(typename),
             result=result,
         )
 
@@ -304,11 +313,8 @@ class Dagster:
 class _Refused(HandoffError):
     """Dagster answered with an error result (``PythonError``, ``RunConflict``, ...)."""
 
-    def __init__(
-        self, message: str, *, retriable: bool, typename: str, result: dict[str, Any]
-    ) -> None:
+    def __init__(self, message: str, *, retriable: bool, result: dict[str, Any]) -> None:
         super().__init__(message, retriable=retriable)
-        self.typename = typename
         self.result = result
 
 

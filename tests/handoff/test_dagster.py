@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "dagster-token-never-logged"
 
 PIPELINE = """
-name: handoff
+name: {name}
 engine: {{poll_interval: 100ms}}
 sensors:
   stream: {{type: kafka, bootstrap_servers: {bootstrap}, topic: {topic}, consumer_group: false}}
@@ -77,6 +78,7 @@ def project(
 ) -> tuple[Project, str]:
     topic = broker.topic(1)
     text = PIPELINE.format(
+        name=unique("handoff"),
         bootstrap=broker.bootstrap,
         topic=topic,
         url=dagster.url,
@@ -86,6 +88,13 @@ def project(
         timeout=f"timeout: {timeout}" if timeout else "",
     )
     return Project(root, text), topic
+
+
+def unique(name: str) -> str:
+    """A pipeline name of this test only: eventflow's run ids are deterministic (rule,
+    partition, generation), so two tests (or two sessions on an external Dagster) of one
+    pipeline name would share run keys and adopt each other's Dagster runs."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
 def announce(broker: KafkaBroker, topic: str, *batches: dict[str, Any]) -> None:
@@ -143,6 +152,8 @@ def test_docs_pipeline_hands_the_partition_to_dagster_and_produces_after_it(
     text = text.replace("localhost:9092", kafka_broker.bootstrap)
     text = text.replace("warehouse.batches", topic)
     text = text.replace("http://127.0.0.1:3000", dagster_server.url)
+    name = unique("warehouse")
+    text = text.replace("name: warehouse", f"name: {name}")
     p = Project(tmp_path, text)
     p.start()
     announce(kafka_broker, topic, {"table": "orders", "dt": "2026-11-30", "batch_id": "b-7"})
@@ -158,7 +169,7 @@ def test_docs_pipeline_hands_the_partition_to_dagster_and_produces_after_it(
     assert report["notes"]["downstream"]["id"] == downstream["id"]
     [run] = dagster_server.runs(run_key(dagster_server, downstream["id"]))
     assert run["runId"] == downstream["id"]
-    assert run["tags"]["eventflow/run_key"] == f"eventflow__warehouse__{report['run_id']}"
+    assert run["tags"]["eventflow/run_key"] == f"eventflow__{name}__{report['run_id']}"
     assert run["tags"]["eventflow/attempt"] == "1"
     assert run["tags"]["team"] == "data"
     received = dagster_server.received(run["runId"])
