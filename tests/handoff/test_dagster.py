@@ -22,7 +22,8 @@ from tests.acceptance.harness import Project, wait_until
 from tests.services.dagster import DagsterServer
 from tests.services.kafka import KafkaBroker
 
-pytestmark = pytest.mark.handoff
+# Dagster's own start (15-60 s on a busy machine) counts against the first test's time.
+pytestmark = [pytest.mark.handoff, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "dagster-token-never-logged"
