@@ -131,6 +131,66 @@ class Functions(jmespath.functions.Functions):
 
 
 OPTIONS = jmespath.Options(custom_functions=Functions())
+EXPRESSION_HINT = (
+    "see https://jmespath.org/specification.html; quote field names with special characters"
+    ' ("my-field")'
+)
+"""What to do about an expression that is not JMESPath."""
+MAX_EXPRESSION_DEPTH = 50
+"""Levels a JMESPath expression may nest: parsing and evaluating it recurse once per level,
+and the engine evaluates it deeper in the stack than ``validate`` does."""
+
+
+class ExpressionError(ValueError):
+    """An expression :func:`compile_expression` refused, with what to do about it."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def compile_expression(text: str) -> ParsedResult:
+    """``text`` compiled (JMESPath caches it); an :class:`ExpressionError` naming the
+    expression, what is wrong and the column when it is not JMESPath or nests too deeply,
+    for a config error."""
+    try:
+        parsed = jmespath.compile(text)
+    except RecursionError:  # jmespath's parser recurses once per level
+        parsed = None
+    except jmespath.exceptions.JMESPathError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        for prefix in ("Invalid jmespath expression: ", "Bad jmespath expression: "):
+            first = first.removeprefix(prefix)
+        first = first.rstrip(": ")
+        first = first[:1].lower() + first[1:]
+        column = getattr(exc, "lex_position", None)
+        at = f" at column {column + 1}" if isinstance(column, int) else ""
+        message = f"`{text}` is not a JMESPath expression: {first}{at}"
+        raise ExpressionError(message, EXPRESSION_HINT) from exc
+    if parsed is None or _depth(parsed.parsed) > MAX_EXPRESSION_DEPTH:
+        raise ExpressionError(
+            f"`{_shorten(text)}` nests more than {MAX_EXPRESSION_DEPTH} levels deep",
+            "write it with fewer nested parentheses, brackets and `!`, or split it into"
+            " several conditions",
+        )
+    return parsed
+
+
+def _depth(tree: object) -> int:
+    """How deeply a parsed JMESPath expression nests (walked without recursion)."""
+    deepest, todo = 0, [(tree, 1)]
+    while todo:
+        node, level = todo.pop()
+        deepest = max(deepest, level)
+        if isinstance(node, dict):
+            todo.extend((child, level + 1) for child in node.get("children", ()))
+    return deepest
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters for a one-line message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 Search = Callable[[Any], Any]
 

@@ -98,7 +98,10 @@ def capped(payload: JSON, limit: int) -> tuple[JSON, int | None]:
 
 
 def _fallback_json(payload: JSON) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    """Compact JSON of what orjson refuses (big ints, lone surrogates), as ``capped``
+    measures text: lone surrogates kept as their UTF-8-like bytes, not an error."""
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
+    return text.encode("utf-8", "surrogatepass")
 
 
 def input_events(
@@ -164,7 +167,7 @@ def _compact(value: JSON) -> str:
     try:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:
-        return _fallback_json(value).decode()
+        return _fallback_json(value).decode("utf-8", "surrogatepass")
 
 
 def _why_absent(context: Mapping[str, JSON]) -> str:

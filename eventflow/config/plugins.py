@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -103,12 +104,13 @@ class Plugins:
         return out
 
     def state(self, raw: Any) -> None:
-        """Report a ``state`` DSN whose store cannot be loaded: an unknown scheme, or a store
-        whose extra is not installed (``postgresql://`` without psycopg)."""
+        """Report a ``state`` DSN whose store cannot be loaded (an unknown scheme, or a store
+        whose extra is not installed: ``postgresql://`` without psycopg) or that its store
+        cannot read (a bad option). Reading it opens nothing and resolves no path."""
         if not isinstance(raw, str):
             return  # absent (the default SQLite store) or reported by the pipeline model
         try:
-            store_class(raw)
+            store_class(raw).from_dsn(raw, Path())
         except EventflowError as exc:
             self.problems.add(exc.message, ("state",), hint=exc.hint)
 

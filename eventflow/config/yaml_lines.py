@@ -9,6 +9,7 @@ reported instead of becoming ``True``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import yaml
@@ -20,11 +21,39 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _MAX_NODES = 200_000
 """Values built from one file at most: aliases can otherwise expand exponentially."""
 
+MAX_DEPTH = 64
+"""Levels of nesting a file may have: a pipeline needs fewer than ten, and parsing (here,
+and every later stage that walks the values) recurses once per level."""
+MAX_INTEGER = 2**63 - 1
+"""The largest whole number a file may hold: what the state store (SQLite, PostgreSQL
+``bigint``) and the C libraries below eventflow can take."""
+
 _MISSING = object()
 
 
 class _TooLarge(Exception):
     pass
+
+
+class _TooDeep(yaml.MarkedYAMLError):
+    """A value nested deeper than :data:`MAX_DEPTH`, raised where it starts."""
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, refusing to compose nodes deeper than :data:`MAX_DEPTH` (PyYAML's
+    composer recurses per level and would hit Python's recursion limit)."""
+
+    depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                event = self.peek_event()  # type: ignore[no-untyped-call]
+                raise _TooDeep(problem_mark=event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def parse_yaml(text: str, problems: Problems) -> dict[str, Any] | None:
@@ -34,7 +63,14 @@ def parse_yaml(text: str, problems: Problems) -> dict[str, Any] | None:
     the mapping is still returned, so that later checks can report theirs too.
     """
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_Loader)
+    except _TooDeep as exc:
+        problems.add(
+            f"values are nested more than {MAX_DEPTH} levels deep here",
+            line=_line(exc.problem_mark),
+            hint="a pipeline needs a few levels: close the brackets or indent less",
+        )
+        return None
     except yaml.MarkedYAMLError as exc:
         message, hint = _syntax_message(exc)
         problems.add(message, hint=hint, line=_line(exc.problem_mark or exc.context_mark))
@@ -64,9 +100,6 @@ def parse_yaml(text: str, problems: Problems) -> dict[str, Any] | None:
             f"the file expands to more than {_MAX_NODES} values",
             hint="aliases (`*name`) that refer to each other multiply the document's size",
         )
-        return None
-    except RecursionError:
-        problems.add("the file is nested too deeply")
         return None
     return data if isinstance(data, dict) else None
 
@@ -109,6 +142,14 @@ class _Builder:
         self.count += 1
         if self.count > _MAX_NODES:
             raise _TooLarge
+        if len(path) > MAX_DEPTH:  # aliases inside aliases nest deeper than the text does
+            self.problems.add(
+                f"values are nested more than {MAX_DEPTH} levels deep here",
+                path,
+                line=node.start_mark.line + 1,
+                hint="an alias (`*name`) copies its anchor's levels: use fewer of them in it",
+            )
+            return None
         if isinstance(node, ScalarNode):
             return self.scalar(node, path)
         if id(node) in self.active:
@@ -129,7 +170,20 @@ class _Builder:
             self.active.discard(id(node))
         return None
 
-    def scalar(self, node: ScalarNode, path: ConfigPath = ()) -> Any:
+    def scalar(self, node: ScalarNode, path: ConfigPath) -> Any:
+        """The scalar's value, or None after reporting it (unreadable, or out of range);
+        a reported value is muted, so the model does not report the None again."""
+        value = self.construct(node, path)
+        if value is not _MISSING:
+            value = self._in_range(value, path, node.start_mark.line + 1)
+        if value is _MISSING:
+            self.problems.mute(path)
+            return None
+        return value
+
+    def construct(self, node: ScalarNode, path: ConfigPath) -> Any:
+        """The scalar's value as YAML reads it, or ``_MISSING`` after reporting why not."""
+        line = node.start_mark.line + 1
         try:
             return self.scalars.construct_object(node, deep=True)
         except yaml.MarkedYAMLError as exc:  # an unknown `!tag`, or `!!int` on text
@@ -137,9 +191,39 @@ class _Builder:
                 f"YAML cannot read this value: {exc.problem}",
                 path,
                 hint="write a plain value: eventflow does not use YAML tags",
-                line=_line(exc.problem_mark or node.start_mark),
+                line=_line(exc.problem_mark) or line,
             )
-            return None
+        except ValueError as exc:  # a date that is not one (2024-13-45), a 5,000-digit number
+            self.problems.add(
+                f"YAML cannot read this value: {str(exc).partition(':')[0]}",
+                path,
+                hint="quote it if it is text",
+                line=line,
+            )
+        return _MISSING
+
+    def _in_range(self, value: Any, path: ConfigPath, line: int) -> Any:
+        """``value``, or ``_MISSING`` after reporting a number no field can use: beyond 64
+        bits, infinite or not a number (``.inf``, ``.nan``)."""
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and abs(value) > MAX_INTEGER:
+            self.problems.add(
+                "the number is too large",
+                path,
+                line=line,
+                hint=f"write at most {MAX_INTEGER}, or quote it if it is text",
+            )
+            return _MISSING
+        if isinstance(value, float) and not math.isfinite(value):
+            self.problems.add(
+                f"`{_float_text(value)}` is not a number eventflow can use",
+                path,
+                line=line,
+                hint="write a finite number, or quote it if it is text",
+            )
+            return _MISSING
+        return value
 
     def sequence(self, node: SequenceNode, path: ConfigPath) -> list[Any]:
         out: list[Any] = []
@@ -197,7 +281,9 @@ class _Builder:
         if not isinstance(node, ScalarNode):
             self.problems.add("a key must be a name, not a list or a mapping", path, line=line)
             return _MISSING
-        value = self.scalar(node)
+        value = self.construct(node, path)
+        if value is _MISSING:
+            return _MISSING
         if isinstance(value, bool):
             text = str(node.value)
             if text.lower() == "on" and path[-1:] == ("when",):
@@ -217,3 +303,10 @@ class _Builder:
         if not isinstance(value, str):
             return str(node.value)  # `2024:` is the name "2024", not a number
         return value
+
+
+def _float_text(value: float) -> str:
+    """How YAML writes an infinite or NaN float."""
+    if value != value:
+        return ".nan"
+    return ".inf" if value > 0 else "-.inf"

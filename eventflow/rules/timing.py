@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from functools import cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from eventflow.durations import parse_duration
+from eventflow.durations import MAX_DURATION, format_duration, parse_duration
 from eventflow.patterns import placeholders, render
 
 _OFFSET = re.compile(r"\s+([+-])\s*([0-9a-z.]+)\s*$")
@@ -76,12 +76,16 @@ class DeadlineExpr:  # not slots: ``variables`` is cached in the instance dict
             sign, amount = m.groups()
             delta = parse_duration(amount)
             offset += delta if sign == "+" else -delta
+            if abs(offset) > MAX_DURATION:
+                raise ValueError(
+                    f"the offsets add up to more than {format_duration(MAX_DURATION)} (100 years)"
+                )
             rest = rest[: m.start()]
         if not rest:
             raise ValueError(f"{text!r} has no time before its offsets")
         expr = cls(text, rest, offset, tz)
         if not expr.variables:  # a fixed time: check it now rather than at run time
-            parse_time(rest, tz)
+            expr.at({})
         return expr
 
     @cached_property
@@ -97,7 +101,10 @@ class DeadlineExpr:  # not slots: ``variables`` is cached in the instance dict
             text = text.replace("{" + var + "}", partition[var])
         if "{{" in self.template or "}}" in self.template:
             text = render(self.template, partition)
-        return (parse_time(text, self.tz) + self.offset).astimezone(UTC)
+        try:
+            return (parse_time(text, self.tz) + self.offset).astimezone(UTC)
+        except OverflowError:  # 9999-12-31 + 1d
+            raise ValueError(f"{text!r} plus the offsets is past the years 1-9999") from None
 
 
 @dataclass(frozen=True)

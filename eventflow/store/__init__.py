@@ -22,6 +22,7 @@ COUNT_KEYS = (
     "runs_running",
     "runs_succeeded",
     "runs_failed",
+    "runs_cancelled",
     "matches_open",
     "matches_fired",
     "matches_expired",
@@ -71,8 +72,12 @@ def store_class(dsn: str) -> type[Store]:
 
 
 def redact_dsn(dsn: str) -> str:
-    """``dsn`` with any password replaced by ``***``, for printing and logging."""
-    parts = urlsplit(dsn)
+    """``dsn`` with any password replaced by ``***``, for printing and logging; all but the
+    scheme when it is not a URL (where its password is cannot be told)."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:  # an unclosed `[` of an IPv6 host
+        return f"{dsn.partition('://')[0]}://***"
     if parts.password is None:
         return dsn
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)

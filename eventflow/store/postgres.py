@@ -44,10 +44,10 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Self, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlunsplit
 
 from eventflow.backoff import Backoff
-from eventflow.errors import ClosedError, StoreConflict, StoreError
+from eventflow.errors import ClosedError, StoreConflict, StoreError, StoreFull
 from eventflow.events import JSON
 from eventflow.log import get_logger
 from eventflow.records import (
@@ -62,6 +62,7 @@ from eventflow.records import (
     Timer,
 )
 from eventflow.rules.core import MatchState
+from eventflow.store import dsn as dsn_options
 from eventflow.store import redact_dsn
 from eventflow.store._base import StoreLifecycle
 from eventflow.store._postgres_ops import PostgresOps, ReadGuard
@@ -70,7 +71,9 @@ from eventflow.types import Transaction
 
 T = TypeVar("T")
 
-_OWN_OPTIONS = {"lease", "reconnect_timeout"}
+_OWN_OPTIONS = {"lease": 30.0, "reconnect_timeout": 60.0}
+"""eventflow's own DSN options (seconds), with their defaults; the rest go to libpq."""
+_LIBPQ_OPTIONS = "https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS"
 _DSN_HINT = "write postgresql://user@host:5432/database (password in PGPASSWORD or ~/.pgpass)"
 _POLLS_LEASE = "engine:polls"
 """The lease of the worker whose engine polls the timers and the inbox."""
@@ -87,6 +90,19 @@ def _psycopg() -> Any:
             hint="pip install 'eventflow[postgres]'",
         ) from exc
     return psycopg
+
+
+def _check_libpq(dsn: str, shown: str) -> None:
+    """StoreError when libpq cannot read ``dsn``: an unknown option name, say."""
+    psycopg = _psycopg()
+    try:
+        psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        own = ", ".join(_OWN_OPTIONS)
+        raise StoreError(
+            f"libpq cannot read the state DSN {shown!r}: {str(exc).strip().replace(dsn, shown)}",
+            hint=f"eventflow's options are {own}; libpq's are listed at {_LIBPQ_OPTIONS}",
+        ) from None
 
 
 def lock_key(name: str) -> int:
@@ -116,30 +132,30 @@ class PostgresStore(StoreLifecycle):
         self._held: dict[str, asyncio.Event] = {}
         """Leases this worker holds: name -> event set when the lease is lost."""
         self._heartbeat: asyncio.Task[None] | None = None
+        self._registered = False
+        """Whether this worker registered once (a new lease session renews, or re-registers)."""
 
     def __repr__(self) -> str:
         return f"PostgresStore('{redact_dsn(self.dsn)}')"
 
     @classmethod
     def from_dsn(cls, dsn: str, base_dir: Path) -> Self:
-        """Parse ``postgresql://…[?lease=SECONDS&reconnect_timeout=SECONDS&libpq options]``."""
-        parts = urlsplit(dsn)
+        """Parse ``postgresql://…[?lease=SECONDS&reconnect_timeout=SECONDS&libpq options]``;
+        StoreError naming the option, the value and what is accepted when one is wrong (libpq
+        checks the names of its own options here, their values when it connects)."""
+        shown = redact_dsn(dsn)
+        parts = dsn_options.split(dsn, shown, _DSN_HINT)
         if parts.scheme.lower() not in ("postgresql", "postgres") or parts.fragment:
-            raise StoreError(f"bad PostgreSQL state DSN {redact_dsn(dsn)!r}", hint=_DSN_HINT)
+            raise StoreError(f"bad PostgreSQL state DSN {shown!r}", hint=_DSN_HINT)
         params = parse_qsl(parts.query, keep_blank_values=True)
         own = {k: v for k, v in params if k in _OWN_OPTIONS}
         libpq = [(k, v) for k, v in params if k not in _OWN_OPTIONS]
-        numbers: dict[str, float] = {}
-        for name, raw in own.items():
-            try:
-                numbers[name] = float(raw)
-            except ValueError:
-                raise StoreError(
-                    f"{name} in {redact_dsn(dsn)!r} is not a number of seconds"
-                ) from None
-            if numbers[name] <= 0:
-                raise StoreError(f"{name} in {redact_dsn(dsn)!r} must be positive")
+        numbers = {
+            name: dsn_options.seconds(name, raw, shown, default=_OWN_OPTIONS[name])
+            for name, raw in own.items()
+        }
         clean = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(libpq)))
+        _check_libpq(clean, shown)
         return cls(clean, **numbers)
 
     # --- connections ----------------------------------------------------------------------
@@ -194,6 +210,12 @@ class PostgresStore(StoreLifecycle):
         where = redact_dsn(self.dsn)
         if sqlstate in ("40001", "40P01"):  # serialization failure, deadlock
             return StoreConflict(f"PostgreSQL state store {where}: {text}")
+        if sqlstate == "53100":  # disk_full
+            return StoreFull(
+                f"PostgreSQL state store {where}: {text}",
+                hint="free space on the database server's disk; eventflow waits and tries "
+                "again, keeping what is committed",
+            )
         error = StoreError(f"PostgreSQL state store {where}: {text}")
         if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and sqlstate in (
             None,
@@ -361,6 +383,20 @@ class PostgresStore(StoreLifecycle):
             "lease": self.lease_seconds,
         }
         await ops.conn.execute(queries()["register_worker"], params)
+        self._registered = True
+
+    async def _stay_registered(self, ops: PostgresOps) -> None:
+        """Renew this worker's lease, or register it again (and say so) when it expired:
+        whether the heartbeat was late or the server was away longer than the lease."""
+        if await self._renew(ops):
+            return
+        self.log.error(
+            "worker_lease_expired",
+            worker=self.worker_id,
+            hint="the heartbeat was late by more than the lease: other workers "
+            "may have taken this worker's running runs; registering again",
+        )
+        await self._register(ops)
 
     async def _lease_call(self, what: str, fn: Callable[[PostgresOps], Awaitable[T]]) -> T:
         """``fn`` on the lease connection; a broken one is replaced and every lease held on
@@ -373,8 +409,8 @@ class PostgresStore(StoreLifecycle):
             ops = self._lease_conn
             assert ops is not None
             try:
-                if fresh and self.worker_id is not None:  # a new session: register again
-                    await self._register(ops)
+                if fresh and self._registered:  # a new session: renew, or register again
+                    await self._stay_registered(ops)
                 return await fn(ops)
             except _psycopg().Error as exc:
                 error = self._translate(exc)
@@ -399,15 +435,7 @@ class PostgresStore(StoreLifecycle):
         while True:
             await asyncio.sleep(interval)
             try:
-                renewed = await self._lease_call("heartbeat", self._renew)
-                if not renewed:
-                    self.log.error(
-                        "worker_lease_expired",
-                        worker=self.worker_id,
-                        hint="the heartbeat was late by more than the lease: other workers "
-                        "may have taken this worker's running runs; registering again",
-                    )
-                    await self._lease_call("register", self._register)
+                await self._lease_call("heartbeat", self._stay_registered)
                 recovered = await self.recover_running(_now())
                 if recovered:
                     self.log.warning("runs_recovered", runs=recovered, count=len(recovered))
@@ -504,6 +532,12 @@ class PostgresStore(StoreLifecycle):
 
     async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         return await self._op("retry_run", lambda o: o.retry_run(run_id, now))
+
+    async def request_cancel(self, run_id: str, by: str, now: datetime) -> RunRecord:
+        return await self._op("request_cancel", lambda o: o.request_cancel(run_id, by, now))
+
+    async def cancel_requests(self) -> list[RunRecord]:
+        return await self._op("cancel_requests", lambda o: o.cancel_requests())
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         if not await self._leader(_POLLS_LEASE):

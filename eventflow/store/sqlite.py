@@ -38,9 +38,9 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import IO, Any, Concatenate, Literal, ParamSpec, Self, TypeVar, cast, get_args
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
-from eventflow.errors import ClosedError, StoreError
+from eventflow.errors import ClosedError, StoreError, StoreFull
 from eventflow.events import JSON
 from eventflow.records import (
     Changes,
@@ -54,6 +54,7 @@ from eventflow.records import (
     Timer,
 )
 from eventflow.rules.core import MatchState
+from eventflow.store import dsn as dsn_options
 from eventflow.store._base import StoreLifecycle
 from eventflow.store._sqlite_ops import SQLiteOps
 from eventflow.store._sqlite_sql import migrate
@@ -71,6 +72,13 @@ CHECKPOINT_PAGES = 4000
 not SQLite's 1000: a batch writes a few hundred pages, and checkpointing less often writes
 hot index pages once instead of every other commit (measured: commit ~18 -> ~12 ms)."""
 _DSN_HINT = "write sqlite:///relative/path.db or sqlite:////absolute/path.db"
+_SYNCHRONOUS = {
+    "full": "durable, the default",
+    "normal": "faster; a power cut may lose the last commits, a process crash does not",
+    "off": "no fsync: a power cut may corrupt the file",
+    "extra": "full, and the directory synced after each commit too; the slowest",
+}
+"""The ``synchronous`` modes a DSN may name, with what each means."""
 
 
 class SQLiteStore(StoreLifecycle):
@@ -100,31 +108,23 @@ class SQLiteStore(StoreLifecycle):
 
     @classmethod
     def from_dsn(cls, dsn: str, base_dir: Path) -> Self:
-        """Parse ``sqlite:///path[?synchronous=full|normal|off|extra&busy_timeout=SECONDS]``."""
-        parts = urlsplit(dsn)
+        """Parse ``sqlite:///path[?synchronous=full|normal|off|extra&busy_timeout=SECONDS]``;
+        StoreError naming the option, the value and what is accepted when one is wrong."""
+        parts = dsn_options.split(dsn, dsn, _DSN_HINT)
         if parts.scheme.lower() != "sqlite" or parts.netloc or parts.fragment:
             raise StoreError(f"bad SQLite state DSN {dsn!r}", hint=_DSN_HINT)
         raw = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
         if not raw:
             raise StoreError(f"the SQLite state DSN {dsn!r} names no file", hint=_DSN_HINT)
         path = Path(raw)
-        options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        synchronous = options.pop("synchronous", "full").lower()
-        if synchronous not in get_args(Synchronous):
-            raise StoreError(
-                f"unknown synchronous={synchronous!r} in {dsn!r}",
-                hint="use full (durable, the default) or normal (faster; a power cut may "
-                "lose the last commits, a process crash does not)",
-            )
-        try:
-            busy_timeout = float(options.pop("busy_timeout", "10"))
-        except ValueError:
-            raise StoreError(f"busy_timeout in {dsn!r} is not a number of seconds") from None
-        if options:
-            raise StoreError(
-                f"unknown option(s) {', '.join(sorted(options))} in {dsn!r}",
-                hint="known: synchronous, busy_timeout",
-            )
+        options = dsn_options.options(parts.query)
+        synchronous = dsn_options.choice(
+            "synchronous", options.pop("synchronous", "full"), dsn, _SYNCHRONOUS
+        )
+        busy_timeout = dsn_options.seconds(
+            "busy_timeout", options.pop("busy_timeout", "10"), dsn, default=10, zero=True
+        )
+        dsn_options.no_others(options, dsn, ("synchronous", "busy_timeout"))
         return cls(
             path if path.is_absolute() else base_dir / path,
             synchronous=cast(Synchronous, synchronous),
@@ -237,6 +237,12 @@ class SQLiteStore(StoreLifecycle):
 
     def _translate(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc)
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return StoreFull(
+                f"SQLite state store {self.path}: {text}",
+                hint=f"free space on the file system of {self.path.parent}; eventflow "
+                "waits and tries again, keeping what is committed",
+            )
         hint = None
         busy = "locked" in text or "busy" in text
         if busy:
@@ -339,6 +345,12 @@ class SQLiteStore(StoreLifecycle):
 
     async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         return await self._write(SQLiteOps.retry_run, run_id, now)
+
+    async def request_cancel(self, run_id: str, by: str, now: datetime) -> RunRecord:
+        return await self._write(SQLiteOps.request_cancel, run_id, by, now)
+
+    async def cancel_requests(self) -> list[RunRecord]:
+        return await self._read(SQLiteOps.cancel_requests)
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         return await self._read(SQLiteOps.due_timers, now, limit)

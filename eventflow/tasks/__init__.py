@@ -9,7 +9,8 @@ it holds.
 
 - :mod:`eventflow.tasks.command`: a program in its own process group;
 - :mod:`eventflow.tasks.python`: a function called in eventflow's process;
-- :mod:`eventflow.tasks.http`: an HTTP request (Airflow's or Dagster's REST API, a webhook).
+- :mod:`eventflow.tasks.http`: an HTTP request (a webhook, a REST API), or a job submitted to
+  an asynchronous API and polled (:mod:`eventflow.tasks.http_api`).
 
 This module holds the small pieces they share; it imports none of them.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import BeforeValidator
 
 from eventflow.durations import format_duration
 
@@ -35,19 +36,9 @@ Text = Annotated[str, BeforeValidator(_number_to_text)]
 """A string config value that also accepts a number (an argument, an env or header value)."""
 
 
-def _http_url(value: str) -> str:
-    if not value.lower().startswith(("http://", "https://")):
-        raise ValueError(f"{value!r} is not an http:// or https:// URL")
-    return value
-
-
-HttpURL = Annotated[str, AfterValidator(_http_url)]
-"""A config value that must be an ``http://`` or ``https://`` URL (a template may follow)."""
-
-
 def timeout_detail(seconds: float) -> str:
     """``"timed out after 2s"``: the detail of an attempt stopped at its timeout."""
     return f"timed out after {format_duration(timedelta(seconds=seconds))}"
 
 
-__all__ = ["HttpURL", "Text", "timeout_detail"]
+__all__ = ["Text", "timeout_detail"]

@@ -37,7 +37,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from eventflow.patterns import render, render_deep
-from eventflow.tasks import HttpURL, Text
+from eventflow.tasks import Text
 from eventflow.tasks.handoff import (
     DownstreamRun,
     HandoffError,
@@ -47,6 +47,7 @@ from eventflow.tasks.handoff import (
     downstream_key,
     request_json,
 )
+from eventflow.tasks.http import Url
 from eventflow.types import RunContext
 
 RUN_KEY_TAG = "eventflow/run_key"
@@ -98,7 +99,7 @@ class DagsterJob(HandoffSettings):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: HttpURL = Field(
+    url: Url = Field(
         description="Dagster's web server (`http://127.0.0.1:3000`); GraphQL is at `/graphql`."
     )
     job: str = Field(description="The job to launch.")

@@ -41,6 +41,11 @@ SIGNED_HEADERS: Mapping[Scheme, tuple[str, ...]] = {
 """Headers a scheme signs besides its signature header."""
 
 
+_STAMP_DIGITS = 12
+"""Digits a signed Unix time may have (year 33658): more is no time, and would overflow a
+float (or Python's digit limit) before it could be compared."""
+
+
 @dataclass(frozen=True, slots=True)
 class Verified:
     """A request whose signature holds: the delivery id it signs, if the scheme signs one."""
@@ -117,8 +122,8 @@ def _same(sent: str, expected: str) -> bool:
 
 def _in_window(what: str, stamp: str, now: datetime, tolerance: timedelta) -> None:
     """Refuse a signed time that is not within ``tolerance`` of ``now`` either way."""
-    if not stamp.isdigit():
-        raise Refused(f"{what} is not a Unix time in seconds: {stamp!r}")
+    if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > _STAMP_DIGITS:
+        raise Refused(f"{what} is not a Unix time in seconds: {stamp[: _STAMP_DIGITS + 1]!r}")
     offset = int(stamp) - now.timestamp()
     if abs(offset) > tolerance.total_seconds():
         when = "old" if offset < 0 else "in the future"
