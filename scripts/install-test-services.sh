@@ -9,6 +9,7 @@ set -euo pipefail
 # environment (seconds when they are there already).
 "$(dirname "$0")/install-prefect.sh"
 "$(dirname "$0")/install-dbt.sh"
+"$(dirname "$0")/install-dagster.sh"
 
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)

@@ -11,4 +11,5 @@ pytest_plugins = [
     "tests.services.postgres",
     "tests.services.flink",
     "tests.services.prefect",
+    "tests.services.dagster",
 ]
