@@ -34,6 +34,9 @@ from eventflow.records import (
 )
 from eventflow.rules.core import MatchState
 
+RunPosition = tuple[datetime, str]
+"""Where a run sits in the newest-first order of runs: its ``created_at`` and ``run_id``."""
+
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
@@ -329,8 +332,24 @@ class Store(Protocol):
         status: RunStatus | None = None,
         key: str | None = None,
         limit: int = 100,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: RunPosition | None = None,
     ) -> list[RunRecord]:
-        """Newest first (by ``created_at``, then ``run_id``); ``key`` is a partition key."""
+        """Newest first (by ``created_at``, then ``run_id``); ``key`` is a partition key;
+        created at or after ``since`` and before ``until``; after ``before`` in that order
+        (keyset paging: pass the last run's position for the next page)."""
+
+    async def count_runs(
+        self,
+        *,
+        rule: str | None = None,
+        status: RunStatus | None = None,
+        key: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """How many runs :meth:`list_runs` would list with the same filters and no limit."""
 
     async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         """Put a ``failed`` or ``cancelled`` run back to ``pending`` with one more allowed
@@ -398,7 +417,27 @@ class Store(Protocol):
         """Delete up to ``limit`` events received before ``before`` (retention); returns how
         many. Call again while it returns ``limit``."""
 
-    async def list_deadletters(self, limit: int = 100) -> list[DeadLetter]: ...
+    async def list_deadletters(
+        self,
+        limit: int = 100,
+        *,
+        sensor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: str | None = None,
+    ) -> list[DeadLetter]:
+        """Most recently recorded first; of ``sensor``; whose ``time`` is at or after
+        ``since`` and before ``until``; recorded before the dead letter of event id
+        ``after`` (keyset paging: pass the last one's id for the next page)."""
+
+    async def count_deadletters(
+        self,
+        *,
+        sensor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """How many :meth:`list_deadletters` would list with the same filters, no limit."""
 
     async def counts(self) -> dict[str, int]:
         """``runs_pending``, ``runs_running``, ``runs_succeeded``, ``runs_failed``,

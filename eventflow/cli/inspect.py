@@ -6,6 +6,8 @@ as the view's ``to_dict()``, otherwise through :mod:`eventflow.cli.render`.
 
 from __future__ import annotations
 
+import functools
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -18,9 +20,12 @@ from eventflow.cli.common import (
     exact_partition,
     load,
     no_rule,
+    parse_pairs,
     print_json,
     with_store,
 )
+from eventflow.cli.paged import paging_options, print_pages
+from eventflow.pipeline import CompiledPipeline
 from eventflow.records import RUN_STATUSES, RunStatus
 from eventflow.types import Store
 from eventflow.views import NotFound
@@ -74,7 +79,14 @@ def why(file: Path, rule: str, partition: tuple[str, ...], as_json: bool) -> Non
 @click.argument("run_id", required=False)
 @click.option("--rule", help="Only runs of this rule.")
 @click.option("--status", "status_", type=click.Choice(RUN_STATUSES))
-@click.option("--limit", default=50, show_default=True)
+@click.option(
+    "--partition",
+    "partition",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only runs of this partition (repeat for each variable of the rule's `by`).",
+)
+@paging_options("runs", "Created")
 @click.option("--attempt", type=int, help="With RUN_ID: whose logs to show (default: last).")
 @JSON_OPT
 def runs(
@@ -82,51 +94,80 @@ def runs(
     run_id: str | None,
     rule: str | None,
     status_: RunStatus | None,
+    partition: tuple[str, ...],
+    since: datetime | None,
+    until: datetime | None,
     limit: int,
+    all_: bool,
     attempt: int | None,
     as_json: bool,
 ) -> None:
     """List runs, newest first; with RUN_ID, show one run with its captured output."""
     pipeline = load(file)
     if run_id:
-
-        async def one(store: Store) -> run_views.RunDetail | None:
-            try:
-                return await run_views.run_detail(pipeline, store, run_id, attempt)
-            except NotFound:
-                return None
-
-        detail = with_store(pipeline, one)
-        if detail is None:
-            err.print(f"no run {run_id!r}", markup=False)
-            raise SystemExit(1)
-        if as_json:
-            print_json(detail.to_dict())
-        else:
-            render.run_detail(detail)
+        _run_detail(pipeline, run_id, attempt, as_json)
         return
-    records = with_store(
-        pipeline, lambda s: run_views.runs(s, rule=rule, status=status_, limit=limit)
+    query = functools.partial(
+        run_views.run_page,
+        rule=rule,
+        status=status_,
+        partition=parse_pairs(partition),
+        since=since,
+        until=until,
     )
+    print_pages(pipeline, query, limit=limit, all_=all_, as_json=as_json, render=render.runs)
+
+
+def _run_detail(
+    pipeline: CompiledPipeline, run_id: str, attempt: int | None, as_json: bool
+) -> None:
+    async def one(store: Store) -> run_views.RunDetail | None:
+        try:
+            return await run_views.run_detail(pipeline, store, run_id, attempt)
+        except NotFound:
+            return None
+
+    detail = with_store(pipeline, one)
+    if detail is None:
+        err.print(f"no run {run_id!r}", markup=False)
+        raise SystemExit(1)
     if as_json:
-        print_json([r.to_dict() for r in records])
+        print_json(detail.to_dict())
     else:
-        render.runs(records)
+        render.run_detail(detail)
 
 
 @click.command()
 @FILE
-@click.option("--limit", default=50, show_default=True, help="Most dead letters to list.")
+@click.option("--sensor", help="Only dead letters of this sensor.")
+@paging_options("dead letters", "Observed")
 @JSON_OPT
-def deadletters(file: Path, limit: int, as_json: bool) -> None:
+def deadletters(
+    file: Path,
+    sensor: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    all_: bool,
+    as_json: bool,
+) -> None:
     """List dead letters, newest first: observations that could not be processed, with
     their source position, the error and the start of the message."""
     pipeline = load(file)
-    letters = with_store(pipeline, lambda s: deadletter_views.deadletters(s, limit=limit))
-    if as_json:
-        print_json([d.to_dict() for d in letters])
-    else:
-        render.deadletters(letters, pipeline)
+    query = functools.partial(
+        deadletter_views.deadletter_page,
+        sensor=sensor,
+        since=since,
+        until=until,
+    )
+    print_pages(
+        pipeline,
+        query,
+        limit=limit,
+        all_=all_,
+        as_json=as_json,
+        render=lambda letters: render.deadletters(letters, pipeline),
+    )
 
 
 @click.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,6 +15,10 @@ from eventflow.errors import EventflowError
 from eventflow.extras import MissingExtraError
 from eventflow.extras import require as require_extra
 from eventflow.log import configure, get_logger
+from eventflow.pipeline import CompiledPipeline
+
+if TYPE_CHECKING:
+    from eventflow.server.credentials import Credentials
 
 
 @click.command()
@@ -80,13 +85,19 @@ def validate(file: Path, as_json: bool) -> None:
     help="Serve the status page, /metrics, /healthz, /readyz, the JSON API and webhooks"
     " (host 127.0.0.1 when only a port is given). Off by default.",
 )
-def run(file: Path, log_level: str, log_format: str, http: str | None) -> None:
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Serve --http on an address beyond loopback without a credential (`server.auth`):"
+    " anyone who reaches it reads and acts.",
+)
+def run(file: Path, log_level: str, log_format: str, http: str | None, insecure: bool) -> None:
     """Run the pipeline until SIGTERM or Ctrl-C (which drain gracefully)."""
     configure(log_level, log_format)  # type: ignore[arg-type]
     pipeline = load(file)
     from eventflow.runtime import Runtime
 
-    address = None
+    address, credentials = None, None
     if http is not None:
         try:
             require_extra("http", "eventflow run --http")
@@ -99,6 +110,7 @@ def run(file: Path, log_level: str, log_format: str, http: str | None) -> None:
             address = parse_address(http)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--http") from None
+        credentials = http_credentials(pipeline, address[0], insecure)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -126,7 +138,7 @@ def run(file: Path, log_level: str, log_format: str, http: str | None) -> None:
             return
         from eventflow.server.app import HttpServer
 
-        async with HttpServer(runtime, *address):
+        async with HttpServer(runtime, *address, credentials):
             await runtime.run(stop)
 
     try:
@@ -134,3 +146,26 @@ def run(file: Path, log_level: str, log_format: str, http: str | None) -> None:
     except EventflowError as exc:
         get_logger().error("pipeline_failed", error=str(exc))
         raise SystemExit(1) from None
+
+
+def http_credentials(pipeline: CompiledPipeline, host: str, insecure: bool) -> Credentials:
+    """The credentials of ``server.auth``; exit 2 with one line when a token file cannot be
+    read, or when ``host`` is reachable beyond this machine and none is configured (unless
+    ``insecure``): a server open to the network by accident reads and acts for anyone."""
+    from eventflow.server.credentials import is_loopback, load_credentials
+
+    auth = pipeline.raw.server.auth
+    try:
+        credentials = load_credentials(auth, pipeline.base_dir)
+    except EventflowError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise SystemExit(2) from None
+    if not credentials.configured and not insecure and not is_loopback(host):
+        err.print(
+            f"error: --http {host} is reachable beyond this machine and no credential is"
+            f" configured: set {auth.operate_token_env} (and {auth.read_token_env}) or"
+            " `server.auth` in the pipeline file, or pass --insecure to serve it open",
+            markup=False,
+        )
+        raise SystemExit(2)
+    return credentials

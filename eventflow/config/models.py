@@ -7,11 +7,19 @@ checks that span sections (references, join variables, cycles).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from eventflow.durations import Duration
 
@@ -368,6 +376,85 @@ class EngineConfig(Model):
     )
 
 
+class TrustedProxyConfig(Model):
+    """A login proxy in front (oauth2-proxy, an ingress with SSO) that names the user."""
+
+    from_: tuple[str, ...] = Field(
+        alias="from",
+        min_length=1,
+        description="Addresses or CIDRs (`10.0.0.0/8`, `127.0.0.1`) the proxy connects"
+        " from; the user headers of any other client are ignored.",
+    )
+    header_user: str = Field(
+        default="X-Forwarded-User",
+        description="The header holding the signed-in user's name (logged as the principal).",
+    )
+    header_roles: str | None = Field(
+        default="X-Forwarded-Groups",
+        description="The header holding the user's groups, separated by commas; `null`:"
+        " every user the proxy names is an operator.",
+    )
+    read_roles: tuple[str, ...] = Field(
+        default=(),
+        description="Groups that may read; empty: every user the proxy names may read.",
+    )
+    operate_roles: tuple[str, ...] = Field(
+        default=(),
+        description="Groups that may also act (retry, emit).",
+    )
+
+    @field_validator("from_")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """A typo here would otherwise surface as a crash of the first proxied request."""
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is no address or CIDR (write e.g. 10.0.0.0/8 or 127.0.0.1)"
+                ) from None
+        return value
+
+
+class AuthConfig(Model):
+    """Who may use the HTTP server. With no credential configured every route is open
+    (loopback only, unless `--insecure`); with one, every route but `/healthz`, `/readyz`
+    and the webhooks needs it."""
+
+    read_token_env: str = Field(
+        default="EVENTFLOW_READ_TOKEN",
+        description="Environment variable holding the read token: the page and every `GET`.",
+    )
+    operate_token_env: str = Field(
+        default="EVENTFLOW_API_TOKEN",
+        description="Environment variable holding the operate token: reading and acting"
+        " (retry, emit).",
+    )
+    read_token_file: str | None = Field(
+        default=None,
+        description="A file of read tokens, one a line (several while you rotate them),"
+        " relative to the pipeline file: a mounted Kubernetes or Docker secret.",
+    )
+    operate_token_file: str | None = Field(
+        default=None,
+        description="A file of operate tokens, one a line, relative to the pipeline file.",
+    )
+    metrics: Literal["read", "public"] = Field(
+        default="read",
+        description="Who may scrape `/metrics`: `read` needs a read or operate token"
+        " (Prometheus `authorization: {credentials: ...}`), `public` anyone.",
+    )
+    session_ttl: Duration = Field(
+        default=timedelta(hours=12),
+        description="How long a sign-in on the status page lasts.",
+    )
+    trusted_proxy: TrustedProxyConfig | None = Field(
+        default=None,
+        description="Accept the user a login proxy in front names (single sign-on).",
+    )
+
+
 class ServerConfig(Model):
     """The HTTP server of `eventflow run --http`: who may address it, and its limits."""
 
@@ -403,6 +490,10 @@ class ServerConfig(Model):
     )
     max_header_bytes: int = Field(
         default=16_384, ge=1024, description="Largest request line and headers (400 beyond)."
+    )
+    auth: AuthConfig = Field(
+        default_factory=AuthConfig,
+        description="Credentials for the page, the API and `/metrics` (see the security page).",
     )
 
 

@@ -124,6 +124,8 @@ def generate() -> str:
         model_table("Top level", models.PipelineConfig),
         model_table("`engine`", models.EngineConfig),
         model_table("`server`", models.ServerConfig),
+        model_table("`server.auth`", models.AuthConfig),
+        model_table("`server.auth.trusted_proxy`", models.TrustedProxyConfig),
         model_table("`datasets.NAME`", models.DatasetConfig),
         model_table("`rules.NAME`", models.RuleConfig),
         model_table("`rules.NAME.when`", models.When),

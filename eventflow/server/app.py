@@ -17,7 +17,9 @@ from starlette.routing import Route
 from eventflow.errors import ClosedError, EventflowError, StoreError
 from eventflow.lifecycle import Resource
 from eventflow.log import get_logger
-from eventflow.server.api import Api, BadRequest, problem, token_required
+from eventflow.server.api import Api, BadRequest, problem
+from eventflow.server.auth import Auth, SignIn
+from eventflow.server.credentials import Credentials, load_credentials
 from eventflow.server.guard import Guard, HostRule
 from eventflow.server.hooks import HOOKS
 from eventflow.server.openapi import document
@@ -42,21 +44,27 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def build_app(runtime: Runtime, host: str = DEFAULT_HOST) -> Starlette:
+def build_app(runtime: Runtime, credentials: Credentials, host: str = DEFAULT_HOST) -> Starlette:
     """The routes behind the :class:`~eventflow.server.guard.Guard` of the pipeline's
-    ``server`` settings; ``host`` is the address the server is bound to (allowed as Host)."""
+    ``server`` settings and the :class:`~eventflow.server.auth.Auth` of ``credentials``;
+    ``host`` is the address the server is bound to (allowed as Host)."""
     api = Api(runtime)
     settings = runtime.pipeline.raw.server
     log = get_logger(component="http")
+    sign_in = SignIn(credentials)
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(document(api_token=token_required()))
+        return JSONResponse(
+            document(secured=credentials.configured, metrics_public=credentials.metrics_public)
+        )
 
     async def page(request: Request) -> Response:
-        return HTMLResponse(await render_page(runtime))
+        return HTMLResponse(await render_page(runtime, request.state.principal))
 
     routes = [
         Route("/", page, methods=["GET"]),
+        Route("/login", sign_in.login, methods=["POST"]),
+        Route("/logout", sign_in.logout, methods=["POST"]),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/readyz", api.readyz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
@@ -104,7 +112,8 @@ def build_app(runtime: Runtime, host: str = DEFAULT_HOST) -> Starlette:
                 origins=settings.allowed_origins,
                 body_timeout=settings.body_timeout.total_seconds(),
                 routes=routes,
-            )
+            ),
+            Middleware(Auth, credentials=credentials),
         ],
         exception_handlers={
             ClientDisconnect: disconnected,
@@ -116,15 +125,19 @@ def build_app(runtime: Runtime, host: str = DEFAULT_HOST) -> Starlette:
 
 
 class HttpServer(Resource):
-    """``async with HttpServer(runtime, host, port):`` serves until the block exits.
+    """``async with HttpServer(runtime, host, port):`` serves until the block exits, to the
+    ``credentials`` given or those of the pipeline's ``server.auth``.
 
     The socket is bound before the block starts (so a webhook sensor finds the server),
     and requests still in flight when it exits get a few seconds to finish. A start that
     fails half-way closes the socket again (see :class:`~eventflow.lifecycle.Resource`).
     """
 
-    def __init__(self, runtime: Runtime, host: str, port: int) -> None:
+    def __init__(
+        self, runtime: Runtime, host: str, port: int, credentials: Credentials | None = None
+    ) -> None:
         self.runtime = runtime
+        self.credentials = credentials
         self.host, self.port = host, port
         self.log = get_logger(component="http")
         self._server: uvicorn.Server | None = None
@@ -137,6 +150,7 @@ class HttpServer(Resource):
         return f"http://{host}:{self.port}"
 
     async def open(self) -> None:
+        credentials = self._credentials()  # a token file that cannot be read fails first
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -154,7 +168,7 @@ class HttpServer(Resource):
         self.port = sock.getsockname()[1]
         settings = self.runtime.pipeline.raw.server
         config = uvicorn.Config(
-            build_app(self.runtime, self.host),
+            build_app(self.runtime, credentials, self.host),
             http=protocol_class(settings.header_timeout.total_seconds()),
             lifespan="off",
             log_config=None,
@@ -174,6 +188,13 @@ class HttpServer(Resource):
         self._task = asyncio.create_task(server.main_loop(), name="http")
         HOOKS.serving = self.url
         self.log.info("http_listening", url=self.url)
+
+    def _credentials(self) -> Credentials:
+        """Those given, or those of the pipeline's ``server.auth`` (read at start)."""
+        if self.credentials is None:
+            pipeline = self.runtime.pipeline
+            self.credentials = load_credentials(pipeline.raw.server.auth, pipeline.base_dir)
+        return self.credentials
 
     async def close(self) -> None:
         HOOKS.serving = None

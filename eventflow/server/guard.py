@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventflow.server.api import BadRequest, problem
+from eventflow.server.credentials import MACHINE_PREFIX
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 """Answered to whatever the allow-list says: a rebinding attack cannot use these names."""
@@ -29,8 +30,6 @@ ANY_HOST_PATHS = frozenset({"/healthz"})
 """Answered whatever the ``Host``: liveness probes address the server by IP, and the answer
 is a constant ``{"status": "ok"}``. ``/readyz`` names sensors and their errors, so it
 follows the allow-list."""
-MACHINE_PREFIX = "/hooks/"
-"""Webhooks: senders' own content types, authenticated by the sensor's signature or token."""
 
 
 class BodyTimeout(BadRequest):

@@ -10,6 +10,7 @@ from typing import Any
 
 from eventflow import __version__
 from eventflow.records import RUN_STATUSES
+from eventflow.server.credentials import MACHINE_PREFIX, PUBLIC_PATHS
 
 Schema = dict[str, Any]
 
@@ -43,6 +44,9 @@ def _query(name: str, schema: Schema, description: str) -> Schema:
 
 
 _LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 10_000}, "Most rows.")
+_SINCE = _query("since", _STR, "At or after: ISO 8601 or a duration before now (`2h`).")
+_UNTIL = _query("until", _STR, "Before: ISO 8601 or a duration before now.")
+_CURSOR = _query("cursor", _STR, "The `next` of the previous page.")
 _RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": _STR}
 
 _RUN = _obj(
@@ -160,10 +164,29 @@ _CHECKS = {"type": "object", "additionalProperties": {"type": "object"}}
 _READY = _obj(["ready", "checks"], ready={"type": "boolean"}, checks=_CHECKS)
 
 
-def document(*, api_token: bool = False) -> Schema:
-    """The document; ``api_token`` declares the bearer token the POST endpoints need."""
-    secured: Schema = {"security": [{"bearer": []}]} if api_token else {}
-    unauthorized = {"401": _error("Missing or wrong bearer token.")} if api_token else {}
+def document(*, secured: bool = False, metrics_public: bool = False) -> Schema:
+    """The document; ``secured``: a credential is configured, which every route but the
+    health checks, the sign-in, the webhooks (and ``/metrics`` when public) needs."""
+    doc = _document()
+    if secured:
+        public = PUBLIC_PATHS | ({"/metrics"} if metrics_public else set())
+        for path, operations in doc["paths"].items():
+            if path not in public and not path.startswith(MACHINE_PREFIX):
+                for method, operation in operations.items():
+                    _require_credential(operation, "read" if method == "get" else "operate")
+    return doc
+
+
+def _require_credential(operation: Schema, role: str) -> None:
+    operation["security"] = [{"bearer": []}, {"session": []}]
+    operation["responses"]["401"] = _error("No credential, or a wrong one.")
+    if role == "operate":
+        operation["responses"]["403"] = _error(
+            "A read credential, or a browser page of another origin."
+        )
+
+
+def _document() -> Schema:
     guarded = {
         "400": _error("A Host header that is not in `server.allowed_hosts`, or a bad request."),
         "403": _error("Sent by a browser page of another origin."),
@@ -183,6 +206,40 @@ def document(*, api_token: bool = False) -> Schema:
             " running pipeline (`eventflow run --http`).",
         },
         "paths": {
+            "/login": {
+                "post": {
+                    "summary": "Sign in with a read or operate token: sets the session cookie"
+                    " (HttpOnly, SameSite=Strict) the status page uses.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _obj(["token"], token=_STR)}},
+                    },
+                    "responses": {
+                        **guarded,
+                        **json_only,
+                        "200": _json(
+                            _obj(["principal", "role"], principal=_STR, role=_STR),
+                            "Signed in; the cookie is set.",
+                        ),
+                        "400": _error('The body is not `{"token": "..."}`.'),
+                        "401": _error("Not a token of this server."),
+                    },
+                }
+            },
+            "/logout": {
+                "post": {
+                    "summary": "Sign out: the session cookie is removed.",
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": {}}},
+                    },
+                    "responses": {
+                        **guarded,
+                        **json_only,
+                        "200": _json(_obj(["status"], status=_STR), "Signed out."),
+                    },
+                }
+            },
             "/healthz": {"get": _get("The process is alive.", _obj(["status"], status=_STR))},
             "/readyz": {
                 "get": {
@@ -237,8 +294,11 @@ def document(*, api_token: bool = False) -> Schema:
             },
             "/api/runs": {
                 "get": _get(
-                    "Runs, newest first. Filter a partition with `partition.VAR=VALUE`.",
-                    _obj(["runs"], runs={"type": "array", "items": _RUN}),
+                    "A page of runs, newest first (by creation, then run id): `items`, the"
+                    " `cursor` of the next page in `next` (null on the last), and the `total`"
+                    " the filters select. `runs` repeats `items` for clients of the list"
+                    " before paging.",
+                    _page(_RUN, "runs"),
                     params=[
                         _query("rule", _STR, "Only this rule."),
                         _query(
@@ -246,9 +306,22 @@ def document(*, api_token: bool = False) -> Schema:
                             {"enum": list(RUN_STATUSES)},
                             "Only this status.",
                         ),
+                        {
+                            **_query(
+                                "partition",
+                                {"type": "array", "items": {"type": "string", "pattern": "="}},
+                                "Only this partition: `VAR=VALUE`, once per variable of the"
+                                " rule's `by` (`partition.VAR=VALUE` is understood too).",
+                            ),
+                            "style": "form",
+                            "explode": True,
+                        },
+                        _SINCE,
+                        _UNTIL,
+                        _CURSOR,
                         _LIMIT,
                     ],
-                    errors={"400": "A bad parameter."},
+                    errors={"400": "A bad parameter, time or cursor."},
                 )
             },
             "/api/runs/{run_id}": {
@@ -281,23 +354,29 @@ def document(*, api_token: bool = False) -> Schema:
                         "required": False,
                         "content": {"application/json": {"schema": {}}},
                     },
-                    **secured,
                     "responses": {
                         **guarded,
                         **json_only,
                         "200": _json(_RUN, "The run, pending again."),
                         "404": _error("No such run."),
                         "409": _error("The run is not failed."),
-                        **unauthorized,
                     },
                 }
             },
             "/api/deadletters": {
                 "get": _get(
-                    "Observations that could not be processed, newest first.",
-                    _obj(["deadletters"], deadletters={"type": "array", "items": _DEADLETTER}),
-                    params=[_LIMIT],
-                    errors={"400": "A bad parameter."},
+                    "A page of observations that could not be processed, most recently"
+                    " recorded first: `items`, `next` and `total` as for runs; `deadletters`"
+                    " repeats `items` for clients of the list before paging.",
+                    _page(_DEADLETTER, "deadletters"),
+                    params=[
+                        _query("sensor", _STR, "Only this sensor."),
+                        _SINCE,
+                        _UNTIL,
+                        _CURSOR,
+                        _LIMIT,
+                    ],
+                    errors={"400": "A bad parameter, time or cursor."},
                 )
             },
             "/api/sensors": {
@@ -313,7 +392,6 @@ def document(*, api_token: bool = False) -> Schema:
                         "required": True,
                         "content": {"application/json": {"schema": _EMIT}},
                     },
-                    **secured,
                     "responses": {
                         **guarded,
                         **json_only,
@@ -322,7 +400,6 @@ def document(*, api_token: bool = False) -> Schema:
                             "Recorded; the engine processes it within its poll interval.",
                         ),
                         "400": _error("Not JSON, no such dataset, or the wrong partition."),
-                        **unauthorized,
                     },
                 }
             },
@@ -359,9 +436,34 @@ def document(*, api_token: bool = False) -> Schema:
                 "Error": _obj(["error"], error=_STR),
                 "Input": _INPUT,
             },
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A read or operate token (`server.auth`).",
+                },
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "eventflow_session",
+                    "description": "The status page's sign-in (`POST /login`).",
+                },
+            },
         },
     }
+
+
+def _page(item: Schema, legacy: str) -> Schema:
+    """A page: ``items``, the ``next`` cursor, the ``total``, and ``legacy``, the name the
+    list had before paging (the same items)."""
+    items = {"type": "array", "items": item}
+    return _obj(
+        ["items", "next", "total", legacy],
+        items=items,
+        next=_NSTR,
+        total={"type": "integer"},
+        **{legacy: items},
+    )
 
 
 def _get(

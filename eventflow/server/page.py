@@ -18,7 +18,8 @@ from eventflow import graph as lineage
 from eventflow.events import format_partition
 from eventflow.pipeline import PRODUCED_SENSOR_PREFIX
 from eventflow.records import RunRecord
-from eventflow.views.deadletters import DeadLetterView, deadletters
+from eventflow.server.credentials import ANONYMOUS, Principal
+from eventflow.views.deadletters import DeadLetterView, deadletter_page
 from eventflow.views.matches import PartialMatch
 from eventflow.views.rules import RuleView
 from eventflow.views.runs import downstream_text
@@ -171,10 +172,16 @@ def _match_rows(found: Sequence[PartialMatch]) -> list[Row]:
     return rows
 
 
-def _run_rows(found: Sequence[RunRecord]) -> list[Row]:
+def _run_rows(found: Sequence[RunRecord], operator: bool) -> list[Row]:
+    """The runs; an operator also gets a retry button on each failed one."""
     rows = []
     for r in found:
         rid = escape(r.run_id)
+        retry = (
+            f' <button class="retry" data-run="{rid}">retry</button>'
+            if operator and r.status == "failed"
+            else ""
+        )
         rows.append(
             (
                 r.run_id,
@@ -187,7 +194,7 @@ def _run_rows(found: Sequence[RunRecord]) -> list[Row]:
                     _iso(r.created_at.isoformat()),
                     escape((r.error or "")[:80]),
                     _downstream(r),
-                    f'<button class="logs" data-run="{rid}">logs</button>',
+                    f'<button class="logs" data-run="{rid}">logs</button>{retry}',
                 ],
             )
         )
@@ -223,18 +230,30 @@ def _deadletter_rows(found: Sequence[DeadLetterView]) -> list[Row]:
     return rows
 
 
-async def render_page(runtime: Runtime) -> str:
-    """The page: the status view, sensor health, the lineage graph and dead letters."""
+def _who(principal: Principal | None) -> str:
+    """Who is signed in, and the button that signs out (nothing when all is open)."""
+    if principal is None or principal is ANONYMOUS:
+        return ""
+    return (
+        f' · <span class="who">{escape(principal.name)} ({principal.role})</span>'
+        ' <button id="logout">sign out</button>'
+    )
+
+
+async def render_page(runtime: Runtime, principal: Principal | None) -> str:
+    """The page as ``principal`` sees it: the status view, sensor health, the lineage graph
+    and dead letters; an operator's page can retry failed runs."""
     pipeline, store = runtime.pipeline, runtime.store
     view = await status(pipeline, store)
     graph = lineage.build(pipeline, await lineage.rule_states(pipeline, store))
-    letters = await deadletters(store, limit=DEADLETTERS)
+    letters = (await deadletter_page(store, limit=DEADLETTERS)).items
     produced = sorted(
         n for n, ds in pipeline.datasets.items() if ds.sensor.startswith(PRODUCED_SENSOR_PREFIX)
     )
     return PAGE.format(
         name=escape(pipeline.name),
         summary=escape(view.summary()),
+        who=_who(principal),
         graph=svg(graph),
         produced=escape(", ".join(produced) or "none"),
         sensors=_table(
@@ -257,7 +276,7 @@ async def render_page(runtime: Runtime) -> str:
         ),
         runs=_table(
             ["run", "rule", "partition", "status", "attempt", "created", "error", "downstream", ""],
-            _run_rows(view.recent_runs),
+            _run_rows(view.recent_runs, principal is not None and principal.may("operate")),
             "runs",
             "No runs yet.",
         ),
@@ -293,7 +312,7 @@ pre.log {{ background: #0f172a; color: #e2e8f0; padding: .6rem; max-height: 20re
 <body>
 <h1>eventflow · {name}</h1>
 <p class="summary">{summary} · <a href="/metrics">metrics</a> ·
-<a href="/openapi.json">API</a></p>
+<a href="/openapi.json">API</a>{who}</p>
 <h2>Lineage</h2>
 <div class="graph">{graph}</div>
 <p class="summary">S sensor · D dataset · R rule. Produced datasets: {produced}.</p>
@@ -322,6 +341,20 @@ document.querySelectorAll("button.logs").forEach(function (b) {{
     view.scrollIntoView();
   }});
 }});
+async function post(path) {{
+  // JSON and same-origin: what the server's guard asks of a state-changing request
+  const r = await fetch(path, {{method: "POST", headers: {{"Content-Type": "application/json"}},
+                               body: "{{}}"}});
+  if (!r.ok) alert((await r.json()).error);
+  location.reload();
+}}
+document.querySelectorAll("button.retry").forEach(function (b) {{
+  b.addEventListener("click", function () {{
+    post("/api/runs/" + encodeURIComponent(b.dataset.run) + "/retry");
+  }});
+}});
+const logout = document.getElementById("logout");
+if (logout) logout.addEventListener("click", function () {{ post("/logout"); }});
 setInterval(function () {{
   if (!document.querySelector("pre.log")) location.reload();
 }}, 15000);

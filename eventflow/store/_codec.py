@@ -459,3 +459,35 @@ def decode_inbox(id_: int, row: Sequence[Any]) -> InboxItem:
 def decode_deadletter(row: Sequence[Any]) -> DeadLetter:
     event_id, sensor, position, error, excerpt, time = row
     return DeadLetter(event_id, sensor, _loads(position), error, excerpt, text_dt(time))
+
+
+def deadletter_filter(
+    sensor: str | None, since: datetime | None, until: datetime | None, after: str | None = None
+) -> dict[str, Any]:
+    """The parameters of the ``list_deadletters`` and ``count_deadletters`` queries."""
+    return {
+        "sensor": sensor,
+        "since": None if since is None else dt_text(since),
+        "until": None if until is None else dt_text(until),
+        "after": after,
+    }
+
+
+def run_filter(
+    rule: str | None,
+    status: str | None,
+    key: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    before: tuple[datetime, str] | None = None,
+) -> dict[str, Any]:
+    """The parameters of the ``list_runs`` and ``count_runs`` queries."""
+    return {
+        "rule": rule,
+        "status": status,
+        "key": key,
+        "since": None if since is None else dt_text(since),
+        "until": None if until is None else dt_text(until),
+        "before_at": None if before is None else dt_text(before[0]),
+        "before_id": None if before is None else before[1],
+    }

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from eventflow.events import JSON
 from eventflow.records import (
@@ -244,18 +244,30 @@ class MemoryOps:
         row = self.runs.get(run_id)
         return None if row is None else c.decode_run(row)
 
-    def list_runs(
-        self, rule: str | None, status: str | None, key: str | None, limit: int
-    ) -> list[RunRecord]:
+    def list_runs(self, where: dict[str, Any], limit: int) -> list[RunRecord]:
+        before = (where["before_at"], where["before_id"])
         rows = [
             r
-            for r in self.runs.values()
-            if (rule is None or r.rule == rule)
-            and (status is None or r.status == status)
-            and (key is None or r.key == key)
+            for r in self._runs_where(where)
+            if before[0] is None or (r.created_at, r.run_id) < before
         ]
         rows.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
         return [c.decode_run(r) for r in rows[: max(limit, 0)]]
+
+    def count_runs(self, where: dict[str, Any]) -> int:
+        return sum(1 for _ in self._runs_where(where))
+
+    def _runs_where(self, where: dict[str, Any]) -> Iterator[Any]:
+        """The run rows the filters of :func:`~eventflow.store._codec.run_filter` select."""
+        for r in self.runs.values():
+            if (
+                where["rule"] in (None, r.rule)
+                and where["status"] in (None, r.status)
+                and where["key"] in (None, r.key)
+                and (where["since"] is None or r.created_at >= where["since"])
+                and (where["until"] is None or r.created_at < where["until"])
+            ):
+                yield r
 
     def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         now_t = c.dt_text(now)
@@ -371,9 +383,25 @@ class MemoryOps:
             self.events.delete(event_id)
         return min(len(old), max(limit, 0))
 
-    def list_deadletters(self, limit: int) -> list[DeadLetter]:
-        rows = list(self.deadletters.values())[::-1][: max(limit, 0)]
-        return [c.decode_deadletter(r) for r in rows]
+    def list_deadletters(self, where: dict[str, Any], limit: int) -> list[DeadLetter]:
+        rows = self._deadletters_where(where)[::-1]
+        if where["after"] is not None:
+            ids = [r.event_id for r in rows]
+            rows = rows[ids.index(where["after"]) + 1 :] if where["after"] in ids else []
+        return [c.decode_deadletter(r) for r in rows[: max(limit, 0)]]
+
+    def count_deadletters(self, where: dict[str, Any]) -> int:
+        return len(self._deadletters_where(where))
+
+    def _deadletters_where(self, where: dict[str, Any]) -> list[c.DeadLetterRow]:
+        """The dead letters (oldest first) the filters of ``deadletter_filter`` select."""
+        return [
+            r
+            for r in self.deadletters.values()
+            if where["sensor"] in (None, r.sensor)
+            and (where["since"] is None or r.time >= where["since"])
+            and (where["until"] is None or r.time < where["until"])
+        ]
 
     def counts(self) -> dict[str, int]:
         runs = Counter(r.status for r in self.runs.values())

@@ -243,11 +243,14 @@ class PostgresOps:
         row = await self._one(self.q["get_run"], {"run_id": run_id})
         return None if row is None else c.decode_run(row)
 
-    async def list_runs(
-        self, rule: str | None, status: str | None, key: str | None, limit: int
-    ) -> list[RunRecord]:
-        params = {"rule": rule, "status": status, "key": key, "limit": max(limit, 0)}
+    async def list_runs(self, where: dict[str, Any], limit: int) -> list[RunRecord]:
+        params = {**where, "limit": max(limit, 0)}
         return [c.decode_run(row) for row in await self._all(self.q["list_runs"], params)]
+
+    async def count_runs(self, where: dict[str, Any]) -> int:
+        row = await self._one(self.q["count_runs"], where)
+        assert row is not None
+        return int(row[0])
 
     async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         params = {"run_id": run_id, "now": c.dt_text(now)}
@@ -337,9 +340,14 @@ class PostgresOps:
         cur = await self.conn.execute(self.q["prune_events"], params)
         return cur.rowcount
 
-    async def list_deadletters(self, limit: int) -> list[DeadLetter]:
-        rows = await self._all(self.q["list_deadletters"], {"limit": max(limit, 0)})
+    async def list_deadletters(self, where: dict[str, Any], limit: int) -> list[DeadLetter]:
+        rows = await self._all(self.q["list_deadletters"], {**where, "limit": max(limit, 0)})
         return [c.decode_deadletter(row) for row in rows]
+
+    async def count_deadletters(self, where: dict[str, Any]) -> int:
+        row = await self._one(self.q["count_deadletters"], where)
+        assert row is not None
+        return int(row[0])
 
     async def counts(self) -> dict[str, int]:
         row = await self._one(self.q["counts"])

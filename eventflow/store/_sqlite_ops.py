@@ -181,11 +181,12 @@ class SQLiteOps:
         row = self.conn.execute(self.q["get_run"], {"run_id": run_id}).fetchone()
         return None if row is None else c.decode_run(row)
 
-    def list_runs(
-        self, rule: str | None, status: str | None, key: str | None, limit: int
-    ) -> list[RunRecord]:
-        params = {"rule": rule, "status": status, "key": key, "limit": max(limit, 0)}
+    def list_runs(self, where: dict[str, Any], limit: int) -> list[RunRecord]:
+        params = {**where, "limit": max(limit, 0)}
         return [c.decode_run(row) for row in self.conn.execute(self.q["list_runs"], params)]
+
+    def count_runs(self, where: dict[str, Any]) -> int:
+        return int(self.conn.execute(self.q["count_runs"], where).fetchone()[0])
 
     def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         params = {"run_id": run_id, "now": c.dt_text(now)}
@@ -279,9 +280,12 @@ class SQLiteOps:
         params = {"before": c.dt_text(before), "limit": max(limit, 0)}
         return self.conn.execute(self.q["prune_events"], params).rowcount
 
-    def list_deadletters(self, limit: int) -> list[DeadLetter]:
-        rows = self.conn.execute(self.q["list_deadletters"], {"limit": max(limit, 0)})
+    def list_deadletters(self, where: dict[str, Any], limit: int) -> list[DeadLetter]:
+        rows = self.conn.execute(self.q["list_deadletters"], {**where, "limit": max(limit, 0)})
         return [c.decode_deadletter(row) for row in rows]
+
+    def count_deadletters(self, where: dict[str, Any]) -> int:
+        return int(self.conn.execute(self.q["count_deadletters"], where).fetchone()[0])
 
     def counts(self) -> dict[str, int]:
         row = self.conn.execute(self.q["counts"]).fetchone()

@@ -29,10 +29,11 @@ from eventflow.records import (
     Timer,
 )
 from eventflow.rules.core import MatchState
+from eventflow.store import _codec as c
 from eventflow.store import scheme_of
 from eventflow.store._base import StoreLifecycle
 from eventflow.store._memory_ops import MemoryOps, Tables
-from eventflow.types import Transaction
+from eventflow.types import RunPosition, Transaction
 
 T = TypeVar("T")
 
@@ -137,8 +138,24 @@ class MemoryStore(StoreLifecycle):
         status: RunStatus | None = None,
         key: str | None = None,
         limit: int = 100,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: RunPosition | None = None,
     ) -> list[RunRecord]:
-        return await self._do(lambda o: o.list_runs(rule, status, key, limit))
+        where = c.run_filter(rule, status, key, since, until, before)
+        return await self._do(lambda o: o.list_runs(where, limit))
+
+    async def count_runs(
+        self,
+        *,
+        rule: str | None = None,
+        status: RunStatus | None = None,
+        key: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        where = c.run_filter(rule, status, key, since, until)
+        return await self._do(lambda o: o.count_runs(where))
 
     async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         return await self._do(lambda o: o.retry_run(run_id, now))
@@ -202,8 +219,27 @@ class MemoryStore(StoreLifecycle):
     async def prune_events(self, before: datetime, limit: int) -> int:
         return await self._do(lambda o: o.prune_events(before, limit))
 
-    async def list_deadletters(self, limit: int = 100) -> list[DeadLetter]:
-        return await self._do(lambda o: o.list_deadletters(limit))
+    async def list_deadletters(
+        self,
+        limit: int = 100,
+        *,
+        sensor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: str | None = None,
+    ) -> list[DeadLetter]:
+        where = c.deadletter_filter(sensor, since, until, after)
+        return await self._do(lambda o: o.list_deadletters(where, limit))
+
+    async def count_deadletters(
+        self,
+        *,
+        sensor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        where = c.deadletter_filter(sensor, since, until)
+        return await self._do(lambda o: o.count_deadletters(where))
 
     async def counts(self) -> dict[str, int]:
         return await self._do(MemoryOps.counts)

@@ -3,31 +3,46 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from eventflow.events import partition_key
 from eventflow.pipeline import CompiledPipeline
 from eventflow.records import RunRecord, RunStatus
 from eventflow.types import Store
-from eventflow.views import NotFound
+from eventflow.views import NotFound, paging
+from eventflow.views.paging import Page
 
 STREAMS = ("stdout", "stderr")
 
 
-async def runs(
+async def run_page(
     store: Store,
     *,
     rule: str | None = None,
     status: RunStatus | None = None,
     partition: dict[str, str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     limit: int = 50,
-) -> list[RunRecord]:
-    """Runs newest first, of one rule, status or partition (all given must hold).
+    cursor: str | None = None,
+) -> Page[RunRecord]:
+    """A page of runs newest first, of one rule, status or partition (all given must hold),
+    created at or after ``since`` and before ``until``, after the page whose ``next`` is
+    ``cursor``, with the total the filters select.
 
     A :class:`~eventflow.types.RunRecord` is the view of a run: its ``to_dict()`` (with the
     run's inputs) is what ``runs --json``, ``status --json`` and ``/api/runs`` show."""
     key = partition_key(partition) if partition else None
-    return await store.list_runs(rule=rule, status=status, key=key, limit=limit)
+    before = paging.decode(cursor) if cursor else None
+    found = await store.list_runs(
+        rule=rule, status=status, key=key, since=since, until=until, before=before, limit=limit + 1
+    )  # one more than asked tells whether a next page exists
+    total = await store.count_runs(rule=rule, status=status, key=key, since=since, until=until)
+    items = found[:limit]
+    more = len(found) > limit and items
+    after = paging.encode(items[-1].created_at, items[-1].run_id) if more else None
+    return Page(items, after, total)
 
 
 async def run(store: Store, run_id: str) -> RunRecord:

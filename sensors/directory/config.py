@@ -11,13 +11,24 @@ from eventflow.plugin import Duration, Model, SensorConfig
 DEFAULT_IGNORE = ("*.tmp", ".*", "*.part", "*.inprogress*", "*~", "*.swp")
 
 
+DEFAULT_STABLE_FOR = timedelta(seconds=1)
+DEFAULT_MARKERS = ("_SUCCESS",)
+
+
 class Readiness(Model):
-    """When a file is complete: `{stable_for: DURATION}` or `{marker: FILENAME}`."""
+    """When a file is complete: `{stable_for: DURATION, markers: [NAME, ...]}` or
+    `{marker: FILENAME}`."""
 
     stable_for: Duration | None = Field(
         default=None,
-        description="Ready once size and mtime have not changed for this long; a file"
-        " renamed into place is ready at once.",
+        description="Ready once size and mtime have not changed for this long (default 1s);"
+        " a file renamed into place is ready at once.",
+    )
+    markers: tuple[str, ...] = Field(
+        default=DEFAULT_MARKERS,
+        description="File names that are ready as soon as they appear, without the"
+        " `stable_for` wait: a commit marker is written empty and whole (Flink's and Spark's"
+        " `_SUCCESS`). `[]` makes them wait like any other file.",
     )
     marker: str | None = Field(
         default=None,
@@ -27,14 +38,25 @@ class Readiness(Model):
 
     @model_validator(mode="after")
     def _one_of(self) -> Readiness:
-        if (self.stable_for is None) == (self.marker is None):
+        if self.marker is not None and (
+            self.stable_for is not None or "markers" in self.model_fields_set
+        ):
             raise ValueError(
-                "write exactly one of `stable_for` or `marker`; e.g. `ready: {stable_for: 2s}`"
-                " or `ready: {marker: _SUCCESS}`"
+                "`marker` holds files until it arrives; it does not go with `stable_for` or"
+                " `markers`: write `ready: {marker: _SUCCESS}` or"
+                " `ready: {stable_for: 2s, markers: [_SUCCESS]}`"
             )
-        if self.marker is not None and (self.marker in ("", ".", "..") or "/" in self.marker):
-            raise ValueError("`marker` is a file name, not a path; e.g. `marker: _SUCCESS`")
+        for name in (self.marker, *self.markers):
+            if name is not None and (name in ("", ".", "..") or "/" in name):
+                raise ValueError("a marker is a file name, not a path; e.g. `_SUCCESS`")
         return self
+
+    @property
+    def wait(self) -> timedelta:
+        """How long a file written in place must stay unchanged (none in marker mode)."""
+        if self.marker is not None:
+            return timedelta(0)
+        return DEFAULT_STABLE_FOR if self.stable_for is None else self.stable_for
 
 
 class DirectorySensorConfig(SensorConfig):
@@ -54,8 +76,9 @@ class DirectorySensorConfig(SensorConfig):
         " `.part-….inprogress.…`) are never observed.",
     )
     ready: Readiness = Field(
-        default_factory=lambda: Readiness(stable_for=timedelta(seconds=1)),
-        description="When a file is complete: `{stable_for: 1s}` (default) or"
+        default_factory=Readiness,
+        description="When a file is complete: `{stable_for: 1s, markers: [_SUCCESS]}`"
+        " (default: files wait 1s unchanged, `_SUCCESS` is ready when it appears) or"
         " `{marker: _SUCCESS}`.",
     )
     recursive: bool = Field(default=True, description="Watch subdirectories too.")

@@ -9,10 +9,13 @@ emitted once at start-up; cursor entries of files that are gone are forgotten.
 
 Readiness (``ready``):
 
-- ``{stable_for: D}`` (default ``1s``): a file is ready once its size and mtime have not
-  changed for ``D``. A file *renamed into place* (from a temporary name inside the tree,
-  or from outside it) is ready at once, since a rename is atomic: writers that want the
-  lowest latency write ``.name.tmp`` (or outside the tree) and rename. A file written in
+- ``{stable_for: D, markers: [NAME, ...]}`` (default ``1s`` and ``[_SUCCESS]``): a file
+  named in ``markers`` is ready as soon as it appears (commit markers are written empty:
+  waiting would only add ``D`` to every partition commit); any other file is ready once its
+  size and mtime have not changed for ``D``. A file *renamed into place* (from a temporary
+  name inside the tree, or from outside it) is ready at once, since a rename is atomic:
+  writers that want the lowest latency write ``.name.tmp`` (or outside the tree) and
+  rename. A file written in
   place is only ready ``D`` after its last write. With the native observer, a file whose
   mtime is already ``D`` old when it is seen (found by a scan, copied with its times kept)
   is ready at once too. With ``polling: true`` only renames *within* the tree are seen as
@@ -137,7 +140,7 @@ class DirectorySensor:
         # Resolved: inotify does not follow a symlinked root (watchdog adds IN_DONT_FOLLOW).
         self.root = os.path.realpath(env.base_dir / os.path.expanduser(config.path))
         self._marker = config.ready.marker
-        self._stable_for = (config.ready.stable_for or timedelta(0)).total_seconds()
+        self._stable_for = config.ready.wait.total_seconds()
         self._filter = PathFilter(
             include=config.include,
             exclude=config.exclude,
@@ -187,6 +190,7 @@ class DirectorySensor:
         self._tracker = Tracker(
             self._loop,
             stable_for=self._stable_for,
+            markers=frozenset(self.config.ready.markers),
             marker=self._marker,
             trust_old_mtime=not self.config.polling,
             on_ready=self._ready_wake.set,
@@ -200,6 +204,8 @@ class DirectorySensor:
             await self._start_observer()
             ctx.set_health(True)
             ready = f"marker {self._marker}" if self._marker else f"stable_for {self._stable_for}s"
+            if not self._marker and self.config.ready.markers:
+                ready += f", at once: {', '.join(self.config.ready.markers)}"
             self._log.info(
                 "directory_watch_started",
                 observer="polling" if self.config.polling else "native",

@@ -36,6 +36,7 @@ class Tracker:
         loop: asyncio.AbstractEventLoop,
         *,
         stable_for: float,
+        markers: frozenset[str],
         marker: str | None,
         trust_old_mtime: bool,
         on_ready: Callable[[], None],
@@ -43,6 +44,7 @@ class Tracker:
         self._loop = loop
         self._stable_s = stable_for
         self._stable_ns = round(stable_for * 1e9)
+        self._markers = markers
         self._marker = marker
         self._trust_old_mtime = trust_old_mtime
         self._on_ready = on_ready
@@ -85,7 +87,7 @@ class Tracker:
             return 0
         if scan and (rel in self.pending or rel in self.ready):
             return 0  # already on its way; a scan's state may be older than the event's
-        if renamed or self._stable_now(state):
+        if renamed or self._stable_now(rel, state):
             self._cancel_pending(rel)
             self._make_ready(rel, state)
             return 1
@@ -164,9 +166,10 @@ class Tracker:
 
     # --- internals -------------------------------------------------------------------
 
-    def _stable_now(self, state: FileState) -> bool:
-        """Stable already: ``stable_for`` is 0, or the mtime is that old (when trusted)."""
-        if not self._stable_ns:
+    def _stable_now(self, rel: str, state: FileState) -> bool:
+        """Stable already: a marker name (``markers``), ``stable_for`` is 0, or the mtime is
+        that old (when trusted)."""
+        if not self._stable_ns or rel.rpartition("/")[2] in self._markers:
             return True
         return self._trust_old_mtime and time.time_ns() - state[1] >= self._stable_ns
 

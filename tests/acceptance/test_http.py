@@ -41,7 +41,8 @@ engine: {poll_interval: 100ms}
 
 
 def start(p: Project, port: int, crash_at: str | None = None) -> subprocess.Popen[bytes]:
-    """``eventflow run --http`` like ``Project.start`` (which it leaves to clean up)."""
+    """``eventflow run --http`` like ``Project.start`` (which it leaves to clean up), once
+    it is ready."""
     log = p.root / f"eventflow-{len(p.logs)}.log"
     p.logs.append(log)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HOOK_SECRET": SECRET}
@@ -57,6 +58,9 @@ def start(p: Project, port: int, crash_at: str | None = None) -> subprocess.Pope
             env=env,
         )
     wait_listening(p.proc, [port], timeout=30, what="eventflow run --http")
+    # The socket listens before the sensors start: until then a webhook is answered 503.
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        wait_until(lambda: client.get("/readyz").status_code == 200)
     return p.proc
 
 

@@ -77,8 +77,8 @@ async def test_sensor_satisfies_the_plugin_protocol(tmp_path: Path) -> None:
     sensor = make(tmp_path)
     assert isinstance(sensor, Sensor)
     config = DirectorySensorConfig.model_validate({"type": "directory", "path": "x"})
-    assert config.ready.stable_for is not None
-    assert config.ready.stable_for.total_seconds() == 1
+    assert config.ready.wait.total_seconds() == 1
+    assert config.ready.markers == ("_SUCCESS",)
     assert config.include == ("**",)
     assert config.recursive
     assert not config.polling
@@ -88,9 +88,10 @@ async def test_sensor_satisfies_the_plugin_protocol(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("config", "error"),
     [
-        ({"ready": {}}, "exactly one of `stable_for` or `marker`"),
-        ({"ready": {"stable_for": "1s", "marker": "_SUCCESS"}}, "exactly one"),
+        ({"ready": {"stable_for": "1s", "marker": "_SUCCESS"}}, "does not go with"),
+        ({"ready": {"marker": "_SUCCESS", "markers": ["_DONE"]}}, "does not go with"),
         ({"ready": {"marker": "a/_SUCCESS"}}, "file name, not a path"),
+        ({"ready": {"markers": ["dt=1/_DONE"]}}, "file name, not a path"),
         ({"polling": True, "poll_interval": "0s"}, "above 0s"),
         ({"ready": {"stable_for": "soon"}}, "not a duration"),
         ({"recursve": False}, "Extra inputs"),
@@ -190,6 +191,50 @@ async def test_half_written_file_is_emitted_once_when_stable(tmp_path: Path) -> 
         assert time.monotonic() - last_write >= 0.35
         assert await ctx.settle() == []
     assert obs.position["size"] == len("first half\nsecond half\n")
+
+
+async def test_marker_written_in_place_is_ready_when_it_appears(tmp_path: Path) -> None:
+    """A file named in `markers` (default `_SUCCESS`) written in place skips `stable_for`."""
+    sensor = make(tmp_path, ready={"stable_for": "10s", "markers": ["_SUCCESS", "_DONE"]})
+    ctx = RecordingContext()
+    async with running(sensor, ctx):
+        await ctx.wait_healthy()
+        for rel in ("dt=1/_SUCCESS", "dt=2/_DONE"):
+            written = time.monotonic()
+            write(tmp_path, rel, "")
+            assert (await ctx.get(timeout=2)).key == rel
+            assert time.monotonic() - written < 1
+        write(tmp_path, "dt=1/part-0.csv")  # not a marker: waits its 10s
+        assert await ctx.settle(0.5) == []
+
+
+async def test_rewritten_marker_is_emitted_again_at_once(tmp_path: Path) -> None:
+    """Flink rewrites `_SUCCESS` in place when a partition is updated: each rewrite is
+    emitted once, without a stability wait, with its new mtime."""
+    sensor = make(tmp_path, ready={"stable_for": "10s"})
+    ctx = RecordingContext()
+    async with running(sensor, ctx):
+        await ctx.wait_healthy()
+        marker = write(tmp_path, "dt=1/_SUCCESS", "")
+        first = await ctx.get(timeout=2)
+        await asyncio.sleep(0.05)  # past the filesystem's timestamp granularity
+        marker.write_text("")
+        second = await ctx.get(timeout=2)
+        assert await ctx.settle(0.3) == []
+    assert first.key == second.key == "dt=1/_SUCCESS"
+    assert second.position["mtime_ns"] > first.position["mtime_ns"]
+
+
+async def test_empty_markers_list_makes_markers_wait(tmp_path: Path) -> None:
+    """`markers: []` asks for the stability wait on `_SUCCESS` like any other file."""
+    sensor = make(tmp_path, ready={"stable_for": "0.4s", "markers": []})
+    ctx = RecordingContext()
+    async with running(sensor, ctx):
+        await ctx.wait_healthy()
+        written = time.monotonic()
+        write(tmp_path, "dt=1/_SUCCESS", "")
+        assert (await ctx.get(timeout=3)).key == "dt=1/_SUCCESS"
+        assert time.monotonic() - written >= 0.35
 
 
 async def test_temporary_names_and_hidden_directories_are_ignored(tmp_path: Path) -> None:

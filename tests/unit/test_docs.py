@@ -50,7 +50,7 @@ def test_pipeline_examples_in_docs_validate(tmp_path: Path, where: str, text: st
     assert problems == [], f"{where}: {problems}"
 
 
-@pytest.mark.parametrize("example", ["quickstart", "stack"])
+@pytest.mark.parametrize("example", ["quickstart", "stack", "dbt"])
 def test_examples_pipeline_validates(example: str) -> None:
-    """The pipelines in examples/ validate: the quickstart, and the compose stack's."""
+    """The pipelines in examples/ validate: the quickstart, the compose stack's, dbt's."""
     assert check_file(ROOT / f"examples/{example}/pipeline.yaml", environ={}) == []

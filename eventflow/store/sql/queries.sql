@@ -159,8 +159,17 @@ SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, 
 FROM runs
 WHERE (:rule IS NULL OR rule = :rule) AND (:status IS NULL OR status = :status)
   AND (:key IS NULL OR key = :key)
+  AND (:since IS NULL OR created_at >= :since) AND (:until IS NULL OR created_at < :until)
+  AND (:before_at IS NULL OR (created_at, run_id) < (:before_at, :before_id))
 ORDER BY created_at DESC, run_id DESC
 LIMIT :limit;
+
+-- name: count_runs
+-- How many runs list_runs finds with the same filters (no cursor, no limit).
+SELECT count(*) FROM runs
+WHERE (:rule IS NULL OR rule = :rule) AND (:status IS NULL OR status = :status)
+  AND (:key IS NULL OR key = :key)
+  AND (:since IS NULL OR created_at >= :since) AND (:until IS NULL OR created_at < :until);
 
 -- name: retry_run
 -- Put a failed or cancelled run back to pending with at least one more allowed attempt.
@@ -236,11 +245,20 @@ INSERT OR IGNORE INTO deadletters (event_id, sensor, position, error, excerpt, t
 VALUES (?, ?, ?, ?, ?, ?);
 
 -- name: list_deadletters
--- Dead letters, most recently recorded first.
+-- Dead letters, most recently recorded first; recorded before the one of :after (keyset).
 SELECT event_id, sensor, position, error, excerpt, time
 FROM deadletters
+WHERE (:sensor IS NULL OR sensor = :sensor)
+  AND (:since IS NULL OR time >= :since) AND (:until IS NULL OR time < :until)
+  AND (:after IS NULL OR seq < (SELECT seq FROM deadletters WHERE event_id = :after))
 ORDER BY seq DESC
 LIMIT :limit;
+
+-- name: count_deadletters
+-- How many dead letters list_deadletters finds with the same filters (no cursor, no limit).
+SELECT count(*) FROM deadletters
+WHERE (:sensor IS NULL OR sensor = :sensor)
+  AND (:since IS NULL OR time >= :since) AND (:until IS NULL OR time < :until);
 
 -- name: counts
 -- The figures shown by `eventflow status`, in the order of eventflow.store.COUNT_KEYS.

@@ -194,8 +194,21 @@ FROM runs
 WHERE (%(rule)s::text IS NULL OR rule = %(rule)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(key)s::text IS NULL OR key = %(key)s)
+  AND (%(since)s::text IS NULL OR created_at >= %(since)s)
+  AND (%(until)s::text IS NULL OR created_at < %(until)s)
+  AND (%(before_at)s::text IS NULL
+       OR (created_at, run_id) < (%(before_at)s::text, %(before_id)s::text))
 ORDER BY created_at DESC, run_id DESC
 LIMIT %(limit)s;
+
+-- name: count_runs
+-- How many runs list_runs finds with the same filters (no cursor, no limit).
+SELECT count(*) FROM runs
+WHERE (%(rule)s::text IS NULL OR rule = %(rule)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(key)s::text IS NULL OR key = %(key)s)
+  AND (%(since)s::text IS NULL OR created_at >= %(since)s)
+  AND (%(until)s::text IS NULL OR created_at < %(until)s);
 
 -- name: retry_run
 -- Put a failed or cancelled run back to pending with at least one more allowed attempt.
@@ -282,11 +295,23 @@ ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id;
 
 -- name: list_deadletters
--- Dead letters, most recently recorded first.
+-- Dead letters, most recently recorded first; recorded before the one of :after (keyset).
 SELECT event_id, sensor, position, error, excerpt, time
 FROM deadletters
+WHERE (%(sensor)s::text IS NULL OR sensor = %(sensor)s)
+  AND (%(since)s::text IS NULL OR time >= %(since)s)
+  AND (%(until)s::text IS NULL OR time < %(until)s)
+  AND (%(after)s::text IS NULL
+       OR seq < (SELECT seq FROM deadletters WHERE event_id = %(after)s))
 ORDER BY seq DESC
 LIMIT %(limit)s;
+
+-- name: count_deadletters
+-- How many dead letters list_deadletters finds with the same filters (no cursor, no limit).
+SELECT count(*) FROM deadletters
+WHERE (%(sensor)s::text IS NULL OR sensor = %(sensor)s)
+  AND (%(since)s::text IS NULL OR time >= %(since)s)
+  AND (%(until)s::text IS NULL OR time < %(until)s);
 
 -- name: counts
 -- The figures shown by `eventflow status`, in the order of eventflow.store.COUNT_KEYS.
