@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.services.s3",
     "tests.services.mqtt",
     "tests.services.postgres",
+    "tests.services.airflow",
 ]
