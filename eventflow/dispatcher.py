@@ -23,11 +23,11 @@ from eventflow.aio import wait_event
 from eventflow.config.models import Backoff
 from eventflow.crashpoints import crash_point
 from eventflow.errors import StoreError, TaskError
-from eventflow.events import format_partition, utcnow
+from eventflow.events import JSON, format_partition, utcnow
 from eventflow.log import get_logger
 from eventflow.payloads import InputEvent, evaluate_params, input_events, params_context
 from eventflow.pipeline import PRODUCED_SENSOR_PREFIX, CompiledPipeline, RuleRuntime
-from eventflow.records import Changes, InboxItem, RunRecord, RunStatus, RunUpdate
+from eventflow.records import Changes, InboxItem, RunNote, RunRecord, RunStatus, RunUpdate
 from eventflow.types import RunContext, Store, TaskResult, TaskRunner
 
 Clock = Callable[[], datetime]
@@ -244,20 +244,28 @@ class Dispatcher:
             variables=variables,
             events=events,
             params=params,
+            pipeline=self.pipeline.name,
+            notes=dict(run.notes),
+            note=functools.partial(self._note, run.run_id),
         )
+
+    async def _note(self, run_id: str, facts: Mapping[str, JSON]) -> None:
+        """``RunContext.note``: the facts are committed durably before the runner goes on (a
+        process group noted after a crash is what lets the next attempt end it)."""
+        await self._commit(Changes(run_notes=[RunNote(run_id, dict(facts))]), durable=True)
 
     async def _requeue(self, run: RunRecord) -> None:
         now = self.clock()
         update = RunUpdate(run.run_id, "pending", run.attempt, now, error="stopped at shutdown")
         await self._commit(Changes(run_updates=[update]))
 
-    async def _commit(self, changes: Changes) -> None:
+    async def _commit(self, changes: Changes, *, durable: bool = False) -> None:
         """Apply ``changes`` in a transaction of their own, again after a retriable store
         error (writing a run's result twice is harmless: same status, and outbox events
-        keep their ids)."""
+        keep their ids; a note written twice is the same note)."""
         for attempt in range(1, STORE_ATTEMPTS + 1):
             try:
-                async with self.store.transaction(durable=False) as tx:
+                async with self.store.transaction(durable=durable) as tx:
                     await tx.apply(changes)
                 return
             except StoreError as exc:

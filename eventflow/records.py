@@ -7,6 +7,7 @@ engine, the dispatcher, the views and every store implementation.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +16,9 @@ from typing import Literal
 from eventflow.events import JSON, Event, InputRef
 from eventflow.rules.core import MatchState
 from eventflow.values import value
+
+NOTE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""What a key of a run's notes may be (it becomes a JSON path in the SQLite store)."""
 
 RunStatus = Literal["pending", "running", "succeeded", "failed"]
 
@@ -73,6 +77,15 @@ class RunRecord:
     finished_at: datetime | None = None
     error: str | None = None
     output: Mapping[str, JSON] = field(default_factory=dict)
+    notes: Mapping[str, JSON] = field(default_factory=dict)
+    """What the task runner noted during its attempts (``RunContext.note``): a command's
+    process group, a hand-off's downstream run. Kept across attempts and retries."""
+
+    @property
+    def downstream(self) -> Mapping[str, JSON] | None:
+        """The downstream run a hand-off task started for this run (its note), or None."""
+        value = self.notes.get("downstream")
+        return value if isinstance(value, dict) else None
 
     def to_dict(self) -> dict[str, JSON]:
         return {
@@ -90,6 +103,7 @@ class RunRecord:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "error": self.error,
             "output": dict(self.output),
+            "notes": dict(self.notes),
             "inputs": [r.to_dict() for r in self.inputs],
         }
 
@@ -106,6 +120,20 @@ class RunUpdate:
     finished_at: datetime | None = None
     error: str | None = None
     output: Mapping[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RunNote:
+    """Facts a task runner notes about its run while an attempt is under way, merged into
+    the run's ``notes`` (a key noted again is replaced)."""
+
+    run_id: str
+    facts: Mapping[str, JSON]
+
+    def __post_init__(self) -> None:
+        for key in self.facts:
+            if not NOTE_KEY.fullmatch(key):
+                raise ValueError(f"note key {key!r} is not a name ([A-Za-z_][A-Za-z0-9_]*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +194,7 @@ class Changes:
     """Upserted by ``(rule, key)``."""
     runs: list[NewRun] = field(default_factory=list)
     run_updates: list[RunUpdate] = field(default_factory=list)
+    run_notes: list[RunNote] = field(default_factory=list)
     timers_add: list[Timer] = field(default_factory=list)
     timers_delete: list[tuple[str, str, str, int]] = field(default_factory=list)
     """``(kind, rule, key, generation)`` of timers to delete."""
@@ -182,6 +211,7 @@ class Changes:
                 self.matches,
                 self.runs,
                 self.run_updates,
+                self.run_notes,
                 self.timers_add,
                 self.timers_delete,
                 self.outbox,

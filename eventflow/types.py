@@ -9,7 +9,7 @@ imports a transport library. The rows the store reads and writes are in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -172,6 +172,10 @@ class MessageSender(Protocol):
 # --- tasks ---------------------------------------------------------------------------------
 
 
+async def _note_nowhere(facts: Mapping[str, JSON]) -> None:
+    """The ``note`` of a context made outside the dispatcher (tests, ``eventflow.testing``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunContext:
     """Everything a task attempt gets: a stable run id, its attempt and its inputs."""
@@ -195,6 +199,15 @@ class RunContext:
     in the order of ``inputs``: what ``EVENTFLOW_EVENTS`` lists."""
     params: Mapping[str, str] = field(default_factory=dict)
     """The rule's ``params``, evaluated over the inputs (also in ``variables``)."""
+    pipeline: str = ""
+    """The pipeline's ``name``: with ``run_id``, what makes a downstream system's run id unique."""
+    notes: Mapping[str, JSON] = field(default_factory=dict)
+    """What earlier attempts of this run noted (``note``): the process group of an attempt
+    that may still be alive, the downstream run a hand-off started."""
+    note: Callable[[Mapping[str, JSON]], Awaitable[None]] = field(default=_note_nowhere)
+    """``await ctx.note({"key": value})`` records facts about this attempt durably in the
+    run's ``notes`` before it returns (a key noted again is replaced): what the next attempt
+    after a crash must know, and what ``runs`` shows. Keys are names (``[A-Za-z_]\\w*``)."""
 
     def payloads(self, dataset: str) -> list[JSON]:
         """The payloads of the inputs of ``dataset``, oldest first."""

@@ -22,7 +22,7 @@ from eventflow.rules.core import MatchState, RuleSpec
 from eventflow.rules.expr import leaves
 from eventflow.views.deadletters import DeadLetterView
 from eventflow.views.matches import PartialMatch
-from eventflow.views.runs import RunDetail
+from eventflow.views.runs import RunDetail, downstream_text
 from eventflow.views.status import Status
 from eventflow.views.why import Why
 
@@ -166,10 +166,11 @@ def why(view: Why) -> None:
 
 
 def runs(records: Sequence[RunRecord]) -> None:
-    table = Table("run", "rule", "partition", "status", "attempt", "created", "error")
+    with_downstream = any(r.downstream for r in records)
+    columns = ["run", "rule", "partition", "status", "attempt", "created", "error"]
+    table = Table(*columns, *(["downstream"] if with_downstream else []))
     for r in records:
-        add_row(
-            table,
+        cells = [
             r.run_id,
             r.rule,
             format_partition(r.partition),
@@ -177,7 +178,10 @@ def runs(records: Sequence[RunRecord]) -> None:
             f"{r.attempt}/{r.max_attempts}",
             r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             (r.error or "")[:60],
-        )
+        ]
+        if with_downstream:
+            cells.append(downstream_text(r))
+        add_row(table, *cells)
     out.print(table)
 
 

@@ -60,6 +60,11 @@ _RUN = _obj(
     finished_at=_TIME,
     error=_NSTR,
     output={"type": "object"},
+    notes={
+        "type": "object",
+        "description": "What the task noted during its attempts: `downstream` (a hand-off's"
+        " run: system, id, url, state, outcome), `process` (a command's process group).",
+    },
     inputs={"type": "array", "items": {"$ref": "#/components/schemas/Input"}},
 )
 _INPUT = _obj(

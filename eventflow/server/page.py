@@ -21,6 +21,7 @@ from eventflow.records import RunRecord
 from eventflow.views.deadletters import DeadLetterView, deadletters
 from eventflow.views.matches import PartialMatch
 from eventflow.views.rules import RuleView
+from eventflow.views.runs import downstream_text
 from eventflow.views.sensors import SensorHealth, sensors
 from eventflow.views.status import status
 
@@ -185,11 +186,21 @@ def _run_rows(found: Sequence[RunRecord]) -> list[Row]:
                     f"{r.attempt}/{r.max_attempts}",
                     _iso(r.created_at.isoformat()),
                     escape((r.error or "")[:80]),
+                    _downstream(r),
                     f'<button class="logs" data-run="{rid}">logs</button>',
                 ],
             )
         )
     return rows
+
+
+def _downstream(record: RunRecord) -> str:
+    """The downstream run of a hand-off, linked to the system's page of it (http(s) only)."""
+    text = escape(downstream_text(record))
+    url = (record.downstream or {}).get("url")
+    if text and isinstance(url, str) and url.lower().startswith(("http://", "https://")):
+        return f'<a href="{escape(url)}" rel="noreferrer">{text}</a>'
+    return text
 
 
 def _deadletter_rows(found: Sequence[DeadLetterView]) -> list[Row]:
@@ -245,7 +256,7 @@ async def render_page(runtime: Runtime) -> str:
             "No open partial matches.",
         ),
         runs=_table(
-            ["run", "rule", "partition", "status", "attempt", "created", "error", ""],
+            ["run", "rule", "partition", "status", "attempt", "created", "error", "downstream", ""],
             _run_rows(view.recent_runs),
             "runs",
             "No runs yet.",

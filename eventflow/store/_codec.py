@@ -30,6 +30,7 @@ from eventflow.records import (
     InboxItem,
     NewRun,
     OutboxItem,
+    RunNote,
     RunRecord,
     RunUpdate,
     StoredEvent,
@@ -178,6 +179,7 @@ class RunRow(NamedTuple):
     finished_at: str | None
     error: str | None
     output: str
+    notes: str
 
 
 class RunUpdateRow(NamedTuple):
@@ -295,7 +297,23 @@ def new_run_row(run: NewRun) -> RunRow:
         None,
         None,
         "{}",
+        "{}",
     )
+
+
+def run_note_row(note: RunNote) -> tuple[str, str]:
+    """``(facts JSON, run id)``: the parameters of PostgreSQL's ``note_runs``."""
+    return (json_text(dict(note.facts), f"notes of run {note.run_id}"), note.run_id)
+
+
+def run_note_key_rows(note: RunNote) -> list[tuple[str, str, str]]:
+    """``(JSON path, value JSON, run id)`` per noted key: the parameters of SQLite's
+    ``note_runs`` (one ``json_set`` per key, so a key noted again is replaced whole, as in
+    PostgreSQL's ``||``)."""
+    return [
+        (f'$."{key}"', json_text(value, f"note {key!r} of run {note.run_id}"), note.run_id)
+        for key, value in note.facts.items()
+    ]
 
 
 def run_update_row(u: RunUpdate) -> RunUpdateRow:
@@ -371,7 +389,7 @@ def decode_match(state: str) -> MatchState:
 
 def decode_run(row: Sequence[Any]) -> RunRecord:
     (run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs) = row[:9]
-    (created_at, updated_at, not_before, started_at, finished_at, error, output) = row[9:]
+    (created_at, updated_at, not_before, started_at, finished_at, error, output, notes) = row[9:]
     return RunRecord(
         run_id=run_id,
         rule=rule,
@@ -389,6 +407,7 @@ def decode_run(row: Sequence[Any]) -> RunRecord:
         finished_at=opt_text_dt(finished_at),
         error=error,
         output=_loads(output),
+        notes=_loads(notes),
     )
 
 

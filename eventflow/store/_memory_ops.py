@@ -174,6 +174,7 @@ class MemoryOps:
         matches = [c.match_row(m) for m in ch.matches.values()]
         runs = [c.new_run_row(r) for r in ch.runs]
         updates = [c.run_update_row(u) for u in ch.run_updates]
+        notes = [c.run_note_row(n) for n in ch.run_notes]
         timers = [c.timer_row(t) for t in ch.timers_add]
         outbox = [c.outbox_row(o) for o in ch.outbox]
         inbox = [c.inbox_row(i) for i in ch.inbox_add]
@@ -193,6 +194,11 @@ class MemoryOps:
             old = self.runs.get(u.run_id)
             if old is not None:
                 self.runs.put(u.run_id, old._replace(**u._asdict()))
+        for facts, run_id in notes:
+            old = self.runs.get(run_id)
+            if old is not None:
+                merged = {**c.json_loads(old.notes), **c.json_loads(facts)}
+                self.runs.put(run_id, old._replace(notes=c.json_text(merged)))
         for t in timers:
             self.timers.put((t.kind, t.rule, t.key, t.generation), t)
         for tkey in ch.timers_delete:

@@ -148,6 +148,7 @@ class PostgresOps:
             (q["upsert_cursors"], [c.cursor_row(s, k, v) for (s, k), v in ch.cursors.items()]),
             (q["insert_runs"], [c.new_run_row(r) for r in ch.runs]),
             (q["update_runs"], [_run_update(c.run_update_row(u)) for u in ch.run_updates]),
+            (q["note_runs"], [c.run_note_row(n) for n in ch.run_notes]),
             (q["upsert_timers"], [c.timer_row(t) for t in ch.timers_add]),
             (q["delete_timer"], ch.timers_delete),
             (q["insert_outbox"], [c.outbox_row(o) for o in ch.outbox]),

@@ -145,6 +145,7 @@ class SQLiteOps:
             (q["upsert_matches"], [c.match_row(m) for m in ch.matches.values()]),
             (q["insert_runs"], [c.new_run_row(r) for r in ch.runs]),
             (q["update_runs"], [c.run_update_row(u) for u in ch.run_updates]),
+            (q["note_runs"], [row for n in ch.run_notes for row in c.run_note_key_rows(n)]),
             (q["upsert_timers"], [c.timer_row(t) for t in ch.timers_add]),
             (q["delete_timer"], ch.timers_delete),
             (q["insert_outbox"], [c.outbox_row(o) for o in ch.outbox]),

@@ -41,6 +41,7 @@ from eventflow.lifecycle import Resource
 from eventflow.patterns import render, render_deep
 from eventflow.tasks import Text, timeout_detail
 from eventflow.tasks._logs import write_capped
+from eventflow.tasks.handoff import describe, safe_url
 from eventflow.types import PluginEnv, RunContext, TaskResult
 
 BODY_LIMIT = 65_536
@@ -171,8 +172,8 @@ class HttpTask(Resource):
         except httpx.TimeoutException:
             return _timed_out(limit)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            where = _where(url)
-            return TaskResult(False, f"{request.method} {where} failed: {_describe(exc)}")
+            where = safe_url(url)
+            return TaskResult(False, f"{request.method} {where} failed: {describe(exc)}")
         write_capped(ctx.stdout_path, head, keep)
         ok = status in request.expect if request.expect else 200 <= status < 300
         return TaskResult(ok, "" if ok else f"HTTP {status}", {"status_code": status})
@@ -208,18 +209,3 @@ def _smallest(own: timedelta | None, run: float | None) -> float | None:
 
 def _timed_out(limit: float | None) -> TaskResult:
     return TaskResult(False, timeout_detail(limit or 0), {"timed_out": True})
-
-
-def _where(url: str) -> str:
-    """The URL without user info, query or fragment: safe to show."""
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return "(invalid URL)"
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"{parsed.scheme}://{parsed.host}{port}{parsed.path}"
-
-
-def _describe(exc: Exception) -> str:
-    text = str(exc) or repr(exc.__cause__ or "")
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -39,6 +39,14 @@ async def run(store: Store, run_id: str) -> RunRecord:
     return record
 
 
+def downstream_text(record: RunRecord) -> str:
+    """``airflow eventflow__p__run_1 success``: the downstream run of a hand-off task, or ""."""
+    d = record.downstream
+    if not d:
+        return ""
+    return " ".join(str(d.get(k) or "") for k in ("system", "id", "state")).strip()
+
+
 @dataclass(frozen=True, slots=True)
 class RunLogs:
     """What one attempt of a command task wrote (empty when it wrote nothing)."""

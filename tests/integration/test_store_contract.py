@@ -20,6 +20,7 @@ from eventflow.records import (
     InboxItem,
     NewRun,
     OutboxItem,
+    RunNote,
     RunUpdate,
     StoredEvent,
     Timer,
@@ -330,6 +331,33 @@ async def test_retry_run_puts_a_failed_run_back_to_pending(store: Store) -> None
     assert (run.error, run.finished_at, run.not_before, run.updated_at) == (None, None, None, at(3))
     assert await store.get_run("r1") == run
     assert await claim(store, at(4)) == ["r1"]
+
+
+async def test_run_notes_merge_by_key_and_outlive_results_and_retries(store: Store) -> None:
+    """A note replaces only the keys it names, whole; a run's result and an operator's retry
+    keep the notes (the next attempt needs them); an unknown run is ignored."""
+    await apply(store, runs=[new_run("r1", attempts=1)])
+    await claim(store, at(1))
+    await apply(store, run_notes=[RunNote("r1", {"process": {"pgid": 7, "boot": "b"}})])
+    await apply(
+        store,
+        run_notes=[
+            RunNote("r1", {"downstream": {"id": "x", "url": None}}),
+            RunNote("r1", {"process": {"pgid": 9}}),
+            RunNote("ghost", {"process": {"pgid": 1}}),
+        ],
+    )
+    await apply(store, run_updates=[RunUpdate("r1", "failed", 1, at(2), None, at(2), "boom")])
+    expected = {"process": {"pgid": 9}, "downstream": {"id": "x", "url": None}}
+    assert (await store.get_run("r1")).notes == expected  # type: ignore[union-attr]
+    assert (await store.retry_run("r1", at(3))).notes == expected
+    assert [r.notes for r in await store.list_runs()] == [expected]
+
+
+def test_a_note_key_must_be_a_name() -> None:
+    """Keys become JSON paths in SQLite: only names are accepted."""
+    with pytest.raises(ValueError, match="not a name"):
+        RunNote("r1", {'a"b': 1})
 
 
 async def test_retry_run_refuses_runs_that_are_missing_or_not_failed(store: Store) -> None:

@@ -97,8 +97,8 @@ SELECT rule, status, count(*) FROM matches GROUP BY rule, status;
 -- Create runs; a second run with the same run_id is ignored (RunRow order).
 INSERT OR IGNORE INTO runs
     (run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
-     created_at, updated_at, not_before, started_at, finished_at, error, output)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+     created_at, updated_at, not_before, started_at, finished_at, error, output, notes)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: update_runs
 -- Write a run's new status (RunUpdateRow order).
@@ -107,10 +107,15 @@ UPDATE runs SET
     output = ?
 WHERE run_id = ?;
 
+-- name: note_runs
+-- Set one key of a run's notes (JSON path, JSON value, run id): a key noted again is replaced.
+UPDATE runs SET notes = json_set(notes, ?, json(?)) WHERE run_id = ?;
+
 -- name: claim_candidates
 -- Pending runs that are due at :now, oldest first.
 SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
-       created_at, updated_at, not_before, started_at, finished_at, error, output
+       created_at, updated_at, not_before, started_at, finished_at, error, output,
+       notes
 FROM runs
 WHERE status = 'pending' AND (not_before IS NULL OR not_before <= :now)
 ORDER BY created_at, run_id;
@@ -139,14 +144,16 @@ SELECT min(coalesce(not_before, :min)) FROM runs WHERE status = 'pending';
 -- name: get_run
 -- One run by id.
 SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
-       created_at, updated_at, not_before, started_at, finished_at, error, output
+       created_at, updated_at, not_before, started_at, finished_at, error, output,
+       notes
 FROM runs
 WHERE run_id = :run_id;
 
 -- name: list_runs
 -- Runs, optionally of one rule and/or one status, newest first.
 SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
-       created_at, updated_at, not_before, started_at, finished_at, error, output
+       created_at, updated_at, not_before, started_at, finished_at, error, output,
+       notes
 FROM runs
 WHERE (:rule IS NULL OR rule = :rule) AND (:status IS NULL OR status = :status)
   AND (:key IS NULL OR key = :key)

@@ -123,8 +123,8 @@ SELECT rule, status, count(*) FROM matches GROUP BY rule, status;
 -- Create runs; a second run with the same run_id is ignored (RunRow order).
 INSERT INTO runs
     (run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
-     created_at, updated_at, not_before, started_at, finished_at, error, output)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+     created_at, updated_at, not_before, started_at, finished_at, error, output, notes)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (run_id) DO NOTHING;
 
 -- name: update_runs
@@ -137,11 +137,16 @@ UPDATE runs SET
     output = %s, worker = CASE WHEN %s = 'running' THEN worker END
 WHERE run_id = %s AND attempt <= %s;
 
+-- name: note_runs
+-- Merge facts into a run's notes (top-level keys noted again are replaced).
+UPDATE runs SET notes = (notes::jsonb || %s::jsonb)::text WHERE run_id = %s;
+
 -- name: claim_candidates
 -- Pending runs that are due at %(now)s, oldest first, locked; rows locked by another
 -- worker's claim are skipped (they are being claimed there).
 SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
-       created_at, updated_at, not_before, started_at, finished_at, error, output
+       created_at, updated_at, not_before, started_at, finished_at, error, output,
+       notes
 FROM runs
 WHERE status = 'pending' AND (not_before IS NULL OR not_before <= %(now)s)
 ORDER BY created_at, run_id
@@ -173,14 +178,16 @@ SELECT min(coalesce(not_before, %(min)s)) FROM runs WHERE status = 'pending';
 -- name: get_run
 -- One run by id.
 SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
-       created_at, updated_at, not_before, started_at, finished_at, error, output
+       created_at, updated_at, not_before, started_at, finished_at, error, output,
+       notes
 FROM runs
 WHERE run_id = %(run_id)s;
 
 -- name: list_runs
 -- Runs, optionally of one rule and/or one status, newest first.
 SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
-       created_at, updated_at, not_before, started_at, finished_at, error, output
+       created_at, updated_at, not_before, started_at, finished_at, error, output,
+       notes
 FROM runs
 WHERE (%(rule)s::text IS NULL OR rule = %(rule)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
