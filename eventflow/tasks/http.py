@@ -5,9 +5,9 @@ webhook).
 
     run:
       http:
-        url: https://airflow.example.com/api/v1/dags/report/dagRuns
+        url: https://airflow.example.com/api/v2/dags/report/dagRuns
         method: POST                       # the default
-        json: {dag_run_id: "{run_id}", conf: {dt: "{dt}"}}
+        json: {dag_run_id: "{run_id}", logical_date: null, conf: {dt: "{dt}"}}
         headers: {Authorization: "Bearer ${AIRFLOW_TOKEN}"}
         timeout: 30s                       # optional; the smaller of this and run.timeout
         expect: [200, 409]                 # optional; default: any 2xx
