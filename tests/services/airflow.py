@@ -16,12 +16,12 @@ received into ``Airflow.out`` (see ``airflow_dags/eventflow_record.py``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -110,6 +110,8 @@ def _environ(venv: Path, home: Path, out: Path, ports: dict[str, int]) -> dict[s
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # Four LocalExecutor workers, not 32 idle processes on a shared machine.
+        "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
@@ -119,6 +121,9 @@ def _environ(venv: Path, home: Path, out: Path, ports: dict[str, int]) -> dict[s
         "AIRFLOW__API_AUTH__JWT_EXPIRATION_TIME": str(JWT_SECONDS),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports["worker_logs"]),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports["trigger_logs"]),
+        # A task's supervisor talks to the API server; on a busy machine the default 5 s
+        # per request is not enough and the task dies before it starts.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
         # New DAG files are listed within a second, not five minutes.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "1",
         "EVENTFLOW_TEST_AIRFLOW_OUT": str(out),
@@ -145,23 +150,32 @@ def _wait_ready(airflow: Airflow, proc: subprocess.Popen[bytes], timeout: float)
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the whole process group (scheduler, API server, dag processor, triggerer
-    and their task processes), then SIGKILL what is left."""
-    for sig, wait in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    and their task processes), SIGKILL to what is left after a grace period: the group can
+    outlive ``airflow standalone`` itself."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _group_alive(proc):
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
+    proc.poll()  # reap the leader, or the group stays alive as its zombie
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="session")
-def airflow() -> Iterator[Airflow]:
+def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow]:
+    """Airflow for the session; its home (logs, task logs) stays in pytest's basetemp."""
     venv, install_seconds = _install()
-    home = Path(tempfile.mkdtemp(prefix="eventflow-airflow-"))
+    home = tmp_path_factory.mktemp("airflow")
     out = home / "out"
     out.mkdir()
     shutil.copytree(DAGS, home / "dags", ignore=shutil.ignore_patterns("__pycache__"))
@@ -190,4 +204,3 @@ def airflow() -> Iterator[Airflow]:
         raise RuntimeError(f"{exc}\n{log.read_text(errors='replace')[-3000:]}") from None
     finally:
         _stop(proc)
-        shutil.rmtree(home, ignore_errors=True)
