@@ -21,6 +21,7 @@ RUN_STARTED = "eventflow.run.started"
 RUN_SUCCEEDED = "eventflow.run.succeeded"
 RUN_RETRYING = "eventflow.run.retrying"
 RUN_FAILED = "eventflow.run.failed"
+RUN_CANCELLED = "eventflow.run.cancelled"
 MATCH_EXPIRED = "eventflow.match.expired"
 DEADLINE_MISSED = "eventflow.deadline.missed"
 DATA_LATE = "eventflow.data.late"
@@ -32,6 +33,7 @@ TYPES = (
     RUN_SUCCEEDED,
     RUN_RETRYING,
     RUN_FAILED,
+    RUN_CANCELLED,
     MATCH_EXPIRED,
     DEADLINE_MISSED,
     DATA_LATE,

@@ -131,6 +131,28 @@ class Functions(jmespath.functions.Functions):
 
 
 OPTIONS = jmespath.Options(custom_functions=Functions())
+EXPRESSION_HINT = (
+    "see https://jmespath.org/specification.html; quote field names with special characters"
+    ' ("my-field")'
+)
+"""What to do about an expression :func:`compile_expression` refused."""
+
+
+def compile_expression(text: str) -> ParsedResult:
+    """``text`` compiled (JMESPath caches it); a ValueError naming the expression, what is
+    wrong and the column when it is not JMESPath, for a config error."""
+    try:
+        return jmespath.compile(text)
+    except jmespath.exceptions.JMESPathError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        for prefix in ("Invalid jmespath expression: ", "Bad jmespath expression: "):
+            first = first.removeprefix(prefix)
+        first = first.rstrip(": ")
+        first = first[:1].lower() + first[1:]
+        column = getattr(exc, "lex_position", None)
+        at = f" at column {column + 1}" if isinstance(column, int) else ""
+        raise ValueError(f"`{text}` is not a JMESPath expression: {first}{at}") from exc
+
 
 Search = Callable[[Any], Any]
 

@@ -17,18 +17,36 @@ import random
 import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from eventflow import backoff, completion, metrics
 from eventflow.aio import wait_event
+from eventflow.clock import SteadyClock
 from eventflow.config.models import Backoff
 from eventflow.crashpoints import crash_point
-from eventflow.errors import StoreError, TaskError
-from eventflow.events import JSON, format_partition, utcnow
+from eventflow.diskspace import SpaceWait, is_no_space
+from eventflow.errors import StoreError, StoreFull, TaskError
+from eventflow.events import JSON, format_partition
 from eventflow.log import get_logger
 from eventflow.payloads import InputEvent, evaluate_params, input_events, params_context
 from eventflow.pipeline import PRODUCED_SENSOR_PREFIX, CompiledPipeline, RuleRuntime
-from eventflow.records import Changes, InboxItem, RunNote, RunRecord, RunStatus, RunUpdate
-from eventflow.types import RunContext, Store, TaskResult, TaskRunner
+from eventflow.records import (
+    Changes,
+    InboxItem,
+    OutboxItem,
+    RunNote,
+    RunRecord,
+    RunStatus,
+    RunUpdate,
+)
+from eventflow.types import (
+    OPERATOR_CANCEL,
+    RunContext,
+    Store,
+    TaskResult,
+    TaskRunner,
+    operator_cancelled,
+)
 
 Clock = Callable[[], datetime]
 STORE_ATTEMPTS = 5
@@ -59,22 +77,29 @@ class Dispatcher:
         store: Store,
         runners: Mapping[str, TaskRunner],
         *,
-        clock: Clock = utcnow,
+        clock: Clock | None = None,
         rng: random.Random | None = None,
         claim_only: Collection[str] | None = None,
     ) -> None:
-        """``claim_only``: claim runs of these rules only (``eventflow backfill``)."""
+        """``claim_only``: claim runs of these rules only (``eventflow backfill``).
+        ``clock``: by default a :class:`~eventflow.clock.SteadyClock`, so that setting the
+        system clock back does not postpone the retries that are due."""
         self.pipeline = pipeline
         self.store = store
         self.runners = runners
-        self.clock = clock
+        self.clock = clock or SteadyClock()
         self.rng = rng or random.Random()
         self.log = get_logger(component="dispatcher")
         self.on_outbox: Callable[[], None] = lambda: None
         self.on_produced: Callable[[], None] = lambda: None
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._cancelling: dict[str, dict[str, JSON]] = {}
+        """Runs of ``_inflight`` an operator cancelled: who asked, and when."""
         self._claiming = True
+        self.space = SpaceWait("dispatcher", self.log)
+        self._stalled = 0
+        """In-flight runs waiting for disk space to be prepared or recorded."""
         self._limits = {
             name: rule.run.concurrency
             for name, rule in pipeline.rules.items()
@@ -98,12 +123,16 @@ class Dispatcher:
             room = self.pipeline.engine.max_runs - self.inflight
             try:
                 started = await self.claim_and_start()
+            except StoreFull as exc:
+                await self.space.wait("claim", exc)
+                continue
             except StoreError as exc:
                 if not exc.retriable:
                     raise
                 self.log.warning("store_retried", operation="claim", error=str(exc))
                 await asyncio.sleep(poll)
                 continue
+            await self._act_on_cancel_requests()
             if started and started == room:
                 continue  # capacity ran out first: more runs may be due
             timeout = poll
@@ -112,27 +141,69 @@ class Dispatcher:
                 timeout = max(0.0, min(poll, (due - self.clock()).total_seconds()))
             await wait_event(self._wake, timeout)
 
+    async def _act_on_cancel_requests(self) -> None:
+        """Cancel what an operator asked to cancel (``eventflow cancel``, the API): a pending
+        run at once; a run this dispatcher is running by stopping its task with
+        :data:`~eventflow.types.OPERATOR_CANCEL` (the runner ends its process group or its
+        downstream run). A run running on another worker is left to that worker."""
+        try:
+            requests = await self.store.cancel_requests()
+        except StoreError as exc:
+            if not exc.retriable:
+                raise
+            return  # asked again at the next turn of the loop
+        for run in requests:
+            task = self._inflight.get(run.run_id)
+            if task is not None:
+                if run.run_id not in self._cancelling:
+                    self._cancelling[run.run_id] = dict(run.cancel_requested or {})
+                    task.cancel(OPERATOR_CANCEL)
+            elif run.status == "pending":
+                await self._record_cancelled(run, dict(run.cancel_requested or {}), 0.0)
+
+    async def _record_cancelled(
+        self, run: RunRecord, request: Mapping[str, JSON], duration: float
+    ) -> None:
+        """``run`` ends ``cancelled``, with its ``eventflow.run.cancelled`` event."""
+        now = self.clock()
+        by = str(request.get("by") or "an operator")
+        error = f"cancelled by {by}"
+        event = self._run_event(completion.RUN_CANCELLED, run, now, duration=duration, error=error)
+        update = RunUpdate(run.run_id, "cancelled", run.attempt, now, finished_at=now, error=error)
+        changes = Changes(run_updates=[update], outbox=event)
+        await self._commit(changes)
+        self.log.warning(
+            "run_cancelled", run_id=run.run_id, rule=run.rule, attempt=run.attempt, by=by
+        )
+        metrics.attempt_finished(run.rule, "cancelled", duration)
+        if changes.outbox:
+            self.on_outbox()
+
+    def _run_event(
+        self, type_: str, run: RunRecord, now: datetime, **data: Any
+    ) -> list[OutboxItem]:
+        """The outbox items of ``run``'s event of ``type_`` (one per publisher taking it)."""
+        rule = self.pipeline.rules.get(run.rule)
+        produces = rule.produces if rule is not None else None
+        event = completion.run_event(self.pipeline.name, type_, run, now, produces=produces, **data)
+        return completion.route(self.pipeline, event)
+
     async def claim_and_start(self) -> int:
         """Claim as many due runs as there is room for and start them; returns how many."""
         capacity = self.pipeline.engine.max_runs - self.inflight
-        if capacity <= 0 or not self._claiming:
+        if capacity <= 0 or not self._claiming or self._stalled:
             return 0
         now = self.clock()
         changes = Changes()
-        async with self.store.transaction(durable=False) as tx:
+        # Durable: the attempt number a task is given must never be handed out again, even
+        # after the store's server crashed (a lost claim would start the same attempt twice).
+        async with self.store.transaction() as tx:
             runs = await tx.claim_runs(now, capacity, self._limits)
             for run in runs:
-                rule = self.pipeline.rules.get(run.rule)
-                event = completion.run_event(
-                    self.pipeline.name,
-                    completion.RUN_STARTED,
-                    run,
-                    now,
-                    produces=rule.produces if rule is not None else None,
-                )
-                changes.outbox.extend(completion.route(self.pipeline, event))
+                changes.outbox.extend(self._run_event(completion.RUN_STARTED, run, now))
             if changes:
                 await tx.apply(changes)
+        self.space.cleared("claim")
         if not runs:
             return 0
         crash_point("dispatcher.after_claim")
@@ -167,6 +238,21 @@ class Dispatcher:
     # -- one attempt -----------------------------------------------------------------------
 
     async def _execute(self, run: RunRecord) -> None:
+        """One attempt of ``run``; stopped by a shutdown, it goes back to ``pending``; by an
+        operator's cancel, it ends ``cancelled``."""
+        started = time.monotonic()
+        try:
+            await self._attempt(run)
+        except asyncio.CancelledError as exc:
+            log = self.log.bind(run_id=run.run_id, rule=run.rule, attempt=run.attempt)
+            if not operator_cancelled(exc):
+                log.warning("run_stopped", reason="shutdown")
+                await asyncio.shield(self._requeue(run))
+                raise
+            request = self._cancelling.pop(run.run_id, None) or {}
+            await asyncio.shield(self._record_cancelled(run, request, time.monotonic() - started))
+
+    async def _attempt(self, run: RunRecord) -> None:
         log = self.log.bind(run_id=run.run_id, rule=run.rule, attempt=run.attempt)
         rule = self.pipeline.rules.get(run.rule)
         runner = self.runners.get(run.rule)
@@ -176,9 +262,7 @@ class Dispatcher:
             return
         try:
             events = await self._input_events(run)
-            # A small file written inline: cheaper than a round trip to a worker thread,
-            # and on the latency path of every run.
-            ctx = self._context(run, rule, events)
+            ctx = await self._context_when_space(run, rule, events)
         except (OSError, StoreError) as exc:
             await self._record(run, rule, TaskResult(False, f"cannot prepare the run: {exc}"), 0)
             return
@@ -189,15 +273,37 @@ class Dispatcher:
         started = time.monotonic()
         try:
             result = await runner.run(ctx)
-        except asyncio.CancelledError:
-            log.warning("run_stopped", reason="shutdown")
-            await asyncio.shield(self._requeue(run))
-            raise
         except Exception as exc:  # a runner bug must not take the dispatcher down
             log.exception("run_crashed")
             result = TaskResult(False, f"{type(exc).__name__}: {exc}")
         crash_point("dispatcher.after_task")
         await self._record(run, rule, result, time.monotonic() - started)
+
+    async def _context_when_space(
+        self, run: RunRecord, rule: RuleRuntime, events: tuple[InputEvent, ...]
+    ) -> RunContext:
+        """The run's context; while the runs directory is full the run stays claimed (its
+        attempt is not used up) and claiming stops, until its files can be written."""
+        while True:
+            try:
+                # A small file written inline: cheaper than a round trip to a worker thread,
+                # and on the latency path of every run.
+                ctx = self._context(run, rule, events)
+            except OSError as exc:
+                if not is_no_space(exc):
+                    raise
+                await self._wait_for_space("prepare", exc)
+                continue
+            self.space.cleared("prepare")
+            return ctx
+
+    async def _wait_for_space(self, operation: str, exc: BaseException) -> None:
+        """Wait for space with a run in hand; no run is claimed meanwhile."""
+        self._stalled += 1
+        try:
+            await self.space.wait(operation, exc)
+        finally:
+            self._stalled -= 1
 
     async def _input_events(self, run: RunRecord) -> tuple[InputEvent, ...]:
         """The run's inputs with their payloads, read from the event log in one store read
@@ -249,10 +355,10 @@ class Dispatcher:
             note=functools.partial(self._note, run.run_id),
         )
 
-    async def _note(self, run_id: str, facts: Mapping[str, JSON]) -> None:
-        """``RunContext.note``: the facts are committed durably before the runner goes on (a
-        process group noted after a crash is what lets the next attempt end it)."""
-        await self._commit(Changes(run_notes=[RunNote(run_id, dict(facts))]), durable=True)
+    async def _note(self, run_id: str, facts: Mapping[str, JSON], *, durable: bool = True) -> None:
+        """``RunContext.note``: the facts are committed before the runner goes on (a process
+        group noted before a crash is what lets the next attempt end it)."""
+        await self._commit(Changes(run_notes=[RunNote(run_id, dict(facts))]), durable=durable)
 
     async def _requeue(self, run: RunRecord) -> None:
         now = self.clock()
@@ -263,12 +369,20 @@ class Dispatcher:
         """Apply ``changes`` in a transaction of their own, again after a retriable store
         error (writing a run's result twice is harmless: same status, and outbox events
         keep their ids; a note written twice is the same note)."""
-        for attempt in range(1, STORE_ATTEMPTS + 1):
+        attempt = 0
+        while True:
             try:
                 async with self.store.transaction(durable=durable) as tx:
                     await tx.apply(changes)
+                self.space.cleared("result")
                 return
+            except StoreFull as exc:  # kept until there is room; a drain gives up
+                if not self._claiming:
+                    raise
+                await self._wait_for_space("result", exc)
+                continue
             except StoreError as exc:
+                attempt += 1
                 if not exc.retriable or attempt == STORE_ATTEMPTS:
                     raise
                 self.log.warning("store_retried", operation="result", error=str(exc))
@@ -319,18 +433,17 @@ class Dispatcher:
                 output=result.output,
             )
         )
-        event = completion.run_event(
-            self.pipeline.name,
-            type_,
-            run,
-            now,
-            duration=duration,
-            error=error,
-            output=result.output,
-            next_attempt_at=not_before,
-            produces=rule.produces if rule is not None else None,
+        changes.outbox.extend(
+            self._run_event(
+                type_,
+                run,
+                now,
+                duration=duration,
+                error=error,
+                output=result.output,
+                next_attempt_at=not_before,
+            )
         )
-        changes.outbox.extend(completion.route(self.pipeline, event))
         await self._commit(changes)
         metrics.attempt_finished(run.rule, type_.rsplit(".", 1)[-1], duration)
         if changes.inbox_add:

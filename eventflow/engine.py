@@ -31,8 +31,9 @@ from eventflow import backoff, metrics
 from eventflow.aio import wait_event
 from eventflow.crashpoints import crash_point
 from eventflow.datasets import DatasetMatchError
+from eventflow.diskspace import SpaceWait
 from eventflow.effects import Batch, BatchStats, Effects, dead_letter
-from eventflow.errors import ClosedError, StoreError
+from eventflow.errors import ClosedError, StoreError, StoreFull
 from eventflow.events import (
     InputRef,
     Observation,
@@ -111,6 +112,7 @@ class Engine:
         self.on_outbox: Callable[[], None] = lambda: None
         """Called after a commit that added completion events (wakes the outbox drainers)."""
         self.effects = Effects(pipeline, self.log)
+        self.space = SpaceWait("engine", self.log)
         self._signal = asyncio.Event()
         """Set when there is something to do: an observation was queued, or ``wake``."""
         self._poll_now = False
@@ -249,26 +251,35 @@ class Engine:
     async def _write(self, batch: Batch) -> BatchStats:
         started = time.perf_counter()
         first = batch
-        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        attempt = 0
+        while True:
             try:
                 async with self.store.transaction() as tx:
                     crash_point("engine.before_commit")
                     if batch.changes:
                         await tx.apply(batch.changes)
                 break
+            except StoreFull as exc:
+                # Nothing is acknowledged while the disk is full: the queue fills and the
+                # sensors wait. A stop gives up (the sources redeliver what was not acked).
+                if self._stopping:
+                    raise
+                await self.space.wait("commit", exc)
             except StoreError as exc:
                 # A shared store refused the commit (another worker wrote what this batch
-                # read) or lost the connection mid-commit: nothing of the batch counts as
-                # written; read again and evaluate it again (a commit that did land shows
-                # its events as seen, so nothing happens twice).
+                # read) or lost the connection mid-commit.
+                attempt += 1
                 if not exc.retriable or attempt == COMMIT_ATTEMPTS:
                     raise
                 delay = backoff.delay(attempt, first=0.02, cap=1.0)
                 self.log.warning("batch_retried", attempt=attempt, error=str(exc))
                 await asyncio.sleep(delay)
-                first.redone = True
-                again = await self._evaluate_batch(self._prepare(first.observations), None)
-                batch = again if again is not None else Batch(now=first.now)
+            # Nothing of the batch counts as written: read again and evaluate it again (a
+            # commit that did land shows its events as seen, so nothing happens twice).
+            first.redone = True
+            again = await self._evaluate_batch(self._prepare(first.observations), None)
+            batch = again if again is not None else Batch(now=first.now)
+        self.space.cleared("commit")
         crash_point("engine.after_commit")
         for ack in batch.acks:
             ack()

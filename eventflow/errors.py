@@ -81,6 +81,13 @@ class StoreConflict(StoreError):
     retriable = True
 
 
+class StoreFull(StoreError):
+    """The store's disk (or quota) is full: nothing of the transaction was written. The
+    engine and the dispatcher wait for space and try again (:mod:`eventflow.diskspace`)."""
+
+    retriable = True
+
+
 class TaskError(EventflowError):
     """A task could not be started or failed in a way the runner can describe."""
 

@@ -74,6 +74,12 @@ DATA: dict[str, dict[str, Any]] = {
     completion.RUN_SUCCEEDED: _RUN,
     completion.RUN_RETRYING: {**_RUN, "required": [*_RUN["required"], "next_attempt_at"]},
     completion.RUN_FAILED: {**_RUN, "required": [*_RUN["required"], "error"]},
+    completion.RUN_CANCELLED: {
+        **_RUN,
+        "required": [*_RUN["required"], "error"],
+        # 0: cancelled while pending, before its first attempt
+        "properties": {**_RUN["properties"], "attempt": {"type": "integer", "minimum": 0}},
+    },
     completion.MATCH_EXPIRED: {
         "required": [*_MATCH, "opened_at", "arrived", "missing"],
         "properties": {

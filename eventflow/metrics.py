@@ -35,7 +35,7 @@ from prometheus_client import (
 )
 
 from eventflow.events import InputRef
-from eventflow.records import DeadLetter, NewRun, RunRecord
+from eventflow.records import RUN_STATUSES, DeadLetter, NewRun, RunRecord
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series: they double the output
 REGISTRY = CollectorRegistry()
@@ -138,6 +138,19 @@ PUBLISH_FAILURES = Counter(
     "eventflow_publish_failures",
     "Failed attempts to deliver a batch of completion events, per publisher.",
     ["publisher"],
+    registry=REGISTRY,
+)
+
+DISK_FULL = Gauge(
+    "eventflow_disk_full",
+    "1 while a component waits for disk space (the store or the runs directory is full), else 0.",
+    ["component"],
+    registry=REGISTRY,
+)
+DISK_FULL_WAITS = Counter(
+    "eventflow_disk_full_waits",
+    "Tries that found the disk full and were retried after a wait, per component and operation.",
+    ["component", "operation"],
     registry=REGISTRY,
 )
 
@@ -255,7 +268,7 @@ def runs_started(runs: Iterable[RunRecord], now: datetime) -> None:
 
 
 def attempt_finished(rule: str, outcome: str, seconds: float) -> None:
-    """An attempt ended: ``succeeded``, ``retrying`` or ``failed``."""
+    """An attempt ended: ``succeeded``, ``retrying``, ``failed`` or ``cancelled``."""
     RUNS_FINISHED.labels(rule, outcome).inc()
     RUN_SECONDS.labels(rule, outcome).observe(seconds)
     if outcome == "retrying":
@@ -272,6 +285,14 @@ def published(publisher: str, count: int) -> None:
 
 def publish_failed(publisher: str) -> None:
     PUBLISH_FAILURES.labels(publisher).inc()
+
+
+def disk_full(component: str, full: bool) -> None:
+    DISK_FULL.labels(component).set(1 if full else 0)
+
+
+def disk_full_waited(component: str, operation: str) -> None:
+    DISK_FULL_WAITS.labels(component, operation).inc()
 
 
 def sensor_health(sensor: str, ok: bool) -> None:
@@ -323,10 +344,10 @@ def refresh_store(counts: Mapping[str, int]) -> None:
     OUTBOX_BACKLOG.set(counts.get("outbox", 0))
     TIMERS_PENDING.set(counts.get("timers", 0))
     STORE_DEADLETTERS.set(counts.get("deadletters", 0))
-    for status in ("pending", "running", "succeeded", "failed"):
+    for status in RUN_STATUSES:
         RUNS.labels(status).set(counts.get(f"runs_{status}", 0))
-    for status in ("open", "fired", "expired"):
-        MATCHES.labels(status).set(counts.get(f"matches_{status}", 0))
+    for match_status in ("open", "fired", "expired"):
+        MATCHES.labels(match_status).set(counts.get(f"matches_{match_status}", 0))
 
 
 def exposition() -> bytes:

@@ -20,7 +20,10 @@ from eventflow.values import value
 NOTE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 """What a key of a run's notes may be (it becomes a JSON path in the SQLite store)."""
 
-RunStatus = Literal["pending", "running", "succeeded", "failed"]
+RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+RUN_STATUSES: tuple[RunStatus, ...] = ("pending", "running", "succeeded", "failed", "cancelled")
+"""Every status of a run; ``succeeded``, ``failed`` and ``cancelled`` are final (``eventflow
+retry`` makes a failed or cancelled run pending again)."""
 
 
 MatchKey = tuple[str, str]
@@ -80,6 +83,8 @@ class RunRecord:
     notes: Mapping[str, JSON] = field(default_factory=dict)
     """What the task runner noted during its attempts (``RunContext.note``): a command's
     process group, a hand-off's downstream run. Kept across attempts and retries."""
+    cancel_requested: Mapping[str, JSON] | None = None
+    """``{by, at}`` when an operator asked to cancel the run and it has not ended yet."""
 
     @property
     def downstream(self) -> Mapping[str, JSON] | None:
@@ -104,6 +109,9 @@ class RunRecord:
             "error": self.error,
             "output": dict(self.output),
             "notes": dict(self.notes),
+            "cancel_requested": None
+            if self.cancel_requested is None
+            else dict(self.cancel_requested),
             "inputs": [r.to_dict() for r in self.inputs],
         }
 

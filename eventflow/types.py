@@ -9,7 +9,8 @@ imports a transport library. The rows the store reads and writes are in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,8 +35,6 @@ from eventflow.records import (
 from eventflow.rules.core import MatchState
 
 if TYPE_CHECKING:
-    import asyncio
-
     from structlog.typing import FilteringBoundLogger
 
 
@@ -172,7 +171,13 @@ class MessageSender(Protocol):
 # --- tasks ---------------------------------------------------------------------------------
 
 
-async def _note_nowhere(facts: Mapping[str, JSON]) -> None:
+class Note(Protocol):
+    """``RunContext.note``: record facts about the attempt in the run's ``notes``."""
+
+    async def __call__(self, facts: Mapping[str, JSON], *, durable: bool = True) -> None: ...
+
+
+async def _note_nowhere(facts: Mapping[str, JSON], *, durable: bool = True) -> None:
     """The ``note`` of a context made outside the dispatcher (tests, ``eventflow.testing``)."""
 
 
@@ -204,10 +209,12 @@ class RunContext:
     notes: Mapping[str, JSON] = field(default_factory=dict)
     """What earlier attempts of this run noted (``note``): the process group of an attempt
     that may still be alive, the downstream run a hand-off started."""
-    note: Callable[[Mapping[str, JSON]], Awaitable[None]] = field(default=_note_nowhere)
-    """``await ctx.note({"key": value})`` records facts about this attempt durably in the
-    run's ``notes`` before it returns (a key noted again is replaced): what the next attempt
-    after a crash must know, and what ``runs`` shows. Keys are names (``[A-Za-z_]\\w*``)."""
+    note: Note = field(default=_note_nowhere)
+    """``await ctx.note({"key": value})`` records facts about this attempt in the run's
+    ``notes`` before it returns (a key noted again is replaced): what the next attempt after a
+    crash must know, and what ``runs`` shows. Keys are names (``[A-Za-z_]\\w*``).
+    ``durable=False`` commits without waiting for the disk: the note survives a crash of
+    eventflow, not of the machine (enough for what lives only as long as the machine)."""
 
     def payloads(self, dataset: str) -> list[JSON]:
         """The payloads of the inputs of ``dataset``, oldest first."""
@@ -223,10 +230,22 @@ class TaskResult:
     """Structured facts about the attempt (exit code, HTTP status) for the completion event."""
 
 
+OPERATOR_CANCEL = "eventflow: an operator cancelled the run"
+"""The message of the ``asyncio.CancelledError`` a task runner gets when an operator cancelled
+its run (``eventflow cancel``): stop, and also stop what the attempt started elsewhere (a
+hand-off's downstream run). Any other cancellation is a shutdown: the run will be resumed."""
+
+
+def operator_cancelled(exc: BaseException) -> bool:
+    """Whether ``exc`` is the cancellation of a run by an operator (see OPERATOR_CANCEL)."""
+    return isinstance(exc, asyncio.CancelledError) and OPERATOR_CANCEL in exc.args
+
+
 @runtime_checkable
 class TaskRunner(Protocol):
     """Runs one attempt of a task. Raising is a failed attempt, like ``TaskResult(ok=False)``;
-    ``asyncio.CancelledError`` means stop now (timeout or shutdown) and clean up."""
+    ``asyncio.CancelledError`` means stop now (timeout, shutdown, or an operator's cancel:
+    :func:`operator_cancelled`) and clean up."""
 
     config_model: ClassVar[type[BaseModel]]
 
@@ -314,8 +333,16 @@ class Store(Protocol):
         """Newest first (by ``created_at``, then ``run_id``); ``key`` is a partition key."""
 
     async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
-        """Put a ``failed`` run back to ``pending`` with one more allowed attempt;
-        raises StoreError if there is no such run or it is not failed."""
+        """Put a ``failed`` or ``cancelled`` run back to ``pending`` with one more allowed
+        attempt; raises StoreError if there is no such run or it is neither."""
+
+    async def request_cancel(self, run_id: str, by: str, now: datetime) -> RunRecord:
+        """Ask for a ``pending`` or ``running`` run to be cancelled (the first request is
+        kept); it is not claimed again, and the dispatcher running it (or, for a pending run,
+        any dispatcher) cancels it. Raises StoreError if there is no such run or it ended."""
+
+    async def cancel_requests(self) -> list[RunRecord]:
+        """Pending and running runs whose cancellation was asked for."""
 
     # timers
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]: ...
@@ -375,5 +402,5 @@ class Store(Protocol):
 
     async def counts(self) -> dict[str, int]:
         """``runs_pending``, ``runs_running``, ``runs_succeeded``, ``runs_failed``,
-        ``matches_open``, ``matches_fired``, ``matches_expired``, ``events``,
+        ``runs_cancelled``, ``matches_open``, ``matches_fired``, ``matches_expired``, ``events``,
         ``outbox``, ``timers``, ``inbox``, ``deadletters``."""

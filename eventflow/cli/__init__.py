@@ -40,6 +40,7 @@ for _command in (
     inspect.graph,
     act.emit,
     act.retry,
+    act.cancel,
     act.backfill,
     act.replay,
 ):

@@ -1,8 +1,10 @@
-"""The commands that change state: ``emit``, ``retry``, ``backfill``, ``replay``."""
+"""The commands that change state: ``emit``, ``retry``, ``cancel``, ``backfill``, ``replay``."""
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import uuid
 from collections.abc import Awaitable
 from datetime import UTC, datetime
@@ -65,7 +67,7 @@ def emit(
 @FILE
 @click.argument("run_id")
 def retry(file: Path, run_id: str) -> None:
-    """Run a failed run again (same run id, next attempt)."""
+    """Run a failed or cancelled run again (same run id, next attempt)."""
     pipeline = load(file)
     record = with_store(pipeline, lambda s: s.retry_run(run_id, utcnow()))
     out.print(
@@ -73,6 +75,33 @@ def retry(file: Path, run_id: str) -> None:
         f" of {record.max_attempts})",
         markup=False,
     )
+
+
+@click.command()
+@FILE
+@click.argument("run_id")
+def cancel(file: Path, run_id: str) -> None:
+    """Cancel a pending or running run.
+
+    The request is recorded in the state store; the running pipeline acts on it within its
+    poll interval: a pending run is not started, a running one is stopped (a command's whole
+    process group, a hand-off's downstream run) and ends `cancelled`, with an
+    `eventflow.run.cancelled` event. `eventflow retry` runs it again."""
+    pipeline = load(file)
+    by = f"cli:{_user()}"
+    record = with_store(pipeline, lambda s: s.request_cancel(run_id, by, utcnow()))
+    out.print(
+        f"run {record.run_id} ({record.status}) will be cancelled by the running pipeline",
+        markup=False,
+    )
+
+
+def _user() -> str:
+    """Who runs the CLI, for the audit of what they changed."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 def _since(text: str) -> datetime:

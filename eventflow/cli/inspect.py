@@ -21,7 +21,7 @@ from eventflow.cli.common import (
     print_json,
     with_store,
 )
-from eventflow.records import RunStatus
+from eventflow.records import RUN_STATUSES, RunStatus
 from eventflow.types import Store
 from eventflow.views import NotFound
 from eventflow.views import deadletters as deadletter_views
@@ -73,7 +73,7 @@ def why(file: Path, rule: str, partition: tuple[str, ...], as_json: bool) -> Non
 @FILE
 @click.argument("run_id", required=False)
 @click.option("--rule", help="Only runs of this rule.")
-@click.option("--status", "status_", type=click.Choice(run_views.RUN_STATUSES))
+@click.option("--status", "status_", type=click.Choice(RUN_STATUSES))
 @click.option("--limit", default=50, show_default=True)
 @click.option("--attempt", type=int, help="With RUN_ID: whose logs to show (default: last).")
 @JSON_OPT

@@ -10,12 +10,9 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-import jmespath
-import jmespath.exceptions
-
 from eventflow.config.models import NAME, DatasetConfig, DatasetRef, RuleConfig, When
 from eventflow.config.report import ConfigPath, Problems, closest, did_you_mean
-from eventflow.datasets import DatasetSpec
+from eventflow.datasets import EXPRESSION_HINT, DatasetSpec, compile_expression
 from eventflow.patterns import CONVERSIONS, KeyPattern, placeholders, template_fields
 from eventflow.pipeline import EMIT_SENSOR, PRODUCED_SENSOR_PREFIX
 from eventflow.rules.timing import DeadlineExpr, parse_time, zone
@@ -55,6 +52,11 @@ class Sections:
     tasks: dict[str, Mapping[str, object]] = field(default_factory=dict)
     """Each rule's task fields (the keys of ``run`` its task validates), whose ``{var}``
     placeholders are checked."""
+    task_variables: dict[str, Mapping[tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=dict
+    )
+    """Each rule's task's own variables (its plugin's ``template_variables``): under a path
+    of its fields (``("http", "poll")``), the names its task adds (``id``)."""
 
 
 @dataclass
@@ -155,21 +157,9 @@ class _Checker:
 
     def expression(self, text: str, path: ConfigPath) -> bool:
         try:
-            jmespath.compile(text)
-        except jmespath.exceptions.JMESPathError as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            for prefix in ("Invalid jmespath expression: ", "Bad jmespath expression: "):
-                first = first.removeprefix(prefix)
-            first = first.rstrip(": ")
-            first = first[:1].lower() + first[1:]
-            column = getattr(exc, "lex_position", None)
-            at = f" at column {column + 1}" if isinstance(column, int) else ""
-            self.problems.add(
-                f"`{text}` is not a JMESPath expression: {first}{at}",
-                path,
-                hint="see https://jmespath.org/specification.html; quote field names with"
-                ' special characters ("my-field")',
-            )
+            compile_expression(text)
+        except ValueError as exc:
+            self.problems.add(str(exc), path, hint=EXPRESSION_HINT)
             return False
         return True
 
@@ -281,7 +271,8 @@ class _Checker:
             self.params(name, by, params)
         task = self.s.tasks.get(name)
         if by is not None and task is not None:
-            self.placeholders(name, (*by, *params), task)
+            own = self.s.task_variables.get(name, {})
+            self.placeholders(name, (*by, *params), task, own=own)
         alert = self.s.tasks.get(f"{name}:on_deadline")
         if by is not None and alert is not None:
             self.placeholders(name, by, alert, ("rules", name, "on_deadline", "run"))
@@ -452,10 +443,15 @@ class _Checker:
         by: tuple[str, ...],
         task: Mapping[str, object],
         base: ConfigPath | None = None,
+        own: Mapping[tuple[str, ...], tuple[str, ...]] | None = None,
     ) -> None:
-        available = [*by, *RUN_VARIABLES]
         base = base or ("rules", name, "run")
         for path, text in _strings(dict(task), base):
+            within = path[len(base) :]
+            added = [
+                v for at, names in (own or {}).items() if within[: len(at)] == at for v in names
+            ]
+            available = [*by, *RUN_VARIABLES, *added]
             for var, conversion in template_fields(text):
                 if conversion is not None and conversion not in CONVERSIONS:
                     known = ", ".join(f"`{{{var}!{c}}}`" for c in CONVERSIONS)

@@ -134,6 +134,7 @@ def _compile(raw: dict[str, Any], file: Path, problems: Problems) -> CompiledPip
         datasets={n: _quiet(DatasetConfig, v) for n, v in _mapping(raw.get("datasets")).items()},
         rules={n: _rule_view(v) for n, v in raw_rules.items()},
         tasks={n: t.fields for n, t in tasks.items()},
+        task_variables={n: getattr(t.plugin, "template_variables", {}) for n, t in tasks.items()},
     )
     compiled = check(sections, problems)
     if config is not None:

@@ -61,6 +61,8 @@ def _nested(model: type[BaseModel]) -> list[type[BaseModel]]:
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             if tp not in found:
                 found.append(tp)
+                for info in tp.model_fields.values():
+                    walk(info.annotation)  # models within models: the http task's `poll`
             return
         for arg in typing.get_args(tp):
             walk(arg)

@@ -17,7 +17,7 @@ from eventflow import metrics
 from eventflow.actions import EmitError, emit_item
 from eventflow.errors import EventflowError
 from eventflow.events import utcnow
-from eventflow.records import RunRecord
+from eventflow.records import RUN_STATUSES, RunRecord
 from eventflow.server.hooks import HOOKS, HookRequest
 from eventflow.views import deadletters, matches, rules, runs, sensors, status
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 TOKEN_ENV = "EVENTFLOW_API_TOKEN"
 """When set, ``POST /api/...`` (retry, emit) needs ``Authorization: Bearer <token>``."""
-STATUSES = runs.RUN_STATUSES
+STATUSES = RUN_STATUSES
 MATCH_STATUSES = matches.MATCH_STATUSES
 MAX_LIMIT = 10_000
 

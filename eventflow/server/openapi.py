@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from eventflow import __version__
+from eventflow.records import RUN_STATUSES
 
 Schema = dict[str, Any]
 
@@ -50,7 +51,7 @@ _RUN = _obj(
     rule=_STR,
     partition=_PARTITION,
     generation={"type": "integer"},
-    status={"enum": ["pending", "running", "succeeded", "failed"]},
+    status={"enum": list(RUN_STATUSES)},
     attempt={"type": "integer"},
     max_attempts={"type": "integer"},
     created_at=_TIME,
@@ -242,7 +243,7 @@ def document(*, api_token: bool = False) -> Schema:
                         _query("rule", _STR, "Only this rule."),
                         _query(
                             "status",
-                            {"enum": ["pending", "running", "succeeded", "failed"]},
+                            {"enum": list(RUN_STATUSES)},
                             "Only this status.",
                         ),
                         _LIMIT,

@@ -22,6 +22,7 @@ COUNT_KEYS = (
     "runs_running",
     "runs_succeeded",
     "runs_failed",
+    "runs_cancelled",
     "matches_open",
     "matches_fired",
     "matches_expired",

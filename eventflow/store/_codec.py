@@ -112,12 +112,27 @@ def pick_claims(
 
 
 def not_retriable(run_id: str, status: str | None) -> StoreError:
-    """The error of ``retry_run`` for a run that is missing or not failed."""
+    """The error of ``retry_run`` for a run that is missing or neither failed nor cancelled."""
     if status is None:
         return StoreError(f"no run {run_id!r}", hint="list runs with `eventflow runs`")
     return StoreError(
-        f"run {run_id!r} is {status}, not failed: only a failed run can be retried",
+        f"run {run_id!r} is {status}: only a failed or cancelled run can be retried",
         hint="a pending or running run will run (again) by itself",
+    )
+
+
+def cancel_request_text(by: str, now: datetime) -> str:
+    """The stored request to cancel a run: who asked, and when."""
+    return json_text({"by": by, "at": now.astimezone(UTC).isoformat()})
+
+
+def not_cancellable(run_id: str, status: str | None) -> StoreError:
+    """The error of ``request_cancel`` for a run that is missing or already finished."""
+    if status is None:
+        return StoreError(f"no run {run_id!r}", hint="list runs with `eventflow runs`")
+    return StoreError(
+        f"run {run_id!r} is {status}: only a pending or running run can be cancelled",
+        hint="`eventflow retry` runs a failed or cancelled run again",
     )
 
 
@@ -180,6 +195,7 @@ class RunRow(NamedTuple):
     error: str | None
     output: str
     notes: str
+    cancel_requested: str | None
 
 
 class RunUpdateRow(NamedTuple):
@@ -298,6 +314,7 @@ def new_run_row(run: NewRun) -> RunRow:
         None,
         "{}",
         "{}",
+        None,
     )
 
 
@@ -389,7 +406,8 @@ def decode_match(state: str) -> MatchState:
 
 def decode_run(row: Sequence[Any]) -> RunRecord:
     (run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs) = row[:9]
-    (created_at, updated_at, not_before, started_at, finished_at, error, output, notes) = row[9:]
+    (created_at, updated_at, not_before, started_at, finished_at, error, output) = row[9:16]
+    notes, cancel_requested = row[16:]
     return RunRecord(
         run_id=run_id,
         rule=rule,
@@ -408,6 +426,7 @@ def decode_run(row: Sequence[Any]) -> RunRecord:
         error=error,
         output=_loads(output),
         notes=_loads(notes),
+        cancel_requested=None if cancel_requested is None else _loads(cancel_requested),
     )
 
 

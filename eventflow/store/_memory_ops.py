@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 
 from eventflow.events import JSON
 from eventflow.records import (
+    RUN_STATUSES,
     Changes,
     DeadLetter,
     InboxItem,
@@ -147,7 +148,9 @@ class MemoryOps:
             (
                 r
                 for r in self.runs.values()
-                if r.status == "pending" and (r.not_before is None or r.not_before <= now_t)
+                if r.status == "pending"
+                and r.cancel_requested is None
+                and (r.not_before is None or r.not_before <= now_t)
             ),
             key=lambda r: (r.created_at, r.run_id),
         )
@@ -257,7 +260,7 @@ class MemoryOps:
     def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         now_t = c.dt_text(now)
         row = self.runs.get(run_id)
-        if row is None or row.status != "failed":
+        if row is None or row.status not in ("failed", "cancelled"):
             raise c.not_retriable(run_id, None if row is None else row.status)
         new = row._replace(
             status="pending",
@@ -267,9 +270,26 @@ class MemoryOps:
             error=None,
             output="{}",
             updated_at=now_t,
+            cancel_requested=None,
         )
         self.runs.put(run_id, new)
         return c.decode_run(new)
+
+    def request_cancel(self, run_id: str, by: str, now: datetime) -> RunRecord:
+        row = self.runs.get(run_id)
+        if row is None or row.status not in ("pending", "running"):
+            raise c.not_cancellable(run_id, None if row is None else row.status)
+        if row.cancel_requested is None:
+            row = row._replace(cancel_requested=c.cancel_request_text(by, now))
+            self.runs.put(run_id, row)
+        return c.decode_run(row)
+
+    def cancel_requests(self) -> list[RunRecord]:
+        return [
+            c.decode_run(r)
+            for r in self.runs.values()
+            if r.cancel_requested is not None and r.status in ("pending", "running")
+        ]
 
     def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         now_t = c.dt_text(now)
@@ -358,7 +378,7 @@ class MemoryOps:
     def counts(self) -> dict[str, int]:
         runs = Counter(r.status for r in self.runs.values())
         matches = Counter(m.status for m in self.matches.values())
-        figures = [runs[s] for s in ("pending", "running", "succeeded", "failed")]
+        figures = [runs[s] for s in RUN_STATUSES]
         figures += [matches[s] for s in ("open", "fired", "expired")]
         figures += [self.events.count(), self.outbox.count(), self.timers.count()]
         figures += [self.inbox.count(), self.deadletters.count()]

@@ -259,6 +259,19 @@ class PostgresOps:
         assert run is not None
         return run
 
+    async def request_cancel(self, run_id: str, by: str, now: datetime) -> RunRecord:
+        params = {"run_id": run_id, "request": c.cancel_request_text(by, now)}
+        cur = await self.conn.execute(self.q["request_cancel"], params)
+        if cur.rowcount == 0:
+            run = await self.get_run(run_id)
+            raise c.not_cancellable(run_id, None if run is None else run.status)
+        run = await self.get_run(run_id)
+        assert run is not None
+        return run
+
+    async def cancel_requests(self) -> list[RunRecord]:
+        return [c.decode_run(row) for row in await self._all(self.q["cancel_requests"])]
+
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         params = {"now": c.dt_text(now), "limit": max(limit, 0)}
         return [c.decode_timer(row) for row in await self._all(self.q["due_timers"], params)]

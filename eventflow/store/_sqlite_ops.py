@@ -196,6 +196,18 @@ class SQLiteOps:
         assert run is not None
         return run
 
+    def request_cancel(self, run_id: str, by: str, now: datetime) -> RunRecord:
+        params = {"run_id": run_id, "request": c.cancel_request_text(by, now)}
+        if self.conn.execute(self.q["request_cancel"], params).rowcount == 0:
+            run = self.get_run(run_id)
+            raise c.not_cancellable(run_id, None if run is None else run.status)
+        run = self.get_run(run_id)
+        assert run is not None
+        return run
+
+    def cancel_requests(self) -> list[RunRecord]:
+        return [c.decode_run(row) for row in self.conn.execute(self.q["cancel_requests"])]
+
     def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         params = {"now": c.dt_text(now), "limit": max(limit, 0)}
         return [c.decode_timer(row) for row in self.conn.execute(self.q["due_timers"], params)]

@@ -143,6 +143,12 @@ class MemoryStore(StoreLifecycle):
     async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         return await self._do(lambda o: o.retry_run(run_id, now))
 
+    async def request_cancel(self, run_id: str, by: str, now: datetime) -> RunRecord:
+        return await self._do(lambda o: o.request_cancel(run_id, by, now))
+
+    async def cancel_requests(self) -> list[RunRecord]:
+        return await self._do(lambda o: o.cancel_requests())
+
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         return await self._do(lambda o: o.due_timers(now, limit))
 

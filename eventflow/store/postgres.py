@@ -47,7 +47,7 @@ from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from eventflow.backoff import Backoff
-from eventflow.errors import ClosedError, StoreConflict, StoreError
+from eventflow.errors import ClosedError, StoreConflict, StoreError, StoreFull
 from eventflow.events import JSON
 from eventflow.log import get_logger
 from eventflow.records import (
@@ -116,6 +116,8 @@ class PostgresStore(StoreLifecycle):
         self._held: dict[str, asyncio.Event] = {}
         """Leases this worker holds: name -> event set when the lease is lost."""
         self._heartbeat: asyncio.Task[None] | None = None
+        self._registered = False
+        """Whether this worker registered once (a new lease session renews, or re-registers)."""
 
     def __repr__(self) -> str:
         return f"PostgresStore('{redact_dsn(self.dsn)}')"
@@ -194,6 +196,12 @@ class PostgresStore(StoreLifecycle):
         where = redact_dsn(self.dsn)
         if sqlstate in ("40001", "40P01"):  # serialization failure, deadlock
             return StoreConflict(f"PostgreSQL state store {where}: {text}")
+        if sqlstate == "53100":  # disk_full
+            return StoreFull(
+                f"PostgreSQL state store {where}: {text}",
+                hint="free space on the database server's disk; eventflow waits and tries "
+                "again, keeping what is committed",
+            )
         error = StoreError(f"PostgreSQL state store {where}: {text}")
         if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and sqlstate in (
             None,
@@ -361,6 +369,20 @@ class PostgresStore(StoreLifecycle):
             "lease": self.lease_seconds,
         }
         await ops.conn.execute(queries()["register_worker"], params)
+        self._registered = True
+
+    async def _stay_registered(self, ops: PostgresOps) -> None:
+        """Renew this worker's lease, or register it again (and say so) when it expired:
+        whether the heartbeat was late or the server was away longer than the lease."""
+        if await self._renew(ops):
+            return
+        self.log.error(
+            "worker_lease_expired",
+            worker=self.worker_id,
+            hint="the heartbeat was late by more than the lease: other workers "
+            "may have taken this worker's running runs; registering again",
+        )
+        await self._register(ops)
 
     async def _lease_call(self, what: str, fn: Callable[[PostgresOps], Awaitable[T]]) -> T:
         """``fn`` on the lease connection; a broken one is replaced and every lease held on
@@ -373,8 +395,8 @@ class PostgresStore(StoreLifecycle):
             ops = self._lease_conn
             assert ops is not None
             try:
-                if fresh and self.worker_id is not None:  # a new session: register again
-                    await self._register(ops)
+                if fresh and self._registered:  # a new session: renew, or register again
+                    await self._stay_registered(ops)
                 return await fn(ops)
             except _psycopg().Error as exc:
                 error = self._translate(exc)
@@ -399,15 +421,7 @@ class PostgresStore(StoreLifecycle):
         while True:
             await asyncio.sleep(interval)
             try:
-                renewed = await self._lease_call("heartbeat", self._renew)
-                if not renewed:
-                    self.log.error(
-                        "worker_lease_expired",
-                        worker=self.worker_id,
-                        hint="the heartbeat was late by more than the lease: other workers "
-                        "may have taken this worker's running runs; registering again",
-                    )
-                    await self._lease_call("register", self._register)
+                await self._lease_call("heartbeat", self._stay_registered)
                 recovered = await self.recover_running(_now())
                 if recovered:
                     self.log.warning("runs_recovered", runs=recovered, count=len(recovered))
@@ -504,6 +518,12 @@ class PostgresStore(StoreLifecycle):
 
     async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         return await self._op("retry_run", lambda o: o.retry_run(run_id, now))
+
+    async def request_cancel(self, run_id: str, by: str, now: datetime) -> RunRecord:
+        return await self._op("request_cancel", lambda o: o.request_cancel(run_id, by, now))
+
+    async def cancel_requests(self) -> list[RunRecord]:
+        return await self._op("cancel_requests", lambda o: o.cancel_requests())
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         if not await self._leader(_POLLS_LEASE):

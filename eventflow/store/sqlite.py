@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import IO, Any, Concatenate, Literal, ParamSpec, Self, TypeVar, cast, get_args
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from eventflow.errors import ClosedError, StoreError
+from eventflow.errors import ClosedError, StoreError, StoreFull
 from eventflow.events import JSON
 from eventflow.records import (
     Changes,
@@ -237,6 +237,12 @@ class SQLiteStore(StoreLifecycle):
 
     def _translate(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc)
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return StoreFull(
+                f"SQLite state store {self.path}: {text}",
+                hint=f"free space on the file system of {self.path.parent}; eventflow "
+                "waits and tries again, keeping what is committed",
+            )
         hint = None
         busy = "locked" in text or "busy" in text
         if busy:
@@ -339,6 +345,12 @@ class SQLiteStore(StoreLifecycle):
 
     async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         return await self._write(SQLiteOps.retry_run, run_id, now)
+
+    async def request_cancel(self, run_id: str, by: str, now: datetime) -> RunRecord:
+        return await self._write(SQLiteOps.request_cancel, run_id, by, now)
+
+    async def cancel_requests(self) -> list[RunRecord]:
+        return await self._read(SQLiteOps.cancel_requests)
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         return await self._read(SQLiteOps.due_timers, now, limit)

@@ -9,7 +9,8 @@ it holds.
 
 - :mod:`eventflow.tasks.command`: a program in its own process group;
 - :mod:`eventflow.tasks.python`: a function called in eventflow's process;
-- :mod:`eventflow.tasks.http`: an HTTP request (Airflow's or Dagster's REST API, a webhook).
+- :mod:`eventflow.tasks.http`: an HTTP request (a webhook, a REST API), or a job submitted to
+  an asynchronous API and polled (:mod:`eventflow.tasks.http_api`).
 
 This module holds the small pieces they share; it imports none of them.
 """

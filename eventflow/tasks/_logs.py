@@ -28,7 +28,7 @@ class CappedFile:
     runs. ``close`` appends the truncation note if anything was dropped; it is idempotent.
     """
 
-    __slots__ = ("_file", "dropped", "max_bytes", "path", "written")
+    __slots__ = ("_file", "dropped", "failed", "max_bytes", "path", "written")
 
     def __init__(self, path: Path, max_bytes: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,6 +36,9 @@ class CappedFile:
         self.max_bytes = max_bytes
         self.written = 0
         self.dropped = 0
+        self.failed: OSError | None = None
+        """Why the file stopped taking output (a full disk): the rest is dropped, the task
+        runs on, and the file ends with a note saying so when there is room for it."""
         self._file = path.open("wb", buffering=0)
 
     @property
@@ -44,9 +47,13 @@ class CappedFile:
 
     def write(self, data: bytes) -> None:
         room = self.max_bytes - self.written
-        if room > 0:
+        if room > 0 and self.failed is None:
             kept = data[:room]
-            self._file.write(kept)
+            try:
+                self._file.write(kept)
+            except OSError as exc:  # the output is lost, not the attempt
+                self.failed = exc
+                kept = b""
             self.written += len(kept)
             self.dropped += len(data) - len(kept)
         else:
@@ -56,10 +63,15 @@ class CappedFile:
         if self._file.closed:
             return
         try:
-            if self.dropped:
+            if self.failed is not None:
+                note = f"\n[eventflow: output lost after {self.written} bytes: {self.failed}]\n"
+                with contextlib.suppress(OSError):
+                    self._file.write(note.encode())
+            elif self.dropped:
                 self._file.write(truncation_note(self.max_bytes))
         finally:
-            self._file.close()
+            with contextlib.suppress(OSError):
+                self._file.close()
 
 
 def write_capped(path: Path, data: str | bytes, max_bytes: int) -> None:

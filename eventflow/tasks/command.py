@@ -24,10 +24,11 @@ Its stdout and stderr go to the attempt's log files, each capped at ``log_max_by
 Stopping: at the timeout, on cancellation (shutdown) and when the program exits leaving
 processes behind in its group, the whole group gets SIGTERM, then SIGKILL after
 :attr:`CommandTask.kill_grace` seconds. If eventflow itself dies abruptly (SIGKILL, OOM), the
-kernel kills the program through the parent-death signal, so a restarted eventflow never runs
-the same run id beside a survivor of the previous process. That signal reaches the program
-eventflow started, not processes it forked in turn: a wrapper script should ``exec`` its
-last command.
+kernel kills the program through the parent-death signal. That signal reaches the program
+eventflow started, not the processes it started in turn; those are ended before the next
+attempt of the same run starts: each attempt's process group is noted on the run, and what is
+left of it is stopped first (:mod:`eventflow.tasks._groups`), so a restarted eventflow never
+runs a run beside a survivor of its previous attempt.
 """
 
 from __future__ import annotations
@@ -49,8 +50,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from eventflow.events import JSON, canonical_json
 from eventflow.lifecycle import Resource
+from eventflow.log import get_logger
 from eventflow.patterns import render
 from eventflow.tasks import Text, timeout_detail
+from eventflow.tasks._groups import (
+    group_alive,
+    group_note,
+    leftover_group,
+    noted_elsewhere,
+    signal_group,
+    stop_group,
+)
 from eventflow.tasks._logs import PipeCapture, write_capped
 from eventflow.tasks.environ import partition_environ
 from eventflow.types import PluginEnv, RunContext, TaskResult
@@ -133,6 +143,7 @@ class CommandTask(Resource):
         if problem is not None:
             write_capped(ctx.stderr_path, f"eventflow: {problem}\n", ctx.log_max_bytes)
             return TaskResult(False, problem)
+        await self._stop_leftovers(ctx)
         out = PipeCapture(ctx.stdout_path, ctx.log_max_bytes)
         try:
             err = PipeCapture(ctx.stderr_path, ctx.log_max_bytes)
@@ -176,6 +187,8 @@ class CommandTask(Resource):
         try:  # the output files are created now, while the child starts
             out.start(loop)
             err.start(loop)
+            # Not waiting for the disk: the group lives no longer than the machine does.
+            await ctx.note({"process": group_note(proc.pid, ctx.attempt)}, durable=False)
         except BaseException:
             await self._terminate(proc)
             raise
@@ -191,28 +204,41 @@ class CommandTask(Resource):
             await self._terminate(proc)
             raise
         else:
-            if _group_alive(proc.pid):  # it left processes behind: the attempt is over
+            if group_alive(proc.pid):  # it left processes behind: the attempt is over
                 await self._terminate(proc)
         pending = [f for f in (out.done, err.done) if f is not None and not f.done()]
         if pending:
             await asyncio.wait(pending, timeout=self.output_grace)
         return _result(proc.pid, returncode, ctx.timeout if timed_out else None)
 
+    async def _stop_leftovers(self, ctx: RunContext) -> None:
+        """End what is left of an earlier attempt's process group (eventflow died during it and
+        a process the program started lives on), so this attempt never runs beside it."""
+        note = ctx.notes.get("process")
+        log = get_logger(component="dispatcher").bind(run_id=ctx.run_id, attempt=ctx.attempt)
+        pgid = leftover_group(note)
+        if pgid is not None:
+            assert isinstance(note, dict)
+            log.warning("run_leftover_stopped", pgid=pgid, earlier_attempt=note.get("attempt"))
+            await stop_group(pgid, self.kill_grace)
+        elif (host := noted_elsewhere(note)) is not None:
+            log.warning("run_leftover_elsewhere", host=host)
+
     async def _terminate(self, proc: asyncio.subprocess.Process) -> None:
         """SIGTERM the program's group, SIGKILL what is left after the grace period."""
         pgid = proc.pid
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.kill_grace
-        _signal_group(pgid, signal.SIGTERM)
+        signal_group(pgid, signal.SIGTERM)
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), self.kill_grace)
             while loop.time() < deadline:  # then whatever else it started in its group
-                if not _group_alive(pgid):
+                if not group_alive(pgid):
                     break
                 await asyncio.sleep(_POLL)
         finally:  # also when cancelled again meanwhile: nothing of the attempt survives
-            _signal_group(pgid, signal.SIGKILL)
+            signal_group(pgid, signal.SIGKILL)
         await proc.wait()
 
     def _cwd(self, ctx: RunContext) -> Path:
@@ -265,45 +291,6 @@ def _check_program(program: str, cwd: Path, environ: Mapping[str, str]) -> str |
         if candidate.is_file():
             return f"program is not executable: {candidate}"
     return f"program not found: {program!r} is not in any PATH directory"
-
-
-# --- stopping process groups ----------------------------------------------------------------
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether the process group still has a member that is not a zombie."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if sys.platform.startswith("linux"):
-        # Zombies count for kill(); orphans reparented to an init that does not reap (a
-        # container without one) would hold every stop for the whole grace period.
-        return _live_member_linux(pgid)
-    return True
-
-
-def _live_member_linux(pgid: int) -> bool:
-    with os.scandir("/proc") as entries:
-        for entry in entries:
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(b")") + 2 :].split()
-            if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-                return True
-    return False
 
 
 # --- dying with eventflow -------------------------------------------------------------------

@@ -12,7 +12,8 @@ not fire and forget. Each attempt:
 3. notes the downstream run on the eventflow run (``RunContext.note``: durable, shown by
    ``eventflow runs``, the API and the page);
 4. polls its state with backoff and jitter until it is terminal, within the rule's
-   ``run.timeout``; a timeout cancels the downstream run and fails the attempt;
+   ``run.timeout``; a timeout, or an operator's ``eventflow cancel``, cancels the downstream
+   run;
 5. succeeds only when the downstream run succeeded, so the rule's ``produces`` dataset is
    announced only then.
 
@@ -45,7 +46,7 @@ from eventflow.events import JSON
 from eventflow.lifecycle import Resource
 from eventflow.log import get_logger
 from eventflow.tasks import timeout_detail
-from eventflow.types import PluginEnv, RunContext, TaskResult
+from eventflow.types import PluginEnv, RunContext, TaskResult, operator_cancelled
 
 Outcome = Literal["running", "succeeded", "failed", "cancelled"]
 TERMINAL: frozenset[Outcome] = frozenset({"succeeded", "failed", "cancelled"})
@@ -209,6 +210,10 @@ class HandoffTask(Resource):
             if not scope.expired():
                 raise
             return await attempt.timed_out(ctx.timeout or 0)
+        except asyncio.CancelledError as exc:
+            if operator_cancelled(exc):  # a shutdown leaves it running: the next start adopts it
+                await asyncio.shield(attempt.stop_downstream("cancelled"))
+            raise
         except HandoffError as exc:
             return attempt.result(attempt.current, ok=False, detail=str(exc))
         ok = downstream.outcome == "succeeded"
@@ -272,21 +277,28 @@ class _Attempt:
         return run
 
     async def timed_out(self, limit: float) -> TaskResult:
-        """eventflow's timeout ended the attempt: cancel the downstream run (found again when
-        the timeout came before its id did) and fail the attempt."""
+        """eventflow's timeout ended the attempt: cancel the downstream run and fail."""
         detail = timeout_detail(limit)
+        problem = await self.stop_downstream("timeout")
+        if problem:
+            detail += f"; the downstream run could not be cancelled: {problem}"
+        return self.result(self.current, ok=False, detail=detail, timed_out=True)
+
+    async def stop_downstream(self, reason: str) -> str:
+        """Cancel the downstream run (found again when the attempt ended before its id was
+        known); returns why that failed, or "". Takes at most CLEANUP_SECONDS."""
         try:
             async with asyncio.timeout(CLEANUP_SECONDS):
                 run = self.current or await self.handoff.find(self.ctx)
                 if run is not None and run.outcome not in TERMINAL:
                     await self.handoff.cancel(run)
-                    self.log.warning("handoff_cancelled", downstream_id=run.id, reason="timeout")
-                    run = await self.handoff.poll(run)
-                    await self.noted(run)
+                    self.log.warning("handoff_cancelled", downstream_id=run.id, reason=reason)
+                    await self.noted(await self.handoff.poll(run))
         except (HandoffError, TimeoutError) as exc:
-            self.log.error("handoff_cancel_failed", error=str(exc) or type(exc).__name__)
-            detail += f"; the downstream run could not be cancelled: {exc}"
-        return self.result(self.current, ok=False, detail=detail, timed_out=True)
+            problem = str(exc) or type(exc).__name__
+            self.log.error("handoff_cancel_failed", error=problem, reason=reason)
+            return problem
+        return ""
 
     async def call(self, what: str, request: Callable[[], Awaitable[T]]) -> T:
         """``request()``, again after a retriable error, with backoff, for up to

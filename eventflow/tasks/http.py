@@ -1,105 +1,175 @@
-"""The ``http`` task: send one HTTP request per attempt (Airflow's or Dagster's REST API, a
-webhook).
+"""The ``http`` task: send one HTTP request per attempt (a webhook, a REST API), or submit a
+job to an asynchronous API (Flink's, Spark's, a warehouse's) and poll it until it ends.
 
 .. code-block:: yaml
 
     run:
       http:
-        url: https://airflow.example.com/api/v2/dags/report/dagRuns
+        url: https://api.example.com/jobs
         method: POST                       # the default
-        json: {dag_run_id: "{run_id}", logical_date: null, conf: {dt: "{dt}"}}
-        headers: {Authorization: "Bearer ${AIRFLOW_TOKEN}"}
+        json: {name: "report-{dt}", args: {dt: "{dt}"}}
+        headers: {Authorization: "Bearer ${API_TOKEN}"}
         timeout: 30s                       # optional; the smaller of this and run.timeout
-        expect: [200, 409]                 # optional; default: any 2xx
+        expect: [200, 202]                 # optional; default: any 2xx
+        success: "errors == null"          # optional; JMESPath over the JSON body
 
-``{var}`` in the URL, the header values and the strings of the JSON body is replaced by the
-run's variables. In the URL each value is percent-encoded as one path segment or query value
-(every character but letters, digits and ``-._~``): a ``/`` in a value does not add a path
-segment, a ``&`` or ``#`` does not end a query value; the JSON body is encoded as JSON, so a
-value's quotes stay inside its string. Every request carries ``Idempotency-Key`` and
-``X-Eventflow-Run-Id`` (the run id, the same for every attempt) and ``X-Eventflow-Attempt``;
-configured headers of the same name replace them. The first 64 KiB of the response body go
-to the attempt's stdout file. Header values are never logged nor put in a result (they carry
-secrets), and error messages show the URL without its query string.
+The attempt succeeds when the status is one of ``expect`` and ``success`` (when given) is
+truthy on the decoded JSON body; a failure's detail names the status and the start of the
+body. With ``poll:`` the request submits a job and the attempt is a hand-off
+(:mod:`eventflow.tasks.handoff`): the job's id is read from the answer, noted on the run,
+polled at ``poll.url`` until its ``state`` is one of ``success`` or ``failure``, cancelled at
+the rule's timeout, and adopted (not submitted again) by an attempt after a crash.
+
+``{var}`` in the URLs, the header values and the strings of the JSON body is replaced by the
+run's variables and ``{key}`` (``eventflow__<pipeline>__<run_id>``); the ``poll`` URLs also
+take ``{id}``, the job's id. In a URL each value is percent-encoded as one path segment or
+query value (every character but letters, digits and ``-._~``): a ``/`` in a value does not
+add a path segment, a ``&`` or ``#`` does not end a query value; the JSON body is encoded as
+JSON, so a value's quotes stay inside its string. Every request carries ``Idempotency-Key``
+and ``X-Eventflow-Run-Id`` (the run id, the same for every attempt; a re-submit after a
+failed job sends ``<run_id>.<attempt>`` as its key) and ``X-Eventflow-Attempt``; configured
+headers of the same name replace them. Without ``poll`` the first 64 KiB of the response body
+go to the attempt's stdout file. Header values are never logged nor put in a result (they
+carry secrets), and error messages show the URL without its query string.
 """
 
 from __future__ import annotations
 
-import asyncio
-import importlib.metadata
 import re
-import urllib.parse
-from datetime import timedelta
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Self
 
-import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from eventflow.datasets import EXPRESSION_HINT, compile_expression
 from eventflow.durations import Duration
 from eventflow.errors import ClosedError
-from eventflow.lifecycle import Resource
-from eventflow.patterns import render, render_deep
-from eventflow.tasks import Text, timeout_detail
-from eventflow.tasks._logs import write_capped
-from eventflow.tasks.handoff import describe, safe_url
+from eventflow.tasks import Text
+from eventflow.tasks.handoff import Handoff, HandoffSettings, HandoffTask
+from eventflow.tasks.http_api import BODY_LIMIT, HttpApi
 from eventflow.types import PluginEnv, RunContext, TaskResult
 
-BODY_LIMIT = 65_536
-"""Bytes of the response body kept in the attempt's stdout file."""
 _METHOD = re.compile(r"^[A-Z]+$")
 
 
-class HttpRequest(BaseModel):
-    """The request an ``http`` task sends."""
+def _http_url(value: str) -> str:
+    if not value.lower().startswith(("http://", "https://")):
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+def _http_method(value: str) -> str:
+    value = value.strip().upper()
+    if not _METHOD.match(value):
+        raise ValueError(f"{value!r} is not an HTTP method")
+    return value
+
+
+def _jmespath(value: str) -> str:
+    try:
+        compile_expression(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; {EXPRESSION_HINT}") from exc
+    return value
+
+
+def _status_codes(value: tuple[int, ...]) -> tuple[int, ...]:
+    for code in value:
+        if not 100 <= code <= 599:
+            raise ValueError(f"{code} is not an HTTP status code")
+    return value
+
+
+Url = Annotated[str, AfterValidator(_http_url)]
+Method = Annotated[str, AfterValidator(_http_method)]
+Expression = Annotated[str, AfterValidator(_jmespath)]
+"""A JMESPath expression, compiled when the config is loaded (a bad one is a config error)."""
+
+
+class HttpCall(BaseModel):
+    """A URL and its method: the job's ``cancel``, and the start of the task's request."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(
+    url: Url = Field(
         description="`http://` or `https://` URL; `{var}` is replaced by the value"
         " percent-encoded (a `/` in it stays within its path segment)."
     )
-    method: str = Field(default="POST", description="HTTP method.")
+    method: Method = Field(default="POST", description="HTTP method.")
+
+
+class HttpFind(BaseModel):
+    """How to find the job an earlier attempt submitted, by ``{key}`` (a ``GET``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: Url = Field(description="URL listing the job submitted under `{key}`.")
+    id: Expression = Field(
+        description="JMESPath over the JSON answer: the job's id; null when there is none."
+    )
+
+
+class HttpPoll(HandoffSettings):
+    """``poll:``: the request submits a job; the attempt waits for it to end."""
+
+    id: Expression = Field(description="JMESPath over the submit's JSON answer: the job's id.")
+    url: Url = Field(description="The job's status URL; `{id}` is the job's id.")
+    state: Expression = Field(description="JMESPath over the status answer: the job's state.")
+    success: tuple[Text, ...] = Field(min_length=1, description="States of a job that succeeded.")
+    failure: tuple[Text, ...] = Field(
+        min_length=1, description="States of a job that failed or was cancelled."
+    )
+    cancel: HttpCall | None = Field(
+        default=None,
+        description="The request that stops the job (at the rule's timeout); `{id}` is the"
+        " job's id. None: a timed-out job goes on.",
+    )
+    find: HttpFind | None = Field(
+        default=None,
+        description="How an attempt finds the job an earlier one submitted; None: by the job"
+        " noted on the run (`notes.downstream.id`).",
+    )
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> Self:
+        both = sorted(set(self.success) & set(self.failure))
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} is listed in both `success` and `failure`; keep it in one"
+            )
+        return self
+
+
+class HttpRequest(HttpCall):
+    """The request an ``http`` task sends."""
+
     body: Any = Field(
         default=None,
         alias="json",
         description="JSON body; `{var}` in its strings is replaced. None: no body.",
     )
     headers: dict[str, Text] = Field(
-        default_factory=dict, description="Extra request headers; `{var}` is replaced."
+        default_factory=dict,
+        description="Extra request headers (of every request); `{var}` is replaced.",
     )
     timeout: Duration | None = Field(
         default=None,
-        description="Limit of the whole request; the smaller of this and the rule's"
-        " `run.timeout` applies.",
+        description="Limit of each request; the smaller of this and the rule's `run.timeout`"
+        " applies.",
     )
-    expect: tuple[int, ...] | None = Field(
+    expect: Annotated[tuple[int, ...], AfterValidator(_status_codes)] | None = Field(
         default=None,
         min_length=1,
         description="Status codes that mean success; default: any 2xx.",
     )
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.lower().startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http:// or https:// URL")
-        return value
-
-    @field_validator("method")
-    @classmethod
-    def _method(cls, value: str) -> str:
-        value = value.strip().upper()
-        if not _METHOD.match(value):
-            raise ValueError(f"{value!r} is not an HTTP method")
-        return value
-
-    @field_validator("expect")
-    @classmethod
-    def _codes(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
-        for code in value or ():
-            if not 100 <= code <= 599:
-                raise ValueError(f"{code} is not an HTTP status code")
-        return value
+    success: Expression | None = Field(
+        default=None,
+        description="JMESPath over the JSON answer that must be truthy for success (with"
+        " `poll`: of the submit), e.g. `errors == null`.",
+    )
+    poll: HttpPoll | None = Field(
+        default=None, description="Submit a job and wait for it to end (see the how-to)."
+    )
 
 
 class HttpConfig(BaseModel):
@@ -110,102 +180,51 @@ class HttpConfig(BaseModel):
     http: HttpRequest
 
 
-class HttpTask(Resource):
-    """Runs one attempt of an ``http`` task (see the module docs).
+class HttpTask(HandoffTask):
+    """Runs one attempt of an ``http`` task (see the module docs): one request, or with
+    ``poll`` the hand-off loop over the job.
 
-    One ``httpx.AsyncClient`` per runner, created at the first attempt and reused (its
-    connection pool serves every run of the rule); ``close`` releases it and is idempotent.
+    One :class:`~eventflow.tasks.http_api.HttpApi` (one ``httpx.AsyncClient``) per runner,
+    created at the first attempt and reused (its connection pool serves every run of the
+    rule); ``close`` releases it and is idempotent.
     """
 
     config_model: ClassVar[type[BaseModel]] = HttpConfig
+    template_variables: ClassVar[Mapping[tuple[str, ...], tuple[str, ...]]] = {
+        ("http",): ("key",),
+        ("http", "poll"): ("id",),
+    }
+    """What ``eventflow validate`` accepts besides the run's variables, by config path."""
     body_limit: ClassVar[int] = BODY_LIMIT
+    config: HttpConfig
 
     def __init__(self, config: Any, env: PluginEnv) -> None:
-        self.config: HttpConfig = (
-            config if isinstance(config, HttpConfig) else HttpConfig.model_validate(config)
-        )
-        self.env = env
-        self._client: httpx.AsyncClient | None = None
+        super().__init__(config, env)
+        self._api: HttpApi | None = None
         self._closed = False
+
+    def build(self) -> Handoff:
+        return self.api()
+
+    def settings(self) -> HandoffSettings:
+        return self.config.http.poll or HandoffSettings()
+
+    def api(self) -> HttpApi:
+        """The runner's requests and their client, made at the first use."""
+        if self._closed:
+            raise ClosedError("this http task runner is closed")
+        if self._api is None:
+            self._api = HttpApi(self.config.http, self.body_limit)
+        return self._api
 
     async def close(self) -> None:
         self._closed = True
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._closed:
-            raise ClosedError("this http task runner is closed")
-        if self._client is None:
-            self._client = httpx.AsyncClient(headers={"User-Agent": _user_agent()})
-        return self._client
+        api, self._api = self._api, None
+        await super().close()
+        if api is not None:
+            await api.close()
 
     async def run(self, ctx: RunContext) -> TaskResult:
-        client = self._http()
-        request = self.config.http
-        url = render(request.url, ctx.variables, url_value)
-        headers = httpx.Headers(
-            {
-                "Idempotency-Key": ctx.run_id,
-                "X-Eventflow-Run-Id": ctx.run_id,
-                "X-Eventflow-Attempt": str(ctx.attempt),
-            }
-        )
-        headers.update({k: render(v, ctx.variables) for k, v in request.headers.items()})
-        body = None if request.body is None else render_deep(request.body, ctx.variables)
-        limit = _smallest(request.timeout, ctx.timeout)
-        keep = min(self.body_limit, ctx.log_max_bytes)
-        try:
-            async with (
-                asyncio.timeout(limit) as scope,
-                client.stream(
-                    request.method, url, headers=headers, json=body, timeout=httpx.Timeout(limit)
-                ) as response,
-            ):
-                status = response.status_code
-                head = await _read_head(response, keep + 1)
-        except TimeoutError:
-            if not scope.expired():
-                raise
-            return _timed_out(limit)
-        except httpx.TimeoutException:
-            return _timed_out(limit)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            where = safe_url(url)
-            return TaskResult(False, f"{request.method} {where} failed: {describe(exc)}")
-        write_capped(ctx.stdout_path, head, keep)
-        ok = status in request.expect if request.expect else 200 <= status < 300
-        return TaskResult(ok, "" if ok else f"HTTP {status}", {"status_code": status})
-
-
-def url_value(value: str) -> str:
-    """``value`` percent-encoded as one path segment or query value (RFC 3986 unreserved
-    characters kept): what a ``{var}`` of the URL becomes."""
-    return urllib.parse.quote(value, safe="")
-
-
-async def _read_head(response: httpx.Response, size: int) -> bytes:
-    """The first ``size`` bytes of the body; the rest is not read (the response is closed)."""
-    data = bytearray()
-    async for chunk in response.aiter_bytes():
-        data += chunk
-        if len(data) >= size:
-            break
-    return bytes(data[:size])
-
-
-def _user_agent() -> str:
-    try:
-        return f"eventflow/{importlib.metadata.version('eventflow')}"
-    except importlib.metadata.PackageNotFoundError:
-        return "eventflow"
-
-
-def _smallest(own: timedelta | None, run: float | None) -> float | None:
-    limits = [t for t in (own.total_seconds() if own else None, run) if t is not None]
-    return min(limits) if limits else None
-
-
-def _timed_out(limit: float | None) -> TaskResult:
-    return TaskResult(False, timeout_detail(limit or 0), {"timed_out": True})
+        if self.config.http.poll is None:
+            return await self.api().send(ctx)
+        return await super().run(ctx)

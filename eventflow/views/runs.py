@@ -11,7 +11,6 @@ from eventflow.records import RunRecord, RunStatus
 from eventflow.types import Store
 from eventflow.views import NotFound
 
-RUN_STATUSES: tuple[RunStatus, ...] = ("pending", "running", "succeeded", "failed")
 STREAMS = ("stdout", "stderr")
 
 

@@ -33,10 +33,14 @@ class Status:
     def summary(self) -> str:
         """``runs: 1 pending, ... · dead letters 0``: the store's figures in one line."""
         c = self.counts
-        return (
+        runs = (
             f"runs: {c['runs_pending']} pending, {c['runs_running']} running, "
-            f"{c['runs_succeeded']} succeeded, {c['runs_failed']} failed · "
-            f"events {c['events']} · outbox {c['outbox']} · timers {c['timers']}"
+            f"{c['runs_succeeded']} succeeded, {c['runs_failed']} failed"
+        )
+        if c.get("runs_cancelled"):
+            runs += f", {c['runs_cancelled']} cancelled"
+        return (
+            f"{runs} · events {c['events']} · outbox {c['outbox']} · timers {c['timers']}"
             f" · dead letters {c['deadletters']}"
         )
 

@@ -162,5 +162,14 @@ def wait_until(check: Callable[[], Any], timeout: float = 30, interval: float = 
     raise AssertionError(f"timed out after {timeout}s; last value: {last!r}")
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (an orphan nobody reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
 def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []

@@ -105,8 +105,9 @@ def test_acknowledged_webhooks_survive_sigkill(tmp_path: Path, crash_at: str | N
     stop = threading.Event()
     thread = threading.Thread(target=sender, args=(port, count, acked, stop))
     thread.start()
-    if crash_at is None:
-        time.sleep(random.uniform(0.3, 1.0))
+    if crash_at is None:  # at a random moment of the traffic (a loaded host starts slowly)
+        wait_until(lambda: acked or p.proc is None or p.proc.poll() is not None, timeout=60)
+        time.sleep(random.uniform(0.05, 0.5))
         p.kill()
     p.wait_exit(30)
     stop.set()

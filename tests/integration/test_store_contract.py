@@ -354,6 +354,43 @@ async def test_run_notes_merge_by_key_and_outlive_results_and_retries(store: Sto
     assert [r.notes for r in await store.list_runs()] == [expected]
 
 
+async def test_a_cancel_request_keeps_a_run_from_being_claimed_and_is_listed(
+    store: Store,
+) -> None:
+    """request_cancel marks a pending or running run (the first request is kept); a marked
+    pending run is not claimed; cancel_requests lists marked runs until they end."""
+    await apply(store, runs=[new_run("r1"), new_run("r2", created=1), new_run("r3", created=2)])
+    assert await claim(store, at(1), limit=1) == ["r1"]
+    running = await store.request_cancel("r1", "cli:ann", at(2))
+    assert (running.status, running.cancel_requested) == (
+        "running",
+        {"by": "cli:ann", "at": at(2).isoformat()},
+    )
+    again = await store.request_cancel("r1", "cli:bob", at(3))
+    assert again.cancel_requested == running.cancel_requested
+    await store.request_cancel("r2", "api:ops", at(2))
+    assert await claim(store, at(4)) == ["r3"]
+    assert sorted(r.run_id for r in await store.cancel_requests()) == ["r1", "r2"]
+    await apply(store, run_updates=[RunUpdate("r2", "cancelled", 0, at(5), None, at(5), "x")])
+    assert [r.run_id for r in await store.cancel_requests()] == ["r1"]
+    assert (await store.counts())["runs_cancelled"] == 1
+
+
+async def test_only_pending_and_running_runs_can_be_cancelled_and_a_cancelled_one_retried(
+    store: Store,
+) -> None:
+    await apply(store, runs=[new_run("r1", attempts=1)])
+    with pytest.raises(StoreError, match="no run"):
+        await store.request_cancel("ghost", "cli:ann", at(1))
+    await store.request_cancel("r1", "cli:ann", at(1))
+    await apply(store, run_updates=[RunUpdate("r1", "cancelled", 0, at(2), None, at(2), "x")])
+    with pytest.raises(StoreError, match="cancelled: only a pending or running run"):
+        await store.request_cancel("r1", "cli:ann", at(3))
+    retried = await store.retry_run("r1", at(4))
+    assert (retried.status, retried.cancel_requested, retried.max_attempts) == ("pending", None, 1)
+    assert await claim(store, at(5)) == ["r1"]
+
+
 def test_a_note_key_must_be_a_name() -> None:
     """Keys become JSON paths in SQLite: only names are accepted."""
     with pytest.raises(ValueError, match="not a name"):

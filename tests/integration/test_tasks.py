@@ -692,11 +692,12 @@ async def test_http_sends_the_templated_request(tmp_path: Path, server: Server) 
 
 
 async def test_http_error_status_fails_and_keeps_the_body(tmp_path: Path, server: Server) -> None:
-    """A non-2xx answer fails with its status; the body goes to the stdout file."""
+    """A non-2xx answer fails with its status and the start of its body; the body goes to
+    the stdout file."""
     ctx = make_ctx(tmp_path)
     async with http(tmp_path, url=server.url + "/fail", method="put") as task:
         result = await task.run(ctx)
-    assert result == TaskResult(False, "HTTP 503", {"status_code": 503})
+    assert result == TaskResult(False, "HTTP 503: answer to /fail", {"status_code": 503})
     assert server.requests[0]["method"] == "PUT"
     assert server.requests[0]["body"] == b""
     assert ctx.stdout_path.read_text() == "answer to /fail"
@@ -718,7 +719,7 @@ async def test_http_expect(
     async with http(tmp_path, url=server.url + path, expect=expect) as task:
         result = await task.run(make_ctx(tmp_path))
     assert result.ok is ok
-    assert result.detail == ("" if ok else f"HTTP {result.output['status_code']}")
+    assert result.detail == ("" if ok else f"HTTP {result.output['status_code']}: answer to {path}")
 
 
 async def test_http_response_body_is_capped(tmp_path: Path, server: Server) -> None:
@@ -760,9 +761,9 @@ async def test_http_client_is_reused_and_close_is_idempotent(
     """One client serves every attempt; close is idempotent and a closed runner says so."""
     task = http(tmp_path, url=server.url + "/ok")
     assert (await task.run(make_ctx(tmp_path))).ok
-    client = task._client
+    api = task.api()
     assert (await task.run(make_ctx(tmp_path, attempt=2))).ok
-    assert task._client is client
+    assert task.api() is api
     await task.close()
     await task.close()
     with pytest.raises(ClosedError):

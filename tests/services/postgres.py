@@ -162,6 +162,11 @@ class PostgresProcess:
     def kill(self) -> None:
         self._signal(signal.SIGKILL, 20.0)
 
+    def crash(self) -> None:
+        """Immediate shutdown (SIGQUIT): every server process exits at once, without a
+        checkpoint, as in a crash; the next start runs crash recovery."""
+        self._signal(signal.SIGQUIT, 20.0)
+
     def restart(self) -> None:
         self.stop()
         self.start()

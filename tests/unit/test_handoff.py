@@ -7,6 +7,7 @@ timeout; retry what is retriable for ``retry_for`` and no longer.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +25,7 @@ from eventflow.tasks.handoff import (
     HandoffTask,
     downstream_key,
 )
-from eventflow.types import PluginEnv, RunContext
+from eventflow.types import OPERATOR_CANCEL, PluginEnv, RunContext
 
 ENV = PluginEnv(pipeline="demo", base_dir=Path("."))
 
@@ -232,3 +233,20 @@ async def test_close_closes_the_adapter_once(tmp_path: Path) -> None:
 async def test_every_result_carries_the_downstream_run(tmp_path: Path, state: str) -> None:
     result = await task(Scripted([state])).run(context(tmp_path, Notes()))
     assert result.output["downstream"]["id"] == "d-1"  # type: ignore[index]
+
+
+async def test_an_operator_cancel_cancels_the_downstream_run_and_a_shutdown_does_not(
+    tmp_path: Path,
+) -> None:
+    for message, cancels in ((OPERATOR_CANCEL, True), (None, False)):
+        system = Scripted(["running"])
+        runner = task(system)
+        attempt = asyncio.create_task(runner.run(context(tmp_path, Notes())))
+        for _ in range(500):  # until the attempt is waiting for the downstream run
+            if "poll" in system.calls:
+                break
+            await asyncio.sleep(0.01)
+        attempt.cancel(message)
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+        assert ("cancel d-1" in system.calls) is cancels

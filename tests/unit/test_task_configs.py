@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from eventflow.config.loader import check_file
 from eventflow.registry import tasks
 from eventflow.tasks import timeout_detail
 from eventflow.tasks.command import CommandConfig, CommandTask
@@ -117,6 +118,9 @@ def test_http_config_defaults_and_normalisation() -> None:
     )
 
 
+POLL = {"id": "id", "url": "http://h/{id}", "state": "s", "success": ["DONE"], "failure": ["X"]}
+
+
 @pytest.mark.parametrize(
     ("request_", "message"),
     [
@@ -127,12 +131,50 @@ def test_http_config_defaults_and_normalisation() -> None:
         ({"url": "http://h/", "timeout": "soon"}, "not a duration"),
         ({"url": "http://h/", "body": {}}, "Extra inputs are not permitted"),
         ({"method": "GET"}, "url"),
+        ({"url": "http://h/", "success": "a ||"}, "`a ||` is not a JMESPath expression"),
+        ({"url": "http://h/", "poll": {**POLL, "state": "[x"}}, "is not a JMESPath"),
+        ({"url": "http://h/", "poll": {**POLL, "success": []}}, "at least 1 item"),
+        (
+            {"url": "http://h/", "poll": {**POLL, "failure": ["DONE"]}},
+            "DONE is listed in both `success` and `failure`",
+        ),
+        ({"url": "http://h/", "poll": {**POLL, "cancel": {"url": "h"}}}, "not an http://"),
     ],
 )
 def test_http_config_rejects(request_: dict[str, Any], message: str) -> None:
     """Malformed http configs are refused with a message that says why."""
     with pytest.raises(ValidationError, match=message):
         HttpConfig.model_validate({"http": request_})
+
+
+@pytest.mark.parametrize(
+    ("where", "problem"),
+    [("url: http://h/{key}", None), ("url: http://h/{id}", "unknown template variable `{id}`")],
+)
+def test_http_templates_take_key_and_poll_urls_take_id(
+    tmp_path: Path, where: str, problem: str | None
+) -> None:
+    """`{key}` is a variable of every http template and `{id}` of the `poll` URLs only."""
+    file = tmp_path / "pipeline.yaml"
+    file.write_text(f"""
+sensors: {{landing: {{type: directory, path: ./landing}}}}
+datasets: {{ready: {{sensor: landing, key: "{{dt}}.csv"}}}}
+rules:
+  report:
+    when: {{any: [ready], by: [dt]}}
+    run:
+      http:
+        {where}
+        poll:
+          id: jobid
+          url: "http://h/jobs/{{id}}?dt={{dt}}"
+          state: state
+          success: [FINISHED]
+          failure: [FAILED]
+          cancel: {{url: "http://h/jobs/{{id}}/cancel?key={{key}}"}}
+""")
+    problems = [p.message for p in check_file(file, environ={})]
+    assert problems == ([problem] if problem else [])
 
 
 @pytest.mark.parametrize(

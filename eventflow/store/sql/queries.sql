@@ -97,8 +97,9 @@ SELECT rule, status, count(*) FROM matches GROUP BY rule, status;
 -- Create runs; a second run with the same run_id is ignored (RunRow order).
 INSERT OR IGNORE INTO runs
     (run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
-     created_at, updated_at, not_before, started_at, finished_at, error, output, notes)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+     created_at, updated_at, not_before, started_at, finished_at, error, output, notes,
+     cancel_requested)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: update_runs
 -- Write a run's new status (RunUpdateRow order).
@@ -115,9 +116,10 @@ UPDATE runs SET notes = json_set(notes, ?, json(?)) WHERE run_id = ?;
 -- Pending runs that are due at :now, oldest first.
 SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
        created_at, updated_at, not_before, started_at, finished_at, error, output,
-       notes
+       notes, cancel_requested
 FROM runs
-WHERE status = 'pending' AND (not_before IS NULL OR not_before <= :now)
+WHERE status = 'pending' AND cancel_requested IS NULL
+  AND (not_before IS NULL OR not_before <= :now)
 ORDER BY created_at, run_id;
 
 -- name: running_per_rule
@@ -145,7 +147,7 @@ SELECT min(coalesce(not_before, :min)) FROM runs WHERE status = 'pending';
 -- One run by id.
 SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
        created_at, updated_at, not_before, started_at, finished_at, error, output,
-       notes
+       notes, cancel_requested
 FROM runs
 WHERE run_id = :run_id;
 
@@ -153,7 +155,7 @@ WHERE run_id = :run_id;
 -- Runs, optionally of one rule and/or one status, newest first.
 SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
        created_at, updated_at, not_before, started_at, finished_at, error, output,
-       notes
+       notes, cancel_requested
 FROM runs
 WHERE (:rule IS NULL OR rule = :rule) AND (:status IS NULL OR status = :status)
   AND (:key IS NULL OR key = :key)
@@ -161,11 +163,24 @@ ORDER BY created_at DESC, run_id DESC
 LIMIT :limit;
 
 -- name: retry_run
--- Put a failed run back to pending with at least one more allowed attempt.
+-- Put a failed or cancelled run back to pending with at least one more allowed attempt.
 UPDATE runs SET
     status = 'pending', max_attempts = max(max_attempts, attempt + 1), not_before = NULL,
-    finished_at = NULL, error = NULL, output = '{}', updated_at = :now
-WHERE run_id = :run_id AND status = 'failed';
+    finished_at = NULL, error = NULL, output = '{}', updated_at = :now, cancel_requested = NULL
+WHERE run_id = :run_id AND status IN ('failed', 'cancelled');
+
+-- name: request_cancel
+-- Ask for a pending or running run to be cancelled (the request as JSON, run id).
+UPDATE runs SET cancel_requested = coalesce(cancel_requested, :request)
+WHERE run_id = :run_id AND status IN ('pending', 'running');
+
+-- name: cancel_requests
+-- Pending and running runs an operator asked to cancel.
+SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
+       created_at, updated_at, not_before, started_at, finished_at, error, output,
+       notes, cancel_requested
+FROM runs
+WHERE cancel_requested IS NOT NULL AND status IN ('pending', 'running');
 
 -- name: upsert_timers
 -- Schedule timers; an existing timer gets the new due time (TimerRow order).
@@ -234,6 +249,7 @@ SELECT
     (SELECT count(*) FROM runs WHERE status = 'running'),
     (SELECT count(*) FROM runs WHERE status = 'succeeded'),
     (SELECT count(*) FROM runs WHERE status = 'failed'),
+    (SELECT count(*) FROM runs WHERE status = 'cancelled'),
     (SELECT count(*) FROM matches WHERE status = 'open'),
     (SELECT count(*) FROM matches WHERE status = 'fired'),
     (SELECT count(*) FROM matches WHERE status = 'expired'),

@@ -123,8 +123,9 @@ SELECT rule, status, count(*) FROM matches GROUP BY rule, status;
 -- Create runs; a second run with the same run_id is ignored (RunRow order).
 INSERT INTO runs
     (run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
-     created_at, updated_at, not_before, started_at, finished_at, error, output, notes)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+     created_at, updated_at, not_before, started_at, finished_at, error, output, notes,
+     cancel_requested)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (run_id) DO NOTHING;
 
 -- name: update_runs
@@ -146,9 +147,10 @@ UPDATE runs SET notes = (notes::jsonb || %s::jsonb)::text WHERE run_id = %s;
 -- worker's claim are skipped (they are being claimed there).
 SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
        created_at, updated_at, not_before, started_at, finished_at, error, output,
-       notes
+       notes, cancel_requested
 FROM runs
-WHERE status = 'pending' AND (not_before IS NULL OR not_before <= %(now)s)
+WHERE status = 'pending' AND cancel_requested IS NULL
+  AND (not_before IS NULL OR not_before <= %(now)s)
 ORDER BY created_at, run_id
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED;
@@ -179,7 +181,7 @@ SELECT min(coalesce(not_before, %(min)s)) FROM runs WHERE status = 'pending';
 -- One run by id.
 SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
        created_at, updated_at, not_before, started_at, finished_at, error, output,
-       notes
+       notes, cancel_requested
 FROM runs
 WHERE run_id = %(run_id)s;
 
@@ -187,7 +189,7 @@ WHERE run_id = %(run_id)s;
 -- Runs, optionally of one rule and/or one status, newest first.
 SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
        created_at, updated_at, not_before, started_at, finished_at, error, output,
-       notes
+       notes, cancel_requested
 FROM runs
 WHERE (%(rule)s::text IS NULL OR rule = %(rule)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
@@ -196,11 +198,25 @@ ORDER BY created_at DESC, run_id DESC
 LIMIT %(limit)s;
 
 -- name: retry_run
--- Put a failed run back to pending with at least one more allowed attempt.
+-- Put a failed or cancelled run back to pending with at least one more allowed attempt.
 UPDATE runs SET
     status = 'pending', max_attempts = greatest(max_attempts, attempt + 1), not_before = NULL,
-    finished_at = NULL, error = NULL, output = '{}', updated_at = %(now)s
-WHERE run_id = %(run_id)s AND status = 'failed';
+    finished_at = NULL, error = NULL, output = '{}', updated_at = %(now)s,
+    cancel_requested = NULL
+WHERE run_id = %(run_id)s AND status IN ('failed', 'cancelled');
+
+-- name: request_cancel
+-- Ask for a pending or running run to be cancelled (the request as JSON, run id).
+UPDATE runs SET cancel_requested = coalesce(cancel_requested, %(request)s)
+WHERE run_id = %(run_id)s AND status IN ('pending', 'running');
+
+-- name: cancel_requests
+-- Pending and running runs an operator asked to cancel.
+SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
+       created_at, updated_at, not_before, started_at, finished_at, error, output,
+       notes, cancel_requested
+FROM runs
+WHERE cancel_requested IS NOT NULL AND status IN ('pending', 'running');
 
 -- name: upsert_timers
 -- Schedule timers; an existing timer gets the new due time (TimerRow order).
@@ -279,6 +295,7 @@ SELECT
     (SELECT count(*) FROM runs WHERE status = 'running'),
     (SELECT count(*) FROM runs WHERE status = 'succeeded'),
     (SELECT count(*) FROM runs WHERE status = 'failed'),
+    (SELECT count(*) FROM runs WHERE status = 'cancelled'),
     (SELECT count(*) FROM matches WHERE status = 'open'),
     (SELECT count(*) FROM matches WHERE status = 'fired'),
     (SELECT count(*) FROM matches WHERE status = 'expired'),
