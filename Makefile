@@ -24,7 +24,6 @@ install: forget-old-name
 install-test: forget-old-name
 	$(BIN)/pip install --quiet -e '.[test]'
 	scripts/install-test-services.sh
-	scripts/install-flink.sh >/dev/null
 
 ## Build the sdist and the wheel into dist/ (install one with pip install dist/...whl).
 dist: $(BIN)/python

@@ -5,11 +5,26 @@
 # Does nothing for a package that is already there; needs root or sudo for the rest.
 set -euo pipefail
 
-# The orchestrators and tools of the hand-off tests, each in its own cached virtual
-# environment (seconds when they are there already).
-"$(dirname "$0")/install-prefect.sh"
-"$(dirname "$0")/install-dbt.sh"
-"$(dirname "$0")/install-dagster.sh"
+# The orchestrators and tools of the hand-off and Flink tests (tests/handoff/, tests/flink/),
+# each in its own cached virtual environment: minutes the first time, well under a second
+# afterwards. They install side by side (each waits on the package index more than on the
+# CPU); a failure shows that tool's output.
+logs="$(mktemp -d)"
+declare -A jobs=()
+for tool in airflow dagster prefect dbt flink; do
+  "$(dirname "$0")/install-$tool.sh" >"$logs/$tool.log" 2>&1 &
+  jobs[$tool]=$!
+done
+failed=()
+for tool in "${!jobs[@]}"; do
+  wait "${jobs[$tool]}" || failed+=("$tool")
+done
+for tool in "${failed[@]}"; do
+  echo "installing $tool for the tests failed:" >&2
+  cat "$logs/$tool.log" >&2
+done
+rm -rf "$logs"
+[ ${#failed[@]} -eq 0 ] || exit 1
 
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)

@@ -12,4 +12,5 @@ pytest_plugins = [
     "tests.services.flink",
     "tests.services.prefect",
     "tests.services.dagster",
+    "tests.services.airflow",
 ]

@@ -1,4 +1,7 @@
-"""Hand-off tests drive the real CLI like the acceptance tests: none leaves a process behind."""
+"""Hand-off tests drive ``eventflow run`` like the acceptance tests, and like them leave no
+eventflow process behind (the same autouse fixture)."""
+
+from __future__ import annotations
 
 from tests.acceptance.conftest import _kill_leftover_processes
 

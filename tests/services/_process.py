@@ -56,12 +56,15 @@ def _socket_inodes(pid: int) -> set[str]:
 
 
 def _family(pid: int) -> set[int]:
-    """The process and its descendants (a service may listen from a child process)."""
+    """The process and its descendants (a service may listen from a child process), also
+    the children its other threads started (``airflow standalone`` starts its parts so)."""
     pids = {pid}
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return pids
+    children: list[str] = []
+    for thread in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += (thread / "children").read_text().split()
+        except OSError:
+            continue
     for child in children:
         pids |= _family(int(child))
     return pids
