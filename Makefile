@@ -36,8 +36,12 @@ quickstart: install
 	EVENTFLOW=$(abspath $(BIN))/eventflow PYTHON=$(abspath $(BIN))/python examples/quickstart/run.sh
 
 ## Install what the tests need and run the whole suite (lint, types, tests).
+# Two workers (the CI machine has two cores), each taking whole test files: a file's
+# session services (a broker, an orchestrator) start once on the worker that needs them.
+PYTEST_WORKERS ?= 2
+
 test: install-test lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: install-test
 	$(BIN)/ruff check .
