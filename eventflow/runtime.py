@@ -104,6 +104,7 @@ class Runtime:
         self.log = get_logger(pipeline=pipeline.name)
         self.sensors: dict[str, SensorHandle] = {}
         self.engine: Engine | None = None
+        self.dispatcher: Dispatcher | None = None
         """Set once the store is open and start-up recovery is done (``/readyz``)."""
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -127,7 +128,7 @@ class Runtime:
         await open_all(resources, "publisher", publishers)
 
         engine = self.engine = Engine(pipeline, store)
-        dispatcher = Dispatcher(pipeline, store, runners)
+        dispatcher = self.dispatcher = Dispatcher(pipeline, store, runners)
         poll = pipeline.engine.poll_interval.total_seconds()
         drainers = [OutboxDrainer(n, p, store, poll) for n, p in publishers.items()]
 

@@ -215,11 +215,32 @@ class Api:
 
     async def retry_run(self, request: Request) -> Response:
         run = await self._run(request)
-        if run.status != "failed":
-            raise BadRequest(409, f"run {run.run_id} is {run.status}; only failed runs retry")
+        if run.status not in ("failed", "cancelled"):
+            raise BadRequest(
+                409, f"run {run.run_id} is {run.status}; only failed or cancelled runs retry"
+            )
         record = await self.store.retry_run(run.run_id, utcnow())
         metrics.manual_retry(record.rule)
+        self._wake_dispatcher()
         return JSONResponse(record.to_dict())
+
+    async def cancel_run(self, request: Request) -> Response:
+        """Ask for a pending or running run to be cancelled, as ``eventflow cancel`` does;
+        the request names the principal that made it."""
+        run = await self._run(request)
+        if run.status not in ("pending", "running"):
+            raise BadRequest(
+                409, f"run {run.run_id} is {run.status}; only pending or running runs cancel"
+            )
+        principal = getattr(request.state, "principal", None)
+        by = f"api:{principal.name}" if principal is not None else "api"
+        record = await self.store.request_cancel(run.run_id, by, utcnow())
+        self._wake_dispatcher()
+        return JSONResponse(record.to_dict(), status_code=202)
+
+    def _wake_dispatcher(self) -> None:
+        if self.runtime.dispatcher is not None:
+            self.runtime.dispatcher.wake()
 
     async def emit(self, request: Request) -> Response:
         try:

@@ -76,6 +76,7 @@ def build_app(runtime: Runtime, credentials: Credentials, host: str = DEFAULT_HO
         Route("/api/runs/{run_id}", api.get_run, methods=["GET"]),
         Route("/api/runs/{run_id}/logs", api.get_run_logs, methods=["GET"]),
         Route("/api/runs/{run_id}/retry", api.retry_run, methods=["POST"]),
+        Route("/api/runs/{run_id}/cancel", api.cancel_run, methods=["POST"]),
         Route("/api/deadletters", api.get_deadletters, methods=["GET"]),
         Route("/api/sensors", api.get_sensors, methods=["GET"]),
         Route("/api/events", api.emit, methods=["POST"]),

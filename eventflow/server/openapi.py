@@ -348,7 +348,8 @@ def _document() -> Schema:
             },
             "/api/runs/{run_id}/retry": {
                 "post": {
-                    "summary": "Run a failed run again (same run id, one more attempt).",
+                    "summary": "Run a failed or cancelled run again (same run id, one more"
+                    " attempt).",
                     "parameters": [_RUN_ID],
                     "requestBody": {
                         "required": False,
@@ -359,7 +360,28 @@ def _document() -> Schema:
                         **json_only,
                         "200": _json(_RUN, "The run, pending again."),
                         "404": _error("No such run."),
-                        "409": _error("The run is not failed."),
+                        "409": _error("The run is neither failed nor cancelled."),
+                    },
+                }
+            },
+            "/api/runs/{run_id}/cancel": {
+                "post": {
+                    "summary": "Cancel a pending or running run, as `eventflow cancel` does: a"
+                    " pending run will not start, a running one is stopped (its process group,"
+                    " a hand-off's downstream run); it ends `cancelled`.",
+                    "parameters": [_RUN_ID],
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": {}}},
+                    },
+                    "responses": {
+                        **guarded,
+                        **json_only,
+                        "202": _json(
+                            _RUN, "The run, with its cancel request (`cancel_requested`)."
+                        ),
+                        "404": _error("No such run."),
+                        "409": _error("The run has ended already."),
                     },
                 }
             },

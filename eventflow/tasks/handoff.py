@@ -405,7 +405,7 @@ def _json_or_none(response: httpx.Response) -> Any:
 def _message(body: Any) -> str:
     """The error text of a JSON error answer (``detail``, ``message`` or ``error``), one line."""
     if isinstance(body, dict):
-        for key in ("detail", "message", "error", "title"):
+        for key in ("detail", "message", "error", "title", "exception_message"):
             value = body.get(key)
             if isinstance(value, str) and value.strip():
                 return value.strip().splitlines()[0][:300]

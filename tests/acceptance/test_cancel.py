@@ -9,7 +9,13 @@ import os
 import signal
 from pathlib import Path
 
+import httpx
+
 from tests.acceptance.harness import Project, check_event, process_alive, wait_until
+from tests.services._process import free_port
+
+OPERATE = "operate-" + "7" * 32
+READ = "read-" + "5" * 32
 
 PIPELINE = """
 name: cancelling
@@ -85,3 +91,34 @@ def test_cancel_stops_a_running_tree_and_keeps_a_pending_run_from_starting(
         for pid_file in (tmp_path / "pids").glob("*.child"):
             with contextlib.suppress(ValueError, ProcessLookupError):
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_the_api_cancels_a_run_for_an_operator_and_refuses_a_reader(tmp_path: Path) -> None:
+    """`POST /api/runs/{id}/cancel` with the operate token stops the running run (it ends
+    `cancelled`, naming the principal); the read token gets 403 and changes nothing."""
+    (tmp_path / "pids").mkdir()
+    port = free_port()
+    p = Project(tmp_path, PIPELINE)
+    p.start(args=["--http", str(port)], EVENTFLOW_API_TOKEN=OPERATE, EVENTFLOW_READ_TOKEN=READ)
+    p.land("a/1.csv")
+    child_file = tmp_path / "pids/1.child"
+    wait_until(lambda: child_file.exists() and child_file.read_text().strip())
+    child = int(child_file.read_text())
+    try:
+        run_id = wait_until(lambda: p.runs() and p.runs()[0]["run_id"])
+        url = f"http://127.0.0.1:{port}/api/runs/{run_id}/cancel"
+        with httpx.Client(timeout=10) as client:
+            refused = client.post(url, json={}, headers={"Authorization": f"Bearer {READ}"})
+            assert refused.status_code == 403, refused.text
+            assert p.runs()[0]["status"] == "running"
+            done = client.post(url, json={}, headers={"Authorization": f"Bearer {OPERATE}"})
+            assert done.status_code == 202, done.text
+            assert done.json()["cancel_requested"]["by"].startswith("api:")
+            assert OPERATE not in done.text
+        run = wait_until(lambda: p.runs()[0]["status"] == "cancelled" and p.runs()[0])
+        assert str(run["error"]).startswith("cancelled by api:")
+        assert not process_alive(child)
+        assert p.stop() == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
