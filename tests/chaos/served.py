@@ -39,9 +39,14 @@ class Served:
     def get(self, path: str) -> httpx.Response | None:
         """``GET path``, or None while the server does not answer (starting, stopping)."""
         try:
-            return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
+            response = httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
         except httpx.TransportError:
             return None
+        # 503 while the runtime starts or stops; anything else is the test's own mistake.
+        if response.status_code == 503:
+            return None
+        assert response.status_code == 200, f"GET {path}: {response.status_code} {response.text}"
+        return response
 
     def healthy(self, sensor: str) -> bool | None:
         """What ``/api/sensors`` says of the sensor's health (None: not known yet)."""
@@ -75,7 +80,7 @@ class Served:
         response = self.get("/api/runs?limit=10000")
         if response is None:
             return set()
-        return {key(r["partition"]) for r in response.json()["runs"]}
+        return {key(r["partition"]) for r in response.json()["items"]}
 
     def metric(self, name: str, **labels: str) -> float:
         """The sum of the samples of ``name`` whose labels include ``labels``."""
