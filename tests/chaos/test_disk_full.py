@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.acceptance.harness import Project, lines, wait_until
+from tests.services._process import unavailable
 
 SMALL_FS_BYTES = 8 * 1024 * 1024
 PIPELINE = """
@@ -58,12 +59,12 @@ def _mount(target: Path, scratch: Path) -> list[str] | None:
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A directory on a file system of a few MiB of its own (unmounted after the test)."""
     if shutil.which("mount") is None:
-        pytest.skip("no mount command: no small file system can be made here")
+        unavailable("no mount command: no small file system can be made here")
     target = tmp_path / "small"
     target.mkdir()
     unmount = _mount(target, tmp_path)
     if unmount is None:
-        pytest.skip("neither tmpfs nor a loop device can be mounted here")
+        unavailable("neither tmpfs nor a loop device can be mounted here")
     try:
         yield target
     finally:

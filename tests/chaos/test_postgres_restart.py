@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.acceptance.harness import Project, lines, wait_until
+from tests.services._process import unavailable
 from tests.services.postgres import BIN, PostgresProcess, PostgresServer
 
 LEASE = 2
@@ -42,7 +43,7 @@ def durable_postgres() -> Iterator[PostgresProcess]:
     """A server of this test's own that commits like a production one (the shared test
     server runs with ``synchronous_commit=off``, which a server crash is allowed to lose)."""
     if not (BIN / "postgres").exists():
-        pytest.skip(f"no PostgreSQL server binaries in {BIN}")
+        unavailable(f"no PostgreSQL server binaries in {BIN}")
     server = PostgresProcess(durable=True)
     server.start()
     try:

@@ -14,6 +14,17 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A service this machine cannot have: skip the test on a developer's machine, fail it in
+    CI (``CI`` set), where every test must run for real."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI runs every test, so this machine must provide it")
+    pytest.skip(reason)
 
 
 def free_port() -> int:
