@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import math
 import random
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -95,6 +96,9 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._cancelling: dict[str, dict[str, JSON]] = {}
+        self._cancels_checked_at = -math.inf
+        """When the store was last asked for cancel requests: once per poll interval, not
+        at every wake-up (a busy pipeline wakes the dispatcher at every fire)."""
         """Runs of ``_inflight`` an operator cancelled: who asked, and when."""
         self._claiming = True
         self.space = SpaceWait("dispatcher", self.log)
@@ -109,6 +113,12 @@ class Dispatcher:
             self._limits.update({name: 0 for name in pipeline.rules if name not in claim_only})
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def cancel_requested(self) -> None:
+        """An operator asked (in this process) to cancel a run: look at once, not at the next
+        poll interval."""
+        self._cancels_checked_at = -math.inf
         self._wake.set()
 
     @property
@@ -132,7 +142,8 @@ class Dispatcher:
                 self.log.warning("store_retried", operation="claim", error=str(exc))
                 await asyncio.sleep(poll)
                 continue
-            await self._act_on_cancel_requests()
+            if time.monotonic() - self._cancels_checked_at >= poll:
+                await self._act_on_cancel_requests()
             if started and started == room:
                 continue  # capacity ran out first: more runs may be due
             timeout = poll
@@ -146,6 +157,7 @@ class Dispatcher:
         run at once; a run this dispatcher is running by stopping its task with
         :data:`~eventflow.types.OPERATOR_CANCEL` (the runner ends its process group or its
         downstream run). A run running on another worker is left to that worker."""
+        self._cancels_checked_at = time.monotonic()
         try:
             requests = await self.store.cancel_requests()
         except StoreError as exc:

@@ -221,7 +221,8 @@ class Api:
             )
         record = await self.store.retry_run(run.run_id, utcnow())
         metrics.manual_retry(record.rule)
-        self._wake_dispatcher()
+        if self.runtime.dispatcher is not None:
+            self.runtime.dispatcher.wake()
         return JSONResponse(record.to_dict())
 
     async def cancel_run(self, request: Request) -> Response:
@@ -235,12 +236,9 @@ class Api:
         principal = getattr(request.state, "principal", None)
         by = f"api:{principal.name}" if principal is not None else "api"
         record = await self.store.request_cancel(run.run_id, by, utcnow())
-        self._wake_dispatcher()
-        return JSONResponse(record.to_dict(), status_code=202)
-
-    def _wake_dispatcher(self) -> None:
         if self.runtime.dispatcher is not None:
-            self.runtime.dispatcher.wake()
+            self.runtime.dispatcher.cancel_requested()
+        return JSONResponse(record.to_dict(), status_code=202)
 
     async def emit(self, request: Request) -> Response:
         try:

@@ -15,7 +15,7 @@ so they compare, order and round-trip values in exactly the same way:
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -111,14 +111,25 @@ def pick_claims(
     return claimed
 
 
+Refusal = Callable[[str, str | None], StoreError]
+"""The error of a run's status change that does not apply: ``(run_id, status or None)``."""
+
+
 def not_retriable(run_id: str, status: str | None) -> StoreError:
     """The error of ``retry_run`` for a run that is missing or neither failed nor cancelled."""
+    return _refused(
+        run_id,
+        status,
+        "only a failed or cancelled run can be retried",
+        "a pending or running run will run (again) by itself",
+    )
+
+
+def _refused(run_id: str, status: str | None, rule: str, hint: str) -> StoreError:
+    """A change of a run's status that does not apply: no such run, or ``rule`` says why."""
     if status is None:
         return StoreError(f"no run {run_id!r}", hint="list runs with `eventflow runs`")
-    return StoreError(
-        f"run {run_id!r} is {status}: only a failed or cancelled run can be retried",
-        hint="a pending or running run will run (again) by itself",
-    )
+    return StoreError(f"run {run_id!r} is {status}: {rule}", hint=hint)
 
 
 def cancel_request_text(by: str, now: datetime) -> str:
@@ -128,11 +139,11 @@ def cancel_request_text(by: str, now: datetime) -> str:
 
 def not_cancellable(run_id: str, status: str | None) -> StoreError:
     """The error of ``request_cancel`` for a run that is missing or already finished."""
-    if status is None:
-        return StoreError(f"no run {run_id!r}", hint="list runs with `eventflow runs`")
-    return StoreError(
-        f"run {run_id!r} is {status}: only a pending or running run can be cancelled",
-        hint="`eventflow retry` runs a failed or cancelled run again",
+    return _refused(
+        run_id,
+        status,
+        "only a pending or running run can be cancelled",
+        "`eventflow retry` runs a failed or cancelled run again",
     )
 
 

@@ -254,22 +254,18 @@ class PostgresOps:
 
     async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         params = {"run_id": run_id, "now": c.dt_text(now)}
-        cur = await self.conn.execute(self.q["retry_run"], params)
-        if cur.rowcount == 0:
-            run = await self.get_run(run_id)
-            raise c.not_retriable(run_id, None if run is None else run.status)
-        run = await self.get_run(run_id)
-        assert run is not None
-        return run
+        return await self._changed("retry_run", params, c.not_retriable)
 
     async def request_cancel(self, run_id: str, by: str, now: datetime) -> RunRecord:
         params = {"run_id": run_id, "request": c.cancel_request_text(by, now)}
-        cur = await self.conn.execute(self.q["request_cancel"], params)
-        if cur.rowcount == 0:
-            run = await self.get_run(run_id)
-            raise c.not_cancellable(run_id, None if run is None else run.status)
-        run = await self.get_run(run_id)
-        assert run is not None
+        return await self._changed("request_cancel", params, c.not_cancellable)
+
+    async def _changed(self, query: str, params: dict[str, Any], refused: c.Refusal) -> RunRecord:
+        """The run after ``query`` changed it; ``refused``'s error when it changed nothing."""
+        changed = (await self.conn.execute(self.q[query], params)).rowcount
+        run = await self.get_run(params["run_id"])
+        if not changed or run is None:
+            raise refused(params["run_id"], None if run is None else run.status)
         return run
 
     async def cancel_requests(self) -> list[RunRecord]:

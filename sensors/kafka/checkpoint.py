@@ -57,9 +57,9 @@ def load(value: JSON) -> Checkpoint | None:
     return None
 
 
-def cursor_value(offset: int, epoch: int, last: Record) -> JSON:
-    """The cursor entry after reading ``last`` (whose offset is ``offset - 1``)."""
-    return {"offset": offset, "epoch": epoch, "last": digest(last)}
+def cursor_value(offset: int, epoch: int, last: str) -> JSON:
+    """The cursor entry after reading the record at ``offset - 1``, whose digest is ``last``."""
+    return {"offset": offset, "epoch": epoch, "last": last}
 
 
 def digest(record: Record) -> str:

@@ -261,9 +261,9 @@ class KafkaSensor:
             last = records[-1]
             nxt = last.offset + 1
             self._next[tp] = nxt
-            self._digests[tp] = digest(last)
+            self._digests[tp] = last_digest = digest(last)
             ack = self._ack_callback(tp, nxt, len(records))
-            cursor = (_cursor_key(tp), cursor_value(nxt, epoch, last))
+            cursor = (_cursor_key(tp), cursor_value(nxt, epoch, last_digest))
             await emit(observe(name, last, decode, fmt, cursor, ack, epoch))
 
     def _ack_callback(self, tp: TopicPartition, nxt: int, count: int) -> Callable[[], None]:
