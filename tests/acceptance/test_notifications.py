@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from eventflow_sensors.http import signatures
 from tests.acceptance.harness import Project, lines, wait_until
 from tests.services.receiver import Receiver, Request
 
@@ -212,3 +214,65 @@ def test_pagerduty_recipe_triggers_with_a_dedup_key_from_the_run(
     assert payload["custom_details"]["attempt"] == "2"
     assert "warehouse unreachable" in payload["custom_details"]["log_tail"]
     assert all(isinstance(r, Request) for r in receiver.requests)
+
+
+OUTAGE = """
+name: outage
+sensors:
+  landing: {type: directory, path: ./landing, ready: {stable_for: 100ms}, poll_interval: 500ms}
+datasets:
+  orders: {sensor: landing, key: "orders/{dt}.csv"}
+rules:
+  report:
+    when: {all: [orders]}
+    run: {command: ["true"]}
+publish:
+  - {type: file, path: out/events.jsonl}
+  - {type: webhook, url: "${RECEIVER_URL}/events", secret_env: HOOK_SECRET, mode: binary,
+     retries: 1, backoff: 100ms}
+engine: {poll_interval: 100ms}
+"""
+
+
+def test_a_receiver_outage_holds_up_neither_runs_nor_other_publishers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the webhook receiver is down, partitions still fire and the file publisher
+    gets every event; once it is up (answering 500 now and then) it gets them all too,
+    each signature verifying, none lost."""
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    receiver = Receiver(fail_every=3)
+    monkeypatch.setenv("RECEIVER_URL", receiver.url)
+    monkeypatch.setenv("HOOK_SECRET", secret)
+    p = Project(tmp_path, OUTAGE)
+    days = [f"2024-01-{d:02d}" for d in range(1, 6)]
+    for dt in days:
+        p.land(f"orders/{dt}.csv")
+    p.start()
+    try:
+
+        def file_has_all() -> bool:
+            events = p.published()
+            return sum(e["type"] == "eventflow.run.succeeded" for e in events) == len(days)
+
+        wait_until(file_has_all, timeout=60, interval=0.3)
+        assert receiver.requests == []
+        receiver.start()
+        wanted = {e["id"] for e in p.published()}
+        wait_until(lambda: {r.headers["ce-id"] for r in receiver.accepted()} >= wanted, 90)
+    finally:
+        assert p.stop() == 0
+        receiver.stop()
+    key = signatures.key("standard", secret)
+    for request in receiver.accepted():
+        found = signatures.verify(
+            "standard",
+            key,
+            request.headers,
+            request.body,
+            now=datetime.now(UTC),
+            tolerance=timedelta(minutes=5),
+        )
+        assert found.delivery_id == request.headers["ce-id"]
+    assert {r.headers["ce-id"] for r in receiver.accepted()} == {e["id"] for e in p.published()}
+    assert any(r.status == 500 for r in receiver.requests)
