@@ -9,6 +9,8 @@ one dictionary lookup. The points:
 - ``engine.after_commit``: the batch is committed, the sources are not yet acknowledged.
 - ``dispatcher.after_claim``: a run is recorded as running, its task not yet started.
 - ``dispatcher.after_task``: the task has finished, its result is not yet recorded.
+- ``checks.after_claim``: a produced partition's checks are recorded as running, not yet run.
+- ``checks.before_record``: its checks have run, their results are not yet recorded.
 - ``outbox.before_publish``: completion events are recorded, not yet published.
 - ``outbox.after_publish``: published, not yet removed from the outbox.
 """
@@ -27,6 +29,8 @@ POINTS = (
     "outbox.before_publish",
     "outbox.after_publish",
 )
+CHECK_POINTS = ("checks.after_claim", "checks.before_record")
+"""The points reached only by a pipeline with data-quality checks."""
 
 
 def _parse(spec: str | None) -> dict[str, int]:
@@ -36,8 +40,9 @@ def _parse(spec: str | None) -> dict[str, int]:
         if not part:
             continue
         name, _, count = part.partition(":")
-        if name not in POINTS:
-            raise SystemExit(f"EVENTFLOW_CRASH_AT: unknown crash point {name!r}; known: {POINTS}")
+        if name not in POINTS + CHECK_POINTS:
+            known = POINTS + CHECK_POINTS
+            raise SystemExit(f"EVENTFLOW_CRASH_AT: unknown crash point {name!r}; known: {known}")
         armed[name] = int(count or 1)
     return armed
 

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from eventflow import backoff
 from eventflow.completion import (
+    CHECK_FAILED,
+    CHECK_PASSED,
     DATA_LATE,
     DATASET_AVAILABLE,
     DEADLINE_MISSED,
@@ -94,6 +96,8 @@ from eventflow.types import (
 )
 
 __all__ = [
+    "CHECK_FAILED",
+    "CHECK_PASSED",
     "DATASET_AVAILABLE",
     "DATA_LATE",
     "DEADLINE_MISSED",
