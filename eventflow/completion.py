@@ -13,7 +13,7 @@ from typing import Any
 
 from eventflow.events import Event, InputRef, digest, format_partition
 from eventflow.pipeline import CompiledPipeline
-from eventflow.records import DeadLetter, OutboxItem, RunRecord
+from eventflow.records import CheckGate, DeadLetter, OutboxItem, RunRecord
 from eventflow.rules.core import DeadlineMissed, Expired, LateInput
 
 DATASET_AVAILABLE = "eventflow.dataset.available"
@@ -26,6 +26,8 @@ MATCH_EXPIRED = "eventflow.match.expired"
 DEADLINE_MISSED = "eventflow.deadline.missed"
 DATA_LATE = "eventflow.data.late"
 EVENT_DEADLETTERED = "eventflow.event.deadlettered"
+CHECK_FAILED = "eventflow.check.failed"
+CHECK_PASSED = "eventflow.check.passed"
 
 TYPES = (
     DATASET_AVAILABLE,
@@ -38,6 +40,8 @@ TYPES = (
     DEADLINE_MISSED,
     DATA_LATE,
     EVENT_DEADLETTERED,
+    CHECK_FAILED,
+    CHECK_PASSED,
 )
 
 
@@ -169,6 +173,38 @@ def data_late(pipeline: str, effect: LateInput, now: datetime) -> Event:
     """An input of a closed partition under ``late: event``; one per rule and event."""
     data = {"status": effect.status, "event": effect.ref.to_dict()}
     return _match_event(pipeline, DATA_LATE, (effect.ref.event_id,), effect, now, data)
+
+
+def check_event(
+    pipeline: str, gate: CheckGate, result: Mapping[str, Any] | None, now: datetime
+) -> Event:
+    """``eventflow.check.failed`` for one failed check of a gate's evaluation (``result``),
+    or ``eventflow.check.passed`` (``result`` None) when its blocking checks all passed."""
+    type_ = CHECK_PASSED if result is None else CHECK_FAILED
+    data: dict[str, Any] = {
+        "rule": gate.rule,
+        "dataset": gate.dataset,
+        "partition": dict(gate.partition),
+        "run_id": gate.run_id,
+        "evaluation": gate.attempt,
+        "pipeline_version": gate.pipeline_version,
+    }
+    if result is None:
+        data["results"] = [dict(r) for r in gate.results]
+        name = ""
+    else:
+        data["check"] = name = str(result["check"])
+        data["severity"] = result["severity"]
+        data["blocking"] = result["severity"] == "error"
+        data["result"] = dict(result)
+    return Event(
+        id=digest(type_, gate.run_id, gate.attempt, name),
+        source=_source(pipeline, "rules", gate.rule),
+        type=type_,
+        subject=f"{gate.dataset}/{format_partition(gate.partition)}",
+        time=now,
+        data=data,
+    )
 
 
 def wanted(pipeline: CompiledPipeline, type_: str) -> bool:

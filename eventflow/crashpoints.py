@@ -11,6 +11,8 @@ one dictionary lookup. The points:
 - ``dispatcher.after_task``: the task has finished, its result is not yet recorded.
 - ``dispatcher.after_result``: an attempt's result (and an ``on_failure`` hook run) is
   recorded, nothing after it has happened.
+- ``checks.after_claim``: a produced partition's checks are recorded as running, not yet run.
+- ``checks.before_record``: its checks have run, their results are not yet recorded.
 - ``outbox.before_publish``: completion events are recorded, not yet published.
 - ``outbox.after_publish``: published, not yet removed from the outbox.
 """
@@ -30,6 +32,8 @@ POINTS = (
     "outbox.before_publish",
     "outbox.after_publish",
 )
+CHECK_POINTS = ("checks.after_claim", "checks.before_record")
+"""The points reached only by a pipeline with data-quality checks."""
 
 
 def _parse(spec: str | None) -> dict[str, int]:
@@ -39,8 +43,9 @@ def _parse(spec: str | None) -> dict[str, int]:
         if not part:
             continue
         name, _, count = part.partition(":")
-        if name not in POINTS:
-            raise SystemExit(f"EVENTFLOW_CRASH_AT: unknown crash point {name!r}; known: {POINTS}")
+        if name not in POINTS + CHECK_POINTS:
+            known = POINTS + CHECK_POINTS
+            raise SystemExit(f"EVENTFLOW_CRASH_AT: unknown crash point {name!r}; known: {known}")
         armed[name] = int(count or 1)
     return armed
 

@@ -31,6 +31,7 @@ from eventflow.events import JSON, format_partition
 from eventflow.log import get_logger
 from eventflow.payloads import InputEvent, evaluate_params, input_events, params_context
 from eventflow.pipeline import PRODUCED_SENSOR_PREFIX, CompiledPipeline, RuleRuntime
+from eventflow.quality import gates
 from eventflow.records import (
     Changes,
     InboxItem,
@@ -94,6 +95,8 @@ class Dispatcher:
         self.log = get_logger(component="dispatcher")
         self.on_outbox: Callable[[], None] = lambda: None
         self.on_produced: Callable[[], None] = lambda: None
+        self.on_gates: Callable[[], None] = lambda: None
+        """A produced partition waits for its checks (:mod:`eventflow.quality`)."""
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._cancelling: dict[str, dict[str, JSON]] = {}
@@ -413,7 +416,9 @@ class Dispatcher:
         status: RunStatus
         if result.ok:
             status, type_ = "succeeded", completion.RUN_SUCCEEDED
-            if rule is not None and rule.produces:
+            if rule is not None and rule.produces and rule.checks is not None:
+                changes.gates.append(gates.held(run, rule.produces, now))
+            elif rule is not None and rule.produces:
                 changes.inbox_add.append(
                     InboxItem(
                         observation_sensor=PRODUCED_SENSOR_PREFIX + rule.name,
@@ -469,5 +474,7 @@ class Dispatcher:
             self.wake()
         if changes.inbox_add:
             self.on_produced()
+        if changes.gates:
+            self.on_gates()
         if changes.outbox:
             self.on_outbox()

@@ -65,6 +65,33 @@ _RUN: dict[str, Any] = {
     },
 }
 
+_CHECK: dict[str, Any] = {
+    "rule": _TEXT,
+    "dataset": _TEXT,
+    "partition": _PARTITION,
+    "run_id": _TEXT,
+    "evaluation": {"type": "integer", "minimum": 1},
+    "pipeline_version": {"type": ["string", "null"]},
+}
+_CHECK_RESULT = {
+    "type": "object",
+    "description": "One check's result: passed or not, its value, why, what it printed.",
+    "required": ["check", "kind", "severity", "passed", "value", "attempts", "duration", "at"],
+    "properties": {
+        "check": _TEXT,
+        "kind": {"enum": ["command", "python", "sql", "exists", "value"]},
+        "severity": {"enum": ["error", "warn"]},
+        "passed": {"type": "boolean"},
+        "value": {},
+        "attempts": {"type": "integer", "minimum": 1},
+        "duration": {"type": "number", "minimum": 0},
+        "at": _TIME,
+        "detail": _TEXT,
+        "output": _TEXT,
+    },
+    "additionalProperties": False,
+}
+
 DATA: dict[str, dict[str, Any]] = {
     completion.DATASET_AVAILABLE: {
         "required": ["dataset", "partition", "event"],
@@ -113,6 +140,20 @@ DATA: dict[str, dict[str, Any]] = {
             "error": _TEXT,
             "excerpt": _TEXT,
         },
+    },
+    completion.CHECK_FAILED: {
+        "required": [*_CHECK, "check", "severity", "blocking", "result"],
+        "properties": {
+            **_CHECK,
+            "check": _TEXT,
+            "severity": {"enum": ["error", "warn"]},
+            "blocking": {"type": "boolean"},
+            "result": _CHECK_RESULT,
+        },
+    },
+    completion.CHECK_PASSED: {
+        "required": [*_CHECK, "results"],
+        "properties": {**_CHECK, "results": {"type": "array", "items": _CHECK_RESULT}},
     },
 }
 

@@ -26,6 +26,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "mqtt": ("aiomqtt",),
     "postgres": ("psycopg",),
     "openlineage": ("openlineage",),
+    "duckdb": ("duckdb",),
 }
 """Each extra and the top-level modules it brings."""
 

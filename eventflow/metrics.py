@@ -364,3 +364,28 @@ def refresh_store(counts: Mapping[str, int]) -> None:
 def exposition() -> bytes:
     """The text format served at ``/metrics``."""
     return generate_latest(REGISTRY)
+
+
+# -- data-quality checks -----------------------------------------------------------------------
+
+CHECKS = Counter(
+    "eventflow_checks",
+    "Data-quality check results, per rule, check, severity and outcome (passed, failed).",
+    ["rule", "check", "severity", "outcome"],
+    registry=REGISTRY,
+)
+CHECK_GATES = Counter(
+    "eventflow_check_gates",
+    "Produced partitions decided by their checks, per rule and outcome (passed, blocked,"
+    " overridden).",
+    ["rule", "outcome"],
+    registry=REGISTRY,
+)
+
+
+def check_finished(rule: str, check: str, severity: str, passed: bool) -> None:
+    CHECKS.labels(rule, check, severity, "passed" if passed else "failed").inc()
+
+
+def gate_decided(rule: str, outcome: str) -> None:
+    CHECK_GATES.labels(rule, outcome).inc()

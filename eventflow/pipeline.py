@@ -18,6 +18,7 @@ from jmespath.parser import ParsedResult
 from eventflow.config.models import EngineConfig, PipelineConfig, RunConfig
 from eventflow.datasets import DatasetSpec
 from eventflow.patterns import glob_match
+from eventflow.quality.suite import CheckSuite
 from eventflow.rules.core import RuleSpec
 from eventflow.rules.timing import Schedule
 
@@ -62,6 +63,8 @@ class RuleRuntime:
     schedule_start: datetime | None = None
     params: Mapping[str, ParsedResult] = field(default_factory=dict)
     """The rule's ``params``: template variables evaluated over the inputs at run start."""
+    checks: CheckSuite | None = None
+    """The data-quality checks its produced partitions pass before they are announced."""
 
     @property
     def name(self) -> str:

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from eventflow import backoff
 from eventflow.completion import (
+    CHECK_FAILED,
+    CHECK_PASSED,
     DATA_LATE,
     DATASET_AVAILABLE,
     DEADLINE_MISSED,
@@ -96,6 +98,8 @@ from eventflow.types import (
 )
 
 __all__ = [
+    "CHECK_FAILED",
+    "CHECK_PASSED",
     "DATASET_AVAILABLE",
     "DATA_LATE",
     "DEADLINE_MISSED",

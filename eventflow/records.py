@@ -191,6 +191,62 @@ class DeadLetter:
     time: datetime
 
 
+GateStatus = Literal["pending", "running", "passed", "blocked", "overridden"]
+GATE_STATUSES: tuple[GateStatus, ...] = ("pending", "running", "passed", "blocked", "overridden")
+"""The states of a produced partition behind its data-quality checks: ``pending`` and
+``running`` (checks to run; a ``running`` gate left by a dead process is run again),
+``passed`` and ``overridden`` (announced), ``blocked`` (a blocking check failed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckGate:
+    """A partition a run produced, held back until its rule's checks pass: one per run,
+    written whole (an upsert by ``run_id``). ``payload`` is what the announcement carries;
+    ``results`` the last evaluation (one object per check); ``actions`` the operators' audit
+    trail (``{action, by, at, reason}``)."""
+
+    run_id: str
+    rule: str
+    dataset: str
+    key: str
+    partition: Mapping[str, str]
+    status: GateStatus
+    attempt: int
+    """Evaluations started so far."""
+    payload: JSON
+    created_at: datetime
+    updated_at: datetime
+    results: tuple[Mapping[str, JSON], ...] = ()
+    actions: tuple[Mapping[str, JSON], ...] = ()
+    pipeline_version: str | None = None
+    """The pipeline version of the run that produced it (None until versions are known)."""
+
+    @property
+    def blocking(self) -> list[str]:
+        """Names of the blocking checks that failed in the last evaluation."""
+        return [
+            str(r.get("check"))
+            for r in self.results
+            if r.get("severity") == "error" and r.get("passed") is False
+        ]
+
+    def to_dict(self) -> dict[str, JSON]:
+        return {
+            "run_id": self.run_id,
+            "rule": self.rule,
+            "dataset": self.dataset,
+            "partition": dict(self.partition),
+            "status": self.status,
+            "attempt": self.attempt,
+            "blocked_by": self.blocking,
+            "results": [dict(r) for r in self.results],
+            "actions": [dict(a) for a in self.actions],
+            "pipeline_version": self.pipeline_version,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
 @dataclass(slots=True)
 class Changes:
     """Everything one engine batch (or one run transition) writes, committed at once."""
@@ -210,6 +266,8 @@ class Changes:
     inbox_add: list[InboxItem] = field(default_factory=list)
     inbox_delete: list[int] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
+    gates: list[CheckGate] = field(default_factory=list)
+    """Upserted by ``run_id``."""
 
     def __bool__(self) -> bool:
         return any(
@@ -226,5 +284,6 @@ class Changes:
                 self.inbox_add,
                 self.inbox_delete,
                 self.deadletters,
+                self.gates,
             )
         )

@@ -26,6 +26,7 @@ from eventflow.lifecycle import open_all
 from eventflow.log import get_logger
 from eventflow.outbox import OutboxDrainer
 from eventflow.pipeline import CompiledPipeline, SensorSpec
+from eventflow.quality import checker as quality_checker
 from eventflow.replay import retention_loop
 from eventflow.store import open_store
 from eventflow.types import PluginEnv, Store
@@ -105,6 +106,7 @@ class Runtime:
         self.sensors: dict[str, SensorHandle] = {}
         self.engine: Engine | None = None
         self.dispatcher: Dispatcher | None = None
+        self.checker: quality_checker.Checker | None = None
         """Set once the store is open and start-up recovery is done (``/readyz``)."""
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -127,8 +129,13 @@ class Runtime:
         publishers = {p.name: p.plugin(p.name, p.config, self.env) for p in pipeline.publishers}
         await open_all(resources, "publisher", publishers)
 
+        check_runners = quality_checker.check_runners(pipeline, self.env)
+        await open_all(resources, "check", check_runners)
         engine = self.engine = Engine(pipeline, store)
         dispatcher = self.dispatcher = Dispatcher(pipeline, store, runners)
+        checker = self.checker = quality_checker.Checker(pipeline, store, check_runners)
+        if checker.active:
+            await checker.recover()
         poll = pipeline.engine.poll_interval.total_seconds()
         drainers = [OutboxDrainer(n, p, store, poll) for n, p in publishers.items()]
 
@@ -140,11 +147,16 @@ class Runtime:
         engine.on_outbox = wake_outbox
         dispatcher.on_outbox = wake_outbox
         dispatcher.on_produced = engine.wake
+        dispatcher.on_gates = checker.wake
+        checker.on_produced = engine.wake
+        checker.on_outbox = wake_outbox
 
         core: dict[str, asyncio.Task[None]] = {
             "engine": asyncio.create_task(engine.run(), name="engine"),
             "dispatcher": asyncio.create_task(dispatcher.run(), name="dispatcher"),
         }
+        if checker.active:
+            core["checks"] = asyncio.create_task(checker.run(), name="checks")
         for d in drainers:
             core[f"outbox:{d.name}"] = asyncio.create_task(d.run(), name=f"outbox:{d.name}")
         if pipeline.raw.retention.events is not None:
@@ -187,6 +199,7 @@ class Runtime:
                 await core["engine"]
             await engine.drain()
             await dispatcher.drain(pipeline.engine.drain_timeout.total_seconds())
+        await checker.drain()
         await _cancel(list(core.values()))
         if failure is None:
             for d in drainers:

@@ -23,7 +23,9 @@ from eventflow.events import JSON, Event, InputRef, Observation
 from eventflow.payloads import InputEvent
 from eventflow.records import (
     Changes,
+    CheckGate,
     DeadLetter,
+    GateStatus,
     InboxItem,
     MatchKey,
     OutboxItem,
@@ -438,6 +440,20 @@ class Store(Protocol):
         until: datetime | None = None,
     ) -> int:
         """How many :meth:`list_deadletters` would list with the same filters, no limit."""
+
+    # data-quality checks
+    async def list_gates(
+        self,
+        *,
+        rule: str | None = None,
+        dataset: str | None = None,
+        key: str | None = None,
+        status: GateStatus | None = None,
+        run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[CheckGate]:
+        """Produced partitions held by their rule's checks, newest first; written through
+        ``Changes.gates``."""
 
     async def counts(self) -> dict[str, int]:
         """``runs_pending``, ``runs_running``, ``runs_succeeded``, ``runs_failed``,

@@ -9,7 +9,8 @@ a command needs it, which keeps ``eventflow --help`` fast.
 
 - :mod:`eventflow.cli.run`: ``validate``, ``run``;
 - :mod:`eventflow.cli.inspect`: ``status``, ``why``, ``runs``, ``deadletters``, ``graph``;
-- :mod:`eventflow.cli.act`: ``emit``, ``retry``, ``backfill``, ``replay``.
+- :mod:`eventflow.cli.act`: ``emit``, ``retry``, ``backfill``, ``replay``;
+- :mod:`eventflow.cli.checks`: ``checks`` (data-quality checks: list, rerun, override).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import click
 
 from eventflow import __version__
-from eventflow.cli import act, inspect, run
+from eventflow.cli import act, checks, inspect, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,6 +44,7 @@ for _command in (
     act.cancel,
     act.backfill,
     act.replay,
+    checks.checks,
 ):
     main.add_command(_command)
 

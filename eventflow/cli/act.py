@@ -96,6 +96,11 @@ def cancel(file: Path, run_id: str) -> None:
     )
 
 
+def operator() -> str:
+    """``cli:USER``: who an audited action from the CLI is by."""
+    return f"cli:{_user()}"
+
+
 def _user() -> str:
     """Who runs the CLI, for the audit of what they changed."""
     try:

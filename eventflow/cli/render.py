@@ -128,6 +128,27 @@ def status(view: Status) -> None:
                 f"{p['deadline']['at']} ({p['deadline']['state']})" if p["deadline"] else "-",
             )
         out.print(table)
+    if view.held:
+        table = Table(
+            "run",
+            "dataset",
+            "partition",
+            "status",
+            "downstream",
+            title="Held by checks",
+            title_justify="left",
+        )
+        for h in view.held:
+            g = h.gate
+            add_row(
+                table,
+                g.run_id,
+                g.dataset,
+                format_partition(g.partition),
+                h.reason,
+                ", ".join(h.downstream) or "-",
+            )
+        out.print(table)
     out.print(view.summary(), markup=False)
 
 
@@ -148,7 +169,9 @@ def why(view: Why) -> None:
         out.print(f"  {escape(line)}")
     for d in view.inputs:
         if not d.arrived:
-            out.print(f"  [red]✗ {escape(d.dataset)}[/]  missing")
+            held = view.blocked.get(d.dataset)
+            why = f"{held.reason} (run {held.gate.run_id})" if held else "missing"
+            out.print(f"  [red]✗ {escape(d.dataset)}[/]  {escape(why)}")
             continue
         for ref in d.events:
             pos = " ".join(f"{k}={v}" for k, v in ref.position.items())

@@ -38,6 +38,7 @@ from eventflow.config.yaml_lines import parse_yaml
 from eventflow.durations import format_duration
 from eventflow.errors import ConfigError, ConfigProblem
 from eventflow.pipeline import CompiledPipeline, RuleRuntime, SensorSpec
+from eventflow.quality.suite import compile_checks
 from eventflow.rules.core import RuleSpec
 from eventflow.run_hooks import HOOKS, hook_name
 
@@ -145,8 +146,10 @@ def _compile(raw: dict[str, Any], file: Path, problems: Problems) -> CompiledPip
         task_variables={n: getattr(t.plugin, "template_variables", {}) for n, t in tasks.items()},
     )
     compiled = check(sections, problems)
+    suites = {}
     if config is not None:
         _check_replay_memory(config, sensors, problems)
+        suites = compile_checks(config, raw_rules, plugins, problems)
     if problems or config is None:
         return None
 
@@ -168,6 +171,7 @@ def _compile(raw: dict[str, Any], file: Path, problems: Problems) -> CompiledPip
             schedule=compiled_rule.schedule,
             schedule_start=compiled_rule.schedule_start,
             params=compiled_rule.params,
+            checks=suites.get(name),
         )
         if isinstance(rc.on_deadline, DeadlineAlert) and alert_name(name) in tasks:
             alert_task = tasks[alert_name(name)]

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from eventflow.durations import Duration
+from eventflow.quality.config import CheckConfig, ConnectionConfig, OnCheckFailure
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 """What sensor, dataset and rule names may be made of."""
@@ -341,6 +342,16 @@ class RuleConfig(Model):
         default=None,
         description="Fire one run per batch of inputs, all passed in `EVENTFLOW_EVENTS`.",
     )
+    checks: tuple[CheckConfig, ...] = Field(
+        default=(),
+        description="Data-quality checks of the produced partition (see below): it is"
+        " announced only once its blocking checks pass.",
+    )
+    on_check_failure: OnCheckFailure = Field(
+        default="block",
+        description="A failed blocking check leaves the run `succeeded` with the partition"
+        " blocked (`block`), or also marks the run `failed` (`fail`).",
+    )
     params: dict[str, str] = Field(
         default_factory=dict,
         description="Template variables read from the inputs' payloads: `{name: JMESPath}`"
@@ -545,6 +556,9 @@ class PipelineConfig(Model):
     publish: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Where completion events go; `type` picks the publisher (sections below).",
+    )
+    connections: dict[Name, ConnectionConfig] = Field(
+        default_factory=dict, description="Databases that `sql` checks query, by name."
     )
     retention: RetentionConfig = Field(
         default_factory=RetentionConfig, description="How long history is kept."

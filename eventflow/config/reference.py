@@ -15,6 +15,7 @@ from pydantic_core import PydanticUndefined
 
 from eventflow import registry
 from eventflow.config import models
+from eventflow.quality import config as quality
 
 HEADER = """# Pipeline file reference
 
@@ -145,6 +146,14 @@ def generate() -> str:
             " which every task type shares.",
         ),
         model_table("`rules.NAME.run.backoff`", models.Backoff),
+        model_table(
+            "`rules.NAME.checks` items",
+            quality.CheckConfig,
+            "A data-quality check of the produced partition (docs/howto/checks.md).",
+        ),
+        model_table("`rules.NAME.checks[].expect`", quality.Expect),
+        model_table("`rules.NAME.checks[].backoff`", quality.CheckBackoff),
+        model_table("`connections.NAME`", quality.ConnectionConfig),
         *plugin_tables("Sensor", registry.sensors),
         *plugin_tables("Task", registry.tasks),
         *plugin_tables("Publisher", registry.publishers),

@@ -18,6 +18,7 @@ from eventflow.errors import ClosedError, EventflowError, StoreError
 from eventflow.lifecycle import Resource
 from eventflow.log import get_logger
 from eventflow.server.api import Api, BadRequest, problem
+from eventflow.server.api_checks import ChecksApi
 from eventflow.server.auth import Auth, SignIn
 from eventflow.server.credentials import Credentials, load_credentials
 from eventflow.server.guard import Guard, HostRule
@@ -49,6 +50,7 @@ def build_app(runtime: Runtime, credentials: Credentials, host: str = DEFAULT_HO
     ``server`` settings and the :class:`~eventflow.server.auth.Auth` of ``credentials``;
     ``host`` is the address the server is bound to (allowed as Host)."""
     api = Api(runtime)
+    checks_api = ChecksApi(runtime)
     settings = runtime.pipeline.raw.server
     log = get_logger(component="http")
     sign_in = SignIn(credentials)
@@ -78,6 +80,9 @@ def build_app(runtime: Runtime, credentials: Credentials, host: str = DEFAULT_HO
         Route("/api/runs/{run_id}/retry", api.retry_run, methods=["POST"]),
         Route("/api/runs/{run_id}/cancel", api.cancel_run, methods=["POST"]),
         Route("/api/deadletters", api.get_deadletters, methods=["GET"]),
+        Route("/api/checks", checks_api.get_checks, methods=["GET"]),
+        Route("/api/checks/{run_id}/rerun", checks_api.rerun, methods=["POST"]),
+        Route("/api/checks/{run_id}/override", checks_api.override, methods=["POST"]),
         Route("/api/sensors", api.get_sensors, methods=["GET"]),
         Route("/api/events", api.emit, methods=["POST"]),
         Route("/hooks/{sensor}", api.hook, methods=["POST"]),

@@ -11,6 +11,7 @@ from typing import Any
 from eventflow import __version__
 from eventflow.records import RUN_STATUSES
 from eventflow.server.credentials import MACHINE_PREFIX, PUBLIC_PATHS
+from eventflow.server.openapi_checks import paths as checks_paths
 
 Schema = dict[str, Any]
 
@@ -385,6 +386,7 @@ def _document() -> Schema:
                     },
                 }
             },
+            **checks_paths(guarded, json_only),
             "/api/deadletters": {
                 "get": _get(
                     "A page of observations that could not be processed, most recently"

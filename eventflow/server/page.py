@@ -19,6 +19,7 @@ from eventflow.events import format_partition
 from eventflow.pipeline import PRODUCED_SENSOR_PREFIX
 from eventflow.records import RunRecord
 from eventflow.server.credentials import ANONYMOUS, Principal
+from eventflow.views.checks import Held
 from eventflow.views.deadletters import DeadLetterView, deadletter_page
 from eventflow.views.matches import PartialMatch
 from eventflow.views.rules import RuleView
@@ -230,6 +231,43 @@ def _deadletter_rows(found: Sequence[DeadLetterView]) -> list[Row]:
     return rows
 
 
+def _checks_rows(found: Sequence[Held], operator: bool) -> list[Row]:
+    """Produced partitions held by their checks; an operator gets re-run and override
+    buttons (posted as JSON, same-origin: the guard refuses a cross-site post)."""
+    rows = []
+    for h in found:
+        g = h.gate
+        rid = escape(g.run_id)
+        results = "<br>".join(
+            escape(
+                f"{r.get('check')}: {'passed' if r.get('passed') else 'failed'}"
+                + (f" ({r.get('detail')})" if r.get("detail") else "")
+            )
+            for r in g.results
+        )
+        buttons = ""
+        if operator:
+            button = '<button class="check-action" data-action="{0}" data-run="{1}">{2}</button> '
+            if g.status == "blocked":
+                buttons += button.format("rerun", rid, "re-run checks")
+            buttons += button.format("override", rid, "override")
+        rows.append(
+            (
+                g.run_id,
+                [
+                    f'<code title="{rid}">{rid[:12]}</code>',
+                    escape(g.dataset),
+                    escape(format_partition(g.partition)),
+                    f'<span class="missing">{escape(h.reason)}</span>',
+                    results or "-",
+                    escape(", ".join(h.downstream) or "-"),
+                    buttons,
+                ],
+            )
+        )
+    return rows
+
+
 def _who(principal: Principal | None) -> str:
     """Who is signed in, and the button that signs out (nothing when all is open)."""
     if principal is None or principal is ANONYMOUS:
@@ -280,6 +318,12 @@ async def render_page(runtime: Runtime, principal: Principal | None) -> str:
             "runs",
             "No runs yet.",
         ),
+        checks=_table(
+            ["run", "dataset", "partition", "status", "checks", "downstream", ""],
+            _checks_rows(view.held, principal is not None and principal.may("operate")),
+            "checks",
+            "No partition is held by checks.",
+        ),
         deadletters=_table(
             ["time", "sensor", "position", "error", "excerpt"],
             _deadletter_rows(letters),
@@ -320,6 +364,7 @@ pre.log {{ background: #0f172a; color: #e2e8f0; padding: .6rem; max-height: 20re
 <h2>Rules</h2>{rules}
 <h2>Partial matches (open, missed, expired)</h2>{matches}
 <h2>Recent runs</h2>{runs}
+<h2>Held by checks</h2>{checks}
 <h2>Dead letters</h2>{deadletters}
 <div id="log-view"></div>
 <script>
@@ -351,6 +396,11 @@ async function post(path) {{
 document.querySelectorAll("button.retry").forEach(function (b) {{
   b.addEventListener("click", function () {{
     post("/api/runs/" + encodeURIComponent(b.dataset.run) + "/retry");
+  }});
+}});
+document.querySelectorAll("button.check-action").forEach(function (b) {{
+  b.addEventListener("click", function () {{
+    post("/api/checks/" + encodeURIComponent(b.dataset.run) + "/" + b.dataset.action);
   }});
 }});
 const logout = document.getElementById("logout");

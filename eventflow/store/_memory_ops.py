@@ -18,6 +18,7 @@ from eventflow.events import JSON
 from eventflow.records import (
     RUN_STATUSES,
     Changes,
+    CheckGate,
     DeadLetter,
     InboxItem,
     MatchKey,
@@ -29,6 +30,7 @@ from eventflow.records import (
 from eventflow.rules.core import MatchState
 from eventflow.store import COUNT_KEYS
 from eventflow.store import _codec as c
+from eventflow.store._gates import GateRow, decode_gate, gate_matches, gate_row
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -95,6 +97,7 @@ class Tables:
     outbox: dict[int, tuple[str, str]] = field(default_factory=dict)
     inbox: dict[int, c.InboxRow] = field(default_factory=dict)
     deadletters: dict[str, c.DeadLetterRow] = field(default_factory=dict)
+    gates: dict[str, GateRow] = field(default_factory=dict)
     last_id: dict[str, int] = field(default_factory=lambda: {"outbox": 0, "inbox": 0})
 
 
@@ -111,6 +114,7 @@ class MemoryOps:
         self.outbox = Overlay(t.outbox)
         self.inbox = Overlay(t.inbox)
         self.deadletters = Overlay(t.deadletters)
+        self.gates = Overlay(t.gates)
         self.last_id = dict(t.last_id)
 
     def commit(self) -> None:
@@ -122,6 +126,7 @@ class MemoryOps:
         self.outbox.commit()
         self.inbox.commit()
         self.deadletters.commit()
+        self.gates.commit()
         self.tables.last_id.update(self.last_id)
 
     def _next_id(self, table: str) -> int:
@@ -182,6 +187,7 @@ class MemoryOps:
         outbox = [c.outbox_row(o) for o in ch.outbox]
         inbox = [c.inbox_row(i) for i in ch.inbox_add]
         letters = [c.deadletter_row(d) for d in ch.deadletters]
+        gates = [gate_row(gate) for gate in ch.gates]
 
         for e in events:
             if e.id not in self.events:
@@ -215,6 +221,10 @@ class MemoryOps:
         for d in letters:
             if d.event_id not in self.deadletters:
                 self.deadletters.put(d.event_id, d)
+        for gate in gates:
+            old_gate = self.gates.get(gate.run_id)
+            created = old_gate.created_at if old_gate is not None else gate.created_at
+            self.gates.put(gate.run_id, gate._replace(created_at=created))
 
     # store methods
 
@@ -382,6 +392,11 @@ class MemoryOps:
         for _, event_id in old[: max(limit, 0)]:
             self.events.delete(event_id)
         return min(len(old), max(limit, 0))
+
+    def list_gates(self, where: dict[str, Any], limit: int) -> list[CheckGate]:
+        rows = [r for r in self.gates.values() if gate_matches(r, where)]
+        rows.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
+        return [decode_gate(r) for r in rows[: max(limit, 0)]]
 
     def list_deadletters(self, where: dict[str, Any], limit: int) -> list[DeadLetter]:
         rows = self._deadletters_where(where)[::-1]

@@ -26,6 +26,7 @@ from eventflow.errors import StoreConflict
 from eventflow.events import JSON
 from eventflow.records import (
     Changes,
+    CheckGate,
     DeadLetter,
     InboxItem,
     MatchKey,
@@ -37,6 +38,7 @@ from eventflow.records import (
 from eventflow.rules.core import MatchState
 from eventflow.store import COUNT_KEYS
 from eventflow.store import _codec as c
+from eventflow.store import _gates as g
 from eventflow.store._postgres_sql import queries
 
 if TYPE_CHECKING:
@@ -154,6 +156,7 @@ class PostgresOps:
             (q["insert_outbox"], [c.outbox_row(o) for o in ch.outbox]),
             (q["insert_inbox"], [c.inbox_row(i) for i in ch.inbox_add]),
             (q["delete_inbox"], [(i,) for i in ch.inbox_delete]),
+            (q["upsert_gates"], sorted(g.gate_row(gate) for gate in ch.gates)),
         ]
         await self._insert_logged(q["insert_events"], events, "event")
         await self._insert_logged(q["insert_deadletters"], letters, "dead letter")
@@ -339,6 +342,10 @@ class PostgresOps:
     async def list_deadletters(self, where: dict[str, Any], limit: int) -> list[DeadLetter]:
         rows = await self._all(self.q["list_deadletters"], {**where, "limit": max(limit, 0)})
         return [c.decode_deadletter(row) for row in rows]
+
+    async def list_gates(self, where: dict[str, Any], limit: int) -> list[CheckGate]:
+        params = {**where, "limit": max(limit, 0)}
+        return [g.decode_gate(row) for row in await self._all(self.q["list_gates"], params)]
 
     async def count_deadletters(self, where: dict[str, Any]) -> int:
         row = await self._one(self.q["count_deadletters"], where)

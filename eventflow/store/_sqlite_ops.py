@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from eventflow.events import JSON
 from eventflow.records import (
     Changes,
+    CheckGate,
     DeadLetter,
     InboxItem,
     MatchKey,
@@ -29,6 +30,7 @@ from eventflow.records import (
 from eventflow.rules.core import MatchState
 from eventflow.store import COUNT_KEYS
 from eventflow.store import _codec as c
+from eventflow.store import _gates as g
 from eventflow.store._sqlite_sql import queries
 
 T = TypeVar("T")
@@ -152,6 +154,7 @@ class SQLiteOps:
             (q["insert_inbox"], [c.inbox_row(i) for i in ch.inbox_add]),
             (q["delete_inbox"], [(i,) for i in ch.inbox_delete]),
             (q["insert_deadletters"], [c.deadletter_row(d) for d in ch.deadletters]),
+            (q["upsert_gates"], [g.gate_row(gate) for gate in ch.gates]),
         ]
         for sql, rows in writes:
             if rows:
@@ -281,6 +284,10 @@ class SQLiteOps:
     def list_deadletters(self, where: dict[str, Any], limit: int) -> list[DeadLetter]:
         rows = self.conn.execute(self.q["list_deadletters"], {**where, "limit": max(limit, 0)})
         return [c.decode_deadletter(row) for row in rows]
+
+    def list_gates(self, where: dict[str, Any], limit: int) -> list[CheckGate]:
+        params = {**where, "limit": max(limit, 0)}
+        return [g.decode_gate(row) for row in self.conn.execute(self.q["list_gates"], params)]
 
     def count_deadletters(self, where: dict[str, Any]) -> int:
         return int(self.conn.execute(self.q["count_deadletters"], where).fetchone()[0])

@@ -19,7 +19,9 @@ from eventflow.errors import ClosedError, StoreError
 from eventflow.events import JSON
 from eventflow.records import (
     Changes,
+    CheckGate,
     DeadLetter,
+    GateStatus,
     InboxItem,
     MatchKey,
     OutboxItem,
@@ -30,6 +32,7 @@ from eventflow.records import (
 )
 from eventflow.rules.core import MatchState
 from eventflow.store import _codec as c
+from eventflow.store import _gates as g
 from eventflow.store import scheme_of
 from eventflow.store._base import StoreLifecycle
 from eventflow.store._memory_ops import MemoryOps, Tables
@@ -230,6 +233,19 @@ class MemoryStore(StoreLifecycle):
     ) -> list[DeadLetter]:
         where = c.deadletter_filter(sensor, since, until, after)
         return await self._do(lambda o: o.list_deadletters(where, limit))
+
+    async def list_gates(
+        self,
+        *,
+        rule: str | None = None,
+        dataset: str | None = None,
+        key: str | None = None,
+        status: GateStatus | None = None,
+        run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[CheckGate]:
+        where = g.gate_filter(rule=rule, dataset=dataset, key=key, status=status, run_id=run_id)
+        return await self._do(lambda o: o.list_gates(where, limit))
 
     async def count_deadletters(
         self,

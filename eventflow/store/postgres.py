@@ -52,7 +52,9 @@ from eventflow.events import JSON
 from eventflow.log import get_logger
 from eventflow.records import (
     Changes,
+    CheckGate,
     DeadLetter,
+    GateStatus,
     InboxItem,
     MatchKey,
     OutboxItem,
@@ -63,6 +65,7 @@ from eventflow.records import (
 )
 from eventflow.rules.core import MatchState
 from eventflow.store import _codec as c
+from eventflow.store import _gates as g
 from eventflow.store import dsn as dsn_options
 from eventflow.store import redact_dsn
 from eventflow.store._base import StoreLifecycle
@@ -630,6 +633,19 @@ class PostgresStore(StoreLifecycle):
     ) -> list[DeadLetter]:
         where = c.deadletter_filter(sensor, since, until, after)
         return await self._op("list_deadletters", lambda o: o.list_deadletters(where, limit))
+
+    async def list_gates(
+        self,
+        *,
+        rule: str | None = None,
+        dataset: str | None = None,
+        key: str | None = None,
+        status: GateStatus | None = None,
+        run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[CheckGate]:
+        where = g.gate_filter(rule=rule, dataset=dataset, key=key, status=status, run_id=run_id)
+        return await self._op("list_gates", lambda o: o.list_gates(where, limit))
 
     async def count_deadletters(
         self,

@@ -44,7 +44,9 @@ from eventflow.errors import ClosedError, StoreError, StoreFull
 from eventflow.events import JSON
 from eventflow.records import (
     Changes,
+    CheckGate,
     DeadLetter,
+    GateStatus,
     InboxItem,
     MatchKey,
     OutboxItem,
@@ -55,6 +57,7 @@ from eventflow.records import (
 )
 from eventflow.rules.core import MatchState
 from eventflow.store import _codec as c
+from eventflow.store import _gates as g
 from eventflow.store import dsn as dsn_options
 from eventflow.store._base import StoreLifecycle
 from eventflow.store._sqlite_ops import SQLiteOps
@@ -469,6 +472,19 @@ class SQLiteStore(StoreLifecycle):
     ) -> int:
         where = c.deadletter_filter(sensor, since, until)
         return await self._read(SQLiteOps.count_deadletters, where)
+
+    async def list_gates(
+        self,
+        *,
+        rule: str | None = None,
+        dataset: str | None = None,
+        key: str | None = None,
+        status: GateStatus | None = None,
+        run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[CheckGate]:
+        where = g.gate_filter(rule=rule, dataset=dataset, key=key, status=status, run_id=run_id)
+        return await self._read(SQLiteOps.list_gates, where, limit)
 
     async def counts(self) -> dict[str, int]:
         return await self._read(SQLiteOps.counts)

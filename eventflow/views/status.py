@@ -13,6 +13,7 @@ from eventflow.pipeline import CompiledPipeline
 from eventflow.records import RunRecord
 from eventflow.store import redact_dsn
 from eventflow.types import Store
+from eventflow.views.checks import Held, held
 from eventflow.views.matches import PartialMatch, partial_matches
 from eventflow.views.rules import RuleView, rule_views
 
@@ -29,6 +30,8 @@ class Status:
     counts: Mapping[str, int]
     """:meth:`Store.counts` and ``matches_missed`` (open matches whose deadline passed)."""
     recent_runs: tuple[RunRecord, ...]
+    held: tuple[Held, ...] = ()
+    """Produced partitions not announced: their checks pending, running or blocking."""
 
     def summary(self) -> str:
         """``runs: 1 pending, ... · dead letters 0``: the store's figures in one line."""
@@ -52,6 +55,7 @@ class Status:
             "partial_matches": [m.to_dict() for m in self.partial_matches],
             "counts": dict(self.counts),
             "recent_runs": [r.to_dict() for r in self.recent_runs],
+            "held_by_checks": [h.to_dict() for h in self.held],
         }
 
 
@@ -70,4 +74,5 @@ async def status(
         partial_matches=tuple(await partial_matches(pipeline, store, limit=limit)),
         counts=counts,
         recent_runs=tuple(await store.list_runs(limit=runs)),
+        held=tuple(await held(pipeline, store, limit=limit)),
     )

@@ -4,7 +4,7 @@ which are missing, what the partition's timing is and what ran."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from eventflow.events import InputRef, partition_key
@@ -13,6 +13,7 @@ from eventflow.records import RunRecord
 from eventflow.rules.core import MatchState, RuleSpec
 from eventflow.types import Store
 from eventflow.views import NotFound, iso
+from eventflow.views.checks import Held, blocked_inputs
 from eventflow.views.matches import match_timing
 from eventflow.views.rules import condition, rule_options
 
@@ -49,6 +50,8 @@ class Why:
     inputs: tuple[Input, ...]
     runs: tuple[RunRecord, ...]
     """Every run of the partition, by generation."""
+    blocked: Mapping[str, Held] = field(default_factory=dict)
+    """Missing inputs held by the checks of the rule that produces them."""
 
     @property
     def status(self) -> str:
@@ -73,6 +76,7 @@ class Why:
             "expires_at": iso(m.expires_at) if m else None,
             "inputs": [i.to_dict() for i in self.inputs],
             "missing": self.missing,
+            "blocked": {d: h.to_dict() for d, h in self.blocked.items()},
             "runs": [r.to_dict() for r in self.runs],
         }
 
@@ -99,4 +103,7 @@ async def why(
     match = await store.get_match(rule, key)
     found = await store.list_runs(rule=rule, key=key, limit=10_000)
     inputs = tuple(Input(d, tuple(match.inputs.get(d, ()) if match else ())) for d in spec.datasets)
-    return Why(rule, spec, values, match, inputs, tuple(sorted(found, key=lambda r: r.generation)))
+    missing = [i.dataset for i in inputs if not i.arrived]
+    blocked = await blocked_inputs(pipeline, store, missing, values)
+    runs = tuple(sorted(found, key=lambda r: r.generation))
+    return Why(rule, spec, values, match, inputs, runs, blocked)

@@ -38,6 +38,8 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from eventflow.plugin import (
+    CHECK_FAILED,
+    CHECK_PASSED,
     RUN_FAILED,
     RUN_RETRYING,
     RUN_STARTED,
@@ -58,6 +60,7 @@ try:
     from openlineage.client.event_v2 import RunState as OLState
     from openlineage.client.facet_v2 import (
         DatasetFacet,
+        data_quality_assertions_dataset,
         dataset_version_dataset,
         error_message_run,
     )
@@ -184,6 +187,8 @@ class OpenLineagePublisher(Resource):
 
     def to_openlineage(self, event: Event) -> RunEvent | None:
         """The OpenLineage RunEvent of a run event; None for the event types it has none for."""
+        if event.type in (CHECK_PASSED, CHECK_FAILED):
+            return self._checks(event)
         state = _STATES.get(event.type)
         if state is None:
             return None
@@ -209,6 +214,33 @@ class OpenLineagePublisher(Resource):
             job=Job(namespace=self.namespace, name=data["rule"]),
             inputs=inputs,
             outputs=outputs,
+            producer=PRODUCER,
+        )
+
+    def _checks(self, event: Event) -> RunEvent:
+        """A data-quality result as the ``dataQualityAssertions`` facet of the produced
+        dataset, in an event of the job ``RULE.checks`` (one run per evaluation)."""
+        data = event.data
+        results = data["results"] if event.type == CHECK_PASSED else [data["result"]]
+        assertions = [
+            data_quality_assertions_dataset.Assertion(
+                assertion=str(r["check"]), success=bool(r["passed"])
+            )
+            for r in results
+        ]
+        namespace, name = self._dataset(data["dataset"])
+        facets: dict[str, Any] = _version(format_partition(data["partition"]))
+        facets["dataQualityAssertions"] = (
+            data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(assertions=assertions)
+        )
+        passed = event.type == CHECK_PASSED
+        return RunEvent(
+            eventType=OLState.COMPLETE if passed else OLState.FAIL,
+            eventTime=event.time.isoformat(),
+            run=Run(runId=run_uuid(data["run_id"] + ":checks", data["evaluation"]), facets={}),
+            job=Job(namespace=self.namespace, name=f"{data['rule']}.checks"),
+            inputs=[InputDataset(namespace=namespace, name=name, inputFacets=facets)],
+            outputs=[],
             producer=PRODUCER,
         )
 

@@ -25,6 +25,7 @@ TABLES = {
     "outbox",
     "inbox",
     "deadletters",
+    "check_gates",
 }
 INDEXES = {
     "events_received",
@@ -36,6 +37,8 @@ INDEXES = {
     "runs_worker",
     "timers_due",
     "outbox_publisher",
+    "check_gates_status",
+    "check_gates_dataset",
 }
 
 

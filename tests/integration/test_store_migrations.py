@@ -29,6 +29,7 @@ TABLES = {
     "outbox",
     "inbox",
     "deadletters",
+    "check_gates",
 }
 INDEXES = {
     "matches_status",
@@ -38,6 +39,8 @@ INDEXES = {
     "runs_cancel_requested",
     "timers_due",
     "outbox_publisher",
+    "check_gates_status",
+    "check_gates_dataset",
     "events_received",
 }
 

@@ -288,3 +288,25 @@ SELECT version FROM schema_migrations ORDER BY version;
 -- name: record_migration
 -- Remember that a schema version was applied.
 INSERT INTO schema_migrations (version, applied_at) VALUES (:version, :applied_at);
+
+-- name: upsert_gates
+-- Write check gates whole (GateRow order).
+INSERT INTO check_gates (run_id, rule, dataset, key, partition, status, attempt, payload,
+    results, actions, pipeline_version, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (run_id) DO UPDATE SET
+    rule = excluded.rule, dataset = excluded.dataset, key = excluded.key,
+    partition = excluded.partition, status = excluded.status, attempt = excluded.attempt,
+    payload = excluded.payload, results = excluded.results, actions = excluded.actions,
+    pipeline_version = excluded.pipeline_version, updated_at = excluded.updated_at;
+
+-- name: list_gates
+-- Check gates, newest first, filtered (a null parameter matches any).
+SELECT run_id, rule, dataset, key, partition, status, attempt, payload, results, actions,
+    pipeline_version, created_at, updated_at
+FROM check_gates
+WHERE (:rule IS NULL OR rule = :rule) AND (:dataset IS NULL OR dataset = :dataset)
+    AND (:key IS NULL OR key = :key) AND (:status IS NULL OR status = :status)
+    AND (:run_id IS NULL OR run_id = :run_id)
+ORDER BY created_at DESC, run_id DESC
+LIMIT :limit;

@@ -367,3 +367,25 @@ SELECT version FROM schema_migrations ORDER BY version;
 -- name: record_migration
 -- Remember that a schema version was applied.
 INSERT INTO schema_migrations (version, applied_at) VALUES (%(version)s, %(applied_at)s);
+
+-- name: upsert_gates
+-- Write check gates whole (GateRow order).
+INSERT INTO check_gates (run_id, rule, dataset, key, partition, status, attempt, payload,
+    results, actions, pipeline_version, created_at, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (run_id) DO UPDATE SET
+    rule = excluded.rule, dataset = excluded.dataset, key = excluded.key,
+    partition = excluded.partition, status = excluded.status, attempt = excluded.attempt,
+    payload = excluded.payload, results = excluded.results, actions = excluded.actions,
+    pipeline_version = excluded.pipeline_version, updated_at = excluded.updated_at;
+
+-- name: list_gates
+-- Check gates, newest first, filtered (a null parameter matches any).
+SELECT run_id, rule, dataset, key, partition, status, attempt, payload, results, actions,
+    pipeline_version, created_at, updated_at
+FROM check_gates
+WHERE (%(rule)s::text IS NULL OR rule = %(rule)s) AND (%(dataset)s::text IS NULL OR dataset = %(dataset)s)
+    AND (%(key)s::text IS NULL OR key = %(key)s) AND (%(status)s::text IS NULL OR status = %(status)s)
+    AND (%(run_id)s::text IS NULL OR run_id = %(run_id)s)
+ORDER BY created_at DESC, run_id DESC
+LIMIT %(limit)s;
