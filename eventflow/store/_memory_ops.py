@@ -29,6 +29,7 @@ from eventflow.records import (
 from eventflow.rules.core import MatchState
 from eventflow.store import COUNT_KEYS
 from eventflow.store import _codec as c
+from eventflow.store._pauses import MemoryPauses
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -96,6 +97,7 @@ class Tables:
     inbox: dict[int, c.InboxRow] = field(default_factory=dict)
     deadletters: dict[str, c.DeadLetterRow] = field(default_factory=dict)
     last_id: dict[str, int] = field(default_factory=lambda: {"outbox": 0, "inbox": 0})
+    pauses: MemoryPauses = field(default_factory=MemoryPauses)
 
 
 class MemoryOps:
@@ -144,12 +146,14 @@ class MemoryOps:
         if limit <= 0:
             return []
         running = Counter(r.rule for r in self.runs.values() if r.status == "running")
+        paused = self.tables.pauses.paused_rules()
         due = sorted(
             (
                 r
                 for r in self.runs.values()
                 if r.status == "pending"
                 and r.cancel_requested is None
+                and r.rule not in paused
                 and (r.not_before is None or r.not_before <= now_t)
             ),
             key=lambda r: (r.created_at, r.run_id),
@@ -237,7 +241,12 @@ class MemoryOps:
         return [r.run_id for r in rows]
 
     def next_run_due(self) -> datetime | None:
-        times = [r.not_before or c.MIN_TEXT for r in self.runs.values() if r.status == "pending"]
+        paused = self.tables.pauses.paused_rules()
+        times = [
+            r.not_before or c.MIN_TEXT
+            for r in self.runs.values()
+            if r.status == "pending" and r.rule not in paused
+        ]
         return c.text_dt(min(times)) if times else None
 
     def get_run(self, run_id: str) -> RunRecord | None:

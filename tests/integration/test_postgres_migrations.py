@@ -25,6 +25,8 @@ TABLES = {
     "outbox",
     "inbox",
     "deadletters",
+    "pauses",
+    "pause_actions",
 }
 INDEXES = {
     "events_received",
@@ -33,6 +35,7 @@ INDEXES = {
     "runs_created",
     "runs_rule",
     "runs_cancel_requested",
+    "pause_actions_name",
     "runs_worker",
     "timers_due",
     "outbox_publisher",

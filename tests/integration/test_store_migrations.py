@@ -29,6 +29,8 @@ TABLES = {
     "outbox",
     "inbox",
     "deadletters",
+    "pauses",
+    "pause_actions",
 }
 INDEXES = {
     "matches_status",
@@ -36,6 +38,7 @@ INDEXES = {
     "runs_created",
     "runs_rule",
     "runs_cancel_requested",
+    "pause_actions_name",
     "timers_due",
     "outbox_publisher",
     "events_received",
