@@ -14,6 +14,7 @@ from eventflow.records import RunRecord
 from eventflow.store import redact_dsn
 from eventflow.types import Store
 from eventflow.views.matches import PartialMatch, partial_matches
+from eventflow.views.pauses import PauseView, by_name, pauses, with_pause
 from eventflow.views.rules import RuleView, rule_views
 
 RECENT_RUNS = 20
@@ -29,6 +30,8 @@ class Status:
     counts: Mapping[str, int]
     """:meth:`Store.counts` and ``matches_missed`` (open matches whose deadline passed)."""
     recent_runs: tuple[RunRecord, ...]
+    pauses: tuple[PauseView, ...] = ()
+    """The paused rules and sensors (:mod:`eventflow.views.pauses`)."""
 
     def summary(self) -> str:
         """``runs: 1 pending, ... · dead letters 0``: the store's figures in one line."""
@@ -45,13 +48,15 @@ class Status:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        paused = by_name(list(self.pauses), "rule")
         return {
             "pipeline": self.pipeline,
             "state": self.state,
-            "rules": [r.to_dict() for r in self.rules],
+            "rules": [with_pause(r.to_dict(), paused.get(r.rule)) for r in self.rules],
             "partial_matches": [m.to_dict() for m in self.partial_matches],
             "counts": dict(self.counts),
             "recent_runs": [r.to_dict() for r in self.recent_runs],
+            "pauses": [p.to_dict() for p in self.pauses],
         }
 
 
@@ -70,4 +75,5 @@ async def status(
         partial_matches=tuple(await partial_matches(pipeline, store, limit=limit)),
         counts=counts,
         recent_runs=tuple(await store.list_runs(limit=runs)),
+        pauses=tuple(await pauses(store)),
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventflow.events import InputRef, partition_key
+from eventflow.pauses import Pause
 from eventflow.pipeline import CompiledPipeline
 from eventflow.records import RunRecord
 from eventflow.rules.core import MatchState, RuleSpec
@@ -49,6 +50,8 @@ class Why:
     inputs: tuple[Input, ...]
     runs: tuple[RunRecord, ...]
     """Every run of the partition, by generation."""
+    paused: Pause | None = None
+    """The rule's pause: its fires are held (their runs wait) until it is resumed."""
 
     @property
     def status(self) -> str:
@@ -74,6 +77,7 @@ class Why:
             "inputs": [i.to_dict() for i in self.inputs],
             "missing": self.missing,
             "runs": [r.to_dict() for r in self.runs],
+            "paused": self.paused.to_dict() if self.paused else None,
         }
 
 
@@ -99,4 +103,6 @@ async def why(
     match = await store.get_match(rule, key)
     found = await store.list_runs(rule=rule, key=key, limit=10_000)
     inputs = tuple(Input(d, tuple(match.inputs.get(d, ()) if match else ())) for d in spec.datasets)
-    return Why(rule, spec, values, match, inputs, tuple(sorted(found, key=lambda r: r.generation)))
+    paused = next((p for p in await store.pauses() if p.kind == "rule" and p.name == rule), None)
+    by_generation = tuple(sorted(found, key=lambda r: r.generation))
+    return Why(rule, spec, values, match, inputs, by_generation, paused)
