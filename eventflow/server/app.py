@@ -18,6 +18,7 @@ from eventflow.errors import ClosedError, EventflowError, StoreError
 from eventflow.lifecycle import Resource
 from eventflow.log import get_logger
 from eventflow.server.api import Api, BadRequest, problem
+from eventflow.server.api_pauses import PauseApi
 from eventflow.server.auth import Auth, SignIn
 from eventflow.server.credentials import Credentials, load_credentials
 from eventflow.server.guard import Guard, HostRule
@@ -49,6 +50,7 @@ def build_app(runtime: Runtime, credentials: Credentials, host: str = DEFAULT_HO
     ``server`` settings and the :class:`~eventflow.server.auth.Auth` of ``credentials``;
     ``host`` is the address the server is bound to (allowed as Host)."""
     api = Api(runtime)
+    pauses = PauseApi(runtime)
     settings = runtime.pipeline.raw.server
     log = get_logger(component="http")
     sign_in = SignIn(credentials)
@@ -79,6 +81,10 @@ def build_app(runtime: Runtime, credentials: Credentials, host: str = DEFAULT_HO
         Route("/api/runs/{run_id}/cancel", api.cancel_run, methods=["POST"]),
         Route("/api/deadletters", api.get_deadletters, methods=["GET"]),
         Route("/api/sensors", api.get_sensors, methods=["GET"]),
+        Route("/api/rules/{name}/pause", pauses.pause_rule, methods=["POST"]),
+        Route("/api/rules/{name}/resume", pauses.resume_rule, methods=["POST"]),
+        Route("/api/sensors/{name}/pause", pauses.pause_sensor, methods=["POST"]),
+        Route("/api/sensors/{name}/resume", pauses.resume_sensor, methods=["POST"]),
         Route("/api/events", api.emit, methods=["POST"]),
         Route("/hooks/{sensor}", api.hook, methods=["POST"]),
         Route("/hooks/{sensor}/{path:path}", api.hook, methods=["POST"]),

@@ -10,6 +10,7 @@ from typing import Any
 
 from eventflow import __version__
 from eventflow.records import RUN_STATUSES
+from eventflow.server import openapi_pauses
 from eventflow.server.credentials import MACHINE_PREFIX, PUBLIC_PATHS
 
 Schema = dict[str, Any]
@@ -103,6 +104,7 @@ _RULE = _obj(
     expect_by=_NSTR,
     on_deadline=_NSTR,
     batch={"type": ["object", "null"]},
+    paused=openapi_pauses.PAUSED,
 )
 _MATCH = _obj(
     ["rule", "partition", "status", "generation", "arrived", "missing"],
@@ -140,6 +142,7 @@ _SENSOR = _obj(
     ok={"type": "boolean"},
     healthy={"type": ["boolean", "null"]},
     detail=_STR,
+    paused=openapi_pauses.PAUSED,
 )
 _STATUS = _obj(
     ["pipeline", "state", "rules", "partial_matches", "counts", "recent_runs"],
@@ -149,6 +152,7 @@ _STATUS = _obj(
     partial_matches={"type": "array", "items": _MATCH},
     counts={"type": "object", "additionalProperties": {"type": "integer"}},
     recent_runs={"type": "array", "items": _RUN},
+    pauses={"type": "array", "items": openapi_pauses.PAUSE},
 )
 _EMIT = {
     **_obj(
@@ -407,6 +411,7 @@ def _document() -> Schema:
                     _obj(["sensors"], sensors={"type": "array", "items": _SENSOR}),
                 )
             },
+            **openapi_pauses.paths(guarded, json_only, _ERROR),
             "/api/events": {
                 "post": {
                     "summary": "Announce a dataset partition by hand (like `eventflow emit`).",
