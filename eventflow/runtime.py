@@ -25,6 +25,7 @@ from eventflow.events import JSON, Observation, utcnow
 from eventflow.lifecycle import open_all
 from eventflow.log import get_logger
 from eventflow.outbox import OutboxDrainer
+from eventflow.pause_watch import PauseWatch
 from eventflow.pipeline import CompiledPipeline, SensorSpec
 from eventflow.quality import checker as quality_checker
 from eventflow.replay import retention_loop
@@ -108,6 +109,8 @@ class Runtime:
         self.dispatcher: Dispatcher | None = None
         self.checker: quality_checker.Checker | None = None
         """Set once the store is open and start-up recovery is done (``/readyz``)."""
+        self.pauses = PauseWatch(self.store, pipeline.engine.poll_interval.total_seconds())
+        """The paused rules and sensors (:mod:`eventflow.pauses`), read from the store."""
 
     async def run(self, stop: asyncio.Event) -> None:
         async with self.store, contextlib.AsyncExitStack() as resources:
@@ -150,6 +153,8 @@ class Runtime:
         dispatcher.on_gates = checker.wake
         checker.on_produced = engine.wake
         checker.on_outbox = wake_outbox
+        self.pauses.on_rule_resumed = dispatcher.wake
+        await self.pauses.refresh()  # a paused sensor does not start
 
         core: dict[str, asyncio.Task[None]] = {
             "engine": asyncio.create_task(engine.run(), name="engine"),
@@ -159,6 +164,7 @@ class Runtime:
             core["checks"] = asyncio.create_task(checker.run(), name="checks")
         for d in drainers:
             core[f"outbox:{d.name}"] = asyncio.create_task(d.run(), name=f"outbox:{d.name}")
+        core["pauses"] = asyncio.create_task(self.pauses.run(), name="pauses")
         if pipeline.raw.retention.events is not None:
             core["retention"] = asyncio.create_task(
                 retention_loop(pipeline, store), name="retention"
@@ -241,15 +247,17 @@ class Runtime:
 
     async def _restarting(self, spec: SensorSpec, handle: SensorHandle, first: Any = None) -> None:
         """Run a sensor (``first``, then new instances); restart it with capped exponential
-        backoff when it fails."""
+        backoff when it fails; stop it while it is paused."""
         failures = 0
         rng = random.Random()
         while True:
+            await self.pauses.wait_resumed(spec.name, handle)
             sensor = first if first is not None else spec.plugin(spec.name, spec.config, self.env)
             first = None
             started = time.monotonic()
             try:
-                await sensor.run(handle)
+                if not await self.pauses.until_paused(spec.name, sensor.run(handle)):
+                    continue  # paused: a new instance reads on from the cursor at the resume
                 handle.log.info("sensor_finished")
                 return
             except asyncio.CancelledError:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, runtim
 from pydantic import BaseModel
 
 from eventflow.events import JSON, Event, InputRef, Observation
+from eventflow.pauses import Pause, PauseAction, PauseActionName, PauseKind
 from eventflow.payloads import InputEvent
 from eventflow.records import (
     Changes,
@@ -364,6 +365,26 @@ class Store(Protocol):
 
     async def cancel_requests(self) -> list[RunRecord]:
         """Pending and running runs whose cancellation was asked for."""
+
+    # pauses (eventflow.pauses)
+    async def set_pause(
+        self,
+        kind: PauseKind,
+        name: str,
+        action: PauseActionName,
+        by: str,
+        reason: str | None,
+        now: datetime,
+    ) -> PauseAction:
+        """Pause (or resume) a rule or sensor and audit it, in one transaction. Pausing what
+        is paused keeps the first pause, resuming what runs changes nothing (``changed``
+        False); both are audited. A claim does not take the runs of a paused rule."""
+
+    async def pauses(self) -> list[Pause]:
+        """What is paused now, by kind and name."""
+
+    async def pause_actions(self, limit: int = 100) -> list[PauseAction]:
+        """The audit trail of pauses and resumes, newest first."""
 
     # timers
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]: ...

@@ -18,7 +18,7 @@ from __future__ import annotations
 import click
 
 from eventflow import __version__
-from eventflow.cli import act, checks, inspect, run
+from eventflow.cli import act, checks, inspect, pause, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,6 +42,8 @@ for _command in (
     act.emit,
     act.retry,
     act.cancel,
+    pause.pause,
+    pause.resume,
     act.backfill,
     act.replay,
     checks.checks,

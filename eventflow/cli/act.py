@@ -109,6 +109,10 @@ def _user() -> str:
         return f"uid {os.getuid()}"
 
 
+cli_user = _user
+"""Who runs the CLI (for the audit of other commands' actions)."""
+
+
 def _since(text: str) -> datetime:
     """``--since``: an ISO-8601 time or date (UTC unless it says otherwise), or a duration
     ago (``2h``, ``7d``)."""

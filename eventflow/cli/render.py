@@ -149,6 +149,8 @@ def status(view: Status) -> None:
                 ", ".join(h.downstream) or "-",
             )
         out.print(table)
+    for paused in view.pauses:
+        out.print(paused_text(paused.to_dict()), markup=False)
     out.print(view.summary(), markup=False)
 
 
@@ -165,6 +167,8 @@ def why(view: Why) -> None:
         + (f", expires at {report['expires_at']}" if report["expires_at"] else "")
         + describe_timing(report)
     )
+    if view.paused is not None:
+        out.print(f"  {paused_text(view.paused.to_dict())}", markup=False)
     for line in describe_counts(spec, match):
         out.print(f"  {escape(line)}")
     for d in view.inputs:
@@ -249,3 +253,14 @@ def fired(runs: Sequence[Any], title: str, limit: int = 50) -> None:
     out.print(table)
     if len(runs) > limit:
         out.print(f"... and {len(runs) - limit} more", markup=False)
+
+
+def paused_text(pause: Mapping[str, Any]) -> str:
+    """``rule R paused by B since T (reason): N runs held``: one pause in one line."""
+    reason = f" ({pause['reason']})" if pause.get("reason") else ""
+    text = f"paused by {pause['by']} since {str(pause['since'])[:19]}{reason}"
+    if "name" in pause:
+        text = f"{pause['kind']} {pause['name']} {text}"
+    if pause.get("held") is not None:
+        text += f": {pause['held']} runs held until `eventflow resume`"
+    return text

@@ -18,7 +18,7 @@ from eventflow.errors import EventflowError
 from eventflow.events import utcnow
 from eventflow.records import RUN_STATUSES, RunRecord
 from eventflow.server.hooks import HOOKS, HookRequest
-from eventflow.views import deadletters, matches, paging, rules, runs, sensors, status
+from eventflow.views import deadletters, matches, paging, pauses, rules, runs, sensors, status
 
 if TYPE_CHECKING:
     from eventflow.runtime import Runtime
@@ -139,7 +139,10 @@ class Api:
 
     async def get_rules(self, request: Request) -> Response:
         found = await rules.rules(self.pipeline, self.store)
-        return JSONResponse({"rules": [r.to_dict() for r in found]})
+        paused = pauses.by_name(await pauses.pauses(self.store), "rule")
+        return JSONResponse(
+            {"rules": [pauses.with_pause(r.to_dict(), paused.get(r.rule)) for r in found]}
+        )
 
     async def get_matches(self, request: Request) -> Response:
         rule = request.query_params.get("rule")
@@ -206,7 +209,11 @@ class Api:
         return JSONResponse({**body, "deadletters": body["items"]})
 
     async def get_sensors(self, request: Request) -> Response:
-        return JSONResponse({"sensors": [s.to_dict() for s in sensors.sensors(self.runtime)]})
+        paused = pauses.by_name(await pauses.pauses(self.store), "sensor")
+        found = sensors.sensors(self.runtime)
+        return JSONResponse(
+            {"sensors": [pauses.with_pause(s.to_dict(), paused.get(s.sensor)) for s in found]}
+        )
 
     async def _run(self, request: Request) -> RunRecord:
         return await runs.run(self.store, request.path_params["run_id"])

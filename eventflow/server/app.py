@@ -19,6 +19,7 @@ from eventflow.lifecycle import Resource
 from eventflow.log import get_logger
 from eventflow.server.api import Api, BadRequest, problem
 from eventflow.server.api_checks import ChecksApi
+from eventflow.server.api_pauses import PauseApi
 from eventflow.server.auth import Auth, SignIn
 from eventflow.server.credentials import Credentials, load_credentials
 from eventflow.server.guard import Guard, HostRule
@@ -51,6 +52,7 @@ def build_app(runtime: Runtime, credentials: Credentials, host: str = DEFAULT_HO
     ``host`` is the address the server is bound to (allowed as Host)."""
     api = Api(runtime)
     checks_api = ChecksApi(runtime)
+    pauses = PauseApi(runtime)
     settings = runtime.pipeline.raw.server
     log = get_logger(component="http")
     sign_in = SignIn(credentials)
@@ -84,6 +86,10 @@ def build_app(runtime: Runtime, credentials: Credentials, host: str = DEFAULT_HO
         Route("/api/checks/{run_id}/rerun", checks_api.rerun, methods=["POST"]),
         Route("/api/checks/{run_id}/override", checks_api.override, methods=["POST"]),
         Route("/api/sensors", api.get_sensors, methods=["GET"]),
+        Route("/api/rules/{name}/pause", pauses.pause_rule, methods=["POST"]),
+        Route("/api/rules/{name}/resume", pauses.resume_rule, methods=["POST"]),
+        Route("/api/sensors/{name}/pause", pauses.pause_sensor, methods=["POST"]),
+        Route("/api/sensors/{name}/resume", pauses.resume_sensor, methods=["POST"]),
         Route("/api/events", api.emit, methods=["POST"]),
         Route("/hooks/{sensor}", api.hook, methods=["POST"]),
         Route("/hooks/{sensor}/{path:path}", api.hook, methods=["POST"]),

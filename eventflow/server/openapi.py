@@ -10,6 +10,7 @@ from typing import Any
 
 from eventflow import __version__
 from eventflow.records import RUN_STATUSES
+from eventflow.server import openapi_pauses
 from eventflow.server.credentials import MACHINE_PREFIX, PUBLIC_PATHS
 from eventflow.server.openapi_checks import paths as checks_paths
 
@@ -104,6 +105,7 @@ _RULE = _obj(
     expect_by=_NSTR,
     on_deadline=_NSTR,
     batch={"type": ["object", "null"]},
+    paused=openapi_pauses.PAUSED,
 )
 _MATCH = _obj(
     ["rule", "partition", "status", "generation", "arrived", "missing"],
@@ -141,6 +143,7 @@ _SENSOR = _obj(
     ok={"type": "boolean"},
     healthy={"type": ["boolean", "null"]},
     detail=_STR,
+    paused=openapi_pauses.PAUSED,
 )
 _STATUS = _obj(
     ["pipeline", "state", "rules", "partial_matches", "counts", "recent_runs"],
@@ -150,6 +153,7 @@ _STATUS = _obj(
     partial_matches={"type": "array", "items": _MATCH},
     counts={"type": "object", "additionalProperties": {"type": "integer"}},
     recent_runs={"type": "array", "items": _RUN},
+    pauses={"type": "array", "items": openapi_pauses.PAUSE},
 )
 _EMIT = {
     **_obj(
@@ -409,6 +413,7 @@ def _document() -> Schema:
                     _obj(["sensors"], sensors={"type": "array", "items": _SENSOR}),
                 )
             },
+            **openapi_pauses.paths(guarded, json_only, _ERROR),
             "/api/events": {
                 "post": {
                     "summary": "Announce a dataset partition by hand (like `eventflow emit`).",

@@ -19,9 +19,11 @@ from eventflow.events import format_partition
 from eventflow.pipeline import PRODUCED_SENSOR_PREFIX
 from eventflow.records import RunRecord
 from eventflow.server.credentials import ANONYMOUS, Principal
+from eventflow.server.page_pauses import PAUSE_HEADERS, PAUSE_SCRIPT, pause_rows
 from eventflow.views.checks import Held
 from eventflow.views.deadletters import DeadLetterView, deadletter_page
 from eventflow.views.matches import PartialMatch
+from eventflow.views.pauses import pauses
 from eventflow.views.rules import RuleView
 from eventflow.views.runs import downstream_text
 from eventflow.views.sensors import SensorHealth, sensors
@@ -282,6 +284,7 @@ async def render_page(runtime: Runtime, principal: Principal | None) -> str:
     """The page as ``principal`` sees it: the status view, sensor health, the lineage graph
     and dead letters; an operator's page can retry failed runs."""
     pipeline, store = runtime.pipeline, runtime.store
+    operator = principal is not None and principal.may("operate")
     view = await status(pipeline, store)
     graph = lineage.build(pipeline, await lineage.rule_states(pipeline, store))
     letters = (await deadletter_page(store, limit=DEADLETTERS)).items
@@ -314,7 +317,7 @@ async def render_page(runtime: Runtime, principal: Principal | None) -> str:
         ),
         runs=_table(
             ["run", "rule", "partition", "status", "attempt", "created", "error", "downstream", ""],
-            _run_rows(view.recent_runs, principal is not None and principal.may("operate")),
+            _run_rows(view.recent_runs, operator),
             "runs",
             "No runs yet.",
         ),
@@ -324,6 +327,13 @@ async def render_page(runtime: Runtime, principal: Principal | None) -> str:
             "checks",
             "No partition is held by checks.",
         ),
+        pauses=_table(
+            PAUSE_HEADERS,
+            pause_rows(pipeline, await pauses(store), operator),
+            "pauses",
+            "No rules or sensors.",
+        )
+        + PAUSE_SCRIPT,
         deadletters=_table(
             ["time", "sensor", "position", "error", "excerpt"],
             _deadletter_rows(letters),
@@ -347,7 +357,7 @@ th {{ background: #f1f5f9; }}
 .state {{ padding: 0 .4rem; border-radius: .6rem; font-size: 12px; }}
 .up, .succeeded, .open {{ background: #dcfce7; }}
 .down, .failed, .expired, .missed {{ background: #fee2e2; }}
-.retrying, .running, .pending, .starting {{ background: #fef3c7; }}
+.retrying, .running, .pending, .starting, .paused {{ background: #fef3c7; }}
 .missing {{ color: #b91c1c; font-weight: 600; }}
 .graph {{ overflow-x: auto; border: 1px solid #e2e8f0; padding: .4rem; }}
 pre.log {{ background: #0f172a; color: #e2e8f0; padding: .6rem; max-height: 20rem;
@@ -365,6 +375,7 @@ pre.log {{ background: #0f172a; color: #e2e8f0; padding: .6rem; max-height: 20re
 <h2>Partial matches (open, missed, expired)</h2>{matches}
 <h2>Recent runs</h2>{runs}
 <h2>Held by checks</h2>{checks}
+<h2>Pause and resume</h2>{pauses}
 <h2>Dead letters</h2>{deadletters}
 <div id="log-view"></div>
 <script>

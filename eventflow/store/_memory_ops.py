@@ -31,6 +31,7 @@ from eventflow.rules.core import MatchState
 from eventflow.store import COUNT_KEYS
 from eventflow.store import _codec as c
 from eventflow.store._gates import GateRow, decode_gate, gate_matches, gate_row
+from eventflow.store._pauses import MemoryPauses
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -99,6 +100,7 @@ class Tables:
     deadletters: dict[str, c.DeadLetterRow] = field(default_factory=dict)
     gates: dict[str, GateRow] = field(default_factory=dict)
     last_id: dict[str, int] = field(default_factory=lambda: {"outbox": 0, "inbox": 0})
+    pauses: MemoryPauses = field(default_factory=MemoryPauses)
 
 
 class MemoryOps:
@@ -149,12 +151,14 @@ class MemoryOps:
         if limit <= 0:
             return []
         running = Counter(r.rule for r in self.runs.values() if r.status == "running")
+        paused = self.tables.pauses.paused_rules()
         due = sorted(
             (
                 r
                 for r in self.runs.values()
                 if r.status == "pending"
                 and r.cancel_requested is None
+                and r.rule.partition(":")[0] not in paused
                 and (r.not_before is None or r.not_before <= now_t)
             ),
             key=lambda r: (r.created_at, r.run_id),
@@ -247,7 +251,12 @@ class MemoryOps:
         return [r.run_id for r in rows]
 
     def next_run_due(self) -> datetime | None:
-        times = [r.not_before or c.MIN_TEXT for r in self.runs.values() if r.status == "pending"]
+        paused = self.tables.pauses.paused_rules()
+        times = [
+            r.not_before or c.MIN_TEXT
+            for r in self.runs.values()
+            if r.status == "pending" and r.rule.partition(":")[0] not in paused
+        ]
         return c.text_dt(min(times)) if times else None
 
     def get_run(self, run_id: str) -> RunRecord | None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventflow.errors import StoreConflict
 from eventflow.events import JSON
+from eventflow.pauses import Pause, PauseAction, PauseActionName, PauseKind
 from eventflow.records import (
     Changes,
     CheckGate,
@@ -36,7 +37,7 @@ from eventflow.records import (
     Timer,
 )
 from eventflow.rules.core import MatchState
-from eventflow.store import COUNT_KEYS
+from eventflow.store import COUNT_KEYS, _pauses
 from eventflow.store import _codec as c
 from eventflow.store import _gates as g
 from eventflow.store._postgres_sql import queries
@@ -270,6 +271,29 @@ class PostgresOps:
         if not changed or run is None:
             raise refused(params["run_id"], None if run is None else run.status)
         return run
+
+    async def set_pause(
+        self,
+        kind: PauseKind,
+        name: str,
+        action: PauseActionName,
+        by: str,
+        reason: str | None,
+        now: datetime,
+    ) -> PauseAction:
+        async def execute(sql: str, params: dict[str, Any]) -> int:
+            return (await self.conn.execute(sql, params)).rowcount
+
+        return await _pauses.postgres_set_pause(
+            execute, self.q, kind, name, action, by, reason, now
+        )
+
+    async def pauses(self) -> list[Pause]:
+        return [_pauses.decode_pause(row) for row in await self._all(self.q["list_pauses"])]
+
+    async def pause_actions(self, limit: int) -> list[PauseAction]:
+        rows = await self._all(self.q["list_pause_actions"], {"limit": max(limit, 0)})
+        return [_pauses.decode_action(row) for row in rows]
 
     async def cancel_requests(self) -> list[RunRecord]:
         return [c.decode_run(row) for row in await self._all(self.q["cancel_requests"])]

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from eventflow.events import JSON
+from eventflow.pauses import Pause, PauseAction, PauseActionName, PauseKind
 from eventflow.records import (
     Changes,
     CheckGate,
@@ -28,7 +29,7 @@ from eventflow.records import (
     Timer,
 )
 from eventflow.rules.core import MatchState
-from eventflow.store import COUNT_KEYS
+from eventflow.store import COUNT_KEYS, _pauses
 from eventflow.store import _codec as c
 from eventflow.store import _gates as g
 from eventflow.store._sqlite_sql import queries
@@ -206,6 +207,24 @@ class SQLiteOps:
         if not changed or run is None:
             raise refused(params["run_id"], None if run is None else run.status)
         return run
+
+    def set_pause(
+        self,
+        kind: PauseKind,
+        name: str,
+        action: PauseActionName,
+        by: str,
+        reason: str | None,
+        now: datetime,
+    ) -> PauseAction:
+        return _pauses.sqlite_set_pause(self.conn, self.q, kind, name, action, by, reason, now)
+
+    def pauses(self) -> list[Pause]:
+        return [_pauses.decode_pause(row) for row in self.conn.execute(self.q["list_pauses"])]
+
+    def pause_actions(self, limit: int) -> list[PauseAction]:
+        rows = self.conn.execute(self.q["list_pause_actions"], {"limit": max(limit, 0)})
+        return [_pauses.decode_action(row) for row in rows]
 
     def cancel_requests(self) -> list[RunRecord]:
         return [c.decode_run(row) for row in self.conn.execute(self.q["cancel_requests"])]

@@ -17,6 +17,7 @@ from typing import Self, TypeVar
 
 from eventflow.errors import ClosedError, StoreError
 from eventflow.events import JSON
+from eventflow.pauses import Pause, PauseAction, PauseActionName, PauseKind
 from eventflow.records import (
     Changes,
     CheckGate,
@@ -168,6 +169,25 @@ class MemoryStore(StoreLifecycle):
 
     async def cancel_requests(self) -> list[RunRecord]:
         return await self._do(lambda o: o.cancel_requests())
+
+    async def set_pause(
+        self,
+        kind: PauseKind,
+        name: str,
+        action: PauseActionName,
+        by: str,
+        reason: str | None,
+        now: datetime,
+    ) -> PauseAction:
+        return await self._do(
+            lambda o: o.tables.pauses.set_pause(kind, name, action, by, reason, now)
+        )
+
+    async def pauses(self) -> list[Pause]:
+        return await self._do(lambda o: o.tables.pauses.list_pauses())
+
+    async def pause_actions(self, limit: int = 100) -> list[PauseAction]:
+        return await self._do(lambda o: o.tables.pauses.list_actions(limit))
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         return await self._do(lambda o: o.due_timers(now, limit))

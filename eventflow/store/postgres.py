@@ -50,6 +50,7 @@ from eventflow.backoff import Backoff
 from eventflow.errors import ClosedError, StoreConflict, StoreError, StoreFull
 from eventflow.events import JSON
 from eventflow.log import get_logger
+from eventflow.pauses import Pause, PauseAction, PauseActionName, PauseKind
 from eventflow.records import (
     Changes,
     CheckGate,
@@ -558,6 +559,25 @@ class PostgresStore(StoreLifecycle):
 
     async def cancel_requests(self) -> list[RunRecord]:
         return await self._op("cancel_requests", lambda o: o.cancel_requests())
+
+    async def set_pause(
+        self,
+        kind: PauseKind,
+        name: str,
+        action: PauseActionName,
+        by: str,
+        reason: str | None,
+        now: datetime,
+    ) -> PauseAction:
+        return await self._op(
+            "set_pause", lambda o: o.set_pause(kind, name, action, by, reason, now)
+        )
+
+    async def pauses(self) -> list[Pause]:
+        return await self._op("pauses", PostgresOps.pauses)
+
+    async def pause_actions(self, limit: int = 100) -> list[PauseAction]:
+        return await self._op("pause_actions", lambda o: o.pause_actions(limit))
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         if not await self._leader(_POLLS_LEASE):

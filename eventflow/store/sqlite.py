@@ -42,6 +42,7 @@ from urllib.parse import unquote
 
 from eventflow.errors import ClosedError, StoreError, StoreFull
 from eventflow.events import JSON
+from eventflow.pauses import Pause, PauseAction, PauseActionName, PauseKind
 from eventflow.records import (
     Changes,
     CheckGate,
@@ -371,6 +372,23 @@ class SQLiteStore(StoreLifecycle):
 
     async def cancel_requests(self) -> list[RunRecord]:
         return await self._read(SQLiteOps.cancel_requests)
+
+    async def set_pause(
+        self,
+        kind: PauseKind,
+        name: str,
+        action: PauseActionName,
+        by: str,
+        reason: str | None,
+        now: datetime,
+    ) -> PauseAction:
+        return await self._write(SQLiteOps.set_pause, kind, name, action, by, reason, now)
+
+    async def pauses(self) -> list[Pause]:
+        return await self._read(SQLiteOps.pauses)
+
+    async def pause_actions(self, limit: int = 100) -> list[PauseAction]:
+        return await self._read(SQLiteOps.pause_actions, limit)
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         return await self._read(SQLiteOps.due_timers, now, limit)

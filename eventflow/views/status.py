@@ -15,6 +15,7 @@ from eventflow.store import redact_dsn
 from eventflow.types import Store
 from eventflow.views.checks import Held, held
 from eventflow.views.matches import PartialMatch, partial_matches
+from eventflow.views.pauses import PauseView, by_name, pauses, with_pause
 from eventflow.views.rules import RuleView, rule_views
 
 RECENT_RUNS = 20
@@ -32,6 +33,8 @@ class Status:
     recent_runs: tuple[RunRecord, ...]
     held: tuple[Held, ...] = ()
     """Produced partitions not announced: their checks pending, running or blocking."""
+    pauses: tuple[PauseView, ...] = ()
+    """The paused rules and sensors (:mod:`eventflow.views.pauses`)."""
 
     def summary(self) -> str:
         """``runs: 1 pending, ... · dead letters 0``: the store's figures in one line."""
@@ -48,14 +51,16 @@ class Status:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        paused = by_name(list(self.pauses), "rule")
         return {
             "pipeline": self.pipeline,
             "state": self.state,
-            "rules": [r.to_dict() for r in self.rules],
+            "rules": [with_pause(r.to_dict(), paused.get(r.rule)) for r in self.rules],
             "partial_matches": [m.to_dict() for m in self.partial_matches],
             "counts": dict(self.counts),
             "recent_runs": [r.to_dict() for r in self.recent_runs],
             "held_by_checks": [h.to_dict() for h in self.held],
+            "pauses": [p.to_dict() for p in self.pauses],
         }
 
 
@@ -75,4 +80,5 @@ async def status(
         counts=counts,
         recent_runs=tuple(await store.list_runs(limit=runs)),
         held=tuple(await held(pipeline, store, limit=limit)),
+        pauses=tuple(await pauses(store)),
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eventflow.events import InputRef, partition_key
+from eventflow.pauses import Pause
 from eventflow.pipeline import CompiledPipeline
 from eventflow.records import RunRecord
 from eventflow.rules.core import MatchState, RuleSpec
@@ -52,6 +53,8 @@ class Why:
     """Every run of the partition, by generation."""
     blocked: Mapping[str, Held] = field(default_factory=dict)
     """Missing inputs held by the checks of the rule that produces them."""
+    paused: Pause | None = None
+    """The rule's pause: its fires are held (their runs wait) until it is resumed."""
 
     @property
     def status(self) -> str:
@@ -78,6 +81,7 @@ class Why:
             "missing": self.missing,
             "blocked": {d: h.to_dict() for d, h in self.blocked.items()},
             "runs": [r.to_dict() for r in self.runs],
+            "paused": self.paused.to_dict() if self.paused else None,
         }
 
 
@@ -105,5 +109,6 @@ async def why(
     inputs = tuple(Input(d, tuple(match.inputs.get(d, ()) if match else ())) for d in spec.datasets)
     missing = [i.dataset for i in inputs if not i.arrived]
     blocked = await blocked_inputs(pipeline, store, missing, values)
+    paused = next((p for p in await store.pauses() if p.kind == "rule" and p.name == rule), None)
     runs = tuple(sorted(found, key=lambda r: r.generation))
-    return Why(rule, spec, values, match, inputs, runs, blocked)
+    return Why(rule, spec, values, match, inputs, runs, blocked, paused)

@@ -26,6 +26,8 @@ TABLES = {
     "inbox",
     "deadletters",
     "check_gates",
+    "pauses",
+    "pause_actions",
 }
 INDEXES = {
     "events_received",
@@ -34,6 +36,7 @@ INDEXES = {
     "runs_created",
     "runs_rule",
     "runs_cancel_requested",
+    "pause_actions_name",
     "runs_worker",
     "timers_due",
     "outbox_publisher",

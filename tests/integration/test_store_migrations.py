@@ -30,6 +30,8 @@ TABLES = {
     "inbox",
     "deadletters",
     "check_gates",
+    "pauses",
+    "pause_actions",
 }
 INDEXES = {
     "matches_status",
@@ -37,6 +39,7 @@ INDEXES = {
     "runs_created",
     "runs_rule",
     "runs_cancel_requested",
+    "pause_actions_name",
     "timers_due",
     "outbox_publisher",
     "check_gates_status",

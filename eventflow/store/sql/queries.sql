@@ -113,13 +113,15 @@ WHERE run_id = ?;
 UPDATE runs SET notes = json_set(notes, ?, json(?)) WHERE run_id = ?;
 
 -- name: claim_candidates
--- Pending runs that are due at :now, oldest first.
+-- Pending runs that are due at :now, oldest first; a paused rule's runs wait (held), and
+-- so do its alert and hook runs (RULE:on_deadline, RULE:on_failure, RULE:on_missed).
 SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
        created_at, updated_at, not_before, started_at, finished_at, error, output,
        notes, cancel_requested
 FROM runs
 WHERE status = 'pending' AND cancel_requested IS NULL
   AND (not_before IS NULL OR not_before <= :now)
+  AND substr(rule, 1, instr(rule || ':', ':') - 1) NOT IN (SELECT name FROM pauses WHERE kind = 'rule')
 ORDER BY created_at, run_id;
 
 -- name: running_per_rule
@@ -140,8 +142,10 @@ SELECT run_id FROM runs WHERE status = 'running' ORDER BY created_at, run_id;
 UPDATE runs SET status = 'pending', updated_at = :now WHERE status = 'running';
 
 -- name: next_run_due
--- The earliest not_before of a pending run, :min for a pending run without one.
-SELECT min(coalesce(not_before, :min)) FROM runs WHERE status = 'pending';
+-- The earliest not_before of a pending run, :min for a pending run without one (the runs of
+-- a paused rule wait for its resume, not for a time).
+SELECT min(coalesce(not_before, :min)) FROM runs WHERE status = 'pending'
+  AND substr(rule, 1, instr(rule || ':', ':') - 1) NOT IN (SELECT name FROM pauses WHERE kind = 'rule');
 
 -- name: get_run
 -- One run by id.
@@ -190,6 +194,30 @@ SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, 
        notes, cancel_requested
 FROM runs
 WHERE cancel_requested IS NOT NULL AND status IN ('pending', 'running');
+
+-- name: insert_pause
+-- Pause a rule or sensor; one already paused keeps its first pause (who, why, since).
+INSERT OR IGNORE INTO pauses (kind, name, paused_by, reason, since)
+VALUES (:kind, :name, :actor, :reason, :at);
+
+-- name: delete_pause
+-- Resume a rule or sensor.
+DELETE FROM pauses WHERE kind = :kind AND name = :name;
+
+-- name: record_pause_action
+-- Audit one pause or resume (who, when, why, whether it changed anything).
+INSERT INTO pause_actions (kind, name, action, actor, reason, at, changed)
+VALUES (:kind, :name, :action, :actor, :reason, :at, :changed);
+
+-- name: list_pauses
+-- What is paused now, by kind and name.
+SELECT kind, name, paused_by, reason, since FROM pauses ORDER BY kind, name;
+
+-- name: list_pause_actions
+-- The newest pauses and resumes first.
+SELECT kind, name, action, actor, reason, at, changed FROM pause_actions
+ORDER BY seq DESC
+LIMIT :limit;
 
 -- name: upsert_timers
 -- Schedule timers; an existing timer gets the new due time (TimerRow order).

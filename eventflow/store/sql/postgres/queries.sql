@@ -143,7 +143,7 @@ WHERE run_id = %s AND attempt <= %s;
 UPDATE runs SET notes = (notes::jsonb || %s::jsonb)::text WHERE run_id = %s;
 
 -- name: claim_candidates
--- Pending runs that are due at %(now)s, oldest first, locked; rows locked by another
+-- Pending runs that are due at %(now)s, oldest first (a paused rule's wait: held), locked; rows locked by another
 -- worker's claim are skipped (they are being claimed there).
 SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
        created_at, updated_at, not_before, started_at, finished_at, error, output,
@@ -151,6 +151,7 @@ SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, 
 FROM runs
 WHERE status = 'pending' AND cancel_requested IS NULL
   AND (not_before IS NULL OR not_before <= %(now)s)
+  AND split_part(rule, ':', 1) NOT IN (SELECT name FROM pauses WHERE kind = 'rule')
 ORDER BY created_at, run_id
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED;
@@ -174,8 +175,10 @@ WHERE status = 'running'
 RETURNING run_id, created_at;
 
 -- name: next_run_due
--- The earliest not_before of a pending run, %(min)s for a pending run without one.
-SELECT min(coalesce(not_before, %(min)s)) FROM runs WHERE status = 'pending';
+-- The earliest not_before of a pending run, %(min)s for a pending run without one (the runs
+-- of a paused rule wait for its resume, not for a time).
+SELECT min(coalesce(not_before, %(min)s)) FROM runs WHERE status = 'pending'
+  AND split_part(rule, ':', 1) NOT IN (SELECT name FROM pauses WHERE kind = 'rule');
 
 -- name: get_run
 -- One run by id.
@@ -230,6 +233,31 @@ SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, 
        notes, cancel_requested
 FROM runs
 WHERE cancel_requested IS NOT NULL AND status IN ('pending', 'running');
+
+-- name: insert_pause
+-- Pause a rule or sensor; one already paused keeps its first pause (who, why, since).
+INSERT INTO pauses (kind, name, paused_by, reason, since)
+VALUES (%(kind)s, %(name)s, %(actor)s, %(reason)s, %(at)s)
+ON CONFLICT (kind, name) DO NOTHING;
+
+-- name: delete_pause
+-- Resume a rule or sensor.
+DELETE FROM pauses WHERE kind = %(kind)s AND name = %(name)s;
+
+-- name: record_pause_action
+-- Audit one pause or resume (who, when, why, whether it changed anything).
+INSERT INTO pause_actions (kind, name, action, actor, reason, at, changed)
+VALUES (%(kind)s, %(name)s, %(action)s, %(actor)s, %(reason)s, %(at)s, %(changed)s);
+
+-- name: list_pauses
+-- What is paused now, by kind and name.
+SELECT kind, name, paused_by, reason, since FROM pauses ORDER BY kind, name;
+
+-- name: list_pause_actions
+-- The newest pauses and resumes first.
+SELECT kind, name, action, actor, reason, at, changed FROM pause_actions
+ORDER BY seq DESC
+LIMIT %(limit)s;
 
 -- name: upsert_timers
 -- Schedule timers; an existing timer gets the new due time (TimerRow order).
