@@ -11,6 +11,8 @@ one dictionary lookup. The points:
 - ``dispatcher.after_task``: the task has finished, its result is not yet recorded.
 - ``outbox.before_publish``: completion events are recorded, not yet published.
 - ``outbox.after_publish``: published, not yet removed from the outbox.
+- ``versions.after_migrate``: a new version's accepted plan is applied, its start not yet
+  recorded.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ POINTS = (
     "dispatcher.after_task",
     "outbox.before_publish",
     "outbox.after_publish",
+    "versions.after_migrate",
 )
 
 

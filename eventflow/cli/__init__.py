@@ -1,5 +1,5 @@
 """The ``eventflow`` command: validate, run, status, why, runs, deadletters, graph, emit,
-retry, backfill, replay.
+retry, backfill, replay, plan, versions.
 
 Human output by default (rich tables), ``--json`` for scripts. Every command takes the
 pipeline file first; the state store is the one the file names. The commands are thin:
@@ -9,7 +9,8 @@ a command needs it, which keeps ``eventflow --help`` fast.
 
 - :mod:`eventflow.cli.run`: ``validate``, ``run``;
 - :mod:`eventflow.cli.inspect`: ``status``, ``why``, ``runs``, ``deadletters``, ``graph``;
-- :mod:`eventflow.cli.act`: ``emit``, ``retry``, ``backfill``, ``replay``.
+- :mod:`eventflow.cli.act`: ``emit``, ``retry``, ``backfill``, ``replay``;
+- :mod:`eventflow.cli.plan`: ``plan``, ``versions``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import click
 
 from eventflow import __version__
-from eventflow.cli import act, inspect, run
+from eventflow.cli import act, inspect, plan, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,6 +44,8 @@ for _command in (
     act.cancel,
     act.backfill,
     act.replay,
+    plan.plan,
+    plan.versions,
 ):
     main.add_command(_command)
 
