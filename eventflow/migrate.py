@@ -144,7 +144,12 @@ async def _migrate(
     moved = 0
     timers = await store.due_timers(datetime.max.replace(tzinfo=now.tzinfo), 10_000_000)
     for old, new in plan.renames.items():
+        # A start killed after its migration moved everything already: the old rows it
+        # closed must not overwrite the moved ones when the next start plans it again.
+        done = {m.key for m in await store.list_matches(rule=new)}
         for m in await store.list_matches(rule=old):
+            if m.key in done:
+                continue
             changes.matches[(new, m.key)] = replace(m, rule=new)
             if m.status == "open":
                 changes.matches[(old, m.key)] = replace(m, status="expired", updated_at=now)

@@ -25,6 +25,8 @@ TABLES = {
     "outbox",
     "inbox",
     "deadletters",
+    "store_identity",
+    "pipeline_starts",
 }
 INDEXES = {
     "events_received",
@@ -36,6 +38,7 @@ INDEXES = {
     "runs_worker",
     "timers_due",
     "outbox_publisher",
+    "pipeline_starts_version",
 }
 
 

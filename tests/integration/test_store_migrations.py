@@ -29,6 +29,8 @@ TABLES = {
     "outbox",
     "inbox",
     "deadletters",
+    "store_identity",
+    "pipeline_starts",
 }
 INDEXES = {
     "matches_status",
@@ -39,6 +41,7 @@ INDEXES = {
     "timers_due",
     "outbox_publisher",
     "events_received",
+    "pipeline_starts_version",
 }
 
 

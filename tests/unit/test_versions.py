@@ -49,7 +49,9 @@ def render(raw: dict[str, Any], rnd: random.Random) -> str:
     for rule in tree["rules"].values():
         minutes = rule["when"].get("within")
         if minutes is not None:
-            units = [f"{minutes}m", f"{minutes * 60}s"] + ([f"{minutes // 60}h"] * (minutes % 60 == 0))
+            units = [f"{minutes}m", f"{minutes * 60}s"] + (
+                [f"{minutes // 60}h"] * (minutes % 60 == 0)
+            )
             rule["when"]["within"] = rnd.choice(units)
     text = yaml.safe_dump(
         tree, sort_keys=False, default_flow_style=rnd.choice([None, False, True]), width=1000
