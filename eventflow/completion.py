@@ -15,6 +15,7 @@ from eventflow.events import Event, InputRef, digest, format_partition
 from eventflow.pipeline import CompiledPipeline
 from eventflow.records import CheckGate, DeadLetter, OutboxItem, RunRecord
 from eventflow.rules.core import DeadlineMissed, Expired, LateInput
+from eventflow.versions import PipelineVersion
 
 DATASET_AVAILABLE = "eventflow.dataset.available"
 RUN_STARTED = "eventflow.run.started"
@@ -115,6 +116,7 @@ def run_event(
     if produces is not None:
         data["produces"] = produces
     return Event(
+        pipelineversion=run.pipeline_version,
         id=digest(type_, run.run_id, run.attempt),
         source=_source(pipeline, "rules", run.rule),
         type=type_,
@@ -131,9 +133,11 @@ def _match_event(
     effect: Expired | DeadlineMissed | LateInput,
     now: datetime,
     data: dict[str, Any],
+    versions: PipelineVersion | None,
 ) -> Event:
     """An event about one rule's partition: its id from ``type_`` and ``id_parts``."""
     return Event(
+        pipelineversion=versions.rule(effect.rule) if versions is not None else None,
         id=digest(type_, effect.rule, *id_parts),
         source=_source(pipeline, "rules", effect.rule),
         type=type_,
@@ -148,16 +152,22 @@ def _match_event(
     )
 
 
-def match_expired(pipeline: str, effect: Expired, now: datetime) -> Event:
+def match_expired(
+    pipeline: str, effect: Expired, now: datetime, versions: PipelineVersion | None = None
+) -> Event:
     data = {
         "opened_at": effect.opened_at.isoformat() if effect.opened_at else None,
         "arrived": [r.to_dict() for r in effect.arrived],
         "missing": list(effect.missing),
     }
-    return _match_event(pipeline, MATCH_EXPIRED, (effect.key, effect.generation), effect, now, data)
+    return _match_event(
+        pipeline, MATCH_EXPIRED, (effect.key, effect.generation), effect, now, data, versions
+    )
 
 
-def deadline_missed(pipeline: str, effect: DeadlineMissed, now: datetime) -> Event:
+def deadline_missed(
+    pipeline: str, effect: DeadlineMissed, now: datetime, versions: PipelineVersion | None = None
+) -> Event:
     """One per partition and rule: a partition's deadline is missed once."""
     data = {
         "deadline": effect.deadline.isoformat(),
@@ -166,13 +176,15 @@ def deadline_missed(pipeline: str, effect: DeadlineMissed, now: datetime) -> Eve
         "missing": list(effect.missing),
         "partial_run_id": effect.partial_run,
     }
-    return _match_event(pipeline, DEADLINE_MISSED, (effect.key,), effect, now, data)
+    return _match_event(pipeline, DEADLINE_MISSED, (effect.key,), effect, now, data, versions)
 
 
-def data_late(pipeline: str, effect: LateInput, now: datetime) -> Event:
+def data_late(
+    pipeline: str, effect: LateInput, now: datetime, versions: PipelineVersion | None = None
+) -> Event:
     """An input of a closed partition under ``late: event``; one per rule and event."""
     data = {"status": effect.status, "event": effect.ref.to_dict()}
-    return _match_event(pipeline, DATA_LATE, (effect.ref.event_id,), effect, now, data)
+    return _match_event(pipeline, DATA_LATE, (effect.ref.event_id,), effect, now, data, versions)
 
 
 def check_event(

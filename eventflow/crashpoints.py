@@ -15,6 +15,8 @@ one dictionary lookup. The points:
 - ``checks.before_record``: its checks have run, their results are not yet recorded.
 - ``outbox.before_publish``: completion events are recorded, not yet published.
 - ``outbox.after_publish``: published, not yet removed from the outbox.
+- ``versions.after_migrate``: a new version's accepted plan is applied, its start not yet
+  recorded.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ POINTS = (
     "dispatcher.after_result",
     "outbox.before_publish",
     "outbox.after_publish",
+    "versions.after_migrate",
 )
 CHECK_POINTS = ("checks.after_claim", "checks.before_record")
 """The points reached only by a pipeline with data-quality checks."""

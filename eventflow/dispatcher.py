@@ -199,7 +199,7 @@ class Dispatcher:
         self, type_: str, run: RunRecord, now: datetime, **data: Any
     ) -> list[OutboxItem]:
         """The outbox items of ``run``'s event of ``type_`` (one per publisher taking it)."""
-        rule = self.pipeline.rules.get(run.rule)
+        rule = self.pipeline.rules.get(self.pipeline.current_name(run.rule))
         produces = rule.produces if rule is not None else None
         event = completion.run_event(self.pipeline.name, type_, run, now, produces=produces, **data)
         return completion.route(self.pipeline, event)
@@ -270,8 +270,8 @@ class Dispatcher:
 
     async def _attempt(self, run: RunRecord) -> None:
         log = self.log.bind(run_id=run.run_id, rule=run.rule, attempt=run.attempt)
-        rule = self.pipeline.rules.get(run.rule)
-        runner = self.runners.get(run.rule)
+        name = self.pipeline.current_name(run.rule)  # a rule renamed since the run was made
+        rule, runner = self.pipeline.rules.get(name), self.runners.get(name)
         if rule is None or runner is None:
             result = TaskResult(False, f"rule {run.rule!r} is no longer in the pipeline")
             await self._record(run, None, result, 0.0)

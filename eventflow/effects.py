@@ -102,6 +102,7 @@ class Effects:
 
     def __init__(self, pipeline: CompiledPipeline, log: FilteringBoundLogger) -> None:
         self.pipeline = pipeline
+        self.versions = pipeline.version
         self.log = log
         self._announce = completion.wanted(pipeline, completion.DATASET_AVAILABLE)
         self._publish_letters = completion.wanted(pipeline, completion.EVENT_DEADLETTERED)
@@ -148,6 +149,7 @@ class Effects:
                         inputs=effect.inputs,
                         max_attempts=rule.max_attempts,
                         created_at=batch.now,
+                        pipeline_version=self.versions.rule(effect.rule),
                     )
                 )
                 self.log.info(
@@ -163,7 +165,9 @@ class Effects:
                 )
             elif isinstance(effect, Expired):
                 batch.stats.expired += 1
-                self.publish(batch, completion.match_expired(self.pipeline.name, effect, now))
+                self.publish(
+                    batch, completion.match_expired(self.pipeline.name, effect, now, self.versions)
+                )
                 self.log.info(
                     "match_expired",
                     rule=effect.rule,
@@ -172,11 +176,16 @@ class Effects:
                     missing=list(effect.missing),
                 )
             elif isinstance(effect, DeadlineMissed):
-                self.publish(batch, completion.deadline_missed(self.pipeline.name, effect, now))
+                self.publish(
+                    batch,
+                    completion.deadline_missed(self.pipeline.name, effect, now, self.versions),
+                )
                 alert = self.pipeline.rules.get(f"{effect.rule}:on_deadline")
                 if alert is not None:  # `on_deadline: {run: TASK}`: one alert per partition
                     batch.stats.fires += 1
-                    changes.runs.append(deadline_run(alert, effect, now))
+                    changes.runs.append(
+                        deadline_run(alert, effect, now, self.versions.rule(alert.name))
+                    )
                 hook = missed_hook(self.pipeline, effect, now)
                 if hook is not None:  # `on_missed:`, committed with the deadline's fire
                     batch.stats.fires += 1
@@ -192,7 +201,9 @@ class Effects:
                     run_id=effect.partial_run,
                 )
             elif isinstance(effect, LateInput):
-                self.publish(batch, completion.data_late(self.pipeline.name, effect, now))
+                self.publish(
+                    batch, completion.data_late(self.pipeline.name, effect, now, self.versions)
+                )
                 self.log.info(
                     "input_late",
                     rule=effect.rule,

@@ -114,6 +114,8 @@ DATA: dict[str, dict[str, Any]] = {
             "opened_at": {"type": ["string", "null"], "format": "date-time"},
             "arrived": _INPUTS,
             "missing": {"type": "array", "items": _TEXT},
+            # closed at a pipeline change (`migrations.orphans: expire`), not by `within`
+            "reason": {"enum": ["pipeline_changed"]},
         },
     },
     completion.DEADLINE_MISSED: {

@@ -245,6 +245,9 @@ class Event(BaseModel):
     time: AwareDatetime
     datacontenttype: Literal["application/json"] = "application/json"
     data: dict[str, JSON]
+    pipelineversion: str | None = None
+    """CloudEvents extension attribute: the version of the rule the event is about
+    (:mod:`eventflow.versions`); absent on events about no rule."""
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_none=True)

@@ -21,6 +21,11 @@ from eventflow.patterns import glob_match
 from eventflow.quality.suite import CheckSuite
 from eventflow.rules.core import RuleSpec
 from eventflow.rules.timing import Schedule
+from eventflow.versions import PipelineVersion
+from eventflow.versions import compute as compute_version
+
+DEFAULT_ENVIRONMENT = "default"
+"""The environment of a pipeline run without ``--env``."""
 
 PRODUCED_SENSOR_PREFIX = "rules."
 """Observations of produced datasets come from the pseudo-sensor ``rules.<rule>``."""
@@ -87,6 +92,29 @@ class CompiledPipeline:
     rules: dict[str, RuleRuntime]
     publishers: list[PublisherSpec]
     raw: PipelineConfig = field(repr=False)
+    environment: str = DEFAULT_ENVIRONMENT
+    """The environment this pipeline was loaded for (``--env``; :mod:`eventflow.environments`)."""
+    hidden: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Values that came from environment variables, with the reference written in the file:
+    the version's definition shows the reference (:mod:`eventflow.versions`)."""
+
+    @cached_property
+    def version(self) -> PipelineVersion:
+        """The pipeline's version and its rules' (:mod:`eventflow.versions`)."""
+        return compute_version(self)
+
+    @cached_property
+    def renamed_rules(self) -> dict[str, str]:
+        """``renamed_from`` of the rules: former name -> name."""
+        return {r.renamed_from: n for n, r in self.raw.rules.items() if r.renamed_from}
+
+    def current_name(self, rule: str) -> str:
+        """The name rule ``rule`` has now (runs keep the name they were made under)."""
+        if rule in self.rules:
+            return rule
+        base, sep, alert = rule.partition(":")
+        renamed = self.renamed_rules.get(base)
+        return rule if renamed is None else f"{renamed}{sep}{alert}"
 
     @cached_property
     def datasets_by_sensor(self) -> dict[str, list[DatasetSpec]]:

@@ -46,6 +46,10 @@ class StoredEvent:
     received_at: datetime
 
 
+PIPELINE_VERSION_NOTE = "pipeline_version"
+"""The note under which a run keeps the version of the rule that fired it."""
+
+
 @dataclass(frozen=True, slots=True)
 class NewRun:
     """A run created by a fire; the store ignores a second one with the same ``run_id``."""
@@ -58,6 +62,8 @@ class NewRun:
     inputs: tuple[InputRef, ...]
     max_attempts: int
     created_at: datetime
+    pipeline_version: str = ""
+    """The version of the rule that fired it (:mod:`eventflow.versions`); kept in its notes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +93,13 @@ class RunRecord:
     """``{by, at}`` when an operator asked to cancel the run and it has not ended yet."""
 
     @property
+    def pipeline_version(self) -> str | None:
+        """The version of the rule that fired the run (noted when it was created), None for
+        a run older than versions."""
+        value = self.notes.get(PIPELINE_VERSION_NOTE)
+        return value if isinstance(value, str) else None
+
+    @property
     def downstream(self) -> Mapping[str, JSON] | None:
         """The downstream run a hand-off task started for this run (its note), or None."""
         value = self.notes.get("downstream")
@@ -112,6 +125,7 @@ class RunRecord:
             "cancel_requested": None
             if self.cancel_requested is None
             else dict(self.cancel_requested),
+            "pipeline_version": self.pipeline_version,
             "inputs": [r.to_dict() for r in self.inputs],
         }
 

@@ -63,6 +63,7 @@ def failure_hook(
         inputs=run.inputs,
         max_attempts=hook.max_attempts,
         created_at=now,
+        pipeline_version=pipeline.version.rule(hook.name),
     )
     facts: dict[str, JSON] = {
         "failed_rule": run.rule,
@@ -81,7 +82,7 @@ def missed_hook(
     hook = pipeline.rules.get(hook_name(effect.rule, "on_missed"))
     if hook is None:
         return None
-    new = deadline_run(hook, effect, now)
+    new = deadline_run(hook, effect, now, pipeline.version.rule(hook.name))
     facts: dict[str, JSON] = {
         "missed_rule": effect.rule,
         "deadline": effect.deadline.isoformat(),
@@ -92,9 +93,11 @@ def missed_hook(
     return new, RunNote(new.run_id, {"hook": facts})
 
 
-def deadline_run(hook: RuleRuntime, effect: DeadlineMissed, now: datetime) -> NewRun:
+def deadline_run(
+    hook: RuleRuntime, effect: DeadlineMissed, now: datetime, pipeline_version: str = ""
+) -> NewRun:
     """The one run of ``hook`` (``on_missed``, ``on_deadline: {run: ...}``) for a partition
-    whose deadline passed, with what arrived as its inputs."""
+    whose deadline passed, with what arrived as its inputs and the version of its rule."""
     return NewRun(
         run_id=run_id_for(hook.name, effect.key, 1),
         rule=hook.name,
@@ -104,6 +107,7 @@ def deadline_run(hook: RuleRuntime, effect: DeadlineMissed, now: datetime) -> Ne
         inputs=effect.arrived,
         max_attempts=hook.max_attempts,
         created_at=now,
+        pipeline_version=pipeline_version,
     )
 
 

@@ -15,7 +15,7 @@ import contextlib
 import gc
 import random
 import time
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from typing import Any
 
 from eventflow import backoff, metrics
@@ -24,6 +24,7 @@ from eventflow.engine import Engine
 from eventflow.events import JSON, Observation, utcnow
 from eventflow.lifecycle import open_all
 from eventflow.log import get_logger
+from eventflow.migrate import start_version
 from eventflow.outbox import OutboxDrainer
 from eventflow.pause_watch import PauseWatch
 from eventflow.pipeline import CompiledPipeline, SensorSpec
@@ -96,11 +97,18 @@ class Runtime:
     """Runs a pipeline until ``stop`` is set."""
 
     def __init__(
-        self, pipeline: CompiledPipeline, store: Store | None = None, *, own_process: bool = False
+        self,
+        pipeline: CompiledPipeline,
+        store: Store | None = None,
+        *,
+        own_process: bool = False,
+        accept: Collection[str] = (),
     ) -> None:
-        """``own_process``: the process runs only this pipeline; tune it (:func:`tune_gc`)."""
+        """``own_process``: the process runs only this pipeline; tune it (:func:`tune_gc`).
+        ``accept``: plan lines this start may apply (``eventflow run --accept``)."""
         self.pipeline = pipeline
         self.own_process = own_process
+        self.accept = tuple(accept)
         self.store = store or open_store(pipeline.state_dsn, pipeline.base_dir)
         self.env = PluginEnv(pipeline=pipeline.name, base_dir=pipeline.base_dir)
         self.log = get_logger(pipeline=pipeline.name)
@@ -121,6 +129,7 @@ class Runtime:
         task runners and publishers afterwards (and on a failed start)."""
         pipeline, store = self.pipeline, self.store
         await store.lock_worker()
+        await start_version(pipeline, store, utcnow(), self.log, self.accept)
         recovered = await store.recover_running(utcnow())
         if recovered:
             self.log.warning("runs_recovered", runs=recovered, count=len(recovered))

@@ -36,6 +36,7 @@ from eventflow.records import (
     Timer,
 )
 from eventflow.rules.core import MatchState
+from eventflow.version_records import StoreIdentity, VersionStart
 
 RunPosition = tuple[datetime, str]
 """Where a run sits in the newest-first order of runs: its ``created_at`` and ``run_id``."""
@@ -480,3 +481,17 @@ class Store(Protocol):
         """``runs_pending``, ``runs_running``, ``runs_succeeded``, ``runs_failed``,
         ``runs_cancelled``, ``matches_open``, ``matches_fired``, ``matches_expired``, ``events``,
         ``outbox``, ``timers``, ``inbox``, ``deadletters``."""
+
+    # pipeline versions and environments (eventflow.versions, eventflow.environments)
+    async def claim_identity(self, identity: StoreIdentity) -> StoreIdentity:
+        """The store's identity: ``identity`` when the store has none yet (it is kept),
+        else the one it has."""
+
+    async def store_identity(self) -> StoreIdentity | None:
+        """The store's identity, None before its first start."""
+
+    async def record_start(self, start: VersionStart) -> None:
+        """Record a start of a pipeline version."""
+
+    async def list_starts(self, limit: int = 100) -> list[VersionStart]:
+        """The newest starts first."""

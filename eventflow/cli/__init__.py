@@ -1,5 +1,5 @@
 """The ``eventflow`` command: validate, run, status, why, runs, deadletters, graph, emit,
-retry, backfill, replay.
+retry, backfill, replay, plan, versions.
 
 Human output by default (rich tables), ``--json`` for scripts. Every command takes the
 pipeline file first; the state store is the one the file names. The commands are thin:
@@ -11,6 +11,7 @@ a command needs it, which keeps ``eventflow --help`` fast.
 - :mod:`eventflow.cli.inspect`: ``status``, ``why``, ``runs``, ``deadletters``, ``graph``;
 - :mod:`eventflow.cli.act`: ``emit``, ``retry``, ``backfill``, ``replay``;
 - :mod:`eventflow.cli.checks`: ``checks`` (data-quality checks: list, rerun, override).
+- :mod:`eventflow.cli.plan`: ``plan``, ``versions``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import click
 
 from eventflow import __version__
-from eventflow.cli import act, checks, inspect, pause, run
+from eventflow.cli import act, checks, inspect, pause, plan, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,6 +48,8 @@ for _command in (
     act.backfill,
     act.replay,
     checks.checks,
+    plan.plan,
+    plan.versions,
 ):
     main.add_command(_command)
 

@@ -28,10 +28,20 @@ FILE = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 JSON_OPT = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
-def load(file: Path) -> CompiledPipeline:
-    """The pipeline of ``file``; every problem on stderr and exit 2 when it has any."""
+ENV_OPT = click.option(
+    "--env",
+    "env",
+    metavar="NAME",
+    envvar="EVENTFLOW_ENV",
+    help="The environment of the file (`environments:`); default: `default`.",
+)
+
+
+def load(file: Path, env: str | None = None) -> CompiledPipeline:
+    """The pipeline of ``file`` (in environment ``env``); every problem on stderr and exit 2
+    when it has any."""
     try:
-        return load_pipeline(file)
+        return load_pipeline(file, env=env)
     except ConfigError as exc:
         for problem in exc.problems:
             err.print(str(problem), markup=False)

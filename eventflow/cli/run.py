@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from eventflow.cli.common import FILE, JSON_OPT, err, load, out, print_json
+from eventflow.cli.common import ENV_OPT, FILE, JSON_OPT, err, load, out, print_json
 from eventflow.config.loader import load_pipeline
 from eventflow.errors import EventflowError
 from eventflow.extras import MissingExtraError
@@ -24,12 +24,17 @@ if TYPE_CHECKING:
 @click.command()
 @FILE
 @JSON_OPT
-def validate(file: Path, as_json: bool) -> None:
-    """Check a pipeline file; print every problem with its line and a fix."""
+@ENV_OPT
+def validate(file: Path, as_json: bool, env: str | None) -> None:
+    """Check a pipeline file, in every environment it declares (or only --env); print
+    every problem with its line and a fix."""
     from eventflow.config.loader import check_file
 
     try:
-        problems = check_file(file)
+        problems = check_file(file, env=env)
+        if env is None:
+            for name in declared_environments(file):
+                problems += [p for p in check_file(file, env=name) if p not in problems]
     except OSError as exc:
         err.print(f"cannot read {file}: {exc.strerror}", markup=False)
         raise SystemExit(2) from None
@@ -54,13 +59,27 @@ def validate(file: Path, as_json: bool) -> None:
             err.print(f"{len(problems)} problem(s) in {file}", markup=False)
         raise SystemExit(2)
     if not as_json:
-        pipeline = load_pipeline(file)
+        pipeline = load_pipeline(file, env=env)
+        envs = [env] if env else [pipeline.environment, *declared_environments(file)]
         out.print(
             f"{file}: ok ({len(pipeline.sensors)} sensors, {len(pipeline.datasets)}"
             f" datasets, {len(pipeline.rules)} rules, {len(pipeline.publishers)}"
-            " publishers)",
+            f" publishers; environments: {', '.join(dict.fromkeys(envs))})",
             markup=False,
         )
+
+
+def declared_environments(file: Path) -> list[str]:
+    """The environments the file declares (none when it cannot be read as a mapping)."""
+    import yaml
+
+    from eventflow.environments import names
+
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    return names(raw) if isinstance(raw, dict) else []
 
 
 @click.command()
@@ -91,10 +110,28 @@ def validate(file: Path, as_json: bool) -> None:
     help="Serve --http on an address beyond loopback without a credential (`server.auth`):"
     " anyone who reaches it reads and acts.",
 )
-def run(file: Path, log_level: str, log_format: str, http: str | None, insecure: bool) -> None:
-    """Run the pipeline until SIGTERM or Ctrl-C (which drain gracefully)."""
+@ENV_OPT
+@click.option(
+    "--accept",
+    "accept",
+    multiple=True,
+    metavar="ID",
+    help="Apply this line of `eventflow plan` though it drops or re-keys live state"
+    " (repeatable); recorded with the start.",
+)
+def run(
+    file: Path,
+    log_level: str,
+    log_format: str,
+    http: str | None,
+    insecure: bool,
+    env: str | None,
+    accept: tuple[str, ...],
+) -> None:
+    """Run the pipeline until SIGTERM or Ctrl-C (which drain gracefully). A change that
+    would drop or re-key live state is refused unless accepted (see `eventflow plan`)."""
     configure(log_level, log_format)  # type: ignore[arg-type]
-    pipeline = load(file)
+    pipeline = load(file, env)
     from eventflow.runtime import Runtime
 
     address, credentials = None, None
@@ -132,7 +169,7 @@ def run(file: Path, log_level: str, log_format: str, http: str | None, insecure:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
-        runtime = Runtime(pipeline, own_process=True)
+        runtime = Runtime(pipeline, own_process=True, accept=accept)
         if address is None:
             await runtime.run(stop)
             return
@@ -145,7 +182,17 @@ def run(file: Path, log_level: str, log_format: str, http: str | None, insecure:
         asyncio.run(main())
     except EventflowError as exc:
         get_logger().error("pipeline_failed", error=str(exc))
+        if refused(exc):
+            err.print(f"error: {exc}", markup=False)
         raise SystemExit(1) from None
+
+
+def refused(exc: EventflowError) -> bool:
+    """A start refused for its plan or environment: worth a readable line besides the log."""
+    from eventflow.environments import WrongEnvironment
+    from eventflow.migrate import PlanRefused
+
+    return isinstance(exc, PlanRefused | WrongEnvironment)
 
 
 def http_credentials(pipeline: CompiledPipeline, host: str, insecure: bool) -> Credentials:

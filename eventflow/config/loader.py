@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from eventflow import environments
 from eventflow.config.checks import RuleView, Sections, check, check_names
 from eventflow.config.interpolate import interpolate_tree
 from eventflow.config.models import (
@@ -37,7 +38,7 @@ from eventflow.config.validation import report
 from eventflow.config.yaml_lines import parse_yaml
 from eventflow.durations import format_duration
 from eventflow.errors import ConfigError, ConfigProblem
-from eventflow.pipeline import CompiledPipeline, RuleRuntime, SensorSpec
+from eventflow.pipeline import DEFAULT_ENVIRONMENT, CompiledPipeline, RuleRuntime, SensorSpec
 from eventflow.quality.suite import compile_checks
 from eventflow.rules.core import RuleSpec
 from eventflow.run_hooks import HOOKS, hook_name
@@ -49,12 +50,16 @@ DEFAULT_STATE = "sqlite:///.eventflow/state.db"
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_pipeline(path: str | Path, environ: Mapping[str, str] | None = None) -> CompiledPipeline:
+def load_pipeline(
+    path: str | Path, environ: Mapping[str, str] | None = None, env: str | None = None
+) -> CompiledPipeline:
     """Read, validate and compile the pipeline file at ``path``.
 
     ``path`` may also be ``module:attribute``, a pipeline declared in Python
     (:mod:`eventflow.api`). ``environ`` supplies ``${NAME}`` values (default:
-    ``os.environ``). Raises :class:`~eventflow.errors.ConfigError` carrying every problem.
+    ``os.environ``); ``env`` selects an environment of the file (default: ``EVENTFLOW_ENV``,
+    else ``default``; :mod:`eventflow.environments`). Raises
+    :class:`~eventflow.errors.ConfigError` carrying every problem.
     """
     if isinstance(path, str | Path) and _python_target(str(path)):
         from eventflow.api import load_target
@@ -66,9 +71,12 @@ def load_pipeline(path: str | Path, environ: Mapping[str, str] | None = None) ->
     text = _read(file, problems)
     if text is not None:
         raw = parse_yaml(text, problems)
-        if raw is not None:
-            raw = interpolate_tree(raw, os.environ if environ is None else environ, problems)
-            pipeline = _compile(raw, file, problems)
+        environ = os.environ if environ is None else environ
+        name = env or environ.get(environments.ENV_VARIABLE) or DEFAULT_ENVIRONMENT
+        laid = environments.overlay(raw, name, environ, problems) if raw is not None else None
+        if laid is not None:
+            raw = interpolate_tree(laid[0], laid[1], problems)
+            pipeline = _compile(raw, file, problems, name)
     if problems or pipeline is None:
         raise problems.error()
     return pipeline
@@ -92,10 +100,12 @@ def _python_target(text: str) -> bool:
     return is_target(text)
 
 
-def check_file(path: str | Path, environ: Mapping[str, str] | None = None) -> list[ConfigProblem]:
+def check_file(
+    path: str | Path, environ: Mapping[str, str] | None = None, env: str | None = None
+) -> list[ConfigProblem]:
     """Every problem of the pipeline file at ``path`` (empty when it loads), for ``validate``."""
     try:
-        load_pipeline(path, environ)
+        load_pipeline(path, environ, env)
     except ConfigError as exc:
         return exc.problems
     return []
@@ -113,7 +123,9 @@ def _read(file: Path, problems: Problems) -> str | None:
     return None
 
 
-def _compile(raw: dict[str, Any], file: Path, problems: Problems) -> CompiledPipeline | None:
+def _compile(
+    raw: dict[str, Any], file: Path, problems: Problems, env: str = DEFAULT_ENVIRONMENT
+) -> CompiledPipeline | None:
     config = _validate_pipeline(raw, problems)
     check_names(raw, problems)
     plugins = Plugins(problems)
@@ -205,6 +217,8 @@ def _compile(raw: dict[str, Any], file: Path, problems: Problems) -> CompiledPip
         rules=rules,
         publishers=publishers,
         raw=config,
+        environment=env,
+        hidden=problems.hidden(),
     )
 
 

@@ -77,6 +77,11 @@ class DatasetConfig(Model):
     where: str | None = Field(
         default=None, description="JMESPath filter; observations for which it is falsy are skipped."
     )
+    renamed_from: Name | None = Field(
+        default=None,
+        description="The dataset's former name: `eventflow plan` and `run` take the rename"
+        " for what it is, not a dataset removed and another added (see changing pipelines).",
+    )
 
 
 class DatasetRef(Model):
@@ -352,6 +357,11 @@ class RuleConfig(Model):
         description="A failed blocking check leaves the run `succeeded` with the partition"
         " blocked (`block`), or also marks the run `failed` (`fail`).",
     )
+    renamed_from: Name | None = Field(
+        default=None,
+        description="The rule's former name: its open matches, timers and runs are kept"
+        " under the new name at the next start (see changing pipelines).",
+    )
     params: dict[str, str] = Field(
         default_factory=dict,
         description="Template variables read from the inputs' payloads: `{name: JMESPath}`"
@@ -531,6 +541,47 @@ class RetentionConfig(Model):
     )
 
 
+class EnvironmentConfig(Model):
+    """One environment of the pipeline (`eventflow run FILE --env NAME`): an overlay on the
+    file. Its store records the environment and refuses to be opened by another."""
+
+    description: str | None = Field(default=None, description="What the environment is for.")
+    state: str | None = Field(
+        default=None,
+        description="State store DSN of this environment (default: the file's `state`).",
+    )
+    values: dict[str, str] = Field(
+        default_factory=dict,
+        description="Values of `${NAME}` references in this environment; they take"
+        " precedence over the process environment.",
+    )
+    sensors: dict[Name, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Keys laid over a sensor's section (`{inventory: {topic: staging.inv}}`).",
+    )
+    publish: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="The publishers of this environment, in place of the file's `publish`.",
+    )
+
+
+class MigrationsConfig(Model):
+    """Declared answers to what `eventflow plan` cannot decide by itself."""
+
+    orphans: Literal["keep", "expire", "drop"] | None = Field(
+        default=None,
+        description="Open matches of a removed rule, or no longer lining up after a `by`"
+        " or pattern change: `keep` them for inspection (`status`, `why`), `expire` them"
+        " (`eventflow.match.expired`, reason `pipeline_changed`), or `drop` them. Default:"
+        " `eventflow run` refuses to start until one is chosen.",
+    )
+    accept: tuple[str, ...] = Field(
+        default=(),
+        description="Plan lines accepted in the file (as `eventflow run --accept ID`),"
+        " e.g. `rules.hourly.within`.",
+    )
+
+
 class PipelineConfig(Model):
     """The whole pipeline file."""
 
@@ -562,4 +613,13 @@ class PipelineConfig(Model):
     )
     retention: RetentionConfig = Field(
         default_factory=RetentionConfig, description="How long history is kept."
+    )
+    environments: dict[Name, EnvironmentConfig] = Field(
+        default_factory=dict,
+        description="Named overlays of the file (`eventflow run FILE --env NAME`); without"
+        " `--env` the file runs as environment `default`.",
+    )
+    migrations: MigrationsConfig = Field(
+        default_factory=MigrationsConfig,
+        description="How a change of the pipeline treats live state (`eventflow plan`).",
     )

@@ -79,6 +79,10 @@ class Problems:
         if value:
             self._secrets[value] = shown
 
+    def hidden(self) -> dict[str, str]:
+        """Each value that came from an environment variable, with its reference."""
+        return dict(self._secrets)
+
     def result(self) -> list[ConfigProblem]:
         """The problems in line order (then column, then as found), deduplicated, masked."""
         seen: set[str] = set()

@@ -42,6 +42,7 @@ def held(run: RunRecord, dataset: str, now: datetime) -> CheckGate:
         payload=announcement_payload(run),
         created_at=now,
         updated_at=now,
+        pipeline_version=run.pipeline_version,
     )
 
 

@@ -26,6 +26,7 @@ from pydantic_core import PydanticSerializationError
 from eventflow.errors import StoreError
 from eventflow.events import JSON, Event, InputRef
 from eventflow.records import (
+    PIPELINE_VERSION_NOTE,
     DeadLetter,
     InboxItem,
     NewRun,
@@ -324,9 +325,14 @@ def new_run_row(run: NewRun) -> RunRow:
         None,
         None,
         "{}",
-        "{}",
+        _version_note(run.pipeline_version),
         None,
     )
+
+
+def _version_note(version: str) -> str:
+    """A new run's notes: the version of the rule that fired it, when known."""
+    return json_text({PIPELINE_VERSION_NOTE: version}) if version else "{}"
 
 
 def run_note_row(note: RunNote) -> tuple[str, str]:

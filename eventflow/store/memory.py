@@ -37,7 +37,9 @@ from eventflow.store import _gates as g
 from eventflow.store import scheme_of
 from eventflow.store._base import StoreLifecycle
 from eventflow.store._memory_ops import MemoryOps, Tables
+from eventflow.store._versions import MemoryVersions
 from eventflow.types import RunPosition, Transaction
+from eventflow.version_records import StoreIdentity, VersionStart
 
 T = TypeVar("T")
 
@@ -78,6 +80,7 @@ class MemoryStore(StoreLifecycle):
     def __init__(self) -> None:
         super().__init__()
         self._tables = Tables()
+        self._versions = MemoryVersions()
 
     def __repr__(self) -> str:
         return f"MemoryStore(id={id(self):#x})"
@@ -279,3 +282,15 @@ class MemoryStore(StoreLifecycle):
 
     async def counts(self) -> dict[str, int]:
         return await self._do(MemoryOps.counts)
+
+    async def claim_identity(self, identity: StoreIdentity) -> StoreIdentity:
+        return await self._do(lambda _: self._versions.claim_identity(identity))
+
+    async def store_identity(self) -> StoreIdentity | None:
+        return await self._do(lambda _: self._versions.identity)
+
+    async def record_start(self, start: VersionStart) -> None:
+        await self._do(lambda _: self._versions.record_start(start))
+
+    async def list_starts(self, limit: int = 100) -> list[VersionStart]:
+        return await self._do(lambda _: self._versions.list_starts(limit))

@@ -67,12 +67,14 @@ from eventflow.records import (
 from eventflow.rules.core import MatchState
 from eventflow.store import _codec as c
 from eventflow.store import _gates as g
+from eventflow.store import _versions as v
 from eventflow.store import dsn as dsn_options
 from eventflow.store import redact_dsn
 from eventflow.store._base import StoreLifecycle
 from eventflow.store._postgres_ops import PostgresOps, ReadGuard
 from eventflow.store._postgres_sql import migrate, queries
 from eventflow.types import RunPosition, Transaction
+from eventflow.version_records import StoreIdentity, VersionStart
 
 T = TypeVar("T")
 
@@ -679,6 +681,18 @@ class PostgresStore(StoreLifecycle):
 
     async def counts(self) -> dict[str, int]:
         return await self._op("counts", PostgresOps.counts)
+
+    async def claim_identity(self, identity: StoreIdentity) -> StoreIdentity:
+        return await self._op("claim_identity", lambda o: v.pg_claim_identity(o, identity))
+
+    async def store_identity(self) -> StoreIdentity | None:
+        return await self._op("store_identity", v.pg_identity)
+
+    async def record_start(self, start: VersionStart) -> None:
+        await self._op("record_start", lambda o: v.pg_record_start(o, start))
+
+    async def list_starts(self, limit: int = 100) -> list[VersionStart]:
+        return await self._op("list_starts", lambda o: v.pg_list_starts(o, limit))
 
     async def diagnostics(self) -> dict[str, JSON]:
         """What ``eventflow status`` may show: the server, schema version and workers."""

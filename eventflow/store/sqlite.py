@@ -59,11 +59,13 @@ from eventflow.records import (
 from eventflow.rules.core import MatchState
 from eventflow.store import _codec as c
 from eventflow.store import _gates as g
+from eventflow.store import _versions as v
 from eventflow.store import dsn as dsn_options
 from eventflow.store._base import StoreLifecycle
 from eventflow.store._sqlite_ops import SQLiteOps
 from eventflow.store._sqlite_sql import migrate
 from eventflow.types import RunPosition, Transaction
+from eventflow.version_records import StoreIdentity, VersionStart
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -506,6 +508,18 @@ class SQLiteStore(StoreLifecycle):
 
     async def counts(self) -> dict[str, int]:
         return await self._read(SQLiteOps.counts)
+
+    async def claim_identity(self, identity: StoreIdentity) -> StoreIdentity:
+        return await self._write(lambda o: v.sqlite_claim_identity(o.conn, o.q, identity))
+
+    async def store_identity(self) -> StoreIdentity | None:
+        return await self._read(lambda o: v.sqlite_identity(o.conn, o.q))
+
+    async def record_start(self, start: VersionStart) -> None:
+        await self._write(lambda o: v.sqlite_record_start(o.conn, o.q, start))
+
+    async def list_starts(self, limit: int = 100) -> list[VersionStart]:
+        return await self._read(lambda o: v.sqlite_list_starts(o.conn, o.q, limit))
 
     async def diagnostics(self) -> dict[str, JSON]:
         """What ``eventflow status`` may show about the file: path, journal mode,

@@ -6,9 +6,10 @@ Flink's. Each run attempt becomes an OpenLineage run: ``eventflow.run.started`` 
 FAIL (with the error as an ``errorMessage`` facet). The job is the rule (``namespace`` is the
 pipeline name unless set); the inputs are the datasets whose events fired the run and the
 output is the dataset the rule ``produces``, each with the partition as its
-``datasetVersion`` (``dt=2024-01-01/hr=00``). ``datasets`` maps eventflow's dataset names to
-the namespace and name other tools use for the same data (``s3://lake`` + ``orders``), so
-the graphs join up.
+``datasetVersion`` (``dt=2024-01-01/hr=00``); the job's ``sourceCodeLocation`` facet carries
+the version of the rule that fired the run (``version``, see ``eventflow versions``).
+``datasets`` maps eventflow's dataset names to the namespace and name other tools use for
+the same data (``s3://lake`` + ``orders``), so the graphs join up.
 
 .. code-block:: yaml
 
@@ -63,6 +64,7 @@ try:
         data_quality_assertions_dataset,
         dataset_version_dataset,
         error_message_run,
+        source_code_location_job,
     )
 except ImportError as exc:  # pragma: no cover - the registry turns this into a hint
     raise ImportError(
@@ -211,7 +213,7 @@ class OpenLineagePublisher(Resource):
             eventType=state,
             eventTime=event.time.isoformat(),
             run=Run(runId=run_uuid(data["run_id"], data["attempt"]), facets=run_facets),
-            job=Job(namespace=self.namespace, name=data["rule"]),
+            job=Job(namespace=self.namespace, name=data["rule"], facets=_job_facets(event)),
             inputs=inputs,
             outputs=outputs,
             producer=PRODUCER,
@@ -254,6 +256,17 @@ class OpenLineagePublisher(Resource):
 def run_uuid(run_id: str, attempt: int) -> str:
     """The OpenLineage run id of one attempt: a UUID derived from the run id and attempt."""
     return str(uuid.UUID(hex=digest("openlineage", run_id, attempt)))
+
+
+def _job_facets(event: Event) -> dict[str, Any]:
+    """The version of the rule that fired the run (eventflow.versions), as the job's
+    source code location facet: ``type`` eventflow, ``url`` the rule, ``version`` its hash."""
+    if not event.pipelineversion:
+        return {}
+    facet = source_code_location_job.SourceCodeLocationJobFacet(
+        type="eventflow", url=event.source, version=event.pipelineversion
+    )
+    return {"sourceCodeLocation": facet}
 
 
 def _version(version: str) -> dict[str, DatasetFacet]:

@@ -67,6 +67,8 @@ def test_an_empty_file_blocks_the_chain_until_fixed_and_rerun(tmp_path: Path) ->
     (load,) = p.runs()
     assert load["rule"] == "load"
     assert load["status"] == "succeeded"
+    assert load["pipeline_version"]  # the gate records the version that produced it
+    assert gates(p)[0]["pipeline_version"] == load["pipeline_version"]
     why = p.cli_json("why", "report", "dt=2026-01-01")
     assert why["blocked"]["loaded"]["reason"] == "blocked by check not_empty"
     assert why["blocked"]["loaded"]["run_id"] == load["run_id"]

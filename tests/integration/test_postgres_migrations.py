@@ -28,6 +28,8 @@ TABLES = {
     "check_gates",
     "pauses",
     "pause_actions",
+    "store_identity",
+    "pipeline_starts",
 }
 INDEXES = {
     "events_received",
@@ -42,6 +44,7 @@ INDEXES = {
     "outbox_publisher",
     "check_gates_status",
     "check_gates_dataset",
+    "pipeline_starts_version",
 }
 
 

@@ -32,6 +32,8 @@ TABLES = {
     "check_gates",
     "pauses",
     "pause_actions",
+    "store_identity",
+    "pipeline_starts",
 }
 INDEXES = {
     "matches_status",
@@ -45,6 +47,7 @@ INDEXES = {
     "check_gates_status",
     "check_gates_dataset",
     "events_received",
+    "pipeline_starts_version",
 }
 
 

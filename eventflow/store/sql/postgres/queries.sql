@@ -417,3 +417,24 @@ WHERE (%(rule)s::text IS NULL OR rule = %(rule)s) AND (%(dataset)s::text IS NULL
     AND (%(run_id)s::text IS NULL OR run_id = %(run_id)s)
 ORDER BY created_at DESC, run_id DESC
 LIMIT %(limit)s;
+-- name: claim_identity
+-- Make the store's identity when it has none (the first start); a later one is ignored.
+INSERT INTO store_identity (singleton, store_id, environment, pipeline, created_at)
+VALUES (1, %s, %s, %s, %s) ON CONFLICT (singleton) DO NOTHING;
+
+-- name: get_identity
+-- The store's identity, if it was ever started.
+SELECT store_id, environment, pipeline, created_at FROM store_identity WHERE singleton = 1;
+
+-- name: insert_start
+-- Record a start of `eventflow run` (VersionStartRow order).
+INSERT INTO pipeline_starts
+    (version, pipeline, environment, worker, started_at, git_commit, git_dirty, rules,
+     definition, accepted)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s);
+
+-- name: list_starts
+-- The newest %(limit)s starts, newest first.
+SELECT seq, version, pipeline, environment, worker, started_at, git_commit, git_dirty, rules,
+       definition, accepted
+FROM pipeline_starts ORDER BY seq DESC LIMIT %(limit)s;
