@@ -11,6 +11,9 @@ one dictionary lookup. The points:
 - ``dispatcher.after_task``: the task has finished, its result is not yet recorded.
 - ``outbox.before_publish``: completion events are recorded, not yet published.
 - ``outbox.after_publish``: published, not yet removed from the outbox.
+- ``backfill.before_commit``: a live backfill's chunk is decided, not yet committed.
+- ``backfill.after_commit``: the chunk and its position are committed, the request's row
+  not yet updated.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ POINTS = (
     "dispatcher.after_task",
     "outbox.before_publish",
     "outbox.after_publish",
+    "backfill.before_commit",
+    "backfill.after_commit",
 )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from eventflow import backoff, metrics
+from eventflow.backfill_worker import BackfillWorker
 from eventflow.dispatcher import Dispatcher
 from eventflow.engine import Engine
 from eventflow.events import JSON, Observation, utcnow
@@ -106,6 +107,7 @@ class Runtime:
         self.engine: Engine | None = None
         self.dispatcher: Dispatcher | None = None
         """Set once the store is open and start-up recovery is done (``/readyz``)."""
+        self.backfills: BackfillWorker | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         async with self.store, contextlib.AsyncExitStack() as resources:
@@ -147,11 +149,13 @@ class Runtime:
         }
         for d in drainers:
             core[f"outbox:{d.name}"] = asyncio.create_task(d.run(), name=f"outbox:{d.name}")
+        backfills = self.backfills = BackfillWorker(pipeline, store, engine, dispatcher.wake)
+        intake = [asyncio.create_task(backfills.run(), name="backfills")]
         if pipeline.raw.retention.events is not None:
             core["retention"] = asyncio.create_task(
                 retention_loop(pipeline, store), name="retention"
             )
-        sensor_tasks = []
+        sensor_tasks = intake  # stopped first, with the sensors
         for spec in pipeline.sensors.values():
             handle = SensorHandle(spec.name, engine, store)
             self.sensors[spec.name] = handle

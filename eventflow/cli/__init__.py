@@ -9,7 +9,8 @@ a command needs it, which keeps ``eventflow --help`` fast.
 
 - :mod:`eventflow.cli.run`: ``validate``, ``run``;
 - :mod:`eventflow.cli.inspect`: ``status``, ``why``, ``runs``, ``deadletters``, ``graph``;
-- :mod:`eventflow.cli.act`: ``emit``, ``retry``, ``backfill``, ``replay``.
+- :mod:`eventflow.cli.act`: ``emit``, ``retry``, ``cancel``, ``replay``;
+- :mod:`eventflow.cli.backfills`: ``backfill``, ``backfills``, ``cancel-backfill``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import click
 
 from eventflow import __version__
-from eventflow.cli import act, inspect, run
+from eventflow.cli import act, backfills, inspect, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,7 +42,9 @@ for _command in (
     act.emit,
     act.retry,
     act.cancel,
-    act.backfill,
+    backfills.backfill,
+    backfills.backfills,
+    backfills.cancel_backfill,
     act.replay,
 ):
     main.add_command(_command)

@@ -19,6 +19,7 @@ from eventflow.lifecycle import Resource
 from eventflow.log import get_logger
 from eventflow.server.api import Api, BadRequest, problem
 from eventflow.server.auth import Auth, SignIn
+from eventflow.server.backfills_api import BackfillApi
 from eventflow.server.credentials import Credentials, load_credentials
 from eventflow.server.guard import Guard, HostRule
 from eventflow.server.hooks import HOOKS
@@ -80,6 +81,7 @@ def build_app(runtime: Runtime, credentials: Credentials, host: str = DEFAULT_HO
         Route("/api/deadletters", api.get_deadletters, methods=["GET"]),
         Route("/api/sensors", api.get_sensors, methods=["GET"]),
         Route("/api/events", api.emit, methods=["POST"]),
+        *BackfillApi(runtime).routes(),
         Route("/hooks/{sensor}", api.hook, methods=["POST"]),
         Route("/hooks/{sensor}/{path:path}", api.hook, methods=["POST"]),
     ]

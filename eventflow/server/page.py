@@ -19,6 +19,7 @@ from eventflow.events import format_partition
 from eventflow.pipeline import PRODUCED_SENSOR_PREFIX
 from eventflow.records import RunRecord
 from eventflow.server.credentials import ANONYMOUS, Principal
+from eventflow.server.page_backfills import backfills_section
 from eventflow.views.deadletters import DeadLetterView, deadletter_page
 from eventflow.views.matches import PartialMatch
 from eventflow.views.rules import RuleView
@@ -286,6 +287,7 @@ async def render_page(runtime: Runtime, principal: Principal | None) -> str:
             "deadletters",
             "No dead letters.",
         ),
+        backfills=await backfills_section(runtime, principal),
     )
 
 
@@ -321,6 +323,7 @@ pre.log {{ background: #0f172a; color: #e2e8f0; padding: .6rem; max-height: 20re
 <h2>Partial matches (open, missed, expired)</h2>{matches}
 <h2>Recent runs</h2>{runs}
 <h2>Dead letters</h2>{deadletters}
+<h2>Backfills</h2>{backfills}
 <div id="log-view"></div>
 <script>
 document.querySelectorAll("button.logs").forEach(function (b) {{
@@ -356,7 +359,7 @@ document.querySelectorAll("button.retry").forEach(function (b) {{
 const logout = document.getElementById("logout");
 if (logout) logout.addEventListener("click", function () {{ post("/logout"); }});
 setInterval(function () {{
-  if (!document.querySelector("pre.log")) location.reload();
+  if (!document.querySelector("pre.log, [data-busy]")) location.reload();
 }}, 15000);
 </script>
 </body></html>

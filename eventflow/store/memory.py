@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Self, TypeVar
 
+from eventflow.backfill_requests import BackfillRequest
 from eventflow.errors import ClosedError, StoreError
 from eventflow.events import JSON
 from eventflow.records import (
@@ -31,6 +32,7 @@ from eventflow.records import (
 from eventflow.rules.core import MatchState
 from eventflow.store import _codec as c
 from eventflow.store import scheme_of
+from eventflow.store._backfill_ops import MemoryBackfills
 from eventflow.store._base import StoreLifecycle
 from eventflow.store._memory_ops import MemoryOps, Tables
 from eventflow.types import RunPosition, Transaction
@@ -74,6 +76,7 @@ class MemoryStore(StoreLifecycle):
     def __init__(self) -> None:
         super().__init__()
         self._tables = Tables()
+        self._backfills = MemoryBackfills()
 
     def __repr__(self) -> str:
         return f"MemoryStore(id={id(self):#x})"
@@ -165,6 +168,22 @@ class MemoryStore(StoreLifecycle):
 
     async def cancel_requests(self) -> list[RunRecord]:
         return await self._do(lambda o: o.cancel_requests())
+
+    async def save_backfill(self, request: BackfillRequest) -> None:
+        await self._do(lambda o: self._backfills.save(request))
+
+    async def get_backfill(self, backfill_id: str) -> BackfillRequest | None:
+        return await self._do(lambda o: self._backfills.get(backfill_id))
+
+    async def list_backfills(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[BackfillRequest]:
+        return await self._do(lambda o: self._backfills.list(status, limit))
+
+    async def request_backfill_cancel(
+        self, backfill_id: str, by: str, now: datetime
+    ) -> BackfillRequest:
+        return await self._do(lambda o: self._backfills.cancel(backfill_id, by, now))
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         return await self._do(lambda o: o.due_timers(now, limit))

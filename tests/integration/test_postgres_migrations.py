@@ -25,6 +25,7 @@ TABLES = {
     "outbox",
     "inbox",
     "deadletters",
+    "backfills",
 }
 INDEXES = {
     "events_received",
@@ -33,6 +34,8 @@ INDEXES = {
     "runs_created",
     "runs_rule",
     "runs_cancel_requested",
+    "backfills_requested",
+    "backfills_active",
     "runs_worker",
     "timers_due",
     "outbox_publisher",

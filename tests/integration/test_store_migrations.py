@@ -29,6 +29,7 @@ TABLES = {
     "outbox",
     "inbox",
     "deadletters",
+    "backfills",
 }
 INDEXES = {
     "matches_status",
@@ -36,6 +37,8 @@ INDEXES = {
     "runs_created",
     "runs_rule",
     "runs_cancel_requested",
+    "backfills_requested",
+    "backfills_active",
     "timers_due",
     "outbox_publisher",
     "events_received",

@@ -367,3 +367,42 @@ SELECT version FROM schema_migrations ORDER BY version;
 -- name: record_migration
 -- Remember that a schema version was applied.
 INSERT INTO schema_migrations (version, applied_at) VALUES (%(version)s, %(applied_at)s);
+
+-- name: save_backfill
+-- Insert a backfill request, or record its status and progress (never its request or the
+-- cancel request, which request_backfill_cancel writes).
+INSERT INTO backfills
+    (id, rule, lo, hi, force, list_sources, rate, status, requested_by, requested_at,
+     preview, planned, fired, skipped, incomplete, message, cancel_requested, updated_at,
+     finished_at)
+VALUES (%(id)s, %(rule)s, %(lo)s, %(hi)s, %(force)s, %(list_sources)s, %(rate)s, %(status)s, %(requested_by)s,
+        %(requested_at)s, %(preview)s, %(planned)s, %(fired)s, %(skipped)s, %(incomplete)s, %(message)s,
+        %(cancel_requested)s, %(updated_at)s, %(finished_at)s)
+ON CONFLICT (id) DO UPDATE SET
+    status = excluded.status, planned = excluded.planned, fired = excluded.fired,
+    skipped = excluded.skipped, incomplete = excluded.incomplete, message = excluded.message,
+    updated_at = excluded.updated_at, finished_at = excluded.finished_at;
+
+-- name: get_backfill
+-- One backfill request by id.
+SELECT id, rule, lo, hi, force, list_sources, rate, status, requested_by, requested_at,
+       preview, planned, fired, skipped, incomplete, message, cancel_requested, updated_at,
+       finished_at
+FROM backfills WHERE id = %(id)s;
+
+-- name: list_backfills
+-- Backfill requests, newest first, of a status (NULL: any; 'active': pending or running).
+SELECT id, rule, lo, hi, force, list_sources, rate, status, requested_by, requested_at,
+       preview, planned, fired, skipped, incomplete, message, cancel_requested, updated_at,
+       finished_at
+FROM backfills
+WHERE %(status)s::text IS NULL OR status = %(status)s
+   OR (%(status)s = 'active' AND status IN ('pending', 'running'))
+ORDER BY requested_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: request_backfill_cancel
+-- Ask for a pending or running backfill to be cancelled (the first request is kept).
+UPDATE backfills SET cancel_requested = coalesce(cancel_requested, %(request)s),
+    updated_at = %(now)s
+WHERE id = %(id)s AND status IN ('pending', 'running');
