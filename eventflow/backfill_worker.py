@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 CHUNKS_PER_SECOND = 10
 """A rate is reached in this many chunks a second (fewer when it is below that)."""
 MAX_CHUNK = 100
+PROGRESS_EVERY = 0.5
+"""Seconds between two updates of the request's row (and looks at its cancel request); the
+position committed with each chunk is what a restart resumes from."""
 
 
 def cursor_sensor(backfill_id: str) -> str:
@@ -147,24 +150,31 @@ class BackfillWorker:
         rate = request.rate or pipeline.engine.backfill_rate
         size = chunk_size(rate)
         loop = asyncio.get_running_loop()
+        looked = loop.time()
         for start in range(0, len(todo), size):
-            current = await store.get_backfill(request.id)
-            if current is not None and current.cancel_requested:
-                cancelled = request.progressed(cancel_requested=current.cancel_requested)
-                return await self._cancelled(cancelled, log)
+            if start == 0 or loop.time() - looked >= PROGRESS_EVERY:
+                looked = loop.time()
+                current = await store.get_backfill(request.id)
+                if current is not None and current.cancel_requested:
+                    cancelled = request.progressed(
+                        cancel_requested=current.cancel_requested, fired=at.fired
+                    )
+                    return await self._cancelled(cancelled, log)
+                if start:
+                    request = request.progressed(
+                        fired=at.fired, skipped=at.base_skipped + at.skipped, updated_at=utcnow()
+                    )
+                    await store.save_backfill(request)
             began = loop.time()
             chunk = todo[start : start + size]
             fired = await self._fire(the_plan, rule, chunk, at, request.force, name)
             crash_point("backfill.after_commit")
             if fired:
                 self.on_runs()
-            request = request.progressed(
-                fired=at.fired, skipped=at.base_skipped + at.skipped, updated_at=utcnow()
-            )
-            await store.save_backfill(request)
             pause = len(chunk) / rate - (loop.time() - began)
             if pause > 0:
                 await asyncio.sleep(pause)
+        request = request.progressed(fired=at.fired, skipped=at.base_skipped + at.skipped)
         now = utcnow()
         request = request.progressed(
             status="done", skipped=at.base_skipped + at.planned - at.fired,

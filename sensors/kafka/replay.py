@@ -17,8 +17,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from eventflow.events import Observation
-from eventflow.plugin import SensorError
+from eventflow.plugin import Observation, SensorError
 
 from .records import DECODERS, observe
 

@@ -154,7 +154,7 @@ async def test_a_cancel_request_stops_the_backfill_between_chunks(
     and nothing more; one cancelled before it starts fires nothing."""
     for dt in DAYS:
         land(tmp_path, dt)
-    request = await live.request(rate=10)  # chunks of one, 0.1 s apart
+    request = await live.request(rate=5)  # chunks of one, 0.2 s apart
     task = asyncio.create_task(live.worker.carry_out(request))
     await wait_for(live.fired, lambda fired: len(fired) >= 1)
     await live.store.request_backfill_cancel(request.id, "cli:ana", utcnow())

@@ -22,6 +22,7 @@ EXTRA_MODULES = {
     "eventflow.store._postgres_ops": {"psycopg"},
     "eventflow.server.app": {"starlette", "uvicorn"},
     "eventflow.server.api": {"starlette"},
+    "eventflow.server.backfills_api": {"starlette"},
     "eventflow.server.auth": {"starlette"},
     "eventflow.server.guard": {"starlette"},
     "eventflow.server.protocol": {"uvicorn"},
