@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import core, engine, kafka, latency, mqtt, replay, rules, s3
+from benchmarks import backfill, core, engine, kafka, latency, mqtt, replay, rules, s3
 from benchmarks.common import machine
 
 BENCHMARKS: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, tuple[Callable[[], Any], Callable[[Any], str]]] = {
     "mqtt": (mqtt.run, mqtt.report),
     "replay": (replay.run, replay.report),
     "s3": (s3.run, s3.report),
+    "backfill": (backfill.run, backfill.report),
 }
 
 

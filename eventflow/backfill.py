@@ -24,7 +24,7 @@ its inputs have arrived, and a backfill is no exception.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal, cast
@@ -74,6 +74,10 @@ class Plan:
     items: list[Item] = field(default_factory=list)
     events: dict[str, StoredEvent] = field(default_factory=dict)
     """The input events by id, logged with the runs."""
+    fires: dict[str, RunRecord] = field(default_factory=dict)
+    """What the scratch engine fired, by partition key (a live backfill decides again)."""
+    why_empty: str | None = None
+    """Why the plan has no partition at all: never a silent 0."""
 
     def of(self, *actions: Action) -> list[Item]:
         return [i for i in self.items if i.action in actions]
@@ -113,6 +117,15 @@ def in_range(partition: dict[str, str], by: Sequence[str], lo: Bound, hi: Bound)
 # --- 1. enumerate ------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class Found:
+    """What enumerating saw: to say why a backfill found nothing."""
+
+    listed: int = 0
+    logged: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
 async def enumerate_partitions(
     pipeline: CompiledPipeline,
     store: Store,
@@ -120,21 +133,25 @@ async def enumerate_partitions(
     *,
     list_sources: bool = True,
     clock: Callable[[], datetime] = utcnow,
+    found: Found | None = None,
 ) -> tuple[list[RunRecord], list[MatchState], dict[str, StoredEvent]]:
     """What the rule would fire given every input that can be found: the scratch fires
     (newest generation per partition), the incomplete partitions, and the input events."""
     alone = replace(pipeline, rules={rule.name: rule}, publishers=[])
     scratch = MemoryStore()
+    seen = found if found is not None else Found()
     async with scratch:
         engine = Engine(alone, scratch, clock=clock)
         if list_sources:
-            observations = await _listed(pipeline, rule)
+            observations = await _listed(pipeline, rule, seen)
+            seen.listed = len(observations)
             for start in range(0, len(observations), pipeline.engine.batch_size):
                 await engine.process(observations[start : start + pipeline.engine.batch_size])
         sensors = {EMIT_SENSOR, *(pipeline.datasets[d].sensor for d in rule.spec.datasets)}
         after = 0
         while page := await store.read_events(sensors=sensors, after=after, limit=LOG_PAGE):
             after = page[-1][0]
+            seen.logged += len(page)
             observations = []
             for _, e in page:
                 if e.sensor in pipeline.sensors:
@@ -162,14 +179,20 @@ async def enumerate_partitions(
     return list(newest.values()), incomplete, events
 
 
-async def _listed(pipeline: CompiledPipeline, rule: RuleRuntime) -> list[Observation]:
+async def _listed(pipeline: CompiledPipeline, rule: RuleRuntime, seen: Found) -> list[Observation]:
     """What the sensors of the rule's datasets that can list have now, once each."""
     env = PluginEnv(pipeline=pipeline.name, base_dir=pipeline.base_dir)
     prefixes: dict[str, set[str]] = {}
     for name in rule.spec.datasets:
         ds = pipeline.datasets[name]
         spec = pipeline.sensors.get(ds.sensor)
-        if spec is None or not issubclass(spec.plugin, ListableSensor):
+        if spec is None:
+            continue
+        if not issubclass(spec.plugin, ListableSensor):
+            seen.notes.append(
+                f"sensor {spec.name} ({spec.type}) cannot list its source: dataset {name}"
+                " comes from the event log only"
+            )
             continue
         prefix = ds.pattern.literal_prefix if ds.pattern is not None else ""
         prefixes.setdefault(ds.sensor, set()).add(prefix)
@@ -178,8 +201,10 @@ async def _listed(pipeline: CompiledPipeline, rule: RuleRuntime) -> list[Observa
         spec = pipeline.sensors[sensor_name]
         sensor: ListableSensor = spec.plugin(spec.name, spec.config, env)
         for prefix in _outermost(wanted):
-            for obs in await sensor.list_observations(prefix):
+            listed = await sensor.list_observations(prefix)
+            for obs in listed:
                 found.setdefault(obs.id, obs)
+            seen.notes.append(f"sensor {sensor_name} listed {len(listed)} under {prefix!r}")
     return list(found.values())
 
 
@@ -204,24 +229,64 @@ async def plan(
     clock: Callable[[], datetime] = utcnow,
 ) -> Plan:
     rule = pipeline.rules[rule_name]
+    seen = Found()
     fires, incomplete, events = await enumerate_partitions(
-        pipeline, store, rule, list_sources=list_sources, clock=clock
+        pipeline, store, rule, list_sources=list_sources, clock=clock, found=seen
     )
     by = rule.spec.by
     result = Plan(rule_name, events=events)
-    for fire in sorted(fires, key=lambda r: tuple(r.partition.get(v, "") for v in by)):
+    for fire in sorted(fires, key=lambda r: sort_key(r.partition, by)):
         if in_range(dict(fire.partition), by, lo, hi):
-            result.items.append(await _decide(store, rule, fire, force))
+            result.fires[fire.key] = fire
+            result.items.append(await decide(store, rule, fire, force))
     for match in incomplete:
         if in_range(dict(match.partition), by, lo, hi):
             missing = ", ".join(match.missing(rule.spec)) or "inputs"
             result.items.append(
                 Item(dict(match.partition), match.key, "incomplete", f"missing {missing}")
             )
+    if not result.items:
+        result.why_empty = _why_empty(pipeline, rule, seen, fires, incomplete, lo, hi)
     return result
 
 
-async def _decide(store: Store, rule: RuleRuntime, fire: RunRecord, force: bool) -> Item:
+def sort_key(partition: Mapping[str, str], by: Sequence[str]) -> tuple[str, ...]:
+    """A partition's values in the rule's ``by`` order: the order a backfill fires in."""
+    return tuple(partition.get(v, "") for v in by)
+
+
+def _why_empty(
+    pipeline: CompiledPipeline,
+    rule: RuleRuntime,
+    seen: Found,
+    fires: Sequence[RunRecord],
+    incomplete: Sequence[MatchState],
+    lo: Bound,
+    hi: Bound,
+) -> str:
+    """Why nothing was found: nothing at the sources, nothing matching, or all outside."""
+    where = "; ".join(seen.notes) or "no sensor of the rule can list its source"
+    if not seen.listed and not seen.logged:
+        return f"nothing found: {where}; the event log holds no event of the rule's sensors"
+    partitions = [*(f.partition for f in fires), *(m.partition for m in incomplete)]
+    if not partitions:
+        patterns = ", ".join(
+            f"{name}: {ds.pattern.text if ds.pattern else '(produced)'}"
+            for name in rule.spec.datasets
+            for ds in (pipeline.datasets[name],)
+        )
+        return (
+            f"{seen.listed} listed and {seen.logged} logged events, none matching the"
+            f" datasets' patterns ({patterns}); {where}"
+        )
+    keys = sorted(sort_key(p, rule.spec.by) for p in partitions)
+    return (
+        f"{len(partitions)} partitions found, from {'/'.join(keys[0])} to {'/'.join(keys[-1])},"
+        f" all outside --from {'/'.join(lo)} --to {'/'.join(hi)}"
+    )
+
+
+async def decide(store: Store, rule: RuleRuntime, fire: RunRecord, force: bool) -> Item:
     partition, key = dict(fire.partition), fire.key
     runs = await store.list_runs(rule=rule.name, key=key, limit=10_000)
     state = await store.get_match(rule.name, key)
@@ -264,40 +329,47 @@ async def write_runs(
     rule = pipeline.rules[the_plan.rule]
     todo = the_plan.of("run")
     for start in range(0, len(todo), CHUNK):
-        now = clock()
-        changes = Changes()
-        for item in todo[start : start + CHUNK]:
-            assert item.run_id is not None
-            inputs: dict[str, tuple[InputRef, ...]] = {}
-            for ref in item.inputs:
-                inputs[ref.dataset] = (*inputs.get(ref.dataset, ()), ref)
-                if ref.event_id in the_plan.events:
-                    changes.events.append(the_plan.events[ref.event_id])
-            changes.matches[(rule.name, item.key)] = MatchState(
+        changes = fire_changes(rule, the_plan, todo[start : start + CHUNK], clock())
+        async with store.transaction() as tx:
+            await tx.apply(changes)
+
+
+def fire_changes(
+    rule: RuleRuntime, the_plan: Plan, items: Sequence[Item], now: datetime
+) -> Changes:
+    """What firing ``items`` writes: their input events, their rule state (fired) and runs."""
+    changes = Changes()
+    for item in items:
+        assert item.run_id is not None
+        inputs: dict[str, tuple[InputRef, ...]] = {}
+        for ref in item.inputs:
+            inputs[ref.dataset] = (*inputs.get(ref.dataset, ()), ref)
+            if ref.event_id in the_plan.events:
+                changes.events.append(the_plan.events[ref.event_id])
+        changes.matches[(rule.name, item.key)] = MatchState(
+            rule=rule.name,
+            key=item.key,
+            partition=item.partition,
+            generation=item.generation,
+            status="fired",
+            inputs=inputs,
+            opened_at=now,
+            fired_at=now,
+            updated_at=now,
+        )
+        changes.runs.append(
+            NewRun(
+                run_id=item.run_id,
                 rule=rule.name,
                 key=item.key,
                 partition=item.partition,
                 generation=item.generation,
-                status="fired",
-                inputs=inputs,
-                opened_at=now,
-                fired_at=now,
-                updated_at=now,
+                inputs=item.inputs,
+                max_attempts=rule.max_attempts,
+                created_at=now,
             )
-            changes.runs.append(
-                NewRun(
-                    run_id=item.run_id,
-                    rule=rule.name,
-                    key=item.key,
-                    partition=item.partition,
-                    generation=item.generation,
-                    inputs=item.inputs,
-                    max_attempts=rule.max_attempts,
-                    created_at=now,
-                )
-            )
-        async with store.transaction() as tx:
-            await tx.apply(changes)
+        )
+    return changes
 
 
 class _Watched:

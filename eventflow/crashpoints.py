@@ -17,6 +17,9 @@ one dictionary lookup. The points:
 - ``outbox.after_publish``: published, not yet removed from the outbox.
 - ``versions.after_migrate``: a new version's accepted plan is applied, its start not yet
   recorded.
+- ``backfill.before_commit``: a live backfill's chunk is decided, not yet committed.
+- ``backfill.after_commit``: the chunk and its position are committed, the request's row
+  not yet updated.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ POINTS = (
     "outbox.before_publish",
     "outbox.after_publish",
     "versions.after_migrate",
+    "backfill.before_commit",
+    "backfill.after_commit",
 )
 CHECK_POINTS = ("checks.after_claim", "checks.before_record")
 """The points reached only by a pipeline with data-quality checks."""

@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -123,6 +124,8 @@ class Engine:
         self._stopping = False
         self.total = BatchStats()
         self.schedules = Schedules(pipeline, store)
+        self._holds: list[tuple[asyncio.Event, asyncio.Event]] = []
+        self._running = False
 
     # -- intake ----------------------------------------------------------------------------
 
@@ -141,6 +144,27 @@ class Engine:
         self._poll_now = True
         self._signal.set()
 
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """Keep the engine between two batches (its commits done) while the block writes
+        rule state too (a live backfill): the engine is the only writer otherwise, and reads
+        the state of its own last commit."""
+        parked, release = asyncio.Event(), asyncio.Event()
+        if self._running:
+            self._holds.append((parked, release))
+            self._signal.set()
+            await parked.wait()
+        try:
+            yield
+        finally:
+            release.set()
+
+    async def _park(self) -> None:
+        while self._holds:
+            parked, release = self._holds.pop(0)
+            parked.set()
+            await release.wait()
+
     def stop(self) -> None:
         """Let ``run`` return after the batch in progress (then call ``drain``)."""
         self._stopping = True
@@ -150,6 +174,7 @@ class Engine:
 
     async def run(self) -> None:
         """Process batches until ``stop`` is called."""
+        self._running = True
         await self.schedules.start(self.clock())
         self._next_timer = await self.store.next_timer_due()
         poll = self.pipeline.engine.poll_interval.total_seconds()
@@ -163,9 +188,11 @@ class Engine:
         written: Batch | None = None
         try:
             while not self._stopping:
-                if self.queue.empty() and inflight is not None:
+                if (self.queue.empty() or self._holds) and inflight is not None:
                     await inflight
                     inflight, written = None, None
+                if self._holds:
+                    await self._park()
                 if self._timers_stale:
                     self._timers_stale = False
                     self._next_timer = await self.store.next_timer_due()
@@ -190,6 +217,11 @@ class Engine:
                 with contextlib.suppress(BaseException):
                     await inflight
             raise
+        finally:
+            self._running = False
+            for parked, _ in self._holds:  # nobody writes rule state concurrently any more
+                parked.set()
+            self._holds.clear()
 
     async def drain(self) -> None:
         """Stop accepting observations and commit everything already queued."""

@@ -76,6 +76,10 @@ class StoreError(EventflowError):
     """The state store failed or holds something this version cannot read."""
 
 
+class WorkerBusy(StoreError):
+    """Another ``eventflow run`` holds the store's worker lock (one per SQLite file)."""
+
+
 class StoreConflict(StoreError):
     """A commit was refused because another worker changed what it was computed from (a
     shared PostgreSQL store); nothing was written: read again and re-evaluate."""

@@ -19,6 +19,7 @@ from collections.abc import Collection, Coroutine
 from typing import Any
 
 from eventflow import backoff, metrics
+from eventflow.backfill_worker import BackfillWorker
 from eventflow.dispatcher import Dispatcher
 from eventflow.engine import Engine
 from eventflow.events import JSON, Observation, utcnow
@@ -119,6 +120,7 @@ class Runtime:
         """Set once the store is open and start-up recovery is done (``/readyz``)."""
         self.pauses = PauseWatch(self.store, pipeline.engine.poll_interval.total_seconds())
         """The paused rules and sensors (:mod:`eventflow.pauses`), read from the store."""
+        self.backfills: BackfillWorker | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         async with self.store, contextlib.AsyncExitStack() as resources:
@@ -174,11 +176,13 @@ class Runtime:
         for d in drainers:
             core[f"outbox:{d.name}"] = asyncio.create_task(d.run(), name=f"outbox:{d.name}")
         core["pauses"] = asyncio.create_task(self.pauses.run(), name="pauses")
+        backfills = self.backfills = BackfillWorker(pipeline, store, engine, dispatcher.wake)
+        intake = [asyncio.create_task(backfills.run(), name="backfills")]
         if pipeline.raw.retention.events is not None:
             core["retention"] = asyncio.create_task(
                 retention_loop(pipeline, store), name="retention"
             )
-        sensor_tasks = []
+        sensor_tasks = intake  # stopped first, with the sensors
         for spec in pipeline.sensors.values():
             handle = SensorHandle(spec.name, engine, store)
             self.sensors[spec.name] = handle

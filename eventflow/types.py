@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, runtim
 
 from pydantic import BaseModel
 
+from eventflow.backfill_requests import BackfillRequest
 from eventflow.events import JSON, Event, InputRef, Observation
 from eventflow.pauses import Pause, PauseAction, PauseActionName, PauseKind
 from eventflow.payloads import InputEvent
@@ -386,6 +387,24 @@ class Store(Protocol):
 
     async def pause_actions(self, limit: int = 100) -> list[PauseAction]:
         """The audit trail of pauses and resumes, newest first."""
+
+    # backfill requests (eventflow.backfill_requests)
+    async def save_backfill(self, request: BackfillRequest) -> None:
+        """Insert a backfill request, or record its status and progress (its request and
+        cancel request are kept)."""
+
+    async def get_backfill(self, backfill_id: str) -> BackfillRequest | None: ...
+
+    async def list_backfills(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[BackfillRequest]:
+        """Newest first; ``status`` one of the statuses, or ``active`` (pending or running)."""
+
+    async def request_backfill_cancel(
+        self, backfill_id: str, by: str, now: datetime
+    ) -> BackfillRequest:
+        """Ask for a pending or running backfill to be cancelled (the first request is
+        kept); raises StoreError if there is none or it ended."""
 
     # timers
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]: ...

@@ -9,9 +9,10 @@ a command needs it, which keeps ``eventflow --help`` fast.
 
 - :mod:`eventflow.cli.run`: ``validate``, ``run``;
 - :mod:`eventflow.cli.inspect`: ``status``, ``why``, ``runs``, ``deadletters``, ``graph``;
-- :mod:`eventflow.cli.act`: ``emit``, ``retry``, ``backfill``, ``replay``;
 - :mod:`eventflow.cli.checks`: ``checks`` (data-quality checks: list, rerun, override).
 - :mod:`eventflow.cli.plan`: ``plan``, ``versions``.
+- :mod:`eventflow.cli.act`: ``emit``, ``retry``, ``cancel``, ``replay``;
+- :mod:`eventflow.cli.backfills`: ``backfill``, ``backfills``, ``cancel-backfill``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import click
 
 from eventflow import __version__
-from eventflow.cli import act, checks, inspect, pause, plan, run
+from eventflow.cli import act, backfills, checks, inspect, pause, plan, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,7 +46,9 @@ for _command in (
     act.cancel,
     pause.pause,
     pause.resume,
-    act.backfill,
+    backfills.backfill,
+    backfills.backfills,
+    backfills.cancel_backfill,
     act.replay,
     checks.checks,
     plan.plan,

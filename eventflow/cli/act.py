@@ -1,4 +1,5 @@
-"""The commands that change state: ``emit``, ``retry``, ``cancel``, ``backfill``, ``replay``."""
+"""The commands that change state: ``emit``, ``retry``, ``cancel``, ``replay`` (``backfill``
+is :mod:`eventflow.cli.backfills`)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,8 @@ import getpass
 import json
 import os
 import uuid
-from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -21,14 +20,12 @@ from eventflow.cli.common import (
     err,
     exact_partition,
     load,
-    no_rule,
     out,
     print_json,
     with_store,
 )
 from eventflow.events import format_partition, utcnow
 from eventflow.log import configure
-from eventflow.types import Store
 
 
 @click.command()
@@ -88,7 +85,7 @@ def cancel(file: Path, run_id: str) -> None:
     process group, a hand-off's downstream run) and ends `cancelled`, with an
     `eventflow.run.cancelled` event. `eventflow retry` runs it again."""
     pipeline = load(file)
-    by = f"cli:{_user()}"
+    by = f"cli:{user()}"
     record = with_store(pipeline, lambda s: s.request_cancel(run_id, by, utcnow()))
     out.print(
         f"run {record.run_id} ({record.status}) will be cancelled by the running pipeline",
@@ -98,19 +95,15 @@ def cancel(file: Path, run_id: str) -> None:
 
 def operator() -> str:
     """``cli:USER``: who an audited action from the CLI is by."""
-    return f"cli:{_user()}"
+    return f"cli:{user()}"
 
 
-def _user() -> str:
+def user() -> str:
     """Who runs the CLI, for the audit of what they changed."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
         return f"uid {os.getuid()}"
-
-
-cli_user = _user
-"""Who runs the CLI (for the audit of other commands' actions)."""
 
 
 def _since(text: str) -> datetime:
@@ -130,100 +123,6 @@ def _since(text: str) -> datetime:
                 param_hint="--since",
             ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-@click.command()
-@FILE
-@click.argument("rule")
-@click.option("--from", "lo", required=True, metavar="KEY", help="First partition: 2024-05-01.")
-@click.option("--to", "hi", required=True, metavar="KEY", help="Last partition (inclusive).")
-@click.option("--dry-run", is_flag=True, help="Show what would run; change nothing.")
-@click.option("--force", is_flag=True, help="Run partitions that already succeeded again.")
-@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(min=1))
-@click.option(
-    "--no-list", is_flag=True, help="Enumerate from the event log only, not by listing sensors."
-)
-@JSON_OPT
-def backfill(
-    file: Path,
-    rule: str,
-    lo: str,
-    hi: str,
-    dry_run: bool,
-    force: bool,
-    concurrency: int,
-    no_list: bool,
-    as_json: bool,
-) -> None:
-    """Run RULE for every partition from --from to --to whose inputs are there.
-
-    Partitions come from what the sensors can list (directories) and from the event log.
-    A KEY gives the rule's partition values in order, separated by '/' (2024-05-01/07 or
-    dt=2024-05-01/hr=07); a shorter KEY bounds by its first values. Partitions that already
-    succeeded are skipped unless --force; stop `eventflow run` first.
-    """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    from eventflow import backfill as bf
-
-    configure("warning")  # progress and the table are the output; problems go to stderr
-    pipeline = load(file)
-    no_rule(pipeline, rule)
-    by = pipeline.rules[rule].spec.by
-    try:
-        bounds = bf.parse_bound(lo, by, "--from"), bf.parse_bound(hi, by, "--to")
-    except bf.BackfillError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-    def make_plan(store: Store) -> Awaitable[bf.Plan]:
-        return bf.plan(pipeline, store, rule, *bounds, force=force, list_sources=not no_list)
-
-    async def work(store: Store) -> bf.Plan:
-        the_plan = await make_plan(store)
-        todo = len(the_plan.of("run", "resume"))
-        if dry_run or not todo:
-            return the_plan
-        columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
-        with Progress(*columns, TimeElapsedColumn(), console=err, disable=as_json) as bar:
-            task = bar.add_task(f"backfill {rule}", total=todo)
-            await bf.backfill(
-                pipeline, store, the_plan, concurrency, on_done=lambda _: bar.advance(task)
-            )
-        return the_plan
-
-    result = with_store(pipeline, work)
-    rows: list[dict[str, Any]] = [
-        {
-            "partition": i.partition,
-            "action": i.action,
-            "reason": i.reason,
-            "run_id": i.run_id,
-            "generation": i.generation or None,
-            "status": i.status,
-        }
-        for i in result.items
-    ]
-    failed = sum(i.status == "failed" for i in result.items)
-    if as_json:
-        print_json({"rule": rule, "dry_run": dry_run, "partitions": rows})
-    else:
-        title = f"Backfill of {rule}" + (" (dry run)" if dry_run else "")
-        from rich.table import Table
-
-        table = Table("partition", "action", "reason", "run", "status", title=title)
-        for i in result.items:
-            cells = (i.action, i.reason, i.run_id or "-", i.status or "-")
-            render.add_row(table, format_partition(i.partition), *cells)
-        out.print(table)
-        counts = {a: len(result.of(a)) for a in ("run", "resume", "skip", "incomplete")}
-        out.print(
-            f"{counts['run']} to run, {counts['resume']} resumed, {counts['skip']} skipped"
-            f" (succeeded before), {counts['incomplete']} incomplete"
-            + ("" if dry_run else f"; {failed} failed"),
-            markup=False,
-        )
-    if failed:
-        raise SystemExit(1)
 
 
 @click.command()

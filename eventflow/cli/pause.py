@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from eventflow.cli.act import cli_user
+from eventflow.cli.act import operator
 from eventflow.cli.common import FILE, JSON_OPT, err, load, out, print_json, with_store
 from eventflow.pauses import PauseActionName, PauseKind, UnknownTarget, act
 
@@ -33,7 +33,7 @@ def _command(action: PauseActionName, doc: str) -> click.Command:
     ) -> None:
         kind, name = _target(rule, sensor)
         pipeline = load(file)
-        by = f"cli:{cli_user()}"
+        by = operator()
         try:
             done = with_store(pipeline, lambda s: act(pipeline, s, kind, name, action, by, reason))
         except UnknownTarget as exc:

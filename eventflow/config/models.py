@@ -408,6 +408,12 @@ class EngineConfig(Model):
         description="How often the store is checked for work added by other processes"
         " (`eventflow emit`, `eventflow retry`).",
     )
+    backfill_rate: float = Field(
+        default=50.0,
+        gt=0,
+        description="Partitions a live backfill fires per second (`eventflow backfill --rate`"
+        " overrides it per request), so live events go on meanwhile.",
+    )
 
 
 class TrustedProxyConfig(Model):

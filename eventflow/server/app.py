@@ -21,6 +21,7 @@ from eventflow.server.api import Api, BadRequest, problem
 from eventflow.server.api_checks import ChecksApi
 from eventflow.server.api_pauses import PauseApi
 from eventflow.server.auth import Auth, SignIn
+from eventflow.server.backfills_api import BackfillApi
 from eventflow.server.credentials import Credentials, load_credentials
 from eventflow.server.guard import Guard, HostRule
 from eventflow.server.hooks import HOOKS
@@ -91,6 +92,7 @@ def build_app(runtime: Runtime, credentials: Credentials, host: str = DEFAULT_HO
         Route("/api/sensors/{name}/pause", pauses.pause_sensor, methods=["POST"]),
         Route("/api/sensors/{name}/resume", pauses.resume_sensor, methods=["POST"]),
         Route("/api/events", api.emit, methods=["POST"]),
+        *BackfillApi(runtime).routes(),
         Route("/hooks/{sensor}", api.hook, methods=["POST"]),
         Route("/hooks/{sensor}/{path:path}", api.hook, methods=["POST"]),
     ]

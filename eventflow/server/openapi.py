@@ -192,6 +192,8 @@ def _require_credential(operation: Schema, role: str) -> None:
 
 
 def _document() -> Schema:
+    from eventflow.server.openapi_backfills import backfill_paths
+
     guarded = {
         "400": _error("A Host header that is not in `server.allowed_hosts`, or a bad request."),
         "403": _error("Sent by a browser page of another origin."),
@@ -459,6 +461,7 @@ def _document() -> Schema:
                     },
                 }
             },
+            **backfill_paths(guarded, json_only),
         },
         "components": {
             "schemas": {

@@ -19,6 +19,7 @@ from eventflow.events import format_partition
 from eventflow.pipeline import PRODUCED_SENSOR_PREFIX
 from eventflow.records import RunRecord
 from eventflow.server.credentials import ANONYMOUS, Principal
+from eventflow.server.page_backfills import backfills_section
 from eventflow.server.page_pauses import PAUSE_HEADERS, PAUSE_SCRIPT, pause_rows
 from eventflow.views.checks import Held
 from eventflow.views.deadletters import DeadLetterView, deadletter_page
@@ -340,6 +341,7 @@ async def render_page(runtime: Runtime, principal: Principal | None) -> str:
             "deadletters",
             "No dead letters.",
         ),
+        backfills=await backfills_section(runtime, principal),
     )
 
 
@@ -377,6 +379,7 @@ pre.log {{ background: #0f172a; color: #e2e8f0; padding: .6rem; max-height: 20re
 <h2>Held by checks</h2>{checks}
 <h2>Pause and resume</h2>{pauses}
 <h2>Dead letters</h2>{deadletters}
+<h2>Backfills</h2>{backfills}
 <div id="log-view"></div>
 <script>
 document.querySelectorAll("button.logs").forEach(function (b) {{
@@ -417,7 +420,7 @@ document.querySelectorAll("button.check-action").forEach(function (b) {{
 const logout = document.getElementById("logout");
 if (logout) logout.addEventListener("click", function () {{ post("/logout"); }});
 setInterval(function () {{
-  if (!document.querySelector("pre.log")) location.reload();
+  if (!document.querySelector("pre.log, [data-busy]")) location.reload();
 }}, 15000);
 </script>
 </body></html>

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Self, TypeVar
 
+from eventflow.backfill_requests import BackfillRequest
 from eventflow.errors import ClosedError, StoreError
 from eventflow.events import JSON
 from eventflow.pauses import Pause, PauseAction, PauseActionName, PauseKind
@@ -35,6 +36,7 @@ from eventflow.rules.core import MatchState
 from eventflow.store import _codec as c
 from eventflow.store import _gates as g
 from eventflow.store import scheme_of
+from eventflow.store._backfill_ops import MemoryBackfills
 from eventflow.store._base import StoreLifecycle
 from eventflow.store._memory_ops import MemoryOps, Tables
 from eventflow.store._versions import MemoryVersions
@@ -81,6 +83,7 @@ class MemoryStore(StoreLifecycle):
         super().__init__()
         self._tables = Tables()
         self._versions = MemoryVersions()
+        self._backfills = MemoryBackfills()
 
     def __repr__(self) -> str:
         return f"MemoryStore(id={id(self):#x})"
@@ -191,6 +194,22 @@ class MemoryStore(StoreLifecycle):
 
     async def pause_actions(self, limit: int = 100) -> list[PauseAction]:
         return await self._do(lambda o: o.tables.pauses.list_actions(limit))
+
+    async def save_backfill(self, request: BackfillRequest) -> None:
+        await self._do(lambda o: self._backfills.save(request))
+
+    async def get_backfill(self, backfill_id: str) -> BackfillRequest | None:
+        return await self._do(lambda o: self._backfills.get(backfill_id))
+
+    async def list_backfills(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[BackfillRequest]:
+        return await self._do(lambda o: self._backfills.list(status, limit))
+
+    async def request_backfill_cancel(
+        self, backfill_id: str, by: str, now: datetime
+    ) -> BackfillRequest:
+        return await self._do(lambda o: self._backfills.cancel(backfill_id, by, now))
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         return await self._do(lambda o: o.due_timers(now, limit))

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlunsplit
 
+from eventflow.backfill_requests import BackfillRequest
 from eventflow.backoff import Backoff
 from eventflow.errors import ClosedError, StoreConflict, StoreError, StoreFull
 from eventflow.events import JSON
@@ -65,6 +66,7 @@ from eventflow.records import (
     Timer,
 )
 from eventflow.rules.core import MatchState
+from eventflow.store import _backfill_ops as bo
 from eventflow.store import _codec as c
 from eventflow.store import _gates as g
 from eventflow.store import _versions as v
@@ -580,6 +582,24 @@ class PostgresStore(StoreLifecycle):
 
     async def pause_actions(self, limit: int = 100) -> list[PauseAction]:
         return await self._op("pause_actions", lambda o: o.pause_actions(limit))
+
+    async def save_backfill(self, request: BackfillRequest) -> None:
+        await self._op("save_backfill", lambda o: bo.pg_save(o, request))
+
+    async def get_backfill(self, backfill_id: str) -> BackfillRequest | None:
+        return await self._op("get_backfill", lambda o: bo.pg_get(o, backfill_id))
+
+    async def list_backfills(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[BackfillRequest]:
+        return await self._op("list_backfills", lambda o: bo.pg_list(o, status, limit))
+
+    async def request_backfill_cancel(
+        self, backfill_id: str, by: str, now: datetime
+    ) -> BackfillRequest:
+        return await self._op(
+            "request_backfill_cancel", lambda o: bo.pg_cancel(o, backfill_id, by, now)
+        )
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         if not await self._leader(_POLLS_LEASE):

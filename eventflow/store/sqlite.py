@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import IO, Any, Concatenate, Literal, ParamSpec, Self, TypeVar, cast, get_args
 from urllib.parse import unquote
 
-from eventflow.errors import ClosedError, StoreError, StoreFull
+from eventflow.backfill_requests import BackfillRequest
+from eventflow.errors import ClosedError, StoreError, StoreFull, WorkerBusy
 from eventflow.events import JSON
 from eventflow.pauses import Pause, PauseAction, PauseActionName, PauseKind
 from eventflow.records import (
@@ -57,6 +58,7 @@ from eventflow.records import (
     Timer,
 )
 from eventflow.rules.core import MatchState
+from eventflow.store import _backfill_ops as bo
 from eventflow.store import _codec as c
 from eventflow.store import _gates as g
 from eventflow.store import _versions as v
@@ -178,7 +180,7 @@ class SQLiteStore(StoreLifecycle):
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise StoreError(
+            raise WorkerBusy(
                 f"another eventflow process is running on {self.path}",
                 hint="stop it first; several workers need a PostgreSQL state store",
             ) from None
@@ -391,6 +393,22 @@ class SQLiteStore(StoreLifecycle):
 
     async def pause_actions(self, limit: int = 100) -> list[PauseAction]:
         return await self._read(SQLiteOps.pause_actions, limit)
+
+    async def save_backfill(self, request: BackfillRequest) -> None:
+        await self._write(bo.sqlite_save, request)
+
+    async def get_backfill(self, backfill_id: str) -> BackfillRequest | None:
+        return await self._read(bo.sqlite_get, backfill_id)
+
+    async def list_backfills(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[BackfillRequest]:
+        return await self._read(bo.sqlite_list, status, limit)
+
+    async def request_backfill_cancel(
+        self, backfill_id: str, by: str, now: datetime
+    ) -> BackfillRequest:
+        return await self._write(bo.sqlite_cancel, backfill_id, by, now)
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         return await self._read(SQLiteOps.due_timers, now, limit)

@@ -38,7 +38,7 @@ import contextlib
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -66,6 +66,7 @@ from .config import (
 )
 from .publish import KafkaPublisher, KafkaSender
 from .records import DECODERS, Record, event_time_reader, iso, observe, position
+from .replay import replay_records
 from .watermark import TopicWatermark
 
 try:
@@ -149,6 +150,13 @@ class KafkaSensor:
         self._digests: dict[TopicPartition, str] = {}
         """The digest of the last record handed on per partition (the checkpoint's ``last``)."""
         """Partitions seeked to their checkpoint minus one: that record is checked, not read."""
+
+    # --- eventflow replay --from-source ---------------------------------------------------
+
+    def replay_observations(self, since: datetime | None) -> AsyncIterator[Observation]:
+        """The topics' records from ``since`` (the earliest retained when None) to their end
+        now, as :meth:`run` observes them (see :mod:`.replay`)."""
+        return replay_records(self.name, self.config, since)
 
     # --- running -------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ nothing is acknowledged meanwhile, so nothing is lost.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,7 @@ from eventflow.plugin import (
 
 from .client import Bucket, ObjectState, Queue, S3Problem
 from .config import Notifications, S3PublisherConfig, S3Readiness, S3SensorConfig
+from .listing import complete_objects
 from .notify import NotificationError, decode
 from .publish import S3Publisher
 from .state import Decision, Manifest, Mode, Tracker, dir_of, parse_manifest
@@ -117,6 +119,17 @@ class S3Sensor:
             self._topic = topic_sensor(name, config.notifications, env)
         self.requests = 0
         """S3 and SQS requests made (for benchmarks)."""
+
+    # --- listing (eventflow backfill) -------------------------------------------------
+
+    async def list_observations(self, prefix: str = "") -> list[Observation]:
+        """Every complete object now under ``prefix`` (within the sensor's ``prefix``), as
+        :meth:`run` would emit it from a listing (same position, so the same event id)."""
+        found = await asyncio.to_thread(complete_objects, self.config, self.tracker.mode, prefix)
+        return [
+            dataclasses.replace(self._observation(k, s, "listing"), on_commit=None)
+            for k, s in found
+        ]
 
     # --- running ---------------------------------------------------------------------
 

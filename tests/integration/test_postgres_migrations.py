@@ -30,6 +30,7 @@ TABLES = {
     "pause_actions",
     "store_identity",
     "pipeline_starts",
+    "backfills",
 }
 INDEXES = {
     "events_received",
@@ -39,6 +40,8 @@ INDEXES = {
     "runs_rule",
     "runs_cancel_requested",
     "pause_actions_name",
+    "backfills_requested",
+    "backfills_active",
     "runs_worker",
     "timers_due",
     "outbox_publisher",

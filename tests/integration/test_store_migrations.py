@@ -34,6 +34,7 @@ TABLES = {
     "pause_actions",
     "store_identity",
     "pipeline_starts",
+    "backfills",
 }
 INDEXES = {
     "matches_status",
@@ -42,6 +43,8 @@ INDEXES = {
     "runs_rule",
     "runs_cancel_requested",
     "pause_actions_name",
+    "backfills_requested",
+    "backfills_active",
     "timers_due",
     "outbox_publisher",
     "check_gates_status",

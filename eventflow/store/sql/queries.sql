@@ -338,6 +338,7 @@ WHERE (:rule IS NULL OR rule = :rule) AND (:dataset IS NULL OR dataset = :datase
     AND (:run_id IS NULL OR run_id = :run_id)
 ORDER BY created_at DESC, run_id DESC
 LIMIT :limit;
+
 -- name: claim_identity
 -- Make the store's identity when it has none (the first start); a later one is ignored.
 INSERT OR IGNORE INTO store_identity (singleton, store_id, environment, pipeline, created_at)
@@ -359,3 +360,42 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 SELECT seq, version, pipeline, environment, worker, started_at, git_commit, git_dirty, rules,
        definition, accepted
 FROM pipeline_starts ORDER BY seq DESC LIMIT :limit;
+
+-- name: save_backfill
+-- Insert a backfill request, or record its status and progress (never its request or the
+-- cancel request, which request_backfill_cancel writes).
+INSERT INTO backfills
+    (id, rule, lo, hi, force, list_sources, rate, status, requested_by, requested_at,
+     preview, planned, fired, skipped, incomplete, message, cancel_requested, updated_at,
+     finished_at)
+VALUES (:id, :rule, :lo, :hi, :force, :list_sources, :rate, :status, :requested_by,
+        :requested_at, :preview, :planned, :fired, :skipped, :incomplete, :message,
+        :cancel_requested, :updated_at, :finished_at)
+ON CONFLICT (id) DO UPDATE SET
+    status = excluded.status, planned = excluded.planned, fired = excluded.fired,
+    skipped = excluded.skipped, incomplete = excluded.incomplete, message = excluded.message,
+    updated_at = excluded.updated_at, finished_at = excluded.finished_at;
+
+-- name: get_backfill
+-- One backfill request by id.
+SELECT id, rule, lo, hi, force, list_sources, rate, status, requested_by, requested_at,
+       preview, planned, fired, skipped, incomplete, message, cancel_requested, updated_at,
+       finished_at
+FROM backfills WHERE id = :id;
+
+-- name: list_backfills
+-- Backfill requests, newest first, of :status (NULL: any; 'active': pending or running).
+SELECT id, rule, lo, hi, force, list_sources, rate, status, requested_by, requested_at,
+       preview, planned, fired, skipped, incomplete, message, cancel_requested, updated_at,
+       finished_at
+FROM backfills
+WHERE :status IS NULL OR status = :status
+   OR (:status = 'active' AND status IN ('pending', 'running'))
+ORDER BY requested_at DESC, id DESC
+LIMIT :limit;
+
+-- name: request_backfill_cancel
+-- Ask for a pending or running backfill to be cancelled (the first request is kept).
+UPDATE backfills SET cancel_requested = coalesce(cancel_requested, :request),
+    updated_at = :now
+WHERE id = :id AND status IN ('pending', 'running');

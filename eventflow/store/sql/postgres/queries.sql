@@ -417,6 +417,7 @@ WHERE (%(rule)s::text IS NULL OR rule = %(rule)s) AND (%(dataset)s::text IS NULL
     AND (%(run_id)s::text IS NULL OR run_id = %(run_id)s)
 ORDER BY created_at DESC, run_id DESC
 LIMIT %(limit)s;
+
 -- name: claim_identity
 -- Make the store's identity when it has none (the first start); a later one is ignored.
 INSERT INTO store_identity (singleton, store_id, environment, pipeline, created_at)
@@ -438,3 +439,42 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s);
 SELECT seq, version, pipeline, environment, worker, started_at, git_commit, git_dirty, rules,
        definition, accepted
 FROM pipeline_starts ORDER BY seq DESC LIMIT %(limit)s;
+
+-- name: save_backfill
+-- Insert a backfill request, or record its status and progress (never its request or the
+-- cancel request, which request_backfill_cancel writes).
+INSERT INTO backfills
+    (id, rule, lo, hi, force, list_sources, rate, status, requested_by, requested_at,
+     preview, planned, fired, skipped, incomplete, message, cancel_requested, updated_at,
+     finished_at)
+VALUES (%(id)s, %(rule)s, %(lo)s, %(hi)s, %(force)s, %(list_sources)s, %(rate)s, %(status)s, %(requested_by)s,
+        %(requested_at)s, %(preview)s, %(planned)s, %(fired)s, %(skipped)s, %(incomplete)s, %(message)s,
+        %(cancel_requested)s, %(updated_at)s, %(finished_at)s)
+ON CONFLICT (id) DO UPDATE SET
+    status = excluded.status, planned = excluded.planned, fired = excluded.fired,
+    skipped = excluded.skipped, incomplete = excluded.incomplete, message = excluded.message,
+    updated_at = excluded.updated_at, finished_at = excluded.finished_at;
+
+-- name: get_backfill
+-- One backfill request by id.
+SELECT id, rule, lo, hi, force, list_sources, rate, status, requested_by, requested_at,
+       preview, planned, fired, skipped, incomplete, message, cancel_requested, updated_at,
+       finished_at
+FROM backfills WHERE id = %(id)s;
+
+-- name: list_backfills
+-- Backfill requests, newest first, of a status (NULL: any; 'active': pending or running).
+SELECT id, rule, lo, hi, force, list_sources, rate, status, requested_by, requested_at,
+       preview, planned, fired, skipped, incomplete, message, cancel_requested, updated_at,
+       finished_at
+FROM backfills
+WHERE %(status)s::text IS NULL OR status = %(status)s
+   OR (%(status)s = 'active' AND status IN ('pending', 'running'))
+ORDER BY requested_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: request_backfill_cancel
+-- Ask for a pending or running backfill to be cancelled (the first request is kept).
+UPDATE backfills SET cancel_requested = coalesce(cancel_requested, %(request)s),
+    updated_at = %(now)s
+WHERE id = %(id)s AND status IN ('pending', 'running');

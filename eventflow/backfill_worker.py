@@ -1,0 +1,260 @@
+"""The running pipeline's side of a live backfill: carry out the requests in the store.
+
+``eventflow run`` starts one :class:`BackfillWorker`. It looks for pending and running
+:class:`~eventflow.backfill_requests.BackfillRequest` rows every poll interval (at once when
+its own API takes one), oldest first, one at a time, and for each:
+
+1. **plans** it as ``eventflow backfill`` does (:func:`eventflow.backfill.plan`: the sensors'
+   listings and the event log through a scratch engine);
+2. **fires** the partitions in key order, a small chunk per transaction at the request's
+   rate (``--rate``, else ``engine.backfill_rate``). Each chunk is decided again and
+   written while the engine is held between two batches (the engine is otherwise the only
+   writer of rule state), so a partition that fired live meanwhile is skipped, never fired
+   twice. The chunk's commit also writes the request's cursor (the last partition fired and
+   the counts) as a cursor row of the pseudo-sensor ``backfill:ID``: after a SIGKILL the
+   request resumes after that partition;
+3. leaves the runs to the pipeline's own dispatcher, which executes them with the live ones
+   (the rule's ``run.concurrency`` and ``engine.max_runs`` apply), and records its progress
+   in the row (``fired``, ``skipped``, ``incomplete``; ``message`` says why a backfill found
+   nothing).
+
+A cancel request is looked at before each chunk: what fired stays fired (``eventflow
+cancel`` stops runs), nothing more fires. Several workers on PostgreSQL: one holds the
+``backfills`` lease and does the backfills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from structlog.typing import FilteringBoundLogger
+
+from eventflow import backfill as bf
+from eventflow.aio import wait_event
+from eventflow.backfill_requests import BackfillRequest
+from eventflow.crashpoints import crash_point
+from eventflow.errors import EventflowError, StoreError
+from eventflow.events import JSON, utcnow
+from eventflow.log import get_logger
+from eventflow.pipeline import CompiledPipeline, RuleRuntime
+from eventflow.types import Store
+
+if TYPE_CHECKING:
+    from eventflow.engine import Engine
+
+CHUNKS_PER_SECOND = 10
+"""A rate is reached in this many chunks a second (fewer when it is below that)."""
+MAX_CHUNK = 100
+PROGRESS_EVERY = 0.5
+"""Seconds between two updates of the request's row (and looks at its cancel request); the
+position committed with each chunk is what a restart resumes from."""
+
+
+def cursor_sensor(backfill_id: str) -> str:
+    """The pseudo-sensor whose cursor row holds a backfill's position."""
+    return f"backfill:{backfill_id}"
+
+
+def chunk_size(rate: float) -> int:
+    return max(1, min(MAX_CHUNK, math.ceil(rate / CHUNKS_PER_SECOND)))
+
+
+class BackfillWorker:
+    """Carries out the store's backfill requests inside ``eventflow run``."""
+
+    def __init__(
+        self,
+        pipeline: CompiledPipeline,
+        store: Store,
+        engine: Engine,
+        on_runs: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.store = store
+        self.engine = engine
+        self.on_runs = on_runs
+        """Called after a chunk created runs (wakes the dispatcher)."""
+        self.log = get_logger(component="backfill")
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Look at the requests now (one was submitted through this process's API)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Until cancelled: hold the lease, carry out the requests, wait for the next."""
+        poll = self.pipeline.engine.poll_interval.total_seconds()
+        while True:
+            try:
+                async with self.store.lease(f"backfills:{self.pipeline.name}") as lost:
+                    while not lost.is_set():
+                        for request in reversed(await self.store.list_backfills(status="active")):
+                            await self.carry_out(request)
+                        await wait_event(self._wake, poll)
+                        self._wake.clear()
+            except EventflowError as exc:  # the store: tried again, the request resumes
+                self.log.warning("backfill_interrupted", error=str(exc))
+                await asyncio.sleep(max(poll, 1.0))
+
+    async def carry_out(self, request: BackfillRequest) -> BackfillRequest:
+        """Plan and fire one request to its end (done, failed or cancelled)."""
+        log = self.log.bind(backfill=request.id, rule=request.rule)
+        try:
+            return await self._carry_out(request, log)
+        except StoreError:
+            raise  # the store's trouble, not the request's: it resumes later
+        except EventflowError as exc:
+            log.error("backfill_failed", error=str(exc))
+            now = utcnow()
+            failed = request.progressed(
+                status="failed", message=str(exc), updated_at=now, finished_at=now
+            )
+            await self.store.save_backfill(failed)
+            return failed
+
+    async def _carry_out(
+        self, request: BackfillRequest, log: FilteringBoundLogger
+    ) -> BackfillRequest:
+        pipeline, store = self.pipeline, self.store
+        rule = pipeline.rules.get(request.rule)
+        if rule is None:
+            raise bf.BackfillError(f"rule {request.rule!r} is no longer in the pipeline")
+        if request.cancel_requested:
+            return await self._cancelled(request, log)
+        by = rule.spec.by
+        lo, hi = bf.parse_bound(request.lo, by, "from"), bf.parse_bound(request.hi, by, "to")
+        if request.status == "pending":
+            log.info("backfill_started", requested_by=request.requested_by, lo=request.lo,
+                     hi=request.hi, force=request.force)  # fmt: skip
+        request = request.progressed(status="running", updated_at=utcnow())
+        await store.save_backfill(request)
+        the_plan = await bf.plan(pipeline, store, rule.name, lo, hi, force=request.force,
+                                 list_sources=request.list_sources)  # fmt: skip
+        name = cursor_sensor(request.id)
+        at = _Position.of((await store.load_cursors(name)).get("after"))
+        if at.after is None:  # the first plan: what the counts are of
+            at.planned = len(the_plan.of("run"))
+            at.base_skipped = len(the_plan.of("skip", "resume"))
+        todo = [i for i in the_plan.of("run")
+                if at.after is None or bf.sort_key(i.partition, by) > at.after]  # fmt: skip
+        request = request.progressed(
+            planned=at.planned, fired=at.fired, skipped=at.base_skipped + at.skipped,
+            incomplete=len(the_plan.of("incomplete")), message=the_plan.why_empty,
+            updated_at=utcnow(),
+        )  # fmt: skip
+        await store.save_backfill(request)
+        rate = request.rate or pipeline.engine.backfill_rate
+        size = chunk_size(rate)
+        loop = asyncio.get_running_loop()
+        looked = loop.time()
+        for start in range(0, len(todo), size):
+            if start == 0 or loop.time() - looked >= PROGRESS_EVERY:
+                looked = loop.time()
+                current = await store.get_backfill(request.id)
+                if current is not None and current.cancel_requested:
+                    cancelled = request.progressed(
+                        cancel_requested=current.cancel_requested, fired=at.fired
+                    )
+                    return await self._cancelled(cancelled, log)
+                if start:
+                    request = request.progressed(
+                        fired=at.fired, skipped=at.base_skipped + at.skipped, updated_at=utcnow()
+                    )
+                    await store.save_backfill(request)
+            began = loop.time()
+            chunk = todo[start : start + size]
+            fired = await self._fire(the_plan, rule, chunk, at, request.force, name)
+            crash_point("backfill.after_commit")
+            if fired:
+                self.on_runs()
+            pause = len(chunk) / rate - (loop.time() - began)
+            if pause > 0:
+                await asyncio.sleep(pause)
+        request = request.progressed(fired=at.fired, skipped=at.base_skipped + at.skipped)
+        now = utcnow()
+        request = request.progressed(
+            status="done", skipped=at.base_skipped + at.planned - at.fired,
+            updated_at=now, finished_at=now,
+        )  # fmt: skip
+        await store.save_backfill(request)
+        await store.delete_cursors(name, ["after"])
+        log.info("backfill_finished", planned=request.planned, fired=request.fired,
+                 skipped=request.skipped, incomplete=request.incomplete,
+                 why_empty=request.message)  # fmt: skip
+        return request
+
+    async def _fire(
+        self,
+        the_plan: bf.Plan,
+        rule: RuleRuntime,
+        chunk: list[bf.Item],
+        at: _Position,
+        force: bool,
+        cursor_name: str,
+    ) -> int:
+        """Decide the chunk again and fire it with the new position in one commit, the
+        engine held; ``at`` moves on. A partition that fired live meanwhile is skipped."""
+        async with self.engine.held():
+            fresh = [await bf.decide(self.store, rule, the_plan.fires[i.key], force) for i in chunk]
+            firing = [i for i in fresh if i.action == "run"]
+            changes = bf.fire_changes(rule, the_plan, firing, utcnow())
+            moved = replace(
+                at,
+                after=bf.sort_key(chunk[-1].partition, rule.spec.by),
+                fired=at.fired + len(firing),
+                skipped=at.skipped + len(chunk) - len(firing),
+            )
+            changes.cursors[(cursor_name, "after")] = moved.to_json()
+            async with self.store.transaction() as tx:
+                crash_point("backfill.before_commit")
+                await tx.apply(changes)
+        at.after, at.fired, at.skipped = moved.after, moved.fired, moved.skipped
+        return len(firing)
+
+    async def _cancelled(
+        self, request: BackfillRequest, log: FilteringBoundLogger
+    ) -> BackfillRequest:
+        now = utcnow()
+        request = request.progressed(status="cancelled", updated_at=now, finished_at=now)
+        await self.store.save_backfill(request)
+        await self.store.delete_cursors(cursor_sensor(request.id), ["after"])
+        by = (request.cancel_requested or {}).get("by")
+        log.info("backfill_cancelled", fired=request.fired, by=by)
+        return request
+
+
+@dataclass(slots=True)
+class _Position:
+    """Where a backfill is (after which partition) and its counts, committed with each
+    chunk: the first plan's size and skips, what it fired and skipped since."""
+
+    after: tuple[str, ...] | None = None
+    planned: int = 0
+    base_skipped: int = 0
+    fired: int = 0
+    skipped: int = 0
+
+    @classmethod
+    def of(cls, saved: JSON) -> _Position:
+        if not isinstance(saved, dict) or not isinstance(saved.get("after"), list):
+            return cls()
+        counts = {k: saved.get(k) for k in ("planned", "base_skipped", "fired", "skipped")}
+        after = saved["after"]
+        assert isinstance(after, list)
+        return cls(
+            tuple(str(v) for v in after),
+            **{k: v if isinstance(v, int) else 0 for k, v in counts.items()},
+        )
+
+    def to_json(self) -> JSON:
+        return {
+            "after": list(self.after or ()),
+            "planned": self.planned,
+            "base_skipped": self.base_skipped,
+            "fired": self.fired,
+            "skipped": self.skipped,
+        }
