@@ -9,6 +9,7 @@ a command needs it, which keeps ``eventflow --help`` fast.
 
 - :mod:`eventflow.cli.run`: ``validate``, ``run``;
 - :mod:`eventflow.cli.inspect`: ``status``, ``why``, ``runs``, ``deadletters``, ``graph``;
+- :mod:`eventflow.cli.health`: ``workers`` (and the health tables of ``status``);
 - :mod:`eventflow.cli.act`: ``emit``, ``retry``, ``backfill``, ``replay``.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import click
 
 from eventflow import __version__
-from eventflow.cli import act, inspect, run
+from eventflow.cli import act, health, inspect, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,6 +39,7 @@ for _command in (
     inspect.runs,
     inspect.deadletters,
     inspect.graph,
+    health.workers_command,
     act.emit,
     act.retry,
     act.cancel,

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from eventflow.cli import health
 from eventflow.cli.common import out
 from eventflow.durations import format_duration
 from eventflow.events import format_partition
@@ -128,6 +129,9 @@ def status(view: Status) -> None:
                 f"{p['deadline']['at']} ({p['deadline']['state']})" if p["deadline"] else "-",
             )
         out.print(table)
+    health.sensors(view.sensors)
+    health.workers(view.workers)
+    health.reliability(view.reliability)
     out.print(view.summary(), markup=False)
 
 

@@ -92,7 +92,7 @@ def validate(file: Path, as_json: bool) -> None:
     " anyone who reaches it reads and acts.",
 )
 def run(file: Path, log_level: str, log_format: str, http: str | None, insecure: bool) -> None:
-    """Run the pipeline until SIGTERM or Ctrl-C (which drain gracefully)."""
+    """Run the pipeline until SIGTERM, SIGHUP or Ctrl-C (which drain gracefully)."""
     configure(log_level, log_format)  # type: ignore[arg-type]
     pipeline = load(file)
     from eventflow.runtime import Runtime
@@ -130,7 +130,9 @@ def run(file: Path, log_level: str, log_format: str, http: str | None, insecure:
             else:
                 raise SystemExit(130)
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        # SIGHUP drains like SIGTERM (no reload in place: restart to load a changed file,
+        # which `eventflow validate` checks first; see docs/howto/operating.md).
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, on_signal, sig)
         runtime = Runtime(pipeline, own_process=True)
         if address is None:

@@ -14,7 +14,9 @@ from eventflow.records import RunRecord
 from eventflow.store import redact_dsn
 from eventflow.types import Store
 from eventflow.views.matches import PartialMatch, partial_matches
+from eventflow.views.reliability import RuleReliability, reliability
 from eventflow.views.rules import RuleView, rule_views
+from eventflow.views.workers import SensorStatus, WorkerView, sensor_statuses, workers
 
 RECENT_RUNS = 20
 
@@ -29,6 +31,11 @@ class Status:
     counts: Mapping[str, int]
     """:meth:`Store.counts` and ``matches_missed`` (open matches whose deadline passed)."""
     recent_runs: tuple[RunRecord, ...]
+    sensors: tuple[SensorStatus, ...] = ()
+    """Each sensor as the workers' heartbeat rows report it."""
+    workers: tuple[WorkerView, ...] = ()
+    reliability: tuple[RuleReliability, ...] = ()
+    """Each rule's error rates and MTTR over the last day."""
 
     def summary(self) -> str:
         """``runs: 1 pending, ... · dead letters 0``: the store's figures in one line."""
@@ -52,6 +59,9 @@ class Status:
             "partial_matches": [m.to_dict() for m in self.partial_matches],
             "counts": dict(self.counts),
             "recent_runs": [r.to_dict() for r in self.recent_runs],
+            "sensors": [s.to_dict() for s in self.sensors],
+            "workers": [w.to_dict() for w in self.workers],
+            "reliability": [r.to_dict() for r in self.reliability],
         }
 
 
@@ -63,6 +73,7 @@ async def status(
     per_rule = await store.match_counts()
     counts = dict(await store.counts())
     counts["matches_missed"] = sum(c.get("missed", 0) for c in per_rule.values())
+    found = await workers(store)
     return Status(
         pipeline=pipeline.name,
         state=redact_dsn(pipeline.state_dsn),
@@ -70,4 +81,7 @@ async def status(
         partial_matches=tuple(await partial_matches(pipeline, store, limit=limit)),
         counts=counts,
         recent_runs=tuple(await store.list_runs(limit=runs)),
+        sensors=tuple(sensor_statuses(pipeline, found)),
+        workers=tuple(found),
+        reliability=tuple(await reliability(pipeline, store)),
     )
