@@ -18,7 +18,17 @@ from eventflow.errors import EventflowError
 from eventflow.events import utcnow
 from eventflow.records import RUN_STATUSES, RunRecord
 from eventflow.server.hooks import HOOKS, HookRequest
-from eventflow.views import deadletters, matches, paging, rules, runs, sensors, status
+from eventflow.views import (
+    deadletters,
+    matches,
+    paging,
+    reliability,
+    rules,
+    runs,
+    sensors,
+    status,
+    workers,
+)
 
 if TYPE_CHECKING:
     from eventflow.runtime import Runtime
@@ -139,7 +149,10 @@ class Api:
 
     async def get_rules(self, request: Request) -> Response:
         found = await rules.rules(self.pipeline, self.store)
-        return JSONResponse({"rules": [r.to_dict() for r in found]})
+        figures = await reliability.reliability(self.pipeline, self.store)
+        return JSONResponse(
+            {"rules": [r.to_dict() for r in found], "reliability": [r.to_dict() for r in figures]}
+        )
 
     async def get_matches(self, request: Request) -> Response:
         rule = request.query_params.get("rule")
@@ -206,7 +219,19 @@ class Api:
         return JSONResponse({**body, "deadletters": body["items"]})
 
     async def get_sensors(self, request: Request) -> Response:
-        return JSONResponse({"sensors": [s.to_dict() for s in sensors.sensors(self.runtime)]})
+        """This worker's sensors, and (``reported``) every worker's from the store."""
+        found = await workers.workers(self.store)
+        reported = workers.sensor_statuses(self.pipeline, found)
+        return JSONResponse(
+            {
+                "sensors": [s.to_dict() for s in sensors.sensors(self.runtime)],
+                "reported": [s.to_dict() for s in reported],
+            }
+        )
+
+    async def get_workers(self, request: Request) -> Response:
+        found = await workers.workers(self.store)
+        return JSONResponse({"workers": [w.to_dict() for w in found]})
 
     async def _run(self, request: Request) -> RunRecord:
         return await runs.run(self.store, request.path_params["run_id"])

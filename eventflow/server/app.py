@@ -79,6 +79,7 @@ def build_app(runtime: Runtime, credentials: Credentials, host: str = DEFAULT_HO
         Route("/api/runs/{run_id}/cancel", api.cancel_run, methods=["POST"]),
         Route("/api/deadletters", api.get_deadletters, methods=["GET"]),
         Route("/api/sensors", api.get_sensors, methods=["GET"]),
+        Route("/api/workers", api.get_workers, methods=["GET"]),
         Route("/api/events", api.emit, methods=["POST"]),
         Route("/hooks/{sensor}", api.hook, methods=["POST"]),
         Route("/hooks/{sensor}/{path:path}", api.hook, methods=["POST"]),
