@@ -120,7 +120,7 @@ class Heartbeat:
         self.store = store
         self.sensors = tuple(sensors)
         self.leases = leases
-        self.seconds = seconds
+        self.seconds = max(0.1, seconds)
         self.on_beat = on_beat
         """Called after each beat (the runtime refreshes the rule health gauges)."""
         self.worker = worker_id(store)

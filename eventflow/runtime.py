@@ -161,7 +161,11 @@ class Runtime:
             )
         health.forget(pipeline.sensors)
         beat = self.heartbeat = health.Heartbeat(
-            store, pipeline.sensors, lambda: self.leases, on_beat=self._rule_gauges
+            store,
+            pipeline.sensors,
+            lambda: self.leases,
+            seconds=pipeline.raw.engine.heartbeat.total_seconds(),
+            on_beat=self._rule_gauges,
         )
         core["heartbeat"] = asyncio.create_task(_forever(beat.run()), name="heartbeat")
         sensor_tasks = []

@@ -29,6 +29,7 @@ TABLES = {
     "outbox",
     "inbox",
     "deadletters",
+    "worker_health",
 }
 INDEXES = {
     "matches_status",
