@@ -238,7 +238,7 @@ class Runtime:
                     if waited >= 1.0:
                         handle.log.info(
                             "sensor_waited",
-                            waited_for="lease",
+                            waiting_for="lease",
                             lease=name,
                             seconds=round(waited, 3),
                         )

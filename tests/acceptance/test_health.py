@@ -46,13 +46,16 @@ def test_status_in_another_process_shows_the_worker_and_its_sensor(tmp_path: Pat
     assert worker["pid"] == proc.pid
     assert worker["leases"] == ["sensor:health:landing"]
     [sensor] = status["sensors"]
-    assert sensor["worker"] == worker["worker"] and sensor["type"] == "directory"
-    assert sensor["last_poll"] is not None and sensor["last_error"] is None
+    assert sensor["worker"] == worker["worker"]
+    assert sensor["type"] == "directory"
+    assert sensor["last_poll"] is not None
+    assert sensor["last_error"] is None
     assert [r["rule"] for r in status["reliability"]] == ["job"]
     listed = p.cli_json("workers")
     assert [w["worker"] for w in listed["workers"]] == [worker["worker"]]
     text = p.cli("status", str(p.file)).stdout
-    assert "Workers" in text and worker["worker"] in text
+    assert "Workers" in text
+    assert worker["worker"] in text
 
 
 def test_sighup_drains_like_sigterm_and_the_worker_shows_stopped(tmp_path: Path) -> None:
@@ -69,7 +72,8 @@ def test_sighup_drains_like_sigterm_and_the_worker_shows_stopped(tmp_path: Path)
     [run] = p.runs()
     assert run["status"] == "succeeded"
     [signalled] = [e for e in p.log_events() if e["event"] == "signal_received"]
-    assert signalled["signal"] == "SIGHUP" and signalled["action"] == "drain"
+    assert signalled["signal"] == "SIGHUP"
+    assert signalled["action"] == "drain"
     assert p.status()["workers"][0]["state"] == "stopped"
 
 

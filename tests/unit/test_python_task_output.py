@@ -112,8 +112,10 @@ async def test_logging_to_stderr_and_a_traceback_share_the_run_s_stderr(
     assert logs_of(logged)[1] == ["warned by run-log"]
     failed = ctx(tmp_path, "run-fail")
     result = await PythonTask({"python": f"{module}:fails"}, env).run(failed)
-    assert not result.ok and result.detail == "ValueError: boom"
+    assert not result.ok
+    assert result.detail == "ValueError: boom"
     out, err = logs_of(failed)
     assert out == ["before the failure"]
-    assert err[0].startswith("Traceback") and err[-1] == "ValueError: boom"
+    assert err[0].startswith("Traceback")
+    assert err[-1] == "ValueError: boom"
     logging.getLogger("run-log").handlers.clear()

@@ -58,15 +58,21 @@ def test_error_rates_and_mttr_per_partition_stream() -> None:
     f = figures("report", runs, DAY, truncated=False)
     assert (f.runs, f.finished, f.failed) == (7, 6, 3)
     assert (f.attempts, f.failed_attempts) == (10, 6)
-    assert f.attempt_error_rate == 0.6 and f.run_error_rate == 0.5
-    assert f.recoveries == 2 and f.mttr_seconds == (30 + 5) * 60 / 2
-    assert f.failing == 1 and f.failing_since == T0 + timedelta(minutes=50)
+    assert f.attempt_error_rate == 0.6
+    assert f.run_error_rate == 0.5
+    assert f.recoveries == 2
+    assert f.mttr_seconds == (30 + 5) * 60 / 2
+    assert f.failing == 1
+    assert f.failing_since == T0 + timedelta(minutes=50)
     d = f.to_dict()
-    assert d["mttr_seconds"] == 1050.0 and d["failing_streams"] == 1
+    assert d["mttr_seconds"] == 1050.0
+    assert d["failing_streams"] == 1
 
 
 def test_a_rule_without_runs_or_failures_has_no_errors_and_no_mttr() -> None:
     """No runs: rates 0, MTTR None; only successes: the same."""
     assert figures("report", [], DAY, False).mttr_seconds is None
     ok = figures("report", [run("a", 0, "succeeded", 1, 1)], DAY, False)
-    assert ok.attempt_error_rate == 0.0 and ok.mttr_seconds is None and ok.failing == 0
+    assert ok.attempt_error_rate == 0.0
+    assert ok.mttr_seconds is None
+    assert ok.failing == 0
