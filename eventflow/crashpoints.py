@@ -9,6 +9,8 @@ one dictionary lookup. The points:
 - ``engine.after_commit``: the batch is committed, the sources are not yet acknowledged.
 - ``dispatcher.after_claim``: a run is recorded as running, its task not yet started.
 - ``dispatcher.after_task``: the task has finished, its result is not yet recorded.
+- ``dispatcher.after_result``: an attempt's result (and an ``on_failure`` hook run) is
+  recorded, nothing after it has happened.
 - ``outbox.before_publish``: completion events are recorded, not yet published.
 - ``outbox.after_publish``: published, not yet removed from the outbox.
 """
@@ -24,6 +26,7 @@ POINTS = (
     "engine.after_commit",
     "dispatcher.after_claim",
     "dispatcher.after_task",
+    "dispatcher.after_result",
     "outbox.before_publish",
     "outbox.after_publish",
 )

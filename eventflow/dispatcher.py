@@ -40,6 +40,7 @@ from eventflow.records import (
     RunStatus,
     RunUpdate,
 )
+from eventflow.run_hooks import failure_hook, hook_params
 from eventflow.types import (
     OPERATOR_CANCEL,
     RunContext,
@@ -330,9 +331,9 @@ class Dispatcher:
         self, run: RunRecord, rule: RuleRuntime, events: tuple[InputEvent, ...]
     ) -> RunContext:
         items = [e.to_dict() for e in events]
-        params: dict[str, str] = {}
+        params = hook_params(run.notes)  # an on_failure / on_missed run: what it reports
         if rule.params:  # before any file is written: a failed param fails the attempt
-            params = evaluate_params(rule.params, params_context(items, run.partition))
+            params |= evaluate_params(rule.params, params_context(items, run.partition))
         folder = self.pipeline.runs_dir / run.run_id
         folder.mkdir(parents=True, exist_ok=True)
         # Written in place, not renamed: the task starts only after the write completed, and
@@ -431,6 +432,11 @@ class Dispatcher:
         else:
             status, type_ = "failed", completion.RUN_FAILED
             log.error("run_failed", error=result.detail)
+            hook = failure_hook(self.pipeline, run, result.detail, now)
+            if hook is not None:  # `on_failure:`, committed with the failure
+                changes.runs.append(hook[0])
+                changes.run_notes.append(hook[1])
+                log.info("hook_scheduled", hook="on_failure", hook_run_id=hook[0].run_id)
         error = None if result.ok else result.detail
         finished_at = None if status == "pending" else now
         changes.run_updates.append(
@@ -457,7 +463,10 @@ class Dispatcher:
             )
         )
         await self._commit(changes)
+        crash_point("dispatcher.after_result")
         metrics.attempt_finished(run.rule, type_.rsplit(".", 1)[-1], duration)
+        if changes.runs:
+            self.wake()
         if changes.inbox_add:
             self.on_produced()
         if changes.outbox:

@@ -29,8 +29,8 @@ from eventflow.rules.core import (
     MatchState,
     ScheduleTimer,
     Step,
-    run_id_for,
 )
+from eventflow.run_hooks import deadline_run, missed_hook
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -176,18 +176,12 @@ class Effects:
                 alert = self.pipeline.rules.get(f"{effect.rule}:on_deadline")
                 if alert is not None:  # `on_deadline: {run: TASK}`: one alert per partition
                     batch.stats.fires += 1
-                    changes.runs.append(
-                        NewRun(
-                            run_id=run_id_for(alert.name, effect.key, 1),
-                            rule=alert.name,
-                            key=effect.key,
-                            partition=dict(effect.partition),
-                            generation=1,
-                            inputs=effect.arrived,
-                            max_attempts=alert.max_attempts,
-                            created_at=now,
-                        )
-                    )
+                    changes.runs.append(deadline_run(alert, effect, now))
+                hook = missed_hook(self.pipeline, effect, now)
+                if hook is not None:  # `on_missed:`, committed with the deadline's fire
+                    batch.stats.fires += 1
+                    changes.runs.append(hook[0])
+                    changes.run_notes.append(hook[1])
                 self.log.warning(
                     "deadline_missed",
                     rule=effect.rule,

@@ -6,6 +6,8 @@ user sees what went wrong in eventflow's words and a developer still gets the ca
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class EventflowError(Exception):
     """Root of every error eventflow raises on purpose."""
@@ -98,6 +100,20 @@ class PublishError(EventflowError):
     """A completion event could not be delivered; the outbox keeps it for the next attempt."""
 
     retriable = True
+
+
+class PublishRejected(PublishError):
+    """The receiver refused some events for good (a 4xx answer other than 408/429): raised
+    after every other event of the batch was delivered; the outbox dead-letters the refused
+    ones (``rejected``: event id -> why) instead of offering them again forever."""
+
+    retriable = False
+
+    def __init__(
+        self, message: str, rejected: Mapping[str, str], *, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.rejected = dict(rejected)
 
 
 class ClosedError(EventflowError):

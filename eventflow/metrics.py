@@ -135,6 +135,13 @@ PUBLISHED = Counter(
     ["publisher"],
     registry=REGISTRY,
 )
+PUBLISH_REJECTED = Counter(
+    "eventflow_events_undeliverable",
+    "Completion events a receiver refused for good (HTTP 4xx but 408/429), dead-lettered"
+    " instead of delivered, per publisher.",
+    ["publisher"],
+    registry=REGISTRY,
+)
 PUBLISH_FAILURES = Counter(
     "eventflow_publish_failures",
     "Failed attempts to deliver a batch of completion events, per publisher.",
@@ -305,6 +312,10 @@ def manual_retry(rule: str) -> None:
 
 def published(publisher: str, count: int) -> None:
     PUBLISHED.labels(publisher).inc(count)
+
+
+def publish_rejected(publisher: str, count: int) -> None:
+    PUBLISH_REJECTED.labels(publisher).inc(count)
 
 
 def publish_failed(publisher: str) -> None:

@@ -2,7 +2,9 @@
 
 Events are written to the outbox in the same transaction as the state change they describe;
 the drainer publishes them in order and deletes them only after the publisher confirmed. A
-crash in between publishes them again with the same CloudEvents ``id``.
+crash in between publishes them again with the same CloudEvents ``id``. Events a receiver
+refuses for good (:class:`~eventflow.errors.PublishRejected`) become dead letters of the
+publisher (``publisher:NAME``) and leave the outbox, so one bad event never blocks the rest.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import asyncio
 from eventflow import backoff, metrics
 from eventflow.aio import wait_event
 from eventflow.crashpoints import crash_point
-from eventflow.errors import EventflowError
+from eventflow.errors import EventflowError, PublishRejected
+from eventflow.events import digest, utcnow
 from eventflow.log import get_logger
+from eventflow.records import Changes, DeadLetter, OutboxItem
 from eventflow.types import Publisher, Store
 
 
@@ -62,13 +66,50 @@ class OutboxDrainer:
         if not items:
             return 0
         crash_point("outbox.before_publish")
-        await self.publisher.publish([item.event for item in items])
+        rejected: dict[str, str] = {}
+        try:
+            await self.publisher.publish([item.event for item in items])
+        except PublishRejected as exc:
+            rejected = exc.rejected
         crash_point("outbox.after_publish")
+        if rejected:
+            await self._deadletter([i for i in items if i.event.id in rejected], rejected)
         await self.store.delete_outbox([item.id for item in items])
-        self.published += len(items)
-        metrics.published(self.name, len(items))
-        self.log.debug("events_published", count=len(items))
+        delivered = len(items) - len(rejected)
+        self.published += delivered
+        metrics.published(self.name, delivered)
+        self.log.debug("events_published", count=delivered)
         return len(items)
+
+    async def _deadletter(self, items: list[OutboxItem], rejected: dict[str, str]) -> None:
+        """Keep the events the receiver refused as dead letters (written again after a crash
+        before the outbox rows went: the store keeps the first)."""
+        now = utcnow()
+        letters = [
+            DeadLetter(
+                event_id=digest("undeliverable", self.name, item.event.id),
+                sensor=f"publisher:{self.name}",
+                position={
+                    "publisher": self.name,
+                    "event_id": item.event.id,
+                    "type": item.event.type,
+                },
+                error=rejected[item.event.id],
+                excerpt=item.event.to_json()[:1024],
+                time=now,
+            )
+            for item in items
+        ]
+        async with self.store.transaction() as tx:
+            await tx.apply(Changes(deadletters=letters))
+        metrics.publish_rejected(self.name, len(letters))
+        for item in items:
+            self.log.error(
+                "event_undeliverable",
+                event_id=item.event.id,
+                type=item.event.type,
+                error=rejected[item.event.id],
+            )
 
     async def flush(self, timeout: float) -> None:
         """Deliver what is left, for at most ``timeout`` seconds (at shutdown)."""

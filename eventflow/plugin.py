@@ -16,7 +16,8 @@ stable surface that the built-in plugins in ``eventflow_sensors`` use too::
   bases that forbid unknown keys), :data:`Duration` (``30s``, ``2h``).
 - **Lifecycle**: :class:`Resource`, the ``async with`` base of everything that opens a
   connection; :mod:`backoff <eventflow.backoff>` for retry loops.
-- **Errors**: :class:`SensorError`, :class:`PublishError`, :class:`TaskError`,
+- **Errors**: :class:`SensorError`, :class:`PublishError` (:class:`PublishRejected` for
+  events a receiver refuses for good), :class:`TaskError`,
   :class:`StoreError`, :class:`ClosedError`, all :class:`EventflowError`.
 - **Helpers**: templates (:func:`render`, :func:`placeholders`), :func:`glob_match`, ids
   (:func:`digest`, :func:`format_partition`), :func:`utcnow`, a sensor's Prometheus gauges
@@ -46,6 +47,7 @@ from eventflow.errors import (
     ClosedError,
     EventflowError,
     PublishError,
+    PublishRejected,
     SensorError,
     StoreError,
     TaskError,
@@ -125,6 +127,7 @@ __all__ = [
     "OutgoingMessage",
     "PluginEnv",
     "PublishError",
+    "PublishRejected",
     "Publisher",
     "PublisherConfig",
     "ReplayableSensor",

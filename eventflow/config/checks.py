@@ -16,6 +16,7 @@ from eventflow.datasets import DatasetSpec, ExpressionError, compile_expression
 from eventflow.patterns import CONVERSIONS, KeyPattern, placeholders, template_fields
 from eventflow.pipeline import EMIT_SENSOR, PRODUCED_SENSOR_PREFIX
 from eventflow.rules.timing import DeadlineExpr, parse_time, zone
+from eventflow.run_hooks import VARIABLES as HOOK_VARIABLES
 from eventflow.tasks.environ import env_name
 from eventflow.tasks.inline import InlineCode, inline_code
 
@@ -276,6 +277,10 @@ class _Checker:
         alert = self.s.tasks.get(f"{name}:on_deadline")
         if by is not None and alert is not None:
             self.placeholders(name, by, alert, ("rules", name, "on_deadline", "run"))
+        for kind, variables in HOOK_VARIABLES.items():
+            hook = self.s.tasks.get(f"{name}:{kind}")
+            if by is not None and hook is not None:
+                self.placeholders(name, (*by, *variables), hook, ("rules", name, kind))
 
     def params(self, name: str, by: tuple[str, ...], params: Mapping[str, str]) -> None:
         """Each ``params`` entry: a template variable name of its own, a valid expression."""
@@ -391,6 +396,18 @@ class _Checker:
         elif config.on_deadline != "event":  # run_partial, or an alert task
             self.problems.add(
                 "`on_deadline` needs a deadline", (*path, "on_deadline"), hint="add `expect_by`"
+            )
+        if config.on_missed is not None and config.expect_by is None:
+            self.problems.add(
+                "`on_missed` runs at a missed deadline, but the rule has no `expect_by`",
+                (*path, "on_missed"),
+                hint='add `expect_by: "{dt}T06:00Z + 1d"` (say), or drop `on_missed`',
+            )
+        if config.on_missed is not None and not isinstance(config.on_deadline, str):
+            self.problems.add(
+                "`on_missed` and `on_deadline: {run: ...}` both run a task at a missed deadline",
+                (*path, "on_missed"),
+                hint="keep `on_missed` (it also gets `{deadline}` and `{missing}`)",
             )
         expect = config.expect
         if expect is None:

@@ -38,6 +38,8 @@ from eventflow.config.yaml_lines import parse_yaml
 from eventflow.durations import format_duration
 from eventflow.errors import ConfigError, ConfigProblem
 from eventflow.pipeline import CompiledPipeline, RuleRuntime, SensorSpec
+from eventflow.rules.core import RuleSpec
+from eventflow.run_hooks import HOOKS, hook_name
 
 DEFAULT_STATE = "sqlite:///.eventflow/state.db"
 """The state store when the file names none; relative to the file's directory."""
@@ -129,6 +131,12 @@ def _compile(raw: dict[str, Any], file: Path, problems: Problems) -> CompiledPip
             task = plugins.task(name, alert, path)
             if task is not None:
                 tasks[alert_name(name)] = task
+        for kind in HOOKS:  # `on_failure:` / `on_missed:`, tasks of their own
+            hook = _mapping(section).get(kind)
+            if hook is not None:
+                task = plugins.task(name, hook, ("rules", name, kind))
+                if task is not None:
+                    tasks[hook_name(name, kind)] = task
     sections = Sections(
         sensors=[str(name) for name in _mapping(raw.get("sensors"))],
         datasets={n: _quiet(DatasetConfig, v) for n, v in _mapping(raw.get("datasets")).items()},
@@ -170,6 +178,17 @@ def _compile(raw: dict[str, Any], file: Path, problems: Problems) -> CompiledPip
                 task_plugin=alert_task.plugin,
                 task_config=alert_task.config,
             )
+        for kind in HOOKS:
+            hook_run = getattr(rc, kind)
+            if hook_run is not None and hook_name(name, kind) in tasks:
+                hook_task = tasks[hook_name(name, kind)]
+                rules[hook_name(name, kind)] = RuleRuntime(
+                    spec=RuleSpec(hook_name(name, kind), "any", (), by),
+                    run=hook_run,
+                    task_type=hook_task.type,
+                    task_plugin=hook_task.plugin,
+                    task_config=hook_task.config,
+                )
     absolute = file.resolve()
     return CompiledPipeline(
         name=config.name or file.stem,

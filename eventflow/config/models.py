@@ -324,6 +324,19 @@ class RuleConfig(Model):
         " run with the inputs that arrived (`run_partial`), or also run an alert task"
         " (`{run: TASK}`).",
     )
+    on_failure: RunConfig | None = Field(
+        default=None,
+        description="A task (any type, with its own `retries`) run once after a run's last"
+        " attempt failed, with the partition's variables and `{failed_rule}`,"
+        " `{failed_run_id}`, `{failed_attempt}`, `{error}`, `{log_tail}` (also"
+        " `EVENTFLOW_VAR_<NAME>`); it never changes the failed run's status.",
+    )
+    on_missed: RunConfig | None = Field(
+        default=None,
+        description="A task run once when a partition misses its `expect_by` deadline, with"
+        " the partition's variables and `{missed_rule}`, `{deadline}`, `{missing}`,"
+        " `{arrived}` (datasets, comma-separated), `{fired_late}`.",
+    )
     batch: BatchConfig | None = Field(
         default=None,
         description="Fire one run per batch of inputs, all passed in `EVENTFLOW_EVENTS`.",

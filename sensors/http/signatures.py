@@ -131,3 +131,13 @@ def _in_window(what: str, stamp: str, now: datetime, tolerance: timedelta) -> No
             f"{what} is {abs(offset):.0f} s {when}, beyond the tolerance of"
             f" {tolerance.total_seconds():g} s: a replayed request, or a clock that is off"
         )
+
+
+def sign_standard(keys: list[bytes], delivery: str, stamp: str, body: bytes) -> str:
+    """The ``webhook-signature`` value of a Standard Webhooks request: ``v1,SIG`` per key,
+    space-separated (several while the secret is rotated), as :func:`verify` checks it."""
+    signed = b"%s.%s.%s" % (delivery.encode(), stamp.encode(), body)
+    return " ".join(
+        "v1," + base64.b64encode(hmac.new(k, signed, hashlib.sha256).digest()).decode()
+        for k in keys
+    )
