@@ -34,6 +34,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from eventflow import health
 from eventflow.events import InputRef
 from eventflow.records import RUN_STATUSES, DeadLetter, NewRun, RunRecord
 
@@ -209,6 +210,29 @@ WEBHOOKS = Counter(
     registry=REGISTRY,
 )
 
+# -- rule health (refreshed by the worker's heartbeat, from the store) -------------------------
+
+RULE_ERROR_RATE = Gauge(
+    "eventflow_rule_error_rate",
+    "Share of failed attempts (``of=attempts``) and of failed runs (``of=runs``) among the"
+    " rule's runs created in the last window (``eventflow status``'s), 0 to 1.",
+    ["rule", "of"],
+    registry=REGISTRY,
+)
+RULE_MTTR = Gauge(
+    "eventflow_rule_mttr_seconds",
+    "Mean time to recover of the rule in the window: first failure of a partition stream to"
+    " its next success, averaged over the recoveries (absent before the first recovery).",
+    ["rule"],
+    registry=REGISTRY,
+)
+RULE_UNRECOVERED = Gauge(
+    "eventflow_rule_failing_streams",
+    "Partition streams of the rule whose last run in the window failed (not recovered yet).",
+    ["rule"],
+    registry=REGISTRY,
+)
+
 # -- the store (refreshed at scrape time) ------------------------------------------------------
 
 OUTBOX_BACKLOG = Gauge(
@@ -321,12 +345,13 @@ def webhook(sensor: str, code: int) -> None:
 class SensorGauges:
     """What a sensor reports about its source; get one with :func:`sensor`."""
 
-    __slots__ = ("_lag", "_name", "_polled")
+    __slots__ = ("_lag", "_name", "_polled", "_report")
 
     def __init__(self, name: str) -> None:
         self._name = name
         self._lag = SENSOR_LAG.labels(name)
         self._polled = SENSOR_POLLED.labels(name)
+        self._report = health.report(name)
 
     def reset(self, reason: str, policy: str, skipped: int) -> None:
         """The source no longer held the checkpoint (``reason``); ``policy`` was applied and
@@ -335,14 +360,18 @@ class SensorGauges:
         if skipped > 0:
             SENSOR_SKIPPED.labels(self._name, reason).inc(skipped)
 
-    def lag(self, messages: float) -> None:
+    def lag(self, messages: float, parts: Mapping[str, float] | None = None) -> None:
         """How far behind the source the sensor is (Kafka: sum of end offset minus position
-        over the assigned partitions)."""
+        over the assigned partitions; ``parts``: per partition, shown by ``status``)."""
         self._lag.set(messages)
+        self._report.lag = messages
+        self._report.lag_detail = dict(parts or {})
 
     def polled(self, at: float | None = None) -> None:
         """A poll of the source completed (now, or at the given Unix time)."""
-        self._polled.set(time.time() if at is None else at)
+        at = time.time() if at is None else at
+        self._polled.set(at)
+        self._report.last_poll = at
 
 
 def sensor(name: str) -> SensorGauges:
@@ -359,6 +388,15 @@ def refresh_store(counts: Mapping[str, int]) -> None:
         RUNS.labels(status).set(counts.get(f"runs_{status}", 0))
     for match_status in ("open", "fired", "expired"):
         MATCHES.labels(match_status).set(counts.get(f"matches_{match_status}", 0))
+
+
+def rule_health(rule: str, attempts: float, runs: float, mttr: float | None, open_: int) -> None:
+    """The rule's error rates, mean time to recover and failing streams (see the gauges)."""
+    RULE_ERROR_RATE.labels(rule, "attempts").set(attempts)
+    RULE_ERROR_RATE.labels(rule, "runs").set(runs)
+    if mttr is not None:
+        RULE_MTTR.labels(rule).set(mttr)
+    RULE_UNRECOVERED.labels(rule).set(open_)
 
 
 def exposition() -> bytes:

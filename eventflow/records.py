@@ -301,3 +301,23 @@ class Changes:
                 self.gates,
             )
         )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerBeat:
+    """A worker's heartbeat row: who it is, what it holds and how its sensors are, written
+    by the running process every few seconds so ``eventflow status`` in another process
+    sees them (:mod:`eventflow.health`)."""
+
+    worker: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    beat_seconds: float
+    """Seconds between two beats: a row older than a few of them is stale."""
+    leases: tuple[str, ...] = ()
+    sensors: Mapping[str, JSON] = field(default_factory=dict)
+    """Sensor name -> its health as :meth:`eventflow.health.SensorState.to_dict` writes it."""
+    stopped_at: datetime | None = None
+    """Set by the last beat of a worker that stopped cleanly."""

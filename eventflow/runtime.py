@@ -18,7 +18,7 @@ import time
 from collections.abc import Collection, Coroutine
 from typing import Any
 
-from eventflow import backoff, metrics
+from eventflow import backoff, health, metrics
 from eventflow.backfill_worker import BackfillWorker
 from eventflow.dispatcher import Dispatcher
 from eventflow.engine import Engine
@@ -38,6 +38,8 @@ SENSOR_BACKOFF_MAX = 60.0
 """Longest wait before restarting a failed sensor (seconds)."""
 SENSOR_HEALTHY_AFTER = 60.0
 """A sensor that ran this long before failing starts its backoff from the beginning."""
+RULE_GAUGES_EVERY = 30.0
+"""Seconds between two refreshes of the rules' error rate and MTTR gauges."""
 GC_YOUNG_THRESHOLD = 50_000
 """Container allocations (net) between two young-generation collections; Python's is 700.
 At 10,000 a Kafka stream of 1,000-message batches still met one young collection per batch
@@ -76,6 +78,7 @@ class SensorHandle:
         self.detail = "starting"
         self.since = time.monotonic()
         """When ``healthy`` last changed (``/readyz`` gives a failing sensor a retry budget)."""
+        self.report = health.report(name)
 
     async def emit(self, observation: Observation) -> None:
         await self._engine.submit(observation)
@@ -91,6 +94,7 @@ class SensorHandle:
             self.log.info("sensor_health", healthy=ok, detail=detail)
             self.since = time.monotonic()
         self.healthy, self.detail = ok, detail
+        self.report.health(ok, detail)
         metrics.sensor_health(self.name, ok)
 
 
@@ -114,6 +118,10 @@ class Runtime:
         self.env = PluginEnv(pipeline=pipeline.name, base_dir=pipeline.base_dir)
         self.log = get_logger(pipeline=pipeline.name)
         self.sensors: dict[str, SensorHandle] = {}
+        self.leases: set[str] = set()
+        """The sensor leases this worker holds (its heartbeat row lists them)."""
+        self.heartbeat: health.Heartbeat | None = None
+        self._gauged = -RULE_GAUGES_EVERY
         self.engine: Engine | None = None
         self.dispatcher: Dispatcher | None = None
         self.checker: quality_checker.Checker | None = None
@@ -182,6 +190,15 @@ class Runtime:
             core["retention"] = asyncio.create_task(
                 retention_loop(pipeline, store), name="retention"
             )
+        health.forget(pipeline.sensors)
+        beat = self.heartbeat = health.Heartbeat(
+            store,
+            pipeline.sensors,
+            lambda: self.leases,
+            seconds=pipeline.raw.engine.heartbeat.total_seconds(),
+            on_beat=self._rule_gauges,
+        )
+        core["heartbeat"] = asyncio.create_task(_forever(beat.run()), name="heartbeat")
         sensor_tasks = intake  # stopped first, with the sensors
         for spec in pipeline.sensors.values():
             handle = SensorHandle(spec.name, engine, store)
@@ -223,6 +240,7 @@ class Runtime:
         if failure is None:
             for d in drainers:
                 await d.flush(timeout=5.0)
+            await beat.stop()
         await resources.aclose()
         self.log.info(
             "pipeline_stopped",
@@ -243,20 +261,45 @@ class Runtime:
             return
         name = f"sensor:{self.pipeline.name}:{spec.name}"
         while True:
-            waiting = asyncio.get_running_loop().call_later(
-                1.0, handle.set_health, True, "standby: another worker runs this sensor"
-            )
+            asked = time.monotonic()
+            waiting = asyncio.get_running_loop().call_later(1.0, _standby, handle, name)
             try:
                 async with self.store.lease(name) as lost:
                     waiting.cancel()
+                    waited = time.monotonic() - asked
+                    if waited >= 1.0:
+                        handle.log.info(
+                            "sensor_waited",
+                            waiting_for="lease",
+                            lease=name,
+                            seconds=round(waited, 3),
+                        )
+                    self.leases.add(name)
                     work = self._restarting(spec, handle, first)
                     first = None
-                    if await _until_lost(work, lost):
-                        return
+                    try:
+                        if await _until_lost(work, lost):
+                            return
+                    finally:
+                        self.leases.discard(name)
                     handle.set_health(False, "lease lost")
                     handle.log.warning("sensor_lease_lost", lease=name)
             finally:
                 waiting.cancel()
+
+    async def _rule_gauges(self) -> None:
+        """Refresh the Prometheus gauges of each rule's error rate and MTTR (at a beat, at
+        most every :data:`RULE_GAUGES_EVERY`: they read up to a day of runs)."""
+        from eventflow.views.reliability import reliability
+
+        if time.monotonic() - self._gauged < RULE_GAUGES_EVERY:
+            return
+        self._gauged = time.monotonic()
+
+        for r in await reliability(self.pipeline, self.store):
+            metrics.rule_health(
+                r.rule, r.attempt_error_rate, r.run_error_rate, r.mttr_seconds, r.failing
+            )
 
     async def _restarting(self, spec: SensorSpec, handle: SensorHandle, first: Any = None) -> None:
         """Run a sensor (``first``, then new instances); restart it with capped exponential
@@ -290,6 +333,24 @@ class Runtime:
                     restart_in=round(delay, 2),
                 )
                 await asyncio.sleep(delay)
+
+
+def _standby(handle: SensorHandle, lease: str) -> None:
+    """The lease was not granted at once: another worker runs the sensor; say so."""
+    handle.set_health(True, "standby: another worker runs this sensor")
+    handle.log.info(
+        "sensor_waiting",
+        waiting_for="lease",
+        lease=lease,
+        hint="another worker holds it; this one takes the sensor over when that worker stops",
+    )
+
+
+async def _forever(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work``; a failure is logged by it, never stops the process (the heartbeat)."""
+    with contextlib.suppress(Exception):
+        await work
+    await asyncio.Event().wait()
 
 
 async def _until_lost(work: Coroutine[Any, Any, None], lost: asyncio.Event) -> bool:

@@ -35,6 +35,7 @@ from eventflow.records import (
     RunStatus,
     StoredEvent,
     Timer,
+    WorkerBeat,
 )
 from eventflow.rules.core import MatchState
 from eventflow.version_records import StoreIdentity, VersionStart
@@ -315,6 +316,12 @@ class Store(Protocol):
         A store for one worker grants every lease at once and never loses it."""
 
     # sensors
+    async def beat_worker(self, beat: WorkerBeat) -> None:
+        """Write this worker's heartbeat row (and forget rows of workers gone a day)."""
+
+    async def list_workers(self) -> list[WorkerBeat]:
+        """Every worker's last heartbeat row, the newest first."""
+
     async def load_cursors(self, sensor: str) -> dict[str, JSON]: ...
 
     async def delete_cursors(self, sensor: str, keys: Collection[str]) -> None: ...

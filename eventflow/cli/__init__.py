@@ -13,6 +13,7 @@ a command needs it, which keeps ``eventflow --help`` fast.
 - :mod:`eventflow.cli.plan`: ``plan``, ``versions``.
 - :mod:`eventflow.cli.act`: ``emit``, ``retry``, ``cancel``, ``replay``;
 - :mod:`eventflow.cli.backfills`: ``backfill``, ``backfills``, ``cancel-backfill``.
+- :mod:`eventflow.cli.health`: ``workers`` (and the health tables of ``status``);
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import click
 
 from eventflow import __version__
-from eventflow.cli import act, backfills, checks, inspect, pause, plan, run
+from eventflow.cli import act, backfills, checks, health, inspect, pause, plan, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,6 +42,7 @@ for _command in (
     inspect.runs,
     inspect.deadletters,
     inspect.graph,
+    health.workers_command,
     act.emit,
     act.retry,
     act.cancel,

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from eventflow.cli import health
 from eventflow.cli.common import out
 from eventflow.durations import format_duration
 from eventflow.events import format_partition
@@ -151,6 +152,9 @@ def status(view: Status) -> None:
         out.print(table)
     for paused in view.pauses:
         out.print(paused_text(paused.to_dict()), markup=False)
+    health.sensors(view.sensors)
+    health.workers(view.workers)
+    health.reliability(view.reliability)
     out.print(view.summary(), markup=False)
 
 

@@ -167,7 +167,9 @@ def run(
             else:
                 raise SystemExit(130)
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        # SIGHUP drains like SIGTERM (no reload in place: restart to load a changed file,
+        # which `eventflow validate` checks first; see docs/howto/operating.md).
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, on_signal, sig)
         runtime = Runtime(pipeline, own_process=True, accept=accept)
         if address is None:

@@ -386,8 +386,13 @@ class EngineConfig(Model):
     max_runs: int = Field(default=16, ge=1, description="Runs executing at once, over all rules.")
     drain_timeout: Duration = Field(
         default=timedelta(seconds=30),
-        description="On SIGTERM, how long in-flight runs may finish before they are stopped"
-        " (and run again at the next start).",
+        description="On SIGTERM or SIGHUP, how long in-flight runs may finish before they"
+        " are stopped (and run again at the next start).",
+    )
+    heartbeat: Duration = Field(
+        default=timedelta(seconds=5),
+        description="How often the worker writes its heartbeat row (sensors' health, leases)"
+        " to the store for `eventflow status`; a row older than three of these is stale.",
     )
     runs_dir: str = Field(
         default=".eventflow/runs",

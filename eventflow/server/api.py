@@ -18,7 +18,18 @@ from eventflow.errors import EventflowError
 from eventflow.events import utcnow
 from eventflow.records import RUN_STATUSES, RunRecord
 from eventflow.server.hooks import HOOKS, HookRequest
-from eventflow.views import deadletters, matches, paging, pauses, rules, runs, sensors, status
+from eventflow.views import (
+    deadletters,
+    matches,
+    paging,
+    pauses,
+    reliability,
+    rules,
+    runs,
+    sensors,
+    status,
+    workers,
+)
 
 if TYPE_CHECKING:
     from eventflow.runtime import Runtime
@@ -140,8 +151,12 @@ class Api:
     async def get_rules(self, request: Request) -> Response:
         found = await rules.rules(self.pipeline, self.store)
         paused = pauses.by_name(await pauses.pauses(self.store), "rule")
+        figures = await reliability.reliability(self.pipeline, self.store)
         return JSONResponse(
-            {"rules": [pauses.with_pause(r.to_dict(), paused.get(r.rule)) for r in found]}
+            {
+                "rules": [pauses.with_pause(r.to_dict(), paused.get(r.rule)) for r in found],
+                "reliability": [r.to_dict() for r in figures],
+            }
         )
 
     async def get_matches(self, request: Request) -> Response:
@@ -209,11 +224,23 @@ class Api:
         return JSONResponse({**body, "deadletters": body["items"]})
 
     async def get_sensors(self, request: Request) -> Response:
+        """This worker's sensors, and (``reported``) every worker's from the store."""
         paused = pauses.by_name(await pauses.pauses(self.store), "sensor")
-        found = sensors.sensors(self.runtime)
+        found = await workers.workers(self.store)
+        reported = workers.sensor_statuses(self.pipeline, found)
         return JSONResponse(
-            {"sensors": [pauses.with_pause(s.to_dict(), paused.get(s.sensor)) for s in found]}
+            {
+                "sensors": [
+                    pauses.with_pause(s.to_dict(), paused.get(s.sensor))
+                    for s in sensors.sensors(self.runtime)
+                ],
+                "reported": [s.to_dict() for s in reported],
+            }
         )
+
+    async def get_workers(self, request: Request) -> Response:
+        found = await workers.workers(self.store)
+        return JSONResponse({"workers": [w.to_dict() for w in found]})
 
     async def _run(self, request: Request) -> RunRecord:
         return await runs.run(self.store, request.path_params["run_id"])

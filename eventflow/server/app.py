@@ -91,6 +91,7 @@ def build_app(runtime: Runtime, credentials: Credentials, host: str = DEFAULT_HO
         Route("/api/rules/{name}/resume", pauses.resume_rule, methods=["POST"]),
         Route("/api/sensors/{name}/pause", pauses.pause_sensor, methods=["POST"]),
         Route("/api/sensors/{name}/resume", pauses.resume_sensor, methods=["POST"]),
+        Route("/api/workers", api.get_workers, methods=["GET"]),
         Route("/api/events", api.emit, methods=["POST"]),
         *BackfillApi(runtime).routes(),
         Route("/hooks/{sensor}", api.hook, methods=["POST"]),

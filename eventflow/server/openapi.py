@@ -135,6 +135,18 @@ _DEADLETTER = _obj(
     excerpt={**_STR, "description": "The first bytes of the raw message."},
     time=_STR,
 )
+_ERROR_AT = {
+    "type": ["object", "null"],
+    "required": ["message", "at"],
+    "properties": {"message": _STR, "at": _STR},
+}
+_REPORT: dict[str, Schema] = {
+    "connected": {"type": ["boolean", "null"]},
+    "last_poll": {"type": ["string", "null"], "description": "The last completed poll/fetch."},
+    "lag": {"type": ["number", "null"], "description": "Messages or objects not yet observed."},
+    "lag_detail": {"type": ["object", "null"], "additionalProperties": {"type": "number"}},
+    "last_error": _ERROR_AT,
+}
 _SENSOR = _obj(
     ["sensor", "type", "state", "ok", "healthy", "detail"],
     sensor=_STR,
@@ -144,6 +156,56 @@ _SENSOR = _obj(
     healthy={"type": ["boolean", "null"]},
     detail=_STR,
     paused=openapi_pauses.PAUSED,
+    **_REPORT,
+)
+_REPORTED = _obj(
+    ["sensor", "type", "worker", "state"],
+    sensor=_STR,
+    type=_STR,
+    worker={"type": ["string", "null"]},
+    state={
+        "enum": [
+            "connected",
+            "disconnected",
+            "standby",
+            "starting",
+            "stale",
+            "stopped",
+            "unreported",
+        ]
+    },
+    detail=_STR,
+    **_REPORT,
+)
+_WORKER = _obj(
+    ["worker", "host", "pid", "state", "started_at", "heartbeat_at", "leases"],
+    worker=_STR,
+    host=_STR,
+    pid={"type": "integer"},
+    state={"enum": ["live", "stale", "stopped"]},
+    started_at=_STR,
+    heartbeat_at=_STR,
+    heartbeat_age_seconds={"type": "number"},
+    stopped_at={"type": ["string", "null"]},
+    leases={"type": "array", "items": _STR},
+    sensors={"type": "array", "items": _STR},
+)
+_RELIABILITY = _obj(
+    ["rule", "attempt_error_rate", "run_error_rate", "mttr_seconds"],
+    rule=_STR,
+    window_seconds={"type": "number"},
+    runs={"type": "integer"},
+    finished={"type": "integer"},
+    failed={"type": "integer"},
+    attempts={"type": "integer"},
+    failed_attempts={"type": "integer"},
+    attempt_error_rate={"type": "number"},
+    run_error_rate={"type": "number"},
+    recoveries={"type": "integer"},
+    mttr_seconds={"type": ["number", "null"]},
+    failing_streams={"type": "integer"},
+    failing_since={"type": ["string", "null"]},
+    truncated={"type": "boolean"},
 )
 _STATUS = _obj(
     ["pipeline", "state", "rules", "partial_matches", "counts", "recent_runs"],
@@ -154,6 +216,9 @@ _STATUS = _obj(
     counts={"type": "object", "additionalProperties": {"type": "integer"}},
     recent_runs={"type": "array", "items": _RUN},
     pauses={"type": "array", "items": openapi_pauses.PAUSE},
+    sensors={"type": "array", "items": _REPORTED},
+    workers={"type": "array", "items": _WORKER},
+    reliability={"type": "array", "items": _RELIABILITY},
 )
 _EMIT = {
     **_obj(
@@ -280,8 +345,13 @@ def _document() -> Schema:
             },
             "/api/rules": {
                 "get": _get(
-                    "Rules with their join condition and matches by status.",
-                    _obj(["rules"], rules={"type": "array", "items": _RULE}),
+                    "Rules with their join condition and matches by status, and each rule's"
+                    " error rates and mean time to recover over the last day.",
+                    _obj(
+                        ["rules", "reliability"],
+                        rules={"type": "array", "items": _RULE},
+                        reliability={"type": "array", "items": _RELIABILITY},
+                    ),
                 )
             },
             "/api/matches": {
@@ -411,8 +481,21 @@ def _document() -> Schema:
             },
             "/api/sensors": {
                 "get": _get(
-                    "Each sensor's health: up, retrying within its budget, down, starting.",
-                    _obj(["sensors"], sensors={"type": "array", "items": _SENSOR}),
+                    "Each sensor's health on this worker (up, retrying within its budget,"
+                    " down, starting; connected, last poll, lag, last error) and, in"
+                    " `reported`, on every worker as their heartbeat rows say.",
+                    _obj(
+                        ["sensors", "reported"],
+                        sensors={"type": "array", "items": _SENSOR},
+                        reported={"type": "array", "items": _REPORTED},
+                    ),
+                )
+            },
+            "/api/workers": {
+                "get": _get(
+                    "Workers that wrote a heartbeat row: id, host, pid, live/stale/stopped,"
+                    " started, last heartbeat, leases held.",
+                    _obj(["workers"], workers={"type": "array", "items": _WORKER}),
                 )
             },
             **openapi_pauses.paths(guarded, json_only, _ERROR),

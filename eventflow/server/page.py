@@ -20,6 +20,7 @@ from eventflow.pipeline import PRODUCED_SENSOR_PREFIX
 from eventflow.records import RunRecord
 from eventflow.server.credentials import ANONYMOUS, Principal
 from eventflow.server.page_backfills import backfills_section
+from eventflow.server.page_health import health_section
 from eventflow.server.page_pauses import PAUSE_HEADERS, PAUSE_SCRIPT, pause_rows
 from eventflow.views.checks import Held
 from eventflow.views.deadletters import DeadLetterView, deadletter_page
@@ -335,6 +336,7 @@ async def render_page(runtime: Runtime, principal: Principal | None) -> str:
             "No rules or sensors.",
         )
         + PAUSE_SCRIPT,
+        health=health_section(view),
         deadletters=_table(
             ["time", "sensor", "position", "error", "excerpt"],
             _deadletter_rows(letters),
@@ -357,9 +359,9 @@ table {{ border-collapse: collapse; }}
 th, td {{ text-align: left; padding: .25rem .6rem; border-bottom: 1px solid #e2e8f0; }}
 th {{ background: #f1f5f9; }}
 .state {{ padding: 0 .4rem; border-radius: .6rem; font-size: 12px; }}
-.up, .succeeded, .open {{ background: #dcfce7; }}
-.down, .failed, .expired, .missed {{ background: #fee2e2; }}
-.retrying, .running, .pending, .starting, .paused {{ background: #fef3c7; }}
+.up, .succeeded, .open, .connected, .live {{ background: #dcfce7; }}
+.down, .failed, .expired, .missed, .disconnected, .stale {{ background: #fee2e2; }}
+.retrying, .running, .pending, .starting, .standby, .paused {{ background: #fef3c7; }}
 .missing {{ color: #b91c1c; font-weight: 600; }}
 .graph {{ overflow-x: auto; border: 1px solid #e2e8f0; padding: .4rem; }}
 pre.log {{ background: #0f172a; color: #e2e8f0; padding: .6rem; max-height: 20rem;
@@ -373,6 +375,7 @@ pre.log {{ background: #0f172a; color: #e2e8f0; padding: .6rem; max-height: 20re
 <div class="graph">{graph}</div>
 <p class="summary">S sensor · D dataset · R rule. Produced datasets: {produced}.</p>
 <h2>Sensors</h2>{sensors}
+{health}
 <h2>Rules</h2>{rules}
 <h2>Partial matches (open, missed, expired)</h2>{matches}
 <h2>Recent runs</h2>{runs}

@@ -31,11 +31,12 @@ from eventflow.records import (
     RunStatus,
     StoredEvent,
     Timer,
+    WorkerBeat,
 )
 from eventflow.rules.core import MatchState
 from eventflow.store import _codec as c
 from eventflow.store import _gates as g
-from eventflow.store import scheme_of
+from eventflow.store import _workers, scheme_of
 from eventflow.store._backfill_ops import MemoryBackfills
 from eventflow.store._base import StoreLifecycle
 from eventflow.store._memory_ops import MemoryOps, Tables
@@ -84,6 +85,7 @@ class MemoryStore(StoreLifecycle):
         self._tables = Tables()
         self._versions = MemoryVersions()
         self._backfills = MemoryBackfills()
+        self._workers: dict[str, WorkerBeat] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStore(id={id(self):#x})"
@@ -125,6 +127,14 @@ class MemoryStore(StoreLifecycle):
             result = fn(ops)
             ops.commit()
             return result
+
+    async def beat_worker(self, beat: WorkerBeat) -> None:
+        self._check_open()
+        _workers.memory_beat(self._workers, beat)
+
+    async def list_workers(self) -> list[WorkerBeat]:
+        self._check_open()
+        return _workers.memory_list(self._workers)
 
     async def load_cursors(self, sensor: str) -> dict[str, JSON]:
         return await self._do(lambda o: o.load_cursors(sensor))

@@ -64,14 +64,15 @@ from eventflow.records import (
     RunStatus,
     StoredEvent,
     Timer,
+    WorkerBeat,
 )
 from eventflow.rules.core import MatchState
 from eventflow.store import _backfill_ops as bo
 from eventflow.store import _codec as c
 from eventflow.store import _gates as g
 from eventflow.store import _versions as v
+from eventflow.store import _workers, redact_dsn
 from eventflow.store import dsn as dsn_options
-from eventflow.store import redact_dsn
 from eventflow.store._base import StoreLifecycle
 from eventflow.store._postgres_ops import PostgresOps, ReadGuard
 from eventflow.store._postgres_sql import migrate, queries
@@ -511,6 +512,12 @@ class PostgresStore(StoreLifecycle):
         return await self.try_lease(name) is not None
 
     # --- the Store protocol ---------------------------------------------------------------
+
+    async def beat_worker(self, beat: WorkerBeat) -> None:
+        await self._op("beat_worker", lambda o: _workers.postgres_beat(o, beat))
+
+    async def list_workers(self) -> list[WorkerBeat]:
+        return await self._op("list_workers", _workers.postgres_list)
 
     async def load_cursors(self, sensor: str) -> dict[str, JSON]:
         return await self._op("load_cursors", lambda o: o.load_cursors(sensor))

@@ -56,12 +56,14 @@ from eventflow.records import (
     RunStatus,
     StoredEvent,
     Timer,
+    WorkerBeat,
 )
 from eventflow.rules.core import MatchState
 from eventflow.store import _backfill_ops as bo
 from eventflow.store import _codec as c
 from eventflow.store import _gates as g
 from eventflow.store import _versions as v
+from eventflow.store import _workers
 from eventflow.store import dsn as dsn_options
 from eventflow.store._base import StoreLifecycle
 from eventflow.store._sqlite_ops import SQLiteOps
@@ -326,6 +328,12 @@ class SQLiteStore(StoreLifecycle):
                 await self._hop(ops.commit, relaxed)
 
     # --- the Store protocol ----------------------------------------------------------------
+
+    async def beat_worker(self, beat: WorkerBeat) -> None:
+        await self._write(_workers.sqlite_beat, beat)
+
+    async def list_workers(self) -> list[WorkerBeat]:
+        return await self._read(_workers.sqlite_list)
 
     async def load_cursors(self, sensor: str) -> dict[str, JSON]:
         return await self._read(SQLiteOps.load_cursors, sensor)

@@ -19,7 +19,9 @@ An exception fails the attempt with ``"ValueError: ..."`` and its traceback in t
 stderr file. At the timeout, or when eventflow stops, a coroutine is cancelled; a plain
 function cannot be interrupted: the attempt is reported timed out (or stopped) and the
 function keeps running in its thread until it returns, its result ignored. Its thread is a
-daemon, so it does not hold eventflow's exit. Output the function prints is not captured.
+daemon, so it does not hold eventflow's exit. What the function prints (``print()``,
+``sys.stdout``/``sys.stderr``, a ``logging`` handler on the default stream) goes to the
+attempt's log files, per run also when several run at once (:mod:`eventflow.tasks._redirect`).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from eventflow.events import JSON
 from eventflow.lifecycle import Resource
 from eventflow.tasks import timeout_detail
-from eventflow.tasks._logs import write_capped
+from eventflow.tasks._logs import CappedFile
+from eventflow.tasks._redirect import capture
 from eventflow.types import PluginEnv, RunContext, TaskResult
 
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
@@ -89,23 +92,27 @@ class PythonTask(Resource):
         self._function: Callable[[RunContext], Any] | None = None
 
     async def run(self, ctx: RunContext) -> TaskResult:
+        with capture(ctx) as (_, stderr):
+            return await self._attempt(ctx, stderr)
+
+    async def _attempt(self, ctx: RunContext, stderr: CappedFile) -> TaskResult:
         function = self._function
         if function is None:
             try:
                 # Importing runs module code (maybe a heavy library): not on the loop.
                 function = await asyncio.to_thread(self._load)
             except Exception as exc:
-                return _failed(ctx, exc, f"cannot import {self.config.python}: ")
+                return _failed(stderr, exc, f"cannot import {self.config.python}: ")
             self._function = function
         try:
             async with asyncio.timeout(ctx.timeout) as scope:
                 result = await _call(function, ctx)
         except TimeoutError as exc:
             if not scope.expired():
-                return _failed(ctx, exc)
+                return _failed(stderr, exc)
             return TaskResult(False, timeout_detail(ctx.timeout or 0), {"timed_out": True})
         except (Exception, SystemExit) as exc:
-            return _failed(ctx, exc)
+            return _failed(stderr, exc)
         return _to_result(result)
 
     def _load(self) -> Callable[[RunContext], Any]:
@@ -191,9 +198,10 @@ def _jsonable(value: dict[Any, Any]) -> dict[str, JSON]:
     return {str(k): v for k, v in value.items()}
 
 
-def _failed(ctx: RunContext, exc: BaseException, prefix: str = "") -> TaskResult:
+def _failed(stderr: CappedFile, exc: BaseException, prefix: str = "") -> TaskResult:
     text = "".join(traceback.format_exception(exc))
-    write_capped(ctx.stderr_path, text, ctx.log_max_bytes)
+    with contextlib.suppress(ValueError):
+        stderr.write(text.encode("utf-8", "replace"))
     message = str(exc)
     detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return TaskResult(False, prefix + detail)

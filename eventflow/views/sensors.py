@@ -1,7 +1,7 @@
 """Sensor health, from a running runtime: up, retrying (within its budget), down, starting.
 
-Only ``eventflow run`` has a runtime, so this is what ``/readyz`` and the status page show;
-the CLI commands, which open the store from another process, do not.
+Only ``eventflow run`` has a runtime, so this is what ``/readyz`` shows; every process sees
+the workers' heartbeat rows instead (:mod:`eventflow.views.workers`).
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+
+from eventflow import health
 
 if TYPE_CHECKING:
     from eventflow.runtime import Runtime
@@ -43,6 +45,7 @@ class SensorHealth:
             "ok": self.ok,
             "healthy": self.healthy,
             "detail": self.detail,
+            **{k: v for k, v in health.report(self.sensor).to_dict().items() if k != "detail"},
         }
 
 

@@ -16,7 +16,9 @@ from eventflow.types import Store
 from eventflow.views.checks import Held, held
 from eventflow.views.matches import PartialMatch, partial_matches
 from eventflow.views.pauses import PauseView, by_name, pauses, with_pause
+from eventflow.views.reliability import RuleReliability, reliability
 from eventflow.views.rules import RuleView, rule_views
+from eventflow.views.workers import SensorStatus, WorkerView, sensor_statuses, workers
 
 RECENT_RUNS = 20
 
@@ -35,6 +37,11 @@ class Status:
     """Produced partitions not announced: their checks pending, running or blocking."""
     pauses: tuple[PauseView, ...] = ()
     """The paused rules and sensors (:mod:`eventflow.views.pauses`)."""
+    sensors: tuple[SensorStatus, ...] = ()
+    """Each sensor as the workers' heartbeat rows report it."""
+    workers: tuple[WorkerView, ...] = ()
+    reliability: tuple[RuleReliability, ...] = ()
+    """Each rule's error rates and MTTR over the last day."""
 
     def summary(self) -> str:
         """``runs: 1 pending, ... · dead letters 0``: the store's figures in one line."""
@@ -61,6 +68,9 @@ class Status:
             "recent_runs": [r.to_dict() for r in self.recent_runs],
             "held_by_checks": [h.to_dict() for h in self.held],
             "pauses": [p.to_dict() for p in self.pauses],
+            "sensors": [s.to_dict() for s in self.sensors],
+            "workers": [w.to_dict() for w in self.workers],
+            "reliability": [r.to_dict() for r in self.reliability],
         }
 
 
@@ -72,6 +82,7 @@ async def status(
     per_rule = await store.match_counts()
     counts = dict(await store.counts())
     counts["matches_missed"] = sum(c.get("missed", 0) for c in per_rule.values())
+    found = await workers(store)
     return Status(
         pipeline=pipeline.name,
         state=redact_dsn(pipeline.state_dsn),
@@ -81,4 +92,7 @@ async def status(
         recent_runs=tuple(await store.list_runs(limit=runs)),
         held=tuple(await held(pipeline, store, limit=limit)),
         pauses=tuple(await pauses(store)),
+        sensors=tuple(sensor_statuses(pipeline, found)),
+        workers=tuple(found),
+        reliability=tuple(await reliability(pipeline, store)),
     )

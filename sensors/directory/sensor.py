@@ -50,7 +50,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
-from eventflow.plugin import Observation, PluginEnv, SensorContext, SensorError, escape_text
+from eventflow.plugin import (
+    Observation,
+    PluginEnv,
+    SensorContext,
+    SensorError,
+    escape_text,
+    sensor_gauges,
+)
 
 from .config import DEFAULT_IGNORE, DirectorySensorConfig, Readiness
 from .fs import (
@@ -244,6 +251,8 @@ class DirectorySensor:
     async def _supervise(self) -> None:
         """The start-up scan, then rescans when asked (overflow), periodically, and health."""
         await self._scan("startup")
+        gauges = sensor_gauges(self.name)
+        gauges.polled()
         interval = self.config.interval.total_seconds()
         periodic = interval > 0 and not self.config.polling  # polling is a full scan anyway
         next_scan = time.monotonic() + interval if periodic else float("inf")
@@ -265,6 +274,8 @@ class DirectorySensor:
                 await self._scan(reason)
                 if periodic:
                     next_scan = time.monotonic() + interval
+            gauges.polled()  # the root was checked (and the tree scanned, when due)
+            gauges.lag(len(self._tracker.pending))  # files seen, not ready yet
 
     def _request_rescan(self, reason: str, detail: str = "") -> None:
         if reason == "overflow":

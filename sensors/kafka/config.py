@@ -137,6 +137,14 @@ class KafkaSensorConfig(SensorConfig, KafkaConnection):
         " pipeline share its partitions; offsets are committed to it after eventflow's own"
         " checkpoint, so Kafka tooling shows the lag.",
     )
+    group_instance_id: str | None = Field(
+        default=None,
+        description="Static group membership (KIP-345): a name unique to this worker and kept"
+        " across its restarts (e.g. `${HOSTNAME}`), so a restarted worker gets its partitions"
+        " back at once instead of after a rebalance and the session timeout. Needs a broker"
+        " that supports it (Kafka 2.3+); a static member does not leave the group on"
+        " shutdown, so its partitions wait for it up to `session_timeout`.",
+    )
     consumer_group: bool = Field(
         default=True,
         description="Join the consumer group, so that several workers share the partitions;"

@@ -147,6 +147,9 @@ class KafkaSensor:
         self._next: dict[TopicPartition, int] = {}
         """The offset the next record of a partition should have (absent: any)."""
         self._verify: dict[TopicPartition, Checkpoint] = {}
+        self._wait: tuple[str, float] | None = None
+        """What the sensor waits for (a group join) and since when (monotonic)."""
+        self._lag_at = 0.0
         self._digests: dict[TopicPartition, str] = {}
         """The digest of the last record handed on per partition (the checkpoint's ``last``)."""
         """Partitions seeked to their checkpoint minus one: that record is checked, not read."""
@@ -190,6 +193,7 @@ class KafkaSensor:
         return AIOKafkaConsumer(
             **cfg.client_options(),
             group_id=self.group_id,
+            group_instance_id=cfg.group_instance_id,
             enable_auto_commit=False,
             # Every partition is seeked explicitly (`_seek`); an out-of-range fetch then
             # lands at the log's beginning, and `_checked` sees the offsets go backwards.
@@ -203,9 +207,9 @@ class KafkaSensor:
     async def _consume(self) -> None:
         consumer = self._consumer()
         self._consumer_ = consumer
-        await consumer.start()
         helpers: list[asyncio.Task[None]] = []
         try:
+            await consumer.start()  # in the try: a failed or cancelled start is stopped too
             self._owned.clear()
             self._verify.clear()
             self._next.clear()
@@ -216,6 +220,8 @@ class KafkaSensor:
                 consumer.subscribe(pattern=self.config.pattern, listener=_Listener(self))
             else:
                 consumer.subscribe(list(self.config.topic_names), listener=_Listener(self))
+            if self.config.consumer_group and self.config.mode != "watermark":
+                self._waiting("kafka group join")
             self._ctx.set_health(True)
             self._log.info(
                 "kafka_consume_started",
@@ -240,6 +246,7 @@ class KafkaSensor:
                         await self._emit_watermarks(batch)
                     else:
                         await self._emit_messages(batch)
+                self._report_lag(consumer)
                 await self._backpressure(consumer)
         finally:
             for helper in helpers:
@@ -405,6 +412,42 @@ class KafkaSensor:
         await self._seek(consumer, sorted(tps), stored)
         self._log.info("kafka_partitions_assigned", partitions=[_cursor_key(tp) for tp in tps])
 
+    def _waiting(self, what: str) -> None:
+        """Say that the sensor waits (a group join or rejoin) and since when."""
+        self._wait = (what, time.monotonic())
+        self._log.info(
+            "sensor_waiting",
+            waiting_for=what,
+            group=self.group_id,
+            session_timeout=self.config.session_timeout.total_seconds(),
+            hint="a rebalance waits for every member; a member that died is dropped after"
+            " the session timeout (group_instance_id: a restarted member rejoins at once)",
+        )
+
+    def _waited(self) -> None:
+        """The wait announced by :meth:`_waiting` is over: say how long it took."""
+        wait, self._wait = self._wait, None
+        if wait is not None:
+            seconds = round(time.monotonic() - wait[1], 3)
+            self._log.info(
+                "sensor_waited", waiting_for=wait[0], group=self.group_id, seconds=seconds
+            )
+
+    def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """End offset minus position of each owned partition (at most once a second)."""
+        now = time.monotonic()
+        if now - self._lag_at < 1.0:
+            return
+        self._lag_at = now
+        parts: dict[str, float] = {}
+        for tp in self._owned:
+            end = consumer.highwater(tp)
+            position = self._next.get(tp)
+            if end is not None and position is not None:
+                parts[_cursor_key(tp)] = max(0, end - position)
+        self._gauges.polled()
+        self._gauges.lag(sum(parts.values()), parts)
+
     async def _seek(
         self,
         consumer: AIOKafkaConsumer,
@@ -563,6 +606,7 @@ class KafkaSensor:
     async def _revoked(self, consumer: AIOKafkaConsumer, tps: set[TopicPartition]) -> None:
         """Let the engine commit what it holds of ``tps``, commit their offsets, let go."""
         self._log.info("kafka_partitions_revoking", partitions=[_cursor_key(tp) for tp in tps])
+        self._waiting("kafka group rejoin")
         async with self._emitting:  # no batch is half handed over
             self._owned -= tps
             deadline = time.monotonic() + REVOKE_TIMEOUT
@@ -665,6 +709,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         if assigned:
             await self.sensor._assigned(self.sensor._consumer_, set(assigned))
+        self.sensor._waited()  # joined (maybe with no partition: more members than them)
 
 
 def _cursor_key(tp: TopicPartition) -> str:

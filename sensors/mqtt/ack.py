@@ -75,6 +75,13 @@ class Acker:
         self._thread = threading.get_ident()
         self.live = True
         self.sent = 0
+        self.received = 0
+        """Messages of this connection that wait for an acknowledgement, with ``sent``."""
+
+    @property
+    def inflight(self) -> int:
+        """Messages received and not yet acknowledged (their commit is under way)."""
+        return self.received - self.sent
 
     def ack(self, mid: int, qos: int) -> None:
         if threading.get_ident() != self._thread:

@@ -39,7 +39,15 @@ import orjson
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import BaseModel
 
-from eventflow.plugin import JSON, Observation, PluginEnv, SensorContext, SensorError, backoff
+from eventflow.plugin import (
+    JSON,
+    Observation,
+    PluginEnv,
+    SensorContext,
+    SensorError,
+    backoff,
+    sensor_gauges,
+)
 
 from .ack import Acker, defer_qos2_receipt
 from .client import make_client, stable_client_id
@@ -88,6 +96,7 @@ class MqttSensor:
         self.name = name
         self.config = config
         self.env = env
+        self._gauges = sensor_gauges(name)
         if config.share_group is None:
             self.scale_out = "exclusive"
         # Members of a shared subscription each need a session of their own: by default the
@@ -187,6 +196,11 @@ class MqttSensor:
         topic = message.topic.value
         raw = _raw(message.payload)
         ack = partial(acker.ack, message.mid, message.qos) if message.qos else None
+        if ack is not None:
+            acker.received += 1
+        gauges = self._gauges
+        gauges.polled()
+        gauges.lag(acker.inflight)
         if message.retain and self.config.retained == "ignore":
             self._log.debug("mqtt_retained_ignored", topic=topic, mid=message.mid)
             if ack is not None:

@@ -42,6 +42,7 @@ READS = (
     "/api/runs",
     "/api/deadletters",
     "/api/sensors",
+    "/api/workers",
     "/api/runs/nope",
     "/api/runs/nope/logs",
 )

@@ -80,12 +80,40 @@ def test_killing_the_lease_holder_hands_everything_to_the_other_worker(
     b.start()
     wait_until(lambda: any(e.get("event") == "pipeline_started" for e in b.log_events()))
     assert not holds_sensor(b)
+    # B says what it waits for; `status` (a third process) shows both workers, A holding
+    # the lease, the sensor connected on A and on standby on B.
+    lease = "sensor:shared:landing"
+    wait_until(lambda: any(e.get("event") == "sensor_waiting" for e in b.log_events()))
+    [waiting] = [e for e in b.log_events() if e.get("event") == "sensor_waiting"]
+    assert waiting["waiting_for"] == "lease"
+    assert waiting["lease"] == lease
+
+    def both_live() -> dict[str, Any] | None:
+        status = b.status()
+        live = [w for w in status["workers"] if w["state"] == "live"]
+        return status if len(live) == 2 and len(status["sensors"]) == 2 else None
+
+    status = wait_until(both_live, timeout=30)
+    by_pid = {w["pid"]: w for w in status["workers"]}
+    assert a.proc is not None
+    assert b.proc is not None
+    assert by_pid[a.proc.pid]["leases"] == [lease]
+    assert by_pid[b.proc.pid]["leases"] == []
+    states = {s["worker"]: s["state"] for s in status["sensors"]}
+    assert states == {
+        by_pid[a.proc.pid]["worker"]: "connected",
+        by_pid[b.proc.pid]["worker"]: "standby",
+    }
 
     land(a, range(0, 12))
     wait_until(lambda: len(lines(shared / "runs.log")) >= 3, timeout=30)
     a.kill()  # mid-work: runs in flight, files not yet committed
     land(b, range(12, 20))
     wait_until(lambda: holds_sensor(b), timeout=30)
+    [took] = [e for e in b.log_events() if e.get("event") == "sensor_waited"]
+    assert took["waiting_for"] == "lease"
+    assert took["seconds"] > 0
+    print(f"worker B waited {took['seconds']} s for the sensor lease")
     counts = wait_until(lambda: settled(b, 20), timeout=60)
     assert counts["runs_pending"] == 0
     assert b.stop() == 0

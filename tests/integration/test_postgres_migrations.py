@@ -20,6 +20,7 @@ TABLES = {
     "cursors",
     "matches",
     "workers",
+    "worker_health",
     "runs",
     "timers",
     "outbox",

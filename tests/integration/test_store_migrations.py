@@ -35,6 +35,7 @@ TABLES = {
     "store_identity",
     "pipeline_starts",
     "backfills",
+    "worker_health",
 }
 INDEXES = {
     "matches_status",

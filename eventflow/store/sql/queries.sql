@@ -61,6 +61,25 @@ SELECT key, value FROM cursors WHERE sensor = :sensor ORDER BY key;
 -- Forget one checkpoint entry (sensor, key).
 DELETE FROM cursors WHERE sensor = ? AND key = ?;
 
+-- name: beat_worker
+-- Write a worker's heartbeat row (WorkerBeat): who it is, its leases, its sensors' health.
+INSERT INTO worker_health
+    (worker, host, pid, started_at, heartbeat_at, beat_seconds, leases, sensors, stopped_at)
+VALUES (:worker, :host, :pid, :started_at, :heartbeat_at, :beat_seconds, :leases, :sensors,
+        :stopped_at)
+ON CONFLICT (worker) DO UPDATE SET
+    heartbeat_at = excluded.heartbeat_at, beat_seconds = excluded.beat_seconds,
+    leases = excluded.leases, sensors = excluded.sensors, stopped_at = excluded.stopped_at;
+
+-- name: prune_workers
+-- Forget heartbeat rows older than the cutoff (workers long gone).
+DELETE FROM worker_health WHERE heartbeat_at < :before;
+
+-- name: list_workers
+-- Every worker's last heartbeat, the newest first.
+SELECT worker, host, pid, started_at, heartbeat_at, beat_seconds, leases, sensors, stopped_at
+FROM worker_health ORDER BY heartbeat_at DESC, worker;
+
 -- name: upsert_matches
 -- Write rule states (MatchRow order).
 INSERT INTO matches (rule, key, generation, status, state, updated_at)

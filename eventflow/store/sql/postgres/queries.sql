@@ -379,6 +379,25 @@ DELETE FROM workers WHERE id = %(id)s;
 -- Forget workers whose lease expired (their running runs go back to pending first).
 DELETE FROM workers WHERE lease_until < now() - interval '1 hour';
 
+-- name: beat_worker
+-- Write a worker's heartbeat row (WorkerBeat): who it is, its leases, its sensors' health.
+INSERT INTO worker_health
+    (worker, host, pid, started_at, heartbeat_at, beat_seconds, leases, sensors, stopped_at)
+VALUES (%(worker)s, %(host)s, %(pid)s, %(started_at)s, %(heartbeat_at)s, %(beat_seconds)s,
+        %(leases)s, %(sensors)s, %(stopped_at)s)
+ON CONFLICT (worker) DO UPDATE SET
+    heartbeat_at = excluded.heartbeat_at, beat_seconds = excluded.beat_seconds,
+    leases = excluded.leases, sensors = excluded.sensors, stopped_at = excluded.stopped_at;
+
+-- name: prune_workers
+-- Forget heartbeat rows older than the cutoff (workers long gone).
+DELETE FROM worker_health WHERE heartbeat_at < %(before)s;
+
+-- name: list_workers
+-- Every worker's last heartbeat, the newest first.
+SELECT worker, host, pid, started_at, heartbeat_at, beat_seconds, leases, sensors, stopped_at
+FROM worker_health ORDER BY heartbeat_at DESC, worker;
+
 -- name: has_migrations_table
 -- Whether the schema_migrations table exists (an empty database has none). Read from
 -- pg_tables with the statement's snapshot: to_regclass() may answer from a catalog
