@@ -32,7 +32,7 @@ def validate(file: Path, as_json: bool, env: str | None) -> None:
 
     try:
         problems = check_file(file, env=env)
-        if env is None:
+        if env is None and not problems:
             for name in declared_environments(file):
                 problems += [p for p in check_file(file, env=name) if p not in problems]
     except OSError as exc:
@@ -77,8 +77,8 @@ def declared_environments(file: Path) -> list[str]:
 
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return []
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, yaml.YAMLError):
+        return []  # check_file has said what is wrong with it
     return names(raw) if isinstance(raw, dict) else []
 
 

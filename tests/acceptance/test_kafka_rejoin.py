@@ -66,8 +66,8 @@ def test_the_rejoin_after_a_kill_is_logged_with_its_duration(
     `sensor_waited` with the seconds it took (tansu holds every join 3 s; it does not wait
     for the killed member's session)."""
     first, again = rejoin_seconds(tmp_path, kafka_broker, "")
-    assert 0 < first < 10
-    assert 0 < again < 10
+    assert 0 < first < 60  # a bound against a hang, not a speed check (see the benchmarks)
+    assert 0 < again < 60
 
 
 def test_static_membership_rejoins_after_a_kill(tmp_path: Path, kafka_broker: KafkaBroker) -> None:
@@ -75,5 +75,5 @@ def test_static_membership_rejoins_after_a_kill(tmp_path: Path, kafka_broker: Ka
     instance id (not fenced off by its dead self). tansu 0.6 accepts static members but
     gains nothing from them: each join took 6 s here against 3 s without (2026-12-02)."""
     first, again = rejoin_seconds(tmp_path, kafka_broker, "\n    group_instance_id: worker-1")
-    assert 0 < first < 10
-    assert 0 < again < 10
+    assert 0 < first < 60  # a bound against a hang, not a speed check (see the benchmarks)
+    assert 0 < again < 60

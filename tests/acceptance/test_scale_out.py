@@ -91,7 +91,8 @@ def test_killing_the_lease_holder_hands_everything_to_the_other_worker(
     def both_live() -> dict[str, Any] | None:
         status = b.status()
         live = [w for w in status["workers"] if w["state"] == "live"]
-        return status if len(live) == 2 and len(status["sensors"]) == 2 else None
+        settled = all(s["state"] != "starting" for s in status["sensors"])  # reported once up
+        return status if len(live) == 2 and len(status["sensors"]) == 2 and settled else None
 
     status = wait_until(both_live, timeout=30)
     by_pid = {w["pid"]: w for w in status["workers"]}

@@ -232,14 +232,14 @@ def test_validate_works_beside_the_users_sensors(core: Venv, project: Path) -> N
     for argv in [(core.eventflow,), (core.python, "-m", "eventflow")]:
         result = core.run(*argv, "validate", "pipeline.yaml", cwd=project)
         assert result.returncode == 0, result.stderr
-        assert "pipeline.yaml: ok (1 sensors, 1 datasets, 1 rules, 1 publishers)" in result.stdout
+        assert "pipeline.yaml: ok (1 sensors, 1 datasets, 1 rules, 1 publishers;" in result.stdout
 
 
 def test_python_pipeline_validates_beside_the_users_sensors(core: Venv, project: Path) -> None:
     """A pipeline declared in Python that imports the user's ``sensors`` validates."""
     result = core.run(core.eventflow, "validate", "lake:pipeline", cwd=project)
     assert result.returncode == 0, result.stderr
-    assert "lake:pipeline: ok (1 sensors, 1 datasets, 1 rules, 0 publishers)" in result.stdout
+    assert "lake:pipeline: ok (1 sensors, 1 datasets, 1 rules, 0 publishers;" in result.stdout
 
 
 def test_directory_pipeline_fires_and_its_task_imports_the_users_sensors(
