@@ -409,7 +409,14 @@ async def execute(
     finished: set[str] = set()
     runner = _Watched(rule.task_plugin(rule.task_config, env), finished, changed)
     runners = {rule.name: cast(TaskRunner, runner)}
-    dispatcher = Dispatcher(limited, store, runners, claim_only={rule.name})
+    identity = await store.store_identity()
+    dispatcher = Dispatcher(
+        limited,
+        store,
+        runners,
+        claim_only={rule.name},
+        store_id=identity.store_id if identity is not None else "",
+    )
     waiting = {i.run_id: i for i in the_plan.of("run", "resume") if i.run_id is not None}
     task = asyncio.create_task(dispatcher.run(), name="backfill-dispatcher")
     rounds = 0

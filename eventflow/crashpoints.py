@@ -15,8 +15,10 @@ one dictionary lookup. The points:
 - ``checks.before_record``: its checks have run, their results are not yet recorded.
 - ``outbox.before_publish``: completion events are recorded, not yet published.
 - ``outbox.after_publish``: published, not yet removed from the outbox.
-- ``versions.after_migrate``: a new version's accepted plan is applied, its start not yet
-  recorded.
+- ``versions.before_commit``: a new version's start is planned (migrations, moved timers,
+  the start's row), nothing of it committed.
+- ``versions.after_migrate``: a new version's accepted plan, its moved timers and its start
+  are committed in one transaction, nothing after it has run.
 - ``backfill.before_commit``: a live backfill's chunk is decided, not yet committed.
 - ``backfill.after_commit``: the chunk and its position are committed, the request's row
   not yet updated.
@@ -36,6 +38,7 @@ POINTS = (
     "dispatcher.after_result",
     "outbox.before_publish",
     "outbox.after_publish",
+    "versions.before_commit",
     "versions.after_migrate",
 )
 CHECK_POINTS = ("checks.after_claim", "checks.before_record")

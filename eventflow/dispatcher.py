@@ -83,13 +83,16 @@ class Dispatcher:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         claim_only: Collection[str] | None = None,
+        store_id: str = "",
     ) -> None:
         """``claim_only``: claim runs of these rules only (``eventflow backfill``).
+        ``store_id``: the store's identity, which tasks get (``RunContext.store_id``).
         ``clock``: by default a :class:`~eventflow.clock.SteadyClock`, so that setting the
         system clock back does not postpone the retries that are due."""
         self.pipeline = pipeline
         self.store = store
         self.runners = runners
+        self.store_id = store_id
         self.clock = clock or SteadyClock()
         self.rng = rng or random.Random()
         self.log = get_logger(component="dispatcher")
@@ -367,6 +370,7 @@ class Dispatcher:
             events=events,
             params=params,
             pipeline=self.pipeline.name,
+            store_id=self.store_id,
             notes=dict(run.notes),
             note=functools.partial(self._note, run.run_id),
         )

@@ -23,7 +23,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import jmespath.exceptions
@@ -473,6 +473,7 @@ class Engine:
         for k in keys - states.keys():
             states[k] = loaded.get(k)
         matches, now = batch.changes.matches, batch.now
+        versions = self.effects.versions
         for rule, mk, item in work:
             kind = type(item)
             if kind is Timer:
@@ -484,7 +485,13 @@ class Engine:
                 step = on_expected(rule.spec, states[mk], item.partition, now)  # type: ignore[union-attr]
             else:
                 step = on_input(rule.spec, states[mk], item, now, mk[1])  # type: ignore[arg-type]
-            states[mk] = matches[mk] = step.state
+            new = step.state
+            if new.version is None:
+                before = states[mk]
+                if before is None or before.generation != new.generation:
+                    # It opened in this step: under the running version of its rule.
+                    new = replace(new, version=versions.rule(rule.spec.name))
+            states[mk] = matches[mk] = new
             if step.effects:
                 self.effects.apply(batch, rule, step)
 

@@ -12,18 +12,24 @@ Called by the runtime once it holds the store, before anything else runs:
    to the new name, a renamed dataset's inputs in open matches are re-keyed, orphaned open
    matches are kept, expired with ``eventflow.match.expired`` (``reason:
    pipeline_changed``) or closed without an event (``migrations.orphans``);
-4. the start is recorded with its version, definition, git commit and accepted lines.
+4. the timers of open matches whose rule's ``within`` or deadline changed move to the
+   due time the new version gives them (:func:`_retime`);
+5. the start is recorded with its version, definition, git commit and accepted lines.
 
-A crash between 3 and 4 is safe: the next start plans against the same earlier version
-again, and every migration finds its work done (moved matches are no longer under the old
-name, expired ones are no longer open).
+Steps 3 to 5 are one transaction: a crash before its commit leaves the store as the earlier
+version left it (old timers, nothing migrated, no start recorded: the next start plans the
+same lines again), a crash after it leaves everything moved and the start recorded, never a
+mix. (Each migration also finds its work done when planned again: moved matches are no
+longer under the old name, expired ones are no longer open, moved timers are due already
+at the new time.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
@@ -31,13 +37,39 @@ from eventflow import completion, environments
 from eventflow.crashpoints import crash_point
 from eventflow.errors import EventflowError
 from eventflow.pipeline import CompiledPipeline
-from eventflow.plan import Plan, live_state, make_plan, plan_definition, rule_names
+from eventflow.plan import (
+    FAR_FUTURE,
+    Plan,
+    live_state,
+    make_plan,
+    plan_definition,
+    rule_names,
+)
 from eventflow.records import Changes, Timer
-from eventflow.rules.core import Expired, MatchState
+from eventflow.rules.core import (
+    DEADLINE,
+    EXPIRY,
+    OPEN,
+    PARTITION_TIMER,
+    Expired,
+    MatchState,
+    RuleSpec,
+)
 from eventflow.store import redact_dsn
 from eventflow.types import Store
-from eventflow.version_records import VersionStart
+from eventflow.version_records import StoreIdentity, VersionStart
 from eventflow.versions import git_info, worker_name
+
+
+@dataclass(frozen=True)
+class Started:
+    """A recorded start: the store's identity and the plan it applied (against the start
+    before it)."""
+
+    identity: StoreIdentity
+    plan: Plan
+    start: VersionStart
+    """The start as recorded (without its ``seq``)."""
 
 
 class PlanRefused(EventflowError):
@@ -66,7 +98,7 @@ async def start_version(
     now: datetime,
     log: FilteringBoundLogger,
     accept: Collection[str] = (),
-) -> Plan:
+) -> Started:
     """Check, plan, migrate and record this start (see the module docstring)."""
     identity = await store.claim_identity(
         environments.new_identity(pipeline.environment, pipeline.name, now)
@@ -79,24 +111,37 @@ async def start_version(
     if refused:
         log.error("plan_refused", version=plan.version, lines=[line.id for line in refused])
         raise PlanRefused(refusal_message(plan))
-    if plan.accepted or plan.renames or plan.dataset_renames:
-        await _migrate(pipeline, store, plan, now, log)
-    crash_point("versions.after_migrate")
+    changes = Changes()
+    migrated, moved = None, {}
+    migrating = bool(plan.accepted or plan.renames or plan.dataset_renames)
+    retimed = retimed_rules(plan)
+    if migrating or retimed:
+        timers = await store.due_timers(FAR_FUTURE, 10_000_000)
+        if migrating:
+            migrated = await _migrate(pipeline, store, plan, now, changes, timers)
+        moved = await _retime(pipeline, store, retimed, changes, timers)
     git = git_info(pipeline.file)
-    await store.record_start(
-        VersionStart(
-            version=plan.version,
-            pipeline=pipeline.name,
-            environment=pipeline.environment,
-            worker=worker_name(),
-            started_at=now,
-            rules=dict(pipeline.version.rules),
-            definition=dict(pipeline.version.definition),
-            git_commit=git.commit,
-            git_dirty=git.dirty,
-            accepted=tuple(line.to_dict() for line in plan.accepted),
-        )
+    start = VersionStart(
+        version=plan.version,
+        pipeline=pipeline.name,
+        environment=pipeline.environment,
+        worker=worker_name(),
+        started_at=now,
+        rules=dict(pipeline.version.rules),
+        definition=dict(pipeline.version.definition),
+        git_commit=git.commit,
+        git_dirty=git.dirty,
+        accepted=tuple(line.to_dict() for line in plan.accepted),
     )
+    changes.starts.append(start)
+    crash_point("versions.before_commit")
+    async with store.transaction() as tx:  # the migrations, moved timers and the start at once
+        await tx.apply(changes)
+    crash_point("versions.after_migrate")
+    if migrated is not None:
+        log.info("plan_applied", version=plan.version, **migrated)
+    if moved:
+        log.info("timers_moved", version=plan.version, **moved)
     log.info(
         "version_started",
         version=plan.version,
@@ -108,7 +153,7 @@ async def start_version(
         git_commit=git.commit,
         git_dirty=git.dirty,
     )
-    return plan
+    return Started(identity, plan, start)
 
 
 def refusal_message(plan: Plan) -> str:
@@ -138,11 +183,15 @@ def refusal_message(plan: Plan) -> str:
 
 
 async def _migrate(
-    pipeline: CompiledPipeline, store: Store, plan: Plan, now: datetime, log: FilteringBoundLogger
-) -> None:
-    changes = Changes()
+    pipeline: CompiledPipeline,
+    store: Store,
+    plan: Plan,
+    now: datetime,
+    changes: Changes,
+    timers: list[Timer],
+) -> dict[str, Any]:
+    """Add the accepted migrations to ``changes`` (committed with the start)."""
     moved = 0
-    timers = await store.due_timers(datetime.max.replace(tzinfo=now.tzinfo), 10_000_000)
     for old, new in plan.renames.items():
         # A start killed after its migration moved everything already: the old rows it
         # closed must not overwrite the moved ones when the next start plans it again.
@@ -187,18 +236,101 @@ async def _migrate(
             event = completion.match_expired(pipeline.name, effect, now, pipeline.version)
             event = event.model_copy(update={"data": {**event.data, "reason": "pipeline_changed"}})
             changes.outbox.extend(completion.route(pipeline, event))
-    if changes:
-        async with store.transaction() as tx:
-            await tx.apply(changes)
-    log.info(
-        "plan_applied",
-        version=plan.version,
-        renamed_rules=dict(plan.renames),
-        renamed_datasets=dict(plan.dataset_renames),
-        matches_moved=moved,
-        orphans=plan.orphans,
-        orphans_closed=len(orphaned),
+    return {
+        "renamed_rules": dict(plan.renames),
+        "renamed_datasets": dict(plan.dataset_renames),
+        "matches_moved": moved,
+        "orphans": plan.orphans,
+        "orphans_closed": len(orphaned),
+    }
+
+
+def retimed_rules(plan: Plan) -> dict[str, set[str]]:
+    """The rules whose ``within`` or deadline changed: rule -> ``{"within", "deadline"}``."""
+    found: dict[str, set[str]] = {}
+    for line in plan.lines:
+        if line.kind == "within_changed":
+            found.setdefault(line.id.split(".")[1], set()).add("within")
+        elif line.kind == "deadline_changed" and not line.id.endswith(".expect"):
+            found.setdefault(line.id.split(".")[1], set()).add("deadline")
+    return found
+
+
+async def _retime(
+    pipeline: CompiledPipeline,
+    store: Store,
+    retimed: dict[str, set[str]],
+    changes: Changes,
+    timers: list[Timer],
+) -> dict[str, int]:
+    """Move the timers of open matches whose rule's ``within`` or deadline changed to the
+    due time the new version gives them, in ``changes`` (committed with the start).
+
+    An expiry timer becomes ``opened_at + within`` (deleted when the rule no longer has a
+    window); a pending deadline becomes the new ``expect_by`` of the partition (deleted when
+    the rule no longer has one). A due time already past fires at once after the start. A
+    match without a timer gets none: matches opened from now on get the new one. Matches and
+    timers a rename moves in this start are moved from where the rename put them."""
+    expiries = deadlines = 0
+    pending = {(t.kind, t.rule, t.key, t.generation) for t in changes.timers_add}
+    have = {(t.kind, t.rule, t.key, t.generation) for t in timers} | pending
+    for name, what in sorted(retimed.items()):
+        rule = pipeline.rules.get(name)
+        if rule is None:
+            continue
+        spec = rule.spec
+        found = {m.key: m for m in await store.list_matches(rule=name)}
+        found.update({k: m for (r, k), m in changes.matches.items() if r == name})
+        for key, m in sorted(found.items()):
+            new = m
+            if "within" in what and spec.batch is None:
+                new, done = _move_expiry(spec, new, changes, have)
+                expiries += done
+            if "deadline" in what:
+                new, done = _move_deadline(spec, new, changes, have)
+                deadlines += done
+            if new is not m:
+                changes.matches[(name, key)] = new
+    return (
+        {"expiry_timers": expiries, "deadline_timers": deadlines} if expiries or deadlines else {}
     )
+
+
+def _move_expiry(
+    spec: RuleSpec, m: MatchState, changes: Changes, have: set[tuple[str, str, str, int]]
+) -> tuple[MatchState, int]:
+    tkey = (EXPIRY, m.rule, m.key, m.generation)
+    if m.status not in OPEN or m.expires_at is None or m.opened_at is None or tkey not in have:
+        return m, 0
+    want = m.opened_at + spec.within if spec.within is not None and spec.mode != "any" else None
+    if want == m.expires_at:
+        return m, 0
+    if want is None:
+        changes.timers_delete.append(tkey)
+    else:
+        changes.timers_add.append(Timer(*tkey, want))
+    return replace(m, expires_at=want), 1
+
+
+def _move_deadline(
+    spec: RuleSpec, m: MatchState, changes: Changes, have: set[tuple[str, str, str, int]]
+) -> tuple[MatchState, int]:
+    tkey = (DEADLINE, m.rule, m.key, PARTITION_TIMER)
+    if m.deadline != "pending" or tkey not in have:
+        return m, 0
+    want: datetime | None = None
+    if spec.deadline is not None:
+        try:
+            want = spec.deadline.at(m.partition)
+        except ValueError:  # the new deadline does not apply to this partition: keep the old
+            return m, 0
+    if want == m.deadline_at:
+        return m, 0
+    if want is None:
+        changes.timers_delete.append(tkey)
+        return replace(m, deadline_at=None, deadline=None), 1
+    changes.timers_add.append(Timer(*tkey, want))
+    return replace(m, deadline_at=want), 1
 
 
 def _rename_inputs(m: MatchState, renames: dict[str, str] | object) -> MatchState:

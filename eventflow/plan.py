@@ -408,8 +408,7 @@ class _Builder:
                     subject,
                     f"within: {_show(before_when.get('within'))} ->"
                     f" {_show(after_when.get('within'))}",
-                    f"{live.timers} timers of {live.open} open matches keep their due time;"
-                    " matches opened from now on use the new window"
+                    _within_effect(live, after_when.get("within"))
                     if live.open
                     else "no open matches",
                     state=live,
@@ -423,8 +422,8 @@ class _Builder:
                         "deadline_changed",
                         subject,
                         f"{key}: {_show(old.get(key))} -> {_show(new.get(key))}",
-                        "deadlines already set keep their time; new partitions get the new one"
-                        if live.open
+                        _deadline_effect(key, live, new.get("expect_by"))
+                        if live.open or live.expired
                         else "none",
                         state=live,
                     )
@@ -506,6 +505,32 @@ class _Builder:
             self.add(
                 PlanLine(f"sensors.{name}", f"sensor_{change}", f"sensor {name}", change, effect)
             )
+
+
+def _within_effect(live: LiveState, within: Any) -> str:
+    """What a changed ``within`` does to the open matches' expiry timers (moved by
+    :func:`eventflow.migrate.start_version` in the start's transaction)."""
+    if within is None:
+        return (
+            f"the expiry timers of {live.open} open matches are deleted at the first start:"
+            " they no longer expire"
+        )
+    return (
+        f"the expiry timers of {live.open} open matches move to their opening time +"
+        f" {_show(within)} at the first start (one already past expires them at once);"
+        " matches opened from now on use the new window"
+    )
+
+
+def _deadline_effect(key: str, live: LiveState, expect_by: Any) -> str:
+    if key == "expect":
+        return "partitions are expected on the new schedule from now on"
+    if expect_by is None:
+        return "pending deadlines are deleted at the first start: those partitions have none"
+    return (
+        "pending deadlines move to the new time at the first start (one already past is"
+        " missed at once); new partitions get the new one"
+    )
 
 
 def _removed_effect(live: LiveState, orphans: str | None) -> str:

@@ -16,6 +16,7 @@ from typing import Literal
 from eventflow.events import JSON, Event, InputRef
 from eventflow.rules.core import MatchState
 from eventflow.values import value
+from eventflow.version_records import VersionStart
 
 NOTE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 """What a key of a run's notes may be (it becomes a JSON path in the SQLite store)."""
@@ -282,6 +283,8 @@ class Changes:
     deadletters: list[DeadLetter] = field(default_factory=list)
     gates: list[CheckGate] = field(default_factory=list)
     """Upserted by ``run_id``."""
+    starts: list[VersionStart] = field(default_factory=list)
+    """Pipeline starts recorded with what they applied (:mod:`eventflow.migrate`)."""
 
     def __bool__(self) -> bool:
         return any(
@@ -299,6 +302,7 @@ class Changes:
                 self.inbox_delete,
                 self.deadletters,
                 self.gates,
+                self.starts,
             )
         )
 

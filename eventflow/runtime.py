@@ -25,7 +25,7 @@ from eventflow.engine import Engine
 from eventflow.events import JSON, Observation, utcnow
 from eventflow.lifecycle import open_all
 from eventflow.log import get_logger
-from eventflow.migrate import start_version
+from eventflow.migrate import Started, start_version
 from eventflow.outbox import OutboxDrainer
 from eventflow.pause_watch import PauseWatch
 from eventflow.pipeline import CompiledPipeline, SensorSpec
@@ -129,6 +129,8 @@ class Runtime:
         self.pauses = PauseWatch(self.store, pipeline.engine.poll_interval.total_seconds())
         """The paused rules and sensors (:mod:`eventflow.pauses`), read from the store."""
         self.backfills: BackfillWorker | None = None
+        self.started: Started | None = None
+        """This process's start: the store's identity and the plan it applied."""
 
     async def run(self, stop: asyncio.Event) -> None:
         async with self.store, contextlib.AsyncExitStack() as resources:
@@ -139,7 +141,7 @@ class Runtime:
         task runners and publishers afterwards (and on a failed start)."""
         pipeline, store = self.pipeline, self.store
         await store.lock_worker()
-        await start_version(pipeline, store, utcnow(), self.log, self.accept)
+        self.started = await start_version(pipeline, store, utcnow(), self.log, self.accept)
         recovered = await store.recover_running(utcnow())
         if recovered:
             self.log.warning("runs_recovered", runs=recovered, count=len(recovered))
@@ -154,7 +156,9 @@ class Runtime:
         check_runners = quality_checker.check_runners(pipeline, self.env)
         await open_all(resources, "check", check_runners)
         engine = self.engine = Engine(pipeline, store)
-        dispatcher = self.dispatcher = Dispatcher(pipeline, store, runners)
+        dispatcher = self.dispatcher = Dispatcher(
+            pipeline, store, runners, store_id=self.started.identity.store_id
+        )
         checker = self.checker = quality_checker.Checker(pipeline, store, check_runners)
         if checker.active:
             await checker.recover()

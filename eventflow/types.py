@@ -214,7 +214,11 @@ class RunContext:
     params: Mapping[str, str] = field(default_factory=dict)
     """The rule's ``params``, evaluated over the inputs (also in ``variables``)."""
     pipeline: str = ""
-    """The pipeline's ``name``: with ``run_id``, what makes a downstream system's run id unique."""
+    """The pipeline's ``name``: with ``store_id`` and ``run_id``, what makes a downstream
+    system's run id unique."""
+    store_id: str = ""
+    """The store's identity (``store_identity``; empty when the store has none yet): two
+    environments that run the same pipeline never share a downstream run id."""
     notes: Mapping[str, JSON] = field(default_factory=dict)
     """What earlier attempts of this run noted (``note``): the process group of an attempt
     that may still be alive, the downstream run a hand-off started."""
@@ -519,5 +523,11 @@ class Store(Protocol):
     async def record_start(self, start: VersionStart) -> None:
         """Record a start of a pipeline version."""
 
-    async def list_starts(self, limit: int = 100) -> list[VersionStart]:
-        """The newest starts first."""
+    async def list_starts(
+        self, limit: int = 100, *, before: int | None = None
+    ) -> list[VersionStart]:
+        """The newest starts first; ``before``: only starts older than the one of that
+        ``seq`` (the next page)."""
+
+    async def count_starts(self) -> int:
+        """How many starts the store recorded."""

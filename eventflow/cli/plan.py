@@ -8,9 +8,10 @@ from pathlib import Path
 import click
 
 from eventflow.cli.common import ENV_OPT, FILE, JSON_OPT, err, load, out, print_json, with_store
-from eventflow.plan import Plan, make_plan
+from eventflow.plan import Plan
 from eventflow.types import Store
 from eventflow.version_records import StoreIdentity, VersionStart
+from eventflow.views.versions import changed_since
 
 _MARK = {True: "!", False: "~"}
 
@@ -144,15 +145,3 @@ def versions(file: Path, as_json: bool, env: str | None, limit: int) -> None:
             f" {start.environment} on {start.worker}{git}: {what}{accepted}",
             markup=False,
         )
-
-
-def changed_since(before: VersionStart | None, start: VersionStart) -> list[str]:
-    """The plan line ids between two starts' definitions (``first start`` for the first)."""
-    if before is None:
-        return ["first start"]
-    if before.version == start.version:
-        return []
-    diff = make_plan(
-        before, start.definition, start.version, environment=start.environment, state={}
-    )
-    return [line.id for line in diff.lines]

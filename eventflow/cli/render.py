@@ -158,6 +158,15 @@ def status(view: Status) -> None:
     out.print(view.summary(), markup=False)
 
 
+def opened_under(opened: str | None, current: str) -> str:
+    """``opened under version X (the rule runs as Y now)`` for ``why``."""
+    if opened is None:
+        return f"opened before versions were recorded (the rule runs as version {current} now)"
+    if opened == current:
+        return f"opened under version {opened} (the version the rule runs now)"
+    return f"opened under version {opened} (the rule runs as version {current} now)"
+
+
 def why(view: Why) -> None:
     report, spec, match = view.to_dict(), view.spec, view.match
     cond = f"{report['condition_text']} by ({', '.join(spec.by)})"
@@ -171,6 +180,8 @@ def why(view: Why) -> None:
         + (f", expires at {report['expires_at']}" if report["expires_at"] else "")
         + describe_timing(report)
     )
+    if match is not None:
+        out.print(f"  {opened_under(match.version, view.rule_version)}", markup=False)
     if view.paused is not None:
         out.print(f"  {paused_text(view.paused.to_dict())}", markup=False)
     for line in describe_counts(spec, match):

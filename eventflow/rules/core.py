@@ -132,6 +132,9 @@ class MatchState:
     """The fired generation was a degraded run (``on_deadline: run_partial``)."""
     late: int = 0
     """Inputs that came after the partition closed and were ignored or published."""
+    version: str | None = None
+    """The rule version under which this generation opened (set by the engine; None for
+    matches opened before versions were recorded). The core carries it, never sets it."""
 
     def arrived(self) -> tuple[InputRef, ...]:
         return tuple(ref for refs in self.inputs.values() for ref in refs)
@@ -170,6 +173,8 @@ class MatchState:
             data["partial"] = True
         if self.late:
             data["late"] = self.late
+        if self.version is not None:
+            data["version"] = self.version
         return data
 
     @classmethod
@@ -192,6 +197,7 @@ class MatchState:
             quiet_until=_dt(data.get("quiet_until")),
             partial=bool(data.get("partial", False)),
             late=int(data.get("late", 0)),
+            version=data.get("version"),
         )
 
 
@@ -317,6 +323,7 @@ def on_input(
     deadline: DeadlineState | None = None
     status: Status = "open"
     late = 0
+    version: str | None = None
     if state is None:
         partition = spec.key_of(ref.partition, ref.dataset)
         generation, inputs, opened_at = 1, {}, None
@@ -342,7 +349,7 @@ def on_input(
             generation, opened_at = state.generation + 1, None
         else:
             generation, inputs, opened_at = state.generation, dict(state.inputs), state.opened_at
-            expires_at, status = state.expires_at, state.status
+            expires_at, status, version = state.expires_at, state.status, state.version
 
     inputs[ref.dataset] = _with(inputs.get(ref.dataset, ()), ref)
     if opened_at is None:
@@ -353,7 +360,7 @@ def on_input(
 
     new = MatchState(
         spec.name, key, partition, generation, status, inputs, opened_at, expires_at, None, now,
-        deadline_at, deadline, None, False, late,
+        deadline_at, deadline, None, False, late, version,
     )  # fmt: skip
     if not spec.satisfied(inputs):
         return Step(new, tuple(effects))
@@ -480,6 +487,7 @@ def _fire(
         None,
         partial,
         s.late,
+        s.version,
     )  # fmt: skip  (positional: this is on every fire's path, and replace() costs 3x)
     return Step(new, tuple(effects))
 
@@ -509,6 +517,7 @@ def _deadline_due(spec: RuleSpec, state: MatchState, now: datetime) -> Step | No
         s.quiet_until,
         s.partial,
         s.late,
+        s.version,
     )  # fmt: skip  (positional: 100,000 deadlines may fall due at once)
     if state.status in OPEN and spec.on_deadline == "run_partial" and arrived:
         run = run_id_for(spec.name, state.key, state.generation)

@@ -50,6 +50,11 @@ def problem(status: int, message: str, **headers: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
 
+def limit_of(request: Request, default: int) -> int:
+    """The ``limit`` query parameter (1 to 10,000), ``default`` when absent."""
+    return _limit(request, default)
+
+
 def _limit(request: Request, default: int) -> int:
     raw = request.query_params.get("limit")
     if raw is None:

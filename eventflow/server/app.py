@@ -20,6 +20,7 @@ from eventflow.log import get_logger
 from eventflow.server.api import Api, BadRequest, problem
 from eventflow.server.api_checks import ChecksApi
 from eventflow.server.api_pauses import PauseApi
+from eventflow.server.api_versions import VersionsApi
 from eventflow.server.auth import Auth, SignIn
 from eventflow.server.backfills_api import BackfillApi
 from eventflow.server.credentials import Credentials, load_credentials
@@ -54,6 +55,7 @@ def build_app(runtime: Runtime, credentials: Credentials, host: str = DEFAULT_HO
     api = Api(runtime)
     checks_api = ChecksApi(runtime)
     pauses = PauseApi(runtime)
+    versions = VersionsApi(runtime)
     settings = runtime.pipeline.raw.server
     log = get_logger(component="http")
     sign_in = SignIn(credentials)
@@ -92,6 +94,8 @@ def build_app(runtime: Runtime, credentials: Credentials, host: str = DEFAULT_HO
         Route("/api/sensors/{name}/pause", pauses.pause_sensor, methods=["POST"]),
         Route("/api/sensors/{name}/resume", pauses.resume_sensor, methods=["POST"]),
         Route("/api/workers", api.get_workers, methods=["GET"]),
+        Route("/api/versions", versions.get_versions, methods=["GET"]),
+        Route("/api/plan", versions.get_plan, methods=["GET"]),
         Route("/api/events", api.emit, methods=["POST"]),
         *BackfillApi(runtime).routes(),
         Route("/hooks/{sensor}", api.hook, methods=["POST"]),

@@ -13,6 +13,7 @@ from eventflow.records import RUN_STATUSES
 from eventflow.server import openapi_pauses
 from eventflow.server.credentials import MACHINE_PREFIX, PUBLIC_PATHS
 from eventflow.server.openapi_checks import paths as checks_paths
+from eventflow.server.openapi_versions import paths as versions_paths
 
 Schema = dict[str, Any]
 
@@ -67,6 +68,10 @@ _RUN = _obj(
     finished_at=_TIME,
     error=_NSTR,
     output={"type": "object"},
+    pipeline_version={
+        **_NSTR,
+        "description": "The version of the rule that fired the run (null: before versions).",
+    },
     notes={
         "type": "object",
         "description": "What the task noted during its attempts: `downstream` (a hand-off's"
@@ -125,6 +130,10 @@ _MATCH = _obj(
     late_inputs={"type": "integer"},
     partial_run={"type": "boolean"},
     counts={"type": "object", "additionalProperties": {"type": "integer"}},
+    opened_version={
+        **_NSTR,
+        "description": "The rule version its generation opened under (null: before versions).",
+    },
 )
 _DEADLETTER = _obj(
     ["event_id", "sensor", "position", "error", "excerpt", "time"],
@@ -499,6 +508,7 @@ def _document() -> Schema:
                 )
             },
             **openapi_pauses.paths(guarded, json_only, _ERROR),
+            **versions_paths(_LIMIT, _CURSOR),
             "/api/events": {
                 "post": {
                     "summary": "Announce a dataset partition by hand (like `eventflow emit`).",

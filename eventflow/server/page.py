@@ -1,5 +1,5 @@
-"""The status page at ``/``: lineage, partial matches, recent runs with logs, dead letters,
-sensor health.
+"""The status page at ``/``: lineage, partial matches, recent runs with logs (and the
+version that made each), dead letters, sensor health, the versions that ran.
 
 A renderer of the views (:mod:`eventflow.views`), the same that ``eventflow status`` and the
 JSON API show, and of the lineage graph of :mod:`eventflow.graph`. Server-rendered HTML with
@@ -22,6 +22,7 @@ from eventflow.server.credentials import ANONYMOUS, Principal
 from eventflow.server.page_backfills import backfills_section
 from eventflow.server.page_health import health_section
 from eventflow.server.page_pauses import PAUSE_HEADERS, PAUSE_SCRIPT, pause_rows
+from eventflow.server.page_versions import short, versions_section
 from eventflow.views.checks import Held
 from eventflow.views.deadletters import DeadLetterView, deadletter_page
 from eventflow.views.matches import PartialMatch
@@ -197,6 +198,7 @@ def _run_rows(found: Sequence[RunRecord], operator: bool) -> list[Row]:
                     _state(r.status),
                     f"{r.attempt}/{r.max_attempts}",
                     _iso(r.created_at.isoformat()),
+                    short(r.pipeline_version),
                     escape((r.error or "")[:80]),
                     _downstream(r),
                     f'<button class="logs" data-run="{rid}">logs</button>{retry}',
@@ -318,7 +320,18 @@ async def render_page(runtime: Runtime, principal: Principal | None) -> str:
             "No open partial matches.",
         ),
         runs=_table(
-            ["run", "rule", "partition", "status", "attempt", "created", "error", "downstream", ""],
+            [
+                "run",
+                "rule",
+                "partition",
+                "status",
+                "attempt",
+                "created",
+                "version",
+                "error",
+                "downstream",
+                "",
+            ],
             _run_rows(view.recent_runs, operator),
             "runs",
             "No runs yet.",
@@ -344,6 +357,7 @@ async def render_page(runtime: Runtime, principal: Principal | None) -> str:
             "No dead letters.",
         ),
         backfills=await backfills_section(runtime, principal),
+        versions=await versions_section(runtime),
     )
 
 
@@ -383,6 +397,7 @@ pre.log {{ background: #0f172a; color: #e2e8f0; padding: .6rem; max-height: 20re
 <h2>Pause and resume</h2>{pauses}
 <h2>Dead letters</h2>{deadletters}
 <h2>Backfills</h2>{backfills}
+{versions}
 <div id="log-view"></div>
 <script>
 document.querySelectorAll("button.logs").forEach(function (b) {{

@@ -32,6 +32,8 @@ from eventflow.store import COUNT_KEYS
 from eventflow.store import _codec as c
 from eventflow.store._gates import GateRow, decode_gate, gate_matches, gate_row
 from eventflow.store._pauses import MemoryPauses
+from eventflow.store._versions import start_row
+from eventflow.version_records import VersionStart
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -118,6 +120,8 @@ class MemoryOps:
         self.deadletters = Overlay(t.deadletters)
         self.gates = Overlay(t.gates)
         self.last_id = dict(t.last_id)
+        self.starts: list[VersionStart] = []
+        """Starts applied in this transaction: the store records them when it commits."""
 
     def commit(self) -> None:
         self.events.commit()
@@ -192,6 +196,8 @@ class MemoryOps:
         inbox = [c.inbox_row(i) for i in ch.inbox_add]
         letters = [c.deadletter_row(d) for d in ch.deadletters]
         gates = [gate_row(gate) for gate in ch.gates]
+        for start in ch.starts:
+            start_row(start)  # the same encoding checks as the SQL stores
 
         for e in events:
             if e.id not in self.events:
@@ -229,6 +235,7 @@ class MemoryOps:
             old_gate = self.gates.get(gate.run_id)
             created = old_gate.created_at if old_gate is not None else gate.created_at
             self.gates.put(gate.run_id, gate._replace(created_at=created))
+        self.starts.extend(ch.starts)
 
     # store methods
 

@@ -41,6 +41,7 @@ from eventflow.store import COUNT_KEYS, _pauses
 from eventflow.store import _codec as c
 from eventflow.store import _gates as g
 from eventflow.store._postgres_sql import queries
+from eventflow.store._versions import start_row
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -158,6 +159,7 @@ class PostgresOps:
             (q["insert_inbox"], [c.inbox_row(i) for i in ch.inbox_add]),
             (q["delete_inbox"], [(i,) for i in ch.inbox_delete]),
             (q["upsert_gates"], sorted(g.gate_row(gate) for gate in ch.gates)),
+            (q["insert_start"], [start_row(start) for start in ch.starts]),
         ]
         await self._insert_logged(q["insert_events"], events, "event")
         await self._insert_logged(q["insert_deadletters"], letters, "dead letter")

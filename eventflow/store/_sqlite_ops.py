@@ -33,6 +33,7 @@ from eventflow.store import COUNT_KEYS, _pauses
 from eventflow.store import _codec as c
 from eventflow.store import _gates as g
 from eventflow.store._sqlite_sql import queries
+from eventflow.store._versions import start_row
 
 T = TypeVar("T")
 CHUNK = 500
@@ -156,6 +157,7 @@ class SQLiteOps:
             (q["delete_inbox"], [(i,) for i in ch.inbox_delete]),
             (q["insert_deadletters"], [c.deadletter_row(d) for d in ch.deadletters]),
             (q["upsert_gates"], [g.gate_row(gate) for gate in ch.gates]),
+            (q["insert_start"], [start_row(start) for start in ch.starts]),
         ]
         for sql, rows in writes:
             if rows:

@@ -103,9 +103,14 @@ def sqlite_record_start(conn: sqlite3.Connection, q: dict[str, str], start: Vers
 
 
 def sqlite_list_starts(
-    conn: sqlite3.Connection, q: dict[str, str], limit: int
+    conn: sqlite3.Connection, q: dict[str, str], limit: int, before: int | None
 ) -> list[VersionStart]:
-    return [decode_start(r) for r in conn.execute(q["list_starts"], {"limit": limit})]
+    rows = conn.execute(q["list_starts"], {"limit": limit, "before": before})
+    return [decode_start(r) for r in rows]
+
+
+def sqlite_count_starts(conn: sqlite3.Connection, q: dict[str, str]) -> int:
+    return int(conn.execute(q["count_starts"]).fetchone()[0])
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------
@@ -126,8 +131,14 @@ async def pg_record_start(ops: PostgresOps, start: VersionStart) -> None:
     await ops.conn.execute(ops.q["insert_start"], start_row(start))
 
 
-async def pg_list_starts(ops: PostgresOps, limit: int) -> list[VersionStart]:
-    return [decode_start(r) for r in await ops._all(ops.q["list_starts"], {"limit": limit})]
+async def pg_list_starts(ops: PostgresOps, limit: int, before: int | None) -> list[VersionStart]:
+    rows = await ops._all(ops.q["list_starts"], {"limit": limit, "before": before})
+    return [decode_start(r) for r in rows]
+
+
+async def pg_count_starts(ops: PostgresOps) -> int:
+    row = await ops._one(ops.q["count_starts"])
+    return int(row[0]) if row else 0
 
 
 # --- memory -----------------------------------------------------------------------------------
@@ -150,5 +161,7 @@ class MemoryVersions:
         seq = len(self.starts) + 1
         self.starts.append(decode_start((seq, *row)))
 
-    def list_starts(self, limit: int) -> list[VersionStart]:
-        return list(reversed(self.starts))[:limit]
+    def list_starts(self, limit: int, before: int | None = None) -> list[VersionStart]:
+        newest = reversed(self.starts)
+        found = [s for s in newest if before is None or (s.seq is not None and s.seq < before)]
+        return found[:limit]

@@ -120,6 +120,8 @@ class MemoryStore(StoreLifecycle):
             finally:
                 tx._end()
             ops.commit()
+            for start in ops.starts:
+                self._versions.record_start(start)
 
     async def _do(self, fn: Callable[[MemoryOps], T]) -> T:
         async with self._exclusive():
@@ -321,5 +323,10 @@ class MemoryStore(StoreLifecycle):
     async def record_start(self, start: VersionStart) -> None:
         await self._do(lambda _: self._versions.record_start(start))
 
-    async def list_starts(self, limit: int = 100) -> list[VersionStart]:
-        return await self._do(lambda _: self._versions.list_starts(limit))
+    async def list_starts(
+        self, limit: int = 100, *, before: int | None = None
+    ) -> list[VersionStart]:
+        return await self._do(lambda _: self._versions.list_starts(limit, before))
+
+    async def count_starts(self) -> int:
+        return await self._do(lambda _: len(self._versions.starts))

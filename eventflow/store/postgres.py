@@ -718,8 +718,13 @@ class PostgresStore(StoreLifecycle):
     async def record_start(self, start: VersionStart) -> None:
         await self._op("record_start", lambda o: v.pg_record_start(o, start))
 
-    async def list_starts(self, limit: int = 100) -> list[VersionStart]:
-        return await self._op("list_starts", lambda o: v.pg_list_starts(o, limit))
+    async def list_starts(
+        self, limit: int = 100, *, before: int | None = None
+    ) -> list[VersionStart]:
+        return await self._op("list_starts", lambda o: v.pg_list_starts(o, limit, before))
+
+    async def count_starts(self) -> int:
+        return await self._op("count_starts", v.pg_count_starts)
 
     async def diagnostics(self) -> dict[str, JSON]:
         """What ``eventflow status`` may show: the server, schema version and workers."""

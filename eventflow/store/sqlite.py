@@ -544,8 +544,13 @@ class SQLiteStore(StoreLifecycle):
     async def record_start(self, start: VersionStart) -> None:
         await self._write(lambda o: v.sqlite_record_start(o.conn, o.q, start))
 
-    async def list_starts(self, limit: int = 100) -> list[VersionStart]:
-        return await self._read(lambda o: v.sqlite_list_starts(o.conn, o.q, limit))
+    async def list_starts(
+        self, limit: int = 100, *, before: int | None = None
+    ) -> list[VersionStart]:
+        return await self._read(lambda o: v.sqlite_list_starts(o.conn, o.q, limit, before))
+
+    async def count_starts(self) -> int:
+        return await self._read(lambda o: v.sqlite_count_starts(o.conn, o.q))
 
     async def diagnostics(self) -> dict[str, JSON]:
         """What ``eventflow status`` may show about the file: path, journal mode,

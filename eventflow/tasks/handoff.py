@@ -32,7 +32,7 @@ import functools
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
@@ -130,12 +130,30 @@ class Handoff(Protocol):
         ...
 
 
+STORE_ID_DIGITS = 12
+"""Hex digits of the store's identity in a downstream key (48 random bits)."""
+
+
 def downstream_key(ctx: RunContext) -> str:
-    """``eventflow__<pipeline>__<run_id>``: the downstream id (or tag, or idempotency key) of
-    the eventflow run, the same for every attempt; two pipelines (production and staging)
-    never share one. Only ``[A-Za-z0-9_.-]``, which every system accepts in a run id."""
+    """``eventflow__<pipeline>__<store>__<run_id>``: the downstream id (or tag, or
+    idempotency key) of the eventflow run, the same for every attempt. ``<store>`` is the
+    first 12 hex digits of the store's identity, so two environments (staging, production)
+    that run the same pipeline, and so the same run ids, never share a downstream run. Only
+    ``[A-Za-z0-9_.-]``, which every system accepts in a run id.
+
+    A run keeps the key it handed off under (noted as ``downstream.key``), and one that handed
+    off before keys held the store (its ``downstream`` note has no ``key``) keeps that
+    earlier key, ``eventflow__<pipeline>__<run_id>``: the attempt after an upgrade finds the
+    downstream run it started instead of starting a second one."""
     pipeline = _UNSAFE.sub("-", ctx.pipeline).strip("-") or "pipeline"
-    return f"eventflow__{pipeline}__{ctx.run_id}"
+    noted = ctx.notes.get("downstream")
+    if isinstance(noted, Mapping):
+        key = noted.get("key")
+        return key if isinstance(key, str) and key else f"eventflow__{pipeline}__{ctx.run_id}"
+    store = _UNSAFE.sub("-", ctx.store_id[:STORE_ID_DIGITS])
+    if not store:
+        return f"eventflow__{pipeline}__{ctx.run_id}"
+    return f"eventflow__{pipeline}__{store}__{ctx.run_id}"
 
 
 class HandoffSettings(BaseModel):
@@ -321,7 +339,8 @@ class _Attempt:
 
     async def noted(self, run: DownstreamRun) -> None:
         self.current = run
-        await self.ctx.note({"downstream": run.to_dict(self.handoff.system)})
+        noted = {**run.to_dict(self.handoff.system), "key": downstream_key(self.ctx)}
+        await self.ctx.note({"downstream": noted})
 
     def result(
         self, run: DownstreamRun | None, *, ok: bool, detail: str, timed_out: bool = False

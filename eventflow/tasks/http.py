@@ -21,7 +21,7 @@ polled at ``poll.url`` until its ``state`` is one of ``success`` or ``failure``,
 the rule's timeout, and adopted (not submitted again) by an attempt after a crash.
 
 ``{var}`` in the URLs, the header values and the strings of the JSON body is replaced by the
-run's variables and ``{key}`` (``eventflow__<pipeline>__<run_id>``); the ``poll`` URLs also
+run's variables and ``{key}`` (``eventflow__<pipeline>__<store>__<run_id>``); the ``poll`` URLs also
 take ``{id}``, the job's id. In a URL each value is percent-encoded as one path segment or
 query value (every character but letters, digits and ``-._~``): a ``/`` in a value does not
 add a path segment, a ``&`` or ``#`` does not end a query value; the JSON body is encoded as

@@ -20,7 +20,8 @@ MATCH_STATUSES = ("open", "missed", "expired")
 
 
 def match_timing(m: MatchState) -> dict[str, Any]:
-    """A partition's deadline, quiet period, late inputs and whether it ran degraded."""
+    """A partition's deadline, quiet period, late inputs, whether it ran degraded, and the
+    rule version its generation opened under (None: opened before versions were kept)."""
     deadline = None
     if m.deadline is not None and m.deadline_at is not None:
         deadline = {"at": m.deadline_at.isoformat(), "state": m.deadline}
@@ -30,6 +31,7 @@ def match_timing(m: MatchState) -> dict[str, Any]:
         "late_inputs": m.late,
         "partial_run": m.partial,
         "counts": {d: len(refs) for d, refs in m.inputs.items()},
+        "opened_version": m.version,
     }
 
 

@@ -55,6 +55,8 @@ class Why:
     """Missing inputs held by the checks of the rule that produces them."""
     paused: Pause | None = None
     """The rule's pause: its fires are held (their runs wait) until it is resumed."""
+    rule_version: str = ""
+    """The version of the rule the pipeline runs now (the match says which it opened under)."""
 
     @property
     def status(self) -> str:
@@ -82,6 +84,8 @@ class Why:
             "blocked": {d: h.to_dict() for d, h in self.blocked.items()},
             "runs": [r.to_dict() for r in self.runs],
             "paused": self.paused.to_dict() if self.paused else None,
+            "rule_version": self.rule_version,
+            "opened_version": m.version if m else None,
         }
 
 
@@ -111,4 +115,5 @@ async def why(
     blocked = await blocked_inputs(pipeline, store, missing, values)
     paused = next((p for p in await store.pauses() if p.kind == "rule" and p.name == rule), None)
     runs = tuple(sorted(found, key=lambda r: r.generation))
-    return Why(rule, spec, values, match, inputs, runs, blocked, paused)
+    version = pipeline.version.rule(rule)
+    return Why(rule, spec, values, match, inputs, runs, blocked, paused, version)

@@ -43,6 +43,8 @@ READS = (
     "/api/deadletters",
     "/api/sensors",
     "/api/workers",
+    "/api/versions",
+    "/api/plan",
     "/api/runs/nope",
     "/api/runs/nope/logs",
 )

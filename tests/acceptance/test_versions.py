@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import collections
 import json
+import sqlite3
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +170,7 @@ def test_a_rename_survives_a_sigkill_during_its_first_start(tmp_path: Path) -> N
     assert version["join_v2"] != v1_version
     assert p.cli_json("why", "join_v2", "p=p3")["status"] == "open"
     starts = p.cli_json("versions")["starts"]
-    assert len(starts) == 2  # the killed start recorded nothing
+    assert len(starts) == 3  # the killed start committed its migration and its start at once
     events = [e for e in p.published() if e["type"] == "eventflow.run.succeeded"]
     assert {e["pipelineversion"] for e in events if e["data"]["rule"] == "join_v2"} == {
         version["join_v2"]
@@ -189,3 +191,94 @@ def test_a_staging_run_against_a_production_store_is_refused(tmp_path: Path) -> 
     assert "environment `staging`" in text
     identity = p.cli_json("versions", "--env", "production")["store"]
     assert identity["environment"] == "production"
+
+
+TIMED = """
+name: timed
+sensors:
+  landing: {type: directory, path: ./landing, ready: {stable_for: 200ms}, poll_interval: 1s}
+datasets:
+  a: {sensor: landing, key: "a/{dt}.csv"}
+  b: {sensor: landing, key: "b/{dt}.csv"}
+rules:
+  join:
+    when: {all: [a, b], by: [dt], within: 1h}
+    expect_by: "{dt}T06:00Z + 1d"
+    run: {command: [sh, -c, 'echo "$EVENTFLOW_RUN_ID" "$EVENTFLOW_VAR_DT" >> runs.log']}
+engine: {poll_interval: 100ms}
+"""
+RETIMED = TIMED.replace("within: 1h", "within: 30m").replace("T06:00Z", "T08:00Z")
+DT = "2099-01-01"
+
+
+def query(p: Project, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of the project's SQLite store, read-only beside the process (none before it
+    exists): cheaper than a CLI process per look."""
+    path = p.root / ".eventflow" / "state.db"
+    if not path.exists():
+        return []
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return db.execute(sql).fetchall()
+
+
+def timer_rows(p: Project) -> list[tuple[str, str, str]]:
+    """Every timer row of the store (kind, rule, due)."""
+    rows = query(p, "SELECT kind, rule, due FROM timers ORDER BY kind")
+    return [(str(k), str(r), str(d)) for k, r, d in rows]
+
+
+def start_count(p: Project) -> int:
+    return int(query(p, "SELECT count(*) FROM pipeline_starts")[0][0])
+
+
+def test_a_changed_window_and_deadline_move_the_timers_atomically_across_sigkills(
+    tmp_path: Path,
+) -> None:
+    """`within` 1h -> 30m and the deadline 06:00 -> 08:00 under an open match: killed before
+    the first start's commit, the store holds exactly the old timers; killed right after it,
+    exactly the new ones (and the start); started again, the match fires once."""
+    p = Project(tmp_path, TIMED)
+    p.land(f"a/{DT}.csv")
+    p.start()
+    wait_until(lambda: len(timer_rows(p)) == 2)
+    assert p.stop() == 0
+    why = p.cli_json("why", "join", f"dt={DT}")
+    opened = datetime.fromisoformat(why["opened_at"])
+    assert datetime.fromisoformat(why["expires_at"]) == opened + timedelta(hours=1)
+    old = timer_rows(p)
+    assert [(k, r) for k, r, _ in old] == [("deadline", "join"), ("expiry", "join")]
+
+    p.file.write_text(RETIMED)
+    code, plan = plan_json(p)
+    assert code == 1
+    assert "move to their opening time + 30m" in by_id(plan)["rules.join.when.within"]["effect"]
+    assert "pending deadlines move" in by_id(plan)["rules.join.expect_by"]["effect"]
+
+    p.start(crash_at="versions.before_commit")
+    assert p.wait_exit(60) == -9, "the crash point was not reached"
+    assert timer_rows(p) == old
+    assert start_count(p) == 1
+
+    p.start(crash_at="versions.after_migrate")
+    assert p.wait_exit(60) == -9, "the crash point was not reached"
+    new = timer_rows(p)
+    assert [(k, r) for k, r, _ in new] == [("deadline", "join"), ("expiry", "join")]
+    due = {k: datetime.fromisoformat(d) for k, _, d in new}
+    assert due["expiry"] == opened + timedelta(minutes=30)
+    assert due["deadline"] == datetime.fromisoformat("2099-01-02T08:00:00+00:00")
+    assert start_count(p) == 2
+    why = p.cli_json("why", "join", f"dt={DT}")
+    assert datetime.fromisoformat(why["expires_at"]) == opened + timedelta(minutes=30)
+    assert why["deadline"]["at"].startswith("2099-01-02T08:00:00")
+    assert why["opened_version"] != why["rule_version"]  # opened under v1, v2 runs now
+    text = p.cli("why", str(p.file), "join", f"dt={DT}").stdout
+    assert f"opened under version {why['opened_version']}" in text
+
+    p.start()
+    wait_until(p.started)
+    p.land(f"b/{DT}.csv")
+    wait_until(lambda: len(lines(tmp_path / "runs.log")) == 1)
+    wait_until(lambda: timer_rows(p) == [])
+    assert p.stop() == 0
+    assert [r["partition"]["dt"] for r in p.runs()] == [DT]
+    assert start_count(p) == 3

@@ -170,7 +170,9 @@ def test_docs_pipeline_hands_the_partition_to_dagster_and_produces_after_it(
     assert report["notes"]["downstream"]["id"] == downstream["id"]
     [run] = dagster_server.runs(run_key(dagster_server, downstream["id"]))
     assert run["runId"] == downstream["id"]
-    assert run["tags"]["eventflow/run_key"] == f"eventflow__{name}__{report['run_id']}"
+    store_id = p.cli_json("versions")["store"]["store_id"]
+    key = f"eventflow__{name}__{store_id[:12]}__{report['run_id']}"
+    assert run["tags"]["eventflow/run_key"] == key == report["notes"]["downstream"]["key"]
     assert run["tags"]["eventflow/attempt"] == "1"
     assert run["tags"]["team"] == "data"
     received = dagster_server.received(run["runId"])

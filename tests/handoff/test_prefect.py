@@ -151,7 +151,9 @@ def test_docs_pipeline_hands_off_once_and_announces_after_completion(
     [received] = prefect_server.received(dt)
     assert received["batch"] == "b-42"
     assert received["run_id"] == run["run_id"]
-    key = f"eventflow__reports__{run['run_id']}"
+    store_id = p.cli_json("versions")["store"]["store_id"]
+    key = f"eventflow__reports__{store_id[:12]}__{run['run_id']}"
+    assert downstream["key"] == key
     [flow_run] = prefect_server.flow_runs(key)
     assert flow_run["id"] == downstream["id"] == received["flow_run_id"]
     assert flow_run["parameters"] == {"dt": dt, "batch": "b-42", "run_id": run["run_id"]}
@@ -186,7 +188,7 @@ def test_a_failed_flow_run_fails_the_attempt_and_the_retry_reruns_the_same_flow_
     received = prefect_server.received(dt)
     assert [r["run_count"] for r in received] == [1, 2]
     assert {r["flow_run_id"] for r in received} == {run["notes"]["downstream"]["id"]}
-    assert len(prefect_server.flow_runs(f"eventflow__handoff__{run['run_id']}")) == 1
+    assert len(prefect_server.flow_runs(run["notes"]["downstream"]["key"])) == 1
     [retrying] = [e for e in p.log_events() if e.get("event") == "run_retrying"]
     assert retrying["error"].startswith(f"prefect run {received[0]['flow_run_id']} ended Failed")
     assert "asked to fail for dt=2031-01-02" in retrying["error"]
@@ -237,7 +239,7 @@ def test_sigkill_mid_flow_run_adopts_it_after_the_restart(
     p.start()
     run = succeeded_after(p, dt, attempts=2)
     assert run["notes"]["downstream"]["id"] == flow_id
-    assert len(prefect_server.flow_runs(f"eventflow__handoff__{run['run_id']}")) == 1
+    assert len(prefect_server.flow_runs(run["notes"]["downstream"]["key"])) == 1
     assert [r["flow_run_id"] for r in prefect_server.received(dt)] == [flow_id]
     assert any(e.get("event") == "handoff_adopted" for e in p.log_events())
 
@@ -278,3 +280,42 @@ def test_an_unknown_deployment_or_bad_credentials_fail_in_one_line(
     secret = sent.split()[1]
     assert secret not in everything
     assert runs_of(p, "after") == []
+
+
+def test_staging_and_production_handing_off_the_same_run_id_get_a_flow_run_each(
+    tmp_path: Path, kafka_broker: KafkaBroker, prefect_server: PrefectServer
+) -> None:
+    """One pipeline run as staging and as production (two stores) fires the same run id
+    into the same deployment: the key holds each store's identity, so each environment gets
+    its own flow run and neither adopts the other's."""
+    topic = kafka_broker.topic(1)
+    text = PIPELINE.format(
+        bootstrap=kafka_broker.bootstrap,
+        topic=topic,
+        url=prefect_server.api_url,
+        deployment="report-flow/report",
+        retries=0,
+        timeout="2m",
+    )
+    text += "environments:\n  staging: {}\n  production: {}\n"
+    dt = "2031-01-07"
+    send(kafka_broker, topic, dt, "b-11")
+    projects = {}
+    for env in ("staging", "production"):
+        (tmp_path / env).mkdir()
+        projects[env] = Project(tmp_path / env, text)
+        projects[env].start(args=["--env", env])
+    runs = {env: succeeded_after(p, dt, attempts=1) for env, p in projects.items()}
+    staging, production = runs["staging"], runs["production"]
+    assert staging["run_id"] == production["run_id"]
+    for env, p in projects.items():
+        run = runs[env]
+        store = p.cli_json("versions", "--env", env)["store"]
+        assert store["environment"] == env
+        key = run["notes"]["downstream"]["key"]
+        assert key == f"eventflow__handoff__{store['store_id'][:12]}__{run['run_id']}"
+        [flow_run] = prefect_server.flow_runs(key)
+        assert flow_run["id"] == run["notes"]["downstream"]["id"]
+    ids = {run["notes"]["downstream"]["id"] for run in runs.values()}
+    assert len(ids) == 2
+    assert {r["flow_run_id"] for r in prefect_server.received(dt)} == ids

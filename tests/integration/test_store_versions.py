@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from eventflow.records import Changes, NewRun
+from eventflow.records import Changes, NewRun, Timer
+from eventflow.rules.core import EXPIRY, MatchState
 from eventflow.store.memory import MemoryStore
 from eventflow.store.postgres import PostgresStore
 from eventflow.store.sqlite import SQLiteStore
@@ -89,3 +90,51 @@ async def test_a_run_keeps_the_version_of_the_rule_that_fired_it(store: Store) -
     older = await store.get_run("run_2")
     assert older is not None
     assert older.pipeline_version is None
+
+
+async def test_starts_page_back_by_seq_and_are_counted(store: Store) -> None:
+    """``before`` lists only older starts (the next page), ``count_starts`` all of them."""
+    for i in range(5):
+        await store.record_start(start(f"v{i}" + "0" * 10, i))
+    assert await store.count_starts() == 5
+    newest = await store.list_starts(2)
+    assert [s.version[:2] for s in newest] == ["v4", "v3"]
+    assert newest[-1].seq is not None
+    rest = await store.list_starts(10, before=newest[-1].seq)
+    assert [s.version[:2] for s in rest] == ["v2", "v1", "v0"]
+    assert rest[-1].seq is not None
+    assert await store.list_starts(10, before=rest[-1].seq) == []
+
+
+async def test_a_start_commits_with_the_changes_of_its_transaction(store: Store) -> None:
+    """A start in ``Changes.starts`` is written by the transaction that holds the timers it
+    moved, and not at all when that transaction fails."""
+    moved = Timer(EXPIRY, "daily", "k", 1, T0 + timedelta(minutes=30))
+    async with store.transaction() as tx:
+        await tx.apply(Changes(timers_add=[moved], starts=[start("aaaa11112222", 0)]))
+    assert [s.version for s in await store.list_starts()] == ["aaaa11112222"]
+    assert await store.due_timers(T0 + timedelta(hours=1), 10) == [moved]
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            await tx.apply(
+                Changes(
+                    timers_delete=[(EXPIRY, "daily", "k", 1)], starts=[start("bbbb11112222", 1)]
+                )
+            )
+            raise RuntimeError("killed before the commit")
+    assert [s.version for s in await store.list_starts()] == ["aaaa11112222"]
+    assert await store.due_timers(T0 + timedelta(hours=1), 10) == [moved]
+
+
+async def test_a_match_keeps_the_version_it_opened_under(store: Store) -> None:
+    """The version on a match is read back; a match written before versions has none."""
+    opened = MatchState("daily", "k", {"dt": "d"}, opened_at=T0, version="abcd12345678")
+    older = MatchState("daily", "k2", {"dt": "e"}, opened_at=T0)
+    async with store.transaction() as tx:
+        await tx.apply(Changes(matches={("daily", "k"): opened, ("daily", "k2"): older}))
+    got = await store.get_match("daily", "k")
+    assert got is not None
+    assert got.version == "abcd12345678"
+    old = await store.get_match("daily", "k2")
+    assert old is not None
+    assert old.version is None

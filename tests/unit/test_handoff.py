@@ -138,7 +138,54 @@ def context(tmp_path: Path, notes: Notes, *, timeout: float | None = None) -> Ru
 def test_the_downstream_key_is_the_pipeline_and_run_id_in_safe_characters(
     tmp_path: Path,
 ) -> None:
+    """Without a store identity (a store never started), the key is pipeline and run id."""
     assert downstream_key(context(tmp_path, Notes())) == "eventflow__sales-daily-eu__run_abc"
+
+
+STORE_A, STORE_B = "0123456789abcdef" * 2, "fedcba9876543210" * 2
+
+
+def test_the_downstream_key_holds_the_store_so_environments_never_collide(
+    tmp_path: Path,
+) -> None:
+    """Two stores (staging, production) with the same pipeline and run id give two keys."""
+    a = replace(context(tmp_path, Notes()), store_id=STORE_A)
+    b = replace(context(tmp_path, Notes()), store_id=STORE_B)
+    assert downstream_key(a) == "eventflow__sales-daily-eu__0123456789ab__run_abc"
+    assert downstream_key(b) == "eventflow__sales-daily-eu__fedcba987654__run_abc"
+
+
+def test_a_run_handed_off_before_the_upgrade_keeps_its_key(tmp_path: Path) -> None:
+    """A downstream note without a key (written before keys held the store) keeps the
+    earlier key; a noted key is kept as it is, whatever the store's identity now."""
+    legacy = {"system": "scripted", "id": "d-1", "url": None, "state": "running"}
+    old = replace(context(tmp_path, Notes()), store_id=STORE_A, notes={"downstream": legacy})
+    assert downstream_key(old) == "eventflow__sales-daily-eu__run_abc"
+    keyed = {**legacy, "key": "eventflow__sales-daily-eu__fedcba987654__run_abc"}
+    new = replace(context(tmp_path, Notes()), store_id=STORE_A, notes={"downstream": keyed})
+    assert downstream_key(new) == keyed["key"]
+
+
+async def test_each_note_holds_the_key_the_run_handed_off_under(tmp_path: Path) -> None:
+    """The downstream note names the key, so every later attempt uses the same one; an
+    attempt after the upgrade of a run noted without one notes the earlier key."""
+    system = Scripted(["ok"])
+    notes = Notes()
+    ctx = replace(context(tmp_path, notes), store_id=STORE_A)
+    assert (await task(system).run(ctx)).ok
+    assert system.calls[1] == "submit eventflow__sales-daily-eu__0123456789ab__run_abc"
+    assert {n["downstream"]["key"] for n in notes.seen} == {  # type: ignore[index]
+        "eventflow__sales-daily-eu__0123456789ab__run_abc"
+    }
+    legacy = {"system": "scripted", "id": "d-1", "url": None, "state": "running"}
+    found = DownstreamRun("d-1", None, "running", "running")
+    system, notes = Scripted(["ok"], existing=found), Notes()
+    ctx = replace(context(tmp_path, notes), store_id=STORE_A, notes={"downstream": legacy})
+    assert (await task(system).run(ctx)).ok
+    assert system.calls[0] == "find"
+    assert {n["downstream"]["key"] for n in notes.seen} == {  # type: ignore[index]
+        "eventflow__sales-daily-eu__run_abc"
+    }
 
 
 async def test_submits_notes_and_succeeds_only_when_the_downstream_run_did(tmp_path: Path) -> None:

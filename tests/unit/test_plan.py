@@ -157,10 +157,13 @@ def test_windows_deadlines_retries_and_concurrency_are_listed_not_refused(tmp_pa
         .replace("concurrency: 2", "concurrency: 1")
     )
     plan = plan_of(tmp_path, text)
-    assert "4 timers of 3 open matches keep their due time" in str(
+    assert "the expiry timers of 3 open matches move to their opening time + 30m" in str(
         line(plan, "rules.daily.when.within")["effect"]
     )
     assert line(plan, "rules.daily.expect_by")["kind"] == "deadline_changed"
+    assert "pending deadlines move to the new time" in str(
+        line(plan, "rules.daily.expect_by")["effect"]
+    )
     assert "2 runs in flight keep their attempt limit; new runs get 4 attempts" in str(
         line(plan, "rules.daily.run.retries")["effect"]
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -210,3 +211,15 @@ def test_feeding_the_same_events_again_fires_nothing_new(items: list) -> None:
             states[key] = step.state
             effects.extend(step.effects)
         assert fires(effects) == []
+
+
+def test_a_match_carries_the_version_it_opened_under_until_its_next_generation() -> None:
+    """The core never sets a match's version; it keeps it through inputs and the fire of
+    the generation, and a new generation starts without one (the engine sets it)."""
+    first = on_input(JOIN, None, ref("orders", "d1"), T0).state
+    assert first.version is None
+    opened = replace(first, version="v1aaaaaaaaaa")
+    fired = on_input(JOIN, opened, ref("inventory", "d1"), T0).state
+    assert (fired.status, fired.version) == ("fired", "v1aaaaaaaaaa")
+    again = on_input(JOIN, fired, ref("orders", "d1", version=1), T0).state
+    assert (again.generation, again.version) == (2, None)

@@ -375,10 +375,13 @@ INSERT INTO pipeline_starts
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: list_starts
--- The newest :limit starts, newest first.
+-- The newest :limit starts before start :before (all when null), newest first.
 SELECT seq, version, pipeline, environment, worker, started_at, git_commit, git_dirty, rules,
        definition, accepted
-FROM pipeline_starts ORDER BY seq DESC LIMIT :limit;
+FROM pipeline_starts WHERE :before IS NULL OR seq < :before ORDER BY seq DESC LIMIT :limit;
+
+-- name: count_starts
+SELECT count(*) FROM pipeline_starts;
 
 -- name: save_backfill
 -- Insert a backfill request, or record its status and progress (never its request or the

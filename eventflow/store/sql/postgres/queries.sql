@@ -454,10 +454,14 @@ INSERT INTO pipeline_starts
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s);
 
 -- name: list_starts
--- The newest %(limit)s starts, newest first.
+-- The newest %(limit)s starts before start %(before)s (all when null), newest first.
 SELECT seq, version, pipeline, environment, worker, started_at, git_commit, git_dirty, rules,
        definition, accepted
-FROM pipeline_starts ORDER BY seq DESC LIMIT %(limit)s;
+FROM pipeline_starts WHERE %(before)s::bigint IS NULL OR seq < %(before)s::bigint
+ORDER BY seq DESC LIMIT %(limit)s;
+
+-- name: count_starts
+SELECT count(*) FROM pipeline_starts;
 
 -- name: save_backfill
 -- Insert a backfill request, or record its status and progress (never its request or the
