@@ -114,14 +114,15 @@ async def test_a_start_commits_with_the_changes_of_its_transaction(store: Store)
         await tx.apply(Changes(timers_add=[moved], starts=[start("aaaa11112222", 0)]))
     assert [s.version for s in await store.list_starts()] == ["aaaa11112222"]
     assert await store.due_timers(T0 + timedelta(hours=1), 10) == [moved]
-    with pytest.raises(RuntimeError):
+    undone = Changes(timers_delete=[(EXPIRY, "daily", "k", 1)], starts=[start("bbbb11112222", 1)])
+
+    async def fail_before_commit() -> None:
         async with store.transaction() as tx:
-            await tx.apply(
-                Changes(
-                    timers_delete=[(EXPIRY, "daily", "k", 1)], starts=[start("bbbb11112222", 1)]
-                )
-            )
+            await tx.apply(undone)
             raise RuntimeError("killed before the commit")
+
+    with pytest.raises(RuntimeError):
+        await fail_before_commit()
     assert [s.version for s in await store.list_starts()] == ["aaaa11112222"]
     assert await store.due_timers(T0 + timedelta(hours=1), 10) == [moved]
 
