@@ -510,13 +510,13 @@ class _Builder:
 def _within_effect(live: LiveState, within: Any) -> str:
     """What a changed ``within`` does to the open matches' expiry timers (moved by
     :func:`eventflow.migrate.start_version` in the start's transaction)."""
+    matches = f"{live.open} open {'match' if live.open == 1 else 'matches'}"
     if within is None:
         return (
-            f"the expiry timers of {live.open} open matches are deleted at the first start:"
-            " they no longer expire"
+            f"the expiry timers of {matches} are deleted at the first start: they no longer expire"
         )
     return (
-        f"the expiry timers of {live.open} open matches move to their opening time +"
+        f"the expiry timers of {matches} move to their opening time +"
         f" {_show(within)} at the first start (one already past expires them at once);"
         " matches opened from now on use the new window"
     )

@@ -212,13 +212,18 @@ DT = "2099-01-01"
 
 
 def query(p: Project, sql: str) -> list[tuple[Any, ...]]:
-    """Rows of the project's SQLite store, read-only beside the process (none before it
-    exists): cheaper than a CLI process per look."""
+    """Rows of the project's SQLite store, read-only beside the process (none before its
+    tables exist): cheaper than a CLI process per look."""
     path = p.root / ".eventflow" / "state.db"
     if not path.exists():
         return []
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        return db.execute(sql).fetchall()
+        try:
+            return db.execute(sql).fetchall()
+        except sqlite3.OperationalError as exc:  # the first start is creating the schema
+            if "no such table" in str(exc):
+                return []
+            raise
 
 
 def timer_rows(p: Project) -> list[tuple[str, str, str]]:

@@ -297,7 +297,13 @@ def test_staging_and_production_handing_off_the_same_run_id_get_a_flow_run_each(
         retries=0,
         timeout="2m",
     )
-    text += "environments:\n  staging: {}\n  production: {}\n"
+    # Each environment has its own consumer group (the default, eventflow.<pipeline>.<sensor>,
+    # would be shared by both on one Kafka cluster).
+    text += (
+        "environments:\n"
+        "  staging: {sensors: {stream: {group_id: eventflow.staging}}}\n"
+        "  production: {sensors: {stream: {group_id: eventflow.production}}}\n"
+    )
     dt = "2031-01-07"
     send(kafka_broker, topic, dt, "b-11")
     projects = {}
