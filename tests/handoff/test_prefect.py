@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import time
 from datetime import datetime
 from pathlib import Path
@@ -325,3 +326,48 @@ def test_staging_and_production_handing_off_the_same_run_id_get_a_flow_run_each(
     ids = {run["notes"]["downstream"]["id"] for run in runs.values()}
     assert len(ids) == 2
     assert {r["flow_run_id"] for r in prefect_server.received(dt)} == ids
+
+
+def test_a_run_handed_off_before_keys_held_the_store_finds_its_flow_run_after_the_upgrade(
+    tmp_path: Path, kafka_broker: KafkaBroker, prefect_server: PrefectServer
+) -> None:
+    """A run in flight whose note (written by a release before keys held the store) names a
+    flow run started under the old key ``eventflow__<pipeline>__<run_id>``: after the restart
+    it adopts that flow run, keeps that key, and finishes with it."""
+    p, topic = project(tmp_path, kafka_broker, prefect_server)
+    dt = "2031-01-08"
+    prefect_server.steer(dt, sleep=8)
+    send(kafka_broker, topic, dt, "b-12")
+    p.start()
+    [noted] = wait_until(
+        lambda: [r for r in runs_of(p, "report") if r["notes"].get("downstream")], timeout=90
+    )
+    p.kill()
+    # The store as the earlier release left it: the flow run it started under the old key,
+    # noted without a key.
+    legacy_key = f"eventflow__handoff__{noted['run_id']}"
+    with prefect_server.client() as client:
+        deployment = client.get("/deployments/name/report-flow/report").json()
+        created = client.post(
+            f"/deployments/{deployment['id']}/create_flow_run",
+            json={
+                "parameters": {"dt": dt, "batch": "b-12", "run_id": noted["run_id"]},
+                "idempotency_key": legacy_key,
+                "tags": ["eventflow", legacy_key],
+            },
+        )
+        created.raise_for_status()
+        legacy = created.json()
+    note = {k: v for k, v in noted["notes"]["downstream"].items() if k != "key"}
+    notes = {**noted["notes"], "downstream": {**note, "id": legacy["id"]}}
+    with sqlite3.connect(tmp_path / ".eventflow" / "state.db") as db:
+        db.execute(
+            "UPDATE runs SET notes = ? WHERE run_id = ?", (json.dumps(notes), noted["run_id"])
+        )
+    p.start()
+    run = succeeded_after(p, dt, attempts=2)
+    assert run["notes"]["downstream"]["id"] == legacy["id"]
+    assert run["notes"]["downstream"]["key"] == legacy_key
+    assert run["output"]["downstream"]["id"] == legacy["id"]
+    assert [f["id"] for f in prefect_server.flow_runs(legacy_key)] == [legacy["id"]]
+    assert any(e.get("event") == "handoff_adopted" for e in p.log_events())
