@@ -348,16 +348,22 @@ def test_a_run_handed_off_before_keys_held_the_store_finds_its_flow_run_after_th
     legacy_key = f"eventflow__handoff__{noted['run_id']}"
     with prefect_server.client() as client:
         deployment = client.get("/deployments/name/report-flow/report").json()
-        created = client.post(
-            f"/deployments/{deployment['id']}/create_flow_run",
-            json={
-                "parameters": {"dt": dt, "batch": "b-12", "run_id": noted["run_id"]},
-                "idempotency_key": legacy_key,
-                "tags": ["eventflow", legacy_key],
-            },
-        )
-        created.raise_for_status()
-        legacy = created.json()
+
+        def create() -> Any:  # a busy server answers 503 (its SQLite is locked): again
+            answer = client.post(
+                f"/deployments/{deployment['id']}/create_flow_run",
+                json={
+                    "parameters": {"dt": dt, "batch": "b-12", "run_id": noted["run_id"]},
+                    "idempotency_key": legacy_key,
+                    "tags": ["eventflow", legacy_key],
+                },
+            )
+            if answer.status_code >= 500:
+                return None
+            answer.raise_for_status()
+            return answer.json()
+
+        legacy = wait_until(create, timeout=60, interval=1)
     note = {k: v for k, v in noted["notes"]["downstream"].items() if k != "key"}
     notes = {**noted["notes"], "downstream": {**note, "id": legacy["id"]}}
     with sqlite3.connect(tmp_path / ".eventflow" / "state.db") as db:

@@ -24,6 +24,7 @@ EXTRA_MODULES = {
     "eventflow.server.api": {"starlette"},
     "eventflow.server.api_checks": {"starlette"},
     "eventflow.server.api_pauses": {"starlette"},
+    "eventflow.server.api_versions": {"starlette"},
     "eventflow.server.backfills_api": {"starlette"},
     "eventflow.server.auth": {"starlette"},
     "eventflow.server.guard": {"starlette"},
