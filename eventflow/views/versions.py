@@ -88,16 +88,11 @@ async def version_page(
         if earlier is None and start.seq is not None and start.seq > 1:
             older = await store.list_starts(1, before=start.seq)  # the page's last start
             earlier = older[0] if older else None
-        items.append(
-            VersionView(start, tuple(changed_since(earlier, start)), start.version == _id(pipeline))
-        )
+        running = start.version == pipeline.version.id
+        items.append(VersionView(start, tuple(changed_since(earlier, start)), running))
     last = items[-1].start if len(found) > limit and items else None
     cursor_next = paging.encode(last.started_at, str(last.seq)) if last else None
     return Page(items, cursor_next, total)
-
-
-def _id(pipeline: CompiledPipeline) -> str:
-    return pipeline.version.id
 
 
 def _seq(cursor: str) -> int:
