@@ -113,6 +113,9 @@ def test_a_fire_runs_the_dag_once_and_succeeds_only_after_it(
     assert p.stop() == 0
 
     key = downstream_id(run)
+    store_id = p.cli_json("versions")["store"]["store_id"]
+    assert key == run["notes"]["downstream"]["key"]
+    assert key.endswith(f"__{store_id[:12]}__{run['run_id']}")  # two stores never collide
     [dag_run] = airflow.dag_runs("record", prefix=key)
     assert dag_run["state"] == "success"
     assert run["output"]["downstream"] == {
