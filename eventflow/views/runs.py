@@ -41,16 +41,17 @@ class RunChecks:
 
     @property
     def text(self) -> str:
-        """``passed``, ``failed: rows``, ``blocked``, ``overridden (failed: rows)``,
-        ``passed (warn failed: fresh)`` or ``pending``: the cell of a runs table."""
-        failed = ", ".join(self.failed)
+        """``passed``, ``failed: rows`` (the blocking checks that failed), ``blocked``,
+        ``overridden (failed: rows)``, ``passed (warn failed: fresh)`` or ``pending``: the
+        cell of a runs table."""
+        blocking = ", ".join(self.gate.blocking)
         outcome = self.outcome
         if outcome == "blocked":
-            return f"failed: {failed}" if failed else "blocked"
-        if outcome == "passed" and failed:
-            return f"passed (warn failed: {failed})"
-        if outcome == "overridden" and failed:
-            return f"overridden (failed: {failed})"
+            return f"failed: {blocking}" if blocking else "blocked"
+        if outcome == "overridden" and blocking:
+            return f"overridden (failed: {blocking})"
+        if outcome == "passed" and self.failed:
+            return f"passed (warn failed: {', '.join(self.failed)})"
         return outcome
 
     def to_dict(self) -> dict[str, JSON]:
