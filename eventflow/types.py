@@ -528,7 +528,8 @@ class Store(Protocol):
 
     async def renew_gates(self, run_ids: Collection[str], until: datetime) -> set[str]:
         """Extend this worker's claims of the running gates ``run_ids`` to ``until``;
-        returns those it still holds (the others were decided or taken over)."""
+        returns those it still holds (the others were decided or taken over). ``until``
+        now releases them: any worker may claim them at once (a clean stop)."""
 
     async def counts(self) -> dict[str, int]:
         """``runs_pending``, ``runs_running``, ``runs_succeeded``, ``runs_failed``,

@@ -104,7 +104,7 @@ class Checker:
 
     async def run(self) -> None:
         poll = self.pipeline.engine.poll_interval.total_seconds()
-        renew_every = min(poll, self.claim_lease.total_seconds() / 3)
+        renew_every = self.claim_lease.total_seconds() / 3
         renewed = utcnow()
         while True:
             self._wake.clear()
@@ -117,7 +117,7 @@ class Checker:
                 if not exc.retriable:
                     raise
                 self.log.warning("store_retried", operation="checks", error=str(exc))
-            await wait_event(self._wake, renew_every if self._inflight else poll)
+            await wait_event(self._wake, min(poll, renew_every) if self._inflight else poll)
 
     async def drain(self) -> None:
         """Stop the checks under way: their gates stay ``running`` with their claims

@@ -27,7 +27,8 @@ rules:
         command:
           - sh
           - -c
-          - "echo $EVENTFLOW_RUN_ID $PPID start >> {shared}/checks.log; sleep {sleep};
+          - "echo $EVENTFLOW_RUN_ID $PPID start >> {shared}/checks.log;
+             if [ $EVENTFLOW_VAR_P = 0 ]; then sleep {slowest}; else sleep {sleep}; fi;
              echo $EVENTFLOW_RUN_ID $PPID done >> {shared}/checks.log"
         timeout: 60s
   report:
@@ -38,11 +39,16 @@ engine: {{poll_interval: 50ms, max_runs: 4}}
 """
 
 
-def worker(root: Path, shared: Path, dsn: str, sleep: str) -> Project:
+def worker(root: Path, shared: Path, dsn: str, sleep: str, slowest: str | None = None) -> Project:
+    """A worker with a 3 s lease whose check sleeps ``sleep`` (``slowest`` for p=0)."""
     root.mkdir()
     sep = "&" if "?" in dsn else "?"
     text = PIPELINE.format(
-        dsn=f"{dsn}{sep}lease=3", landing=shared / "landing", shared=shared, sleep=sleep
+        dsn=f"{dsn}{sep}lease=3",
+        landing=shared / "landing",
+        shared=shared,
+        sleep=sleep,
+        slowest=slowest or sleep,
     )
     project = Project(root, text)
     project.landing = shared / "landing"
@@ -60,12 +66,13 @@ def checks(shared: Path) -> list[tuple[str, str, str]]:
 
 def test_two_workers_run_each_gates_checks_once(tmp_path: Path, postgres_dsn: str) -> None:
     """Twelve partitions' checks on two workers polling every 50 ms: every check runs
-    exactly once (no gate claimed twice), every partition passes with one evaluation and
-    fires the rule downstream once."""
+    exactly once (no gate claimed twice; the one that outlasts the 3 s lease keeps its
+    claim by renewing it), every partition passes with one evaluation and fires the rule
+    downstream once."""
     shared = tmp_path / "shared"
     (shared / "landing").mkdir(parents=True)
-    a = worker(tmp_path / "a", shared, postgres_dsn, "0.3")
-    b = worker(tmp_path / "b", shared, postgres_dsn, "0.3")
+    a = worker(tmp_path / "a", shared, postgres_dsn, "0.3", slowest="4.5")
+    b = worker(tmp_path / "b", shared, postgres_dsn, "0.3", slowest="4.5")
     a.start()
     b.start()
     wait_until(lambda: started(a) and started(b), timeout=60)
