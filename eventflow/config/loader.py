@@ -174,7 +174,7 @@ def _compile(
     suites = {}
     if config is not None:
         _check_replay_memory(config, sensors, problems)
-        suites = compile_checks(config, raw_rules, plugins, problems)
+        suites = compile_checks(config, raw_rules, plugins, problems, sensors)
     if problems or config is None:
         return None
 
