@@ -132,11 +132,14 @@ async def _attempt(
         return Attempt(False, detail=timeout_detail(timeout or 0))
     except EventflowError as exc:
         return Attempt(False, detail=str(exc))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ArithmeticError) as exc:
         return Attempt(False, detail=f"{type(exc).__name__}: {exc}")
     if not got.passed:
         return got
-    ok, why = judge(got.value, spec.config.expect, previous, clock())
+    try:
+        ok, why = judge(got.value, spec.config.expect, previous, clock())
+    except (ValueError, ArithmeticError) as exc:  # a value no bound can be compared with
+        return Attempt(False, got.value, f"{type(exc).__name__}: {exc}", got.output)
     return Attempt(ok, got.value, why, got.output)
 
 
