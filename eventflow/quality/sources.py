@@ -204,8 +204,14 @@ async def _exists(locations: tuple[Location, ...], target: Target) -> Attempt:
     """Every location matches at least one file or object and none is empty; the value:
     the total bytes found."""
     total = 0
+    # A value from an event is matched as itself: its `*`, `?` and `[` are no wildcards,
+    # and a `..` cannot lead the search out of the pattern's folder.
+    for name, value in target.run.partition.items():
+        if ".." in Path(value).parts:
+            return Attempt(False, 0, f"the partition value {name}={value!r} names a parent folder")
+    variables = {k: glob.escape(v) for k, v in target.variables.items()}
     for location in locations:
-        rendered = render(location.pattern, target.variables)
+        rendered = render(location.pattern, variables)
         if location.sensors:
             found = await _objects(location, rendered, target)
         else:
