@@ -18,12 +18,11 @@ from eventflow.cli.common import out
 from eventflow.durations import format_duration
 from eventflow.events import format_partition
 from eventflow.pipeline import CompiledPipeline
-from eventflow.records import RunRecord
 from eventflow.rules.core import MatchState, RuleSpec
 from eventflow.rules.expr import leaves
 from eventflow.views.deadletters import DeadLetterView
 from eventflow.views.matches import PartialMatch
-from eventflow.views.runs import RunDetail, downstream_text
+from eventflow.views.runs import RunDetail, RunView, downstream_text
 from eventflow.views.status import Status
 from eventflow.views.why import Why
 
@@ -105,30 +104,7 @@ def status(view: Status) -> None:
         )
     out.print(table)
     if view.partial_matches:
-        table = Table(
-            "rule",
-            "partition",
-            "status",
-            "arrived",
-            "missing",
-            "expires at",
-            "deadline",
-            title="Partial matches",
-            title_justify="left",
-        )
-        for m in view.partial_matches:
-            p = m.to_dict()
-            add_row(
-                table,
-                p["rule"],
-                format_partition(p["partition"]),
-                p["status"],
-                ", ".join(with_counts(m)) or "-",
-                ", ".join(p["missing"]) or "-",
-                p["expires_at"] or p["quiet_until"] or "-",
-                f"{p['deadline']['at']} ({p['deadline']['state']})" if p["deadline"] else "-",
-            )
-        out.print(table)
+        matches(view.partial_matches)
     if view.held:
         table = Table(
             "run",
@@ -165,6 +141,34 @@ def opened_under(opened: str | None, current: str) -> str:
     if opened == current:
         return f"opened under version {opened} (the version the rule runs now)"
     return f"opened under version {opened} (the rule runs as version {current} now)"
+
+
+def matches(found: Sequence[PartialMatch]) -> None:
+    """The partial matches' table: what arrived, what is missing, expiry and deadline."""
+    table = Table(
+        "rule",
+        "partition",
+        "status",
+        "arrived",
+        "missing",
+        "expires at",
+        "deadline",
+        title="Partial matches",
+        title_justify="left",
+    )
+    for m in found:
+        p = m.to_dict()
+        add_row(
+            table,
+            p["rule"],
+            format_partition(p["partition"]),
+            p["status"],
+            ", ".join(with_counts(m)) or "-",
+            ", ".join(p["missing"]) or "-",
+            p["expires_at"] or p["quiet_until"] or "-",
+            f"{p['deadline']['at']} ({p['deadline']['state']})" if p["deadline"] else "-",
+        )
+    out.print(table)
 
 
 def why(view: Why) -> None:
@@ -207,10 +211,12 @@ def why(view: Why) -> None:
         )
 
 
-def runs(records: Sequence[RunRecord]) -> None:
+def runs(records: Sequence[RunView]) -> None:
     with_downstream = any(r.downstream for r in records)
+    with_checks = any(r.checks is not None for r in records)
     columns = ["run", "rule", "partition", "status", "attempt", "created", "error"]
-    table = Table(*columns, *(["downstream"] if with_downstream else []))
+    extra = (["checks"] if with_checks else []) + (["downstream"] if with_downstream else [])
+    table = Table(*columns, *extra)
     for r in records:
         cells = [
             r.run_id,
@@ -221,6 +227,8 @@ def runs(records: Sequence[RunRecord]) -> None:
             r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             (r.error or "")[:60],
         ]
+        if with_checks:
+            cells.append(r.checks.text if r.checks is not None else "-")
         if with_downstream:
             cells.append(downstream_text(r))
         add_row(table, *cells)

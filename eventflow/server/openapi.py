@@ -49,6 +49,16 @@ def _query(name: str, schema: Schema, description: str) -> Schema:
 _LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 10_000}, "Most rows.")
 _SINCE = _query("since", _STR, "At or after: ISO 8601 or a duration before now (`2h`).")
 _UNTIL = _query("until", _STR, "Before: ISO 8601 or a duration before now.")
+_PARTITION_PARAM = {
+    **_query(
+        "partition",
+        {"type": "array", "items": {"type": "string", "pattern": "="}},
+        "Only this partition: `VAR=VALUE`, once per variable of the rule's `by`"
+        " (`partition.VAR=VALUE` is understood too).",
+    ),
+    "style": "form",
+    "explode": True,
+}
 _CURSOR = _query("cursor", _STR, "The `next` of the previous page.")
 _RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": _STR}
 
@@ -78,6 +88,25 @@ _RUN = _obj(
         " run: system, id, url, state, outcome), `process` (a command's process group).",
     },
     inputs={"type": "array", "items": {"$ref": "#/components/schemas/Input"}},
+    checks={
+        "type": ["object", "null"],
+        "description": "The outcome of the data-quality checks of the partition the run"
+        " produced (null: its rule has no checks, or it produced nothing to check).",
+        "required": ["outcome", "text", "dataset", "failed", "results"],
+        "properties": {
+            "outcome": {"enum": ["pending", "passed", "blocked", "overridden"]},
+            "text": {
+                "type": "string",
+                "description": "`passed`, `failed: NAME`, `blocked`, `overridden`, `pending`.",
+            },
+            "dataset": _STR,
+            "failed": {"type": "array", "items": _STR},
+            "blocked_by": {"type": "array", "items": _STR},
+            "evaluation": {"type": "integer"},
+            "pipeline_version": _NSTR,
+            "results": {"type": "array", "items": {"type": "object"}},
+        },
+    },
 )
 _INPUT = _obj(
     ["event_id", "dataset", "partition", "sensor", "position", "time"],
@@ -365,17 +394,24 @@ def _document() -> Schema:
             },
             "/api/matches": {
                 "get": _get(
-                    "Open, missed (deadline passed) and expired partial matches: what"
-                    " arrived, what is missing, when they expire (oldest first).",
-                    _obj(["matches"], matches={"type": "array", "items": _MATCH}),
+                    "A page of open, missed (deadline passed) and expired partial matches, by"
+                    " rule and partition: what arrived, what is missing, when they expire;"
+                    " `items`, the `cursor` of the next page in `next` (null on the last) and"
+                    " the `total` the filters select. `matches` repeats `items` for clients of"
+                    " the list before paging. `since`/`until` bound the match's last change.",
+                    _page(_MATCH, "matches"),
                     params=[
                         _query("rule", _STR, "Only this rule."),
                         _query(
                             "status", {"enum": ["open", "missed", "expired"]}, "Only this status."
                         ),
+                        _PARTITION_PARAM,
+                        _SINCE,
+                        _UNTIL,
+                        _CURSOR,
                         _LIMIT,
                     ],
-                    errors={"400": "A bad parameter.", "404": "No such rule."},
+                    errors={"400": "A bad parameter, time or cursor.", "404": "No such rule."},
                 )
             },
             "/api/runs": {
@@ -392,16 +428,7 @@ def _document() -> Schema:
                             {"enum": list(RUN_STATUSES)},
                             "Only this status.",
                         ),
-                        {
-                            **_query(
-                                "partition",
-                                {"type": "array", "items": {"type": "string", "pattern": "="}},
-                                "Only this partition: `VAR=VALUE`, once per variable of the"
-                                " rule's `by` (`partition.VAR=VALUE` is understood too).",
-                            ),
-                            "style": "form",
-                            "explode": True,
-                        },
+                        _PARTITION_PARAM,
                         _SINCE,
                         _UNTIL,
                         _CURSOR,

@@ -30,7 +30,7 @@ from eventflow.records import (
 from eventflow.rules.core import MatchState
 from eventflow.store import COUNT_KEYS
 from eventflow.store import _codec as c
-from eventflow.store._gates import GateRow, decode_gate, gate_matches, gate_row
+from eventflow.store._gates import GateRow, claimable, decode_gate, gate_matches, gate_row
 from eventflow.store._pauses import MemoryPauses
 from eventflow.store._versions import start_row
 from eventflow.version_records import VersionStart
@@ -101,6 +101,8 @@ class Tables:
     inbox: dict[int, c.InboxRow] = field(default_factory=dict)
     deadletters: dict[str, c.DeadLetterRow] = field(default_factory=dict)
     gates: dict[str, GateRow] = field(default_factory=dict)
+    gate_claims: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """``run_id -> (worker, claim_until)``: written by the claims alone, at once."""
     last_id: dict[str, int] = field(default_factory=lambda: {"outbox": 0, "inbox": 0})
     pauses: MemoryPauses = field(default_factory=MemoryPauses)
 
@@ -355,20 +357,32 @@ class MemoryOps:
         self.inbox.put(new_id, c.inbox_row(item))
         return new_id
 
-    def list_matches(
-        self, rule: str | None, status: str | None, limit: int | None
-    ) -> list[MatchState]:
-        rows = sorted(
-            (
-                m
-                for m in self.matches.values()
-                if (rule is None or m.rule == rule) and (status is None or m.status == status)
-            ),
-            key=lambda m: (m.rule, m.key),
-        )
+    def list_matches(self, where: dict[str, Any], limit: int | None) -> list[MatchState]:
+        rows = sorted(self._matches_where(where), key=lambda m: (m.rule, m.key))
+        if where["after_rule"] is not None:
+            after = (where["after_rule"], where["after_key"])
+            rows = [m for m in rows if (m.rule, m.key) > after]
         if limit is not None:
             rows = rows[: max(limit, 0)]
         return [c.decode_match(m.state) for m in rows]
+
+    def count_matches(self, where: dict[str, Any]) -> int:
+        return sum(1 for _ in self._matches_where(where))
+
+    def _matches_where(self, where: dict[str, Any]) -> Iterator[Any]:
+        """The match rows ``where`` (of :func:`~eventflow.store._codec.match_filter`)
+        selects, in no order; the cursor is the caller's."""
+        for m in self.matches.values():
+            changed = m.updated_at
+            if (
+                (where["rule"] is None or m.rule == where["rule"])
+                and (where["status"] is None or m.status == where["status"])
+                and not (where["partial"] and m.status == "fired")
+                and (where["key"] is None or m.key == where["key"])
+                and (where["since"] is None or (changed is not None and changed >= where["since"]))
+                and (where["until"] is None or (changed is not None and changed < where["until"]))
+            ):
+                yield m
 
     def get_match(self, rule: str, key: str) -> MatchState | None:
         row = self.matches.get((rule, key))
@@ -413,6 +427,43 @@ class MemoryOps:
         rows = [r for r in self.gates.values() if gate_matches(r, where)]
         rows.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
         return [decode_gate(r) for r in rows[: max(limit, 0)]]
+
+    def claim_gates(self, params: dict[str, Any]) -> list[tuple[CheckGate, str]]:
+        """The SQLite store's claim: pending gates, and running ones whose claim expired or
+        is another (dead) worker's, oldest first."""
+        claims = self.tables.gate_claims
+        worker, now = params["worker"], params["now"]
+        rows = sorted(
+            (
+                r
+                for r in self.gates.values()
+                if claimable(r.status, claims.get(r.run_id), worker, now)
+            ),
+            key=lambda r: (r.created_at, r.run_id),
+        )[: max(params["limit"], 0)]
+        claimed = []
+        for r in rows:
+            new = r._replace(status="running", attempt=r.attempt + 1, updated_at=now)
+            self.gates.put(r.run_id, new)
+            claims[r.run_id] = (worker, params["until"])
+            claimed.append((decode_gate(new), r.status))
+        return claimed
+
+    def renew_gates(self, params: dict[str, Any]) -> set[str]:
+        claims = self.tables.gate_claims
+        held = set()
+        for run_id in c.json_loads(params["run_ids"]):
+            row = self.gates.get(run_id)
+            claim = claims.get(run_id)
+            if (
+                row is not None
+                and row.status == "running"
+                and claim
+                and claim[0] == params["worker"]
+            ):
+                claims[run_id] = (claim[0], params["until"])
+                held.add(run_id)
+        return held
 
     def list_deadletters(self, where: dict[str, Any], limit: int) -> list[DeadLetter]:
         rows = self._deadletters_where(where)[::-1]

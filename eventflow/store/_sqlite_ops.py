@@ -255,12 +255,15 @@ class SQLiteOps:
         assert new_id is not None
         return new_id
 
-    def list_matches(
-        self, rule: str | None, status: str | None, limit: int | None
-    ) -> list[MatchState]:
-        params = {"rule": rule, "status": status, "limit": -1 if limit is None else max(limit, 0)}
+    def list_matches(self, where: dict[str, Any], limit: int | None) -> list[MatchState]:
+        params = {**where, "partial": int(where["partial"])}
+        params["limit"] = -1 if limit is None else max(limit, 0)
         rows = self.conn.execute(self.q["list_matches"], params)
         return [c.decode_match(state) for (state,) in rows]
+
+    def count_matches(self, where: dict[str, Any]) -> int:
+        params = {**where, "partial": int(where["partial"])}
+        return int(self.conn.execute(self.q["count_matches"], params).fetchone()[0])
 
     def get_match(self, rule: str, key: str) -> MatchState | None:
         row = self.conn.execute(self.q["get_match"], {"rule": rule, "key": key}).fetchone()
@@ -309,6 +312,19 @@ class SQLiteOps:
     def list_gates(self, where: dict[str, Any], limit: int) -> list[CheckGate]:
         params = {**where, "limit": max(limit, 0)}
         return [g.decode_gate(row) for row in self.conn.execute(self.q["list_gates"], params)]
+
+    def claim_gates(self, params: dict[str, Any]) -> list[tuple[CheckGate, str]]:
+        """Claim (one write transaction: the store's only writer) the gates to check; each
+        claimed gate with its status before."""
+        found = list(self.conn.execute(self.q["gates_to_claim"], params))
+        claimed = []
+        for run_id, was in found:
+            row = self.conn.execute(self.q["claim_gate"], {**params, "run_id": run_id}).fetchone()
+            claimed.append((g.decode_gate(row), str(was)))
+        return claimed
+
+    def renew_gates(self, params: dict[str, Any]) -> set[str]:
+        return {row[0] for row in self.conn.execute(self.q["renew_gates"], params)}
 
     def count_deadletters(self, where: dict[str, Any]) -> int:
         return int(self.conn.execute(self.q["count_deadletters"], where).fetchone()[0])
