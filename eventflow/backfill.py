@@ -288,8 +288,10 @@ def _why_empty(
 
 async def decide(store: Store, rule: RuleRuntime, fire: RunRecord, force: bool) -> Item:
     partition, key = dict(fire.partition), fire.key
-    runs = await store.list_runs(rule=rule.name, key=key, limit=10_000)
-    state = await store.get_match(rule.name, key)
+    # Both from the last commit, off the writer's queue (SQLite): the engine's commits do
+    # not wait behind a backfill's decisions.
+    runs = await store.partition_runs(rule.name, key)
+    state = (await store.committed_matches([(rule.name, key)])).get((rule.name, key))
     statuses = {r.status for r in runs}
     if "succeeded" in statuses and not force:
         return Item(partition, key, "skip", "succeeded before")
