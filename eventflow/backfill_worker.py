@@ -7,12 +7,15 @@ its own API takes one), oldest first, one at a time, and for each:
 1. **plans** it as ``eventflow backfill`` does (:func:`eventflow.backfill.plan`: the sensors'
    listings and the event log through a scratch engine);
 2. **fires** the partitions in key order, a small chunk per transaction at the request's
-   rate (``--rate``, else ``engine.backfill_rate``). Each chunk is decided again and
-   written while the engine is held between two batches (the engine is otherwise the only
-   writer of rule state), so a partition that fired live meanwhile is skipped, never fired
-   twice. The chunk's commit also writes the request's cursor (the last partition fired and
-   the counts) as a cursor row of the pseudo-sensor ``backfill:ID``: after a SIGKILL the
-   request resumes after that partition;
+   rate (``--rate``, else ``engine.backfill_rate``) at most. Each chunk is decided again,
+   then confirmed and written while the engine is held between two batches (the engine is
+   otherwise the only writer of rule state), so a partition that fired live meanwhile is
+   skipped, never fired twice. The chunk's commit also writes the request's cursor (the
+   last partition fired and the counts) as a cursor row of the pseudo-sensor
+   ``backfill:ID``: after a SIGKILL the request resumes after that partition. Live work
+   goes first: a chunk fires only when the rule's unfinished runs leave it room under
+   ``engine.backfill_max_runs``, and the wait after a chunk is at least as long as the
+   chunk took, and longer while the event loop runs late (:class:`_Pace`);
 3. leaves the runs to the pipeline's own dispatcher, which executes them with the live ones
    (the rule's ``run.concurrency`` and ``engine.max_runs`` apply), and records its progress
    in the row (``fired``, ``skipped``, ``incomplete``; ``message`` says why a backfill found
@@ -49,6 +52,8 @@ if TYPE_CHECKING:
 CHUNKS_PER_SECOND = 10
 """A rate is reached in this many chunks a second (fewer when it is below that)."""
 MAX_CHUNK = 100
+PLAN_BATCH = 50
+"""Observations the plan's scratch engine evaluates before the live work goes on."""
 ROOM_POLL = 0.05
 """Seconds between two looks at the rule's unfinished runs while they fill
 ``engine.backfill_max_runs``."""
@@ -140,7 +145,8 @@ class BackfillWorker:
         request = request.progressed(status="running", updated_at=utcnow())
         await store.save_backfill(request)
         the_plan = await bf.plan(pipeline, store, rule.name, lo, hi, force=request.force,
-                                 list_sources=request.list_sources)  # fmt: skip
+                                 list_sources=request.list_sources,
+                                 batch_size=PLAN_BATCH)  # fmt: skip
         name = cursor_sensor(request.id)
         at = _Position.of((await store.load_cursors(name)).get("after"))
         if at.after is None:  # the first plan: what the counts are of
