@@ -19,7 +19,7 @@ from .config import FlinkSensorConfig
 
 
 class FlinkUnreachable(SensorError):
-    """The REST API cannot be read at all."""
+    """The REST API cannot be read at all (its job list does not answer)."""
 
     retriable = True
 
@@ -94,6 +94,8 @@ class FlinkRest:
         try:
             response = await self._client.get(path)
         except httpx.TransportError as exc:
+            if job is not None:  # the job list answered: a slow job's page is its problem
+                raise JobProblem(f"job {job}: {path}: {_describe(exc)}") from exc
             raise FlinkUnreachable(
                 f"cannot reach the Flink REST API at {self.url}: {_describe(exc)}",
                 "is the cluster (or the job's mini-cluster) running? the sensor retries",

@@ -299,20 +299,20 @@ def test_watermark_hours_in_order_once_each_across_sigkill_and_outage(
     ended jobs of the cluster (failed, finished, leaving its list) do not stop it."""
     proj = project(tmp_path, rest, "wm")
     session_cluster.submit("failing", "wm-bad", "--rows", "20", "--rate", "20")
-    jid = session_cluster.submit("unbounded", "wm-hours", "--rate", "10")
+    jid = session_cluster.submit("unbounded", "wm-hours", "--rate", "20")
     proj.start()
     wait_until(proj.started, 60)
     wait_until(lambda: len(runs(proj, "hour")) >= 2, 120)
     proj.kill()
     at_kill = len(runs(proj, "hour"))
-    time.sleep(8)  # at 10 rows a second an hour of event time passes every 6 s
+    time.sleep(5)  # at 20 rows a second an hour of event time passes every 3 s
     proj.start()
     wait_until(proj.started, 60)
     wait_until(lambda: len(runs(proj, "hour")) >= at_kill + 2, 120)
 
     rest.refuse()
     wait_until(lambda: connected(proj) is False, 60)
-    time.sleep(7)
+    time.sleep(4)
     rest.forward()
     wait_until(lambda: connected(proj) is True, 60)
     at_outage = len(runs(proj, "hour"))
@@ -335,6 +335,7 @@ def test_watermark_hours_in_order_once_each_across_sigkill_and_outage(
     events = [e["event"] for e in proj.log_events()]
     assert "flink_unreachable" in events
     assert "flink_reachable" in events
+    assert "flink_jobs_forgotten" in events  # wm-bad left the job list meanwhile
     warned = {e["event"] for e in proj.log_events() if e["level"] in ("warning", "error")}
     assert "flink_job_unreadable" not in warned
 
