@@ -14,10 +14,12 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -182,11 +184,62 @@ def session_cluster(
         cluster.stop()
 
 
+class BreakingProxy:
+    """An HTTP proxy in front of the REST API that breaks chosen jobs: for a job id in
+    ``broken``, its vertices' pages answer 404 and its checkpoints 500 (as for a job that
+    left the cluster, or one whose checkpoint coordinator is not up); everything else is
+    Flink's own answer."""
+
+    def __init__(self, upstream: str) -> None:
+        self.broken: set[str] = set()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parts = self.path.split("/")
+                if len(parts) > 3 and parts[1] == "jobs" and parts[2] in proxy.broken:
+                    if parts[3] == "vertices":
+                        self._answer(404, b'{"errors": ["Vertex not found"]}')
+                        return
+                    if parts[3].startswith("checkpoints"):
+                        self._answer(500, b'{"errors": ["Internal server error."]}')
+                        return
+                response = httpx.get(upstream + self.path, timeout=30)
+                self._answer(response.status_code, response.content)
+
+            def _answer(self, code: int, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture
-def rest(session_cluster: SessionCluster) -> Iterator[FaultyProxy]:
-    """The cluster's REST API through a proxy the test can make refuse connections."""
-    port = int(session_cluster.rest.rsplit(":", 1)[1])
-    with FaultyProxy(("127.0.0.1", port)) as proxy:
+def breaker(session_cluster: SessionCluster) -> Iterator[BreakingProxy]:
+    proxy = BreakingProxy(session_cluster.rest)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+@pytest.fixture
+def rest(breaker: BreakingProxy) -> Iterator[FaultyProxy]:
+    """The cluster's REST API through a proxy the test can make refuse connections (and,
+    behind it, the one that breaks chosen jobs)."""
+    with FaultyProxy(("127.0.0.1", breaker.port)) as proxy:
         yield proxy
 
 
@@ -291,14 +344,17 @@ def test_job_states_fire_once_each_and_a_failed_job_alerts(
 
 
 def test_watermark_hours_in_order_once_each_across_sigkill_and_outage(
-    session_cluster: SessionCluster, rest: FaultyProxy, tmp_path: Path
+    session_cluster: SessionCluster, rest: FaultyProxy, breaker: BreakingProxy, tmp_path: Path
 ) -> None:
     """An unbounded job's watermark gives one "passed hour H" event per hour, in order:
     eventflow killed with SIGKILL and started again, and the REST API gone for a while (the
     sensor reports itself disconnected, then recovers), leave no hour out and none twice;
-    ended jobs of the cluster (failed, finished, leaving its list) do not stop it."""
+    ended jobs of the cluster (failed, leaving its list) and a job whose vertices answer 404
+    and checkpoints 500 do not stop it, and that job's own states are still announced."""
     proj = project(tmp_path, rest, "wm")
     session_cluster.submit("failing", "wm-bad", "--rows", "20", "--rate", "20")
+    broken = session_cluster.submit("unbounded", "wm-broken", "--rate", "5")
+    breaker.broken.add(broken)
     jid = session_cluster.submit("unbounded", "wm-hours", "--rate", "20")
     proj.start()
     wait_until(proj.started, 60)
@@ -318,6 +374,8 @@ def test_watermark_hours_in_order_once_each_across_sigkill_and_outage(
     at_outage = len(runs(proj, "hour"))
     wait_until(lambda: len(runs(proj, "hour")) >= at_outage + 2, 120)
     session_cluster.cancel(jid)
+    session_cluster.cancel(broken)
+    wait_until(lambda: ["wm-broken", "canceled"] in runs(proj, "state"), 60)
     wait_until(lambda: all(r["status"] == "succeeded" for r in proj.runs()), 30)
     assert proj.stop() == 0
 
@@ -336,8 +394,10 @@ def test_watermark_hours_in_order_once_each_across_sigkill_and_outage(
     assert "flink_unreachable" in events
     assert "flink_reachable" in events
     assert "flink_jobs_forgotten" in events  # wm-bad left the job list meanwhile
-    warned = {e["event"] for e in proj.log_events() if e["level"] in ("warning", "error")}
-    assert "flink_job_unreadable" not in warned
+    unreadable = {e["job_name"] for e in proj.log_events() if e["event"] == "flink_job_unreadable"}
+    assert unreadable == {"wm-broken"}
+    assert ["wm-broken", "running"] in runs(proj, "state")
+    assert not [h for job, h in runs(proj, "hour") if job == "wm-broken"]
 
 
 def test_bad_config_is_rejected_with_file_line_and_fix(tmp_path: Path) -> None:
