@@ -47,7 +47,15 @@ from eventflow.plugin import (
 
 from .config import FlinkSensorConfig, WatermarkPeriods
 from .rest import FlinkRest, FlinkUnreachable, JobProblem
-from .track import TERMINAL, JobCursor, new_checkpoints, new_states, passed, watermark_of
+from .track import (
+    LAST_TIME,
+    TERMINAL,
+    JobCursor,
+    new_checkpoints,
+    new_states,
+    passed,
+    watermark_of,
+)
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -72,7 +80,8 @@ def _time(ms: int) -> datetime:
 
 
 def _iso(ms: Any) -> str | None:
-    if not isinstance(ms, int) or isinstance(ms, bool) or ms <= 0:
+    """Epoch ms as ISO-8601 text; None for what is not a time (0, -1, Long.MAX_VALUE)."""
+    if not isinstance(ms, int) or isinstance(ms, bool) or not 0 < ms <= LAST_TIME:
         return None
     return _time(ms).isoformat()
 
@@ -90,6 +99,10 @@ class FlinkSensor:
         self.cursors: dict[str, JobCursor] = {}
         self._strikes: dict[str, int] = {}
         self._vertices: dict[str, list[str]] = {}
+        self._listed: dict[str, int] = {}
+        """Each job's ``last-modification`` in the job list of this poll."""
+        self._read: dict[str, int] = {}
+        """The ``last-modification`` at which each job's own page was last read."""
 
     # --- running ---------------------------------------------------------------------
 
@@ -158,7 +171,8 @@ class FlinkSensor:
             if not glob_match(name, self.config.jobs):
                 continue
             listed.add(job["jid"])
-            emitted += await self._poll_job(job["jid"], name, str(job.get("state", "")))
+            modified = _int(job.get("last-modification"))
+            emitted += await self._poll_job(job["jid"], name, str(job.get("state", "")), modified)
         gone = [jid for jid in self.cursors if jid not in listed]
         if gone:
             for jid in gone:
@@ -179,16 +193,19 @@ class FlinkSensor:
         self.cursors.pop(jid, None)
         self._strikes.pop(jid, None)
         self._vertices.pop(jid, None)
+        self._listed.pop(jid, None)
+        self._read.pop(jid, None)
 
     # --- one job -----------------------------------------------------------------------
 
-    async def _poll_job(self, jid: str, name: str, state: str) -> int:
+    async def _poll_job(self, jid: str, name: str, state: str, modified: int = 0) -> int:
         """Announce what is new of one job; a problem with it is logged, never raised (but
         FlinkUnreachable is: then the API itself went away)."""
         cursor = self.cursors.get(jid) or JobCursor(name=name)
         if cursor.done:
             return 0
         self.cursors[jid] = cursor
+        self._listed[jid] = modified
         ended = state in TERMINAL
         # A job that ended: its last checkpoints before its end. Checkpoints exist only once
         # a job runs (before, the REST API answers 500).
@@ -227,9 +244,14 @@ class FlinkSensor:
 
     async def _states(self, jid: str, name: str, state: str) -> int:
         cursor = self.cursors[jid]
-        if state == cursor.state:
+        # The job list's state alone would miss RUNNING, RESTARTING, RUNNING between two
+        # polls; its last-modification moves with every change of the job (or its tasks).
+        modified = self._listed.get(jid, 0)
+        if state == cursor.state and modified and modified == self._read.get(jid):
             return 0
         detail = await self._rest.job(jid)
+        if _int(detail.get("now")) >= modified:  # the page was taken after that change
+            self._read[jid] = modified
         vertices = detail.get("vertices")
         if isinstance(vertices, list):
             self._vertices[jid] = [str(v["id"]) for v in vertices if isinstance(v, dict)]
@@ -300,7 +322,8 @@ class FlinkSensor:
             label = _time(start).strftime(periods.key)
             cursor = replace(step.cursor, period=end)
             payload = {"job_id": jid, "job_name": name, "start": _iso(start), "end": _iso(end),
-                       "watermark": _iso(min(watermark, 2**62))}  # fmt: skip
+                       "watermark": _iso(watermark),
+                       "end_of_input": watermark > LAST_TIME}  # fmt: skip
             await self._emit(jid, cursor, f"watermark/{label}",
                              {"job": jid, "period": start, "every": every}, end, payload,
                              kind="watermark")  # fmt: skip

@@ -35,6 +35,8 @@ NO_WATERMARK = -(2**63)
 """Flink's watermark before the first one (``Long.MIN_VALUE``)."""
 END_OF_INPUT = 2**63 - 1
 """The watermark after the last record of a bounded input (``Long.MAX_VALUE``)."""
+LAST_TIME = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z in epoch ms: a watermark past it is taken for the end of input."""
 MAX_PERIODS_PER_POLL = 1000
 """Periods announced per job and poll at most (a `since` far back announces in steps)."""
 
@@ -160,8 +162,9 @@ def passed(
     is the one ``since`` falls in or, without it, the one the first watermark (less the
     lateness) falls in. At the end of a bounded input (``END_OF_INPUT``) the periods up to
     the one holding the highest watermark seen before are announced: the last partition of
-    a stream closes when its input ends."""
-    if watermark == END_OF_INPUT:
+    a stream closes when its input ends (a watermark past :data:`LAST_TIME` counts as
+    that too)."""
+    if watermark > LAST_TIME:  # Long.MAX_VALUE: the input ended
         if cursor.high is None:
             return Periods()
         reach = -(-cursor.high // every) * every  # the end of the period holding `high`

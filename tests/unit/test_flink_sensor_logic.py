@@ -178,3 +178,10 @@ def test_the_url_is_kept_without_a_trailing_slash() -> None:
     """`http://flink:8081/` and `http://flink:8081` are the same API."""
     config = FlinkSensorConfig.model_validate({"type": "flink", "url": "http://flink:8081/"})
     assert config.url == "http://flink:8081"
+
+
+def test_a_watermark_past_year_9999_counts_as_the_end_of_input() -> None:
+    """Long.MAX_VALUE, or anything no date can hold, closes the last period and no more."""
+    step = passed(JobCursor("j"), T0 + 30, HOUR, 0, T0)
+    assert step.cursor is not None
+    assert passed(step.cursor, 2**62, HOUR, 0, T0).ends == [T0 + HOUR]
