@@ -214,8 +214,13 @@ def why(view: Why) -> None:
 def runs(records: Sequence[RunView]) -> None:
     with_downstream = any(r.downstream for r in records)
     with_checks = any(r.checks is not None for r in records)
+    with_version = any(r.pipeline_version for r in records)
     columns = ["run", "rule", "partition", "status", "attempt", "created", "error"]
-    extra = (["checks"] if with_checks else []) + (["downstream"] if with_downstream else [])
+    extra = (
+        (["version"] if with_version else [])
+        + (["checks"] if with_checks else [])
+        + (["downstream"] if with_downstream else [])
+    )
     table = Table(*columns, *extra)
     for r in records:
         cells = [
@@ -227,6 +232,8 @@ def runs(records: Sequence[RunView]) -> None:
             r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             (r.error or "")[:60],
         ]
+        if with_version:  # the version of the rule that fired the run
+            cells.append(r.pipeline_version or "-")
         if with_checks:
             cells.append(r.checks.text if r.checks is not None else "-")
         if with_downstream:
