@@ -12,6 +12,7 @@ Kafka messages (tansu) announce the partitions. One session cluster serves the m
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from tests.flink.session_cluster import PYTHON_DRIVER, FlinkSession
 from tests.services.kafka import KafkaBroker
 
 pytestmark = [pytest.mark.flink, pytest.mark.timeout(420)]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PIPELINE = """
 name: {name}
@@ -134,6 +137,12 @@ def noted(p: Project, state: str | None = None) -> dict[str, Any] | None:
     return None
 
 
+def docs_pipeline() -> str:
+    page = (ROOT / "docs/howto/flink.md").read_text()
+    [block] = [b for b in re.findall(r"```yaml\n(.*?)```", page, re.S) if "lake-loader" in b]
+    return block
+
+
 def run_log(p: Project, run_id: str) -> str:
     detail = p.cli_json("runs", run_id)
     return str(detail["logs"]["stdout"])
@@ -146,11 +155,25 @@ def key(name: str, record: dict[str, Any]) -> str:
 def test_bounded_jobs_run_once_each_with_arguments_from_partition_and_payload(
     tmp_path: Path, kafka_broker: KafkaBroker, flink_session: FlinkSession
 ) -> None:
-    """Two partitions fire: each is one Flink job named after its run, given the partition
-    and the payload's row count as program arguments (it writes exactly those rows), waited
-    for until FINISHED; both runs succeed; the jar is on the cluster once."""
+    """The how-to's pipeline: two partitions fire, each is one Flink job named after its run,
+    given the partition and the payload's row count as program arguments (it writes exactly
+    those rows), waited for until FINISHED; both runs succeed; the jar is on the cluster
+    once."""
     job = flink_session.sql_job(f"bounded-{uuid.uuid4().hex[:6]}", BOUNDED.replace("{3}", "50"))
-    p, topic, name = project(tmp_path, kafka_broker, flink_session, job, retries=1)
+    topic, name = kafka_broker.topic(1), unique("lake-loader")
+    text = docs_pipeline()
+    for old, new in (
+        ("name: lake-loader", f"name: {name}"),
+        ("localhost:9092", kafka_broker.bootstrap),
+        ("lake.batches", topic),
+        ("http://127.0.0.1:8081", flink_session.url),
+        ("/opt/flink/opt/flink-python-2.3.0.jar", str(flink_session.python_jar)),
+        ("/jobs/load.py", str(job)),
+        ("/data/lake", str(tmp_path / "lake")),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    p = Project(tmp_path, text)
     p.start()
     announce(
         kafka_broker, topic, {"dt": "2026-11-01", "rows": 30}, {"dt": "2026-11-02", "rows": 70}
