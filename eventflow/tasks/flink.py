@@ -41,6 +41,7 @@ new job rather than adopting it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 import urllib.parse
@@ -207,16 +208,24 @@ class FlinkHandoff:
         """Jobs eventflow stopped: job id -> the savepoint's path (None: cancelled)."""
         self._logs: dict[str, RunLog] = {}
         """The run log of each job's attempt, by job id."""
+        self._in_flight: dict[str, asyncio.Future[Any]] = {}
+        """Submissions still waiting for the cluster's answer, by downstream key."""
         self._closed = False
 
     async def close(self) -> None:
         self._closed = True
+        for sending in list(self._in_flight.values()):
+            sending.cancel()
         await self._client.aclose()
 
     # -- the hand-off ---------------------------------------------------------------------
 
     async def find(self, ctx: RunContext) -> DownstreamRun | None:
         key = downstream_key(ctx)
+        sending = self._in_flight.get(key)
+        if sending is not None:  # an interrupted submission: its job is the one to find
+            with contextlib.suppress(HandoffError):
+                await asyncio.shield(sending)
         _, body = await self._call("GET", "/jobs/overview", "list the jobs")
         jobs = [j for j in body.get("jobs", []) if j.get("name") == key]
         if not jobs:
@@ -245,15 +254,9 @@ class FlinkHandoff:
             request["parallelism"] = self.config.parallelism
         log = self._log_for(ctx, job_id)
         log.add(f"flink: submitting job {job_id} ({key}) from {jar_id}")
+        sending = self._sending(key, jar_id, request)
         try:
-            async with _submission_lock(self.config.url):
-                _, body = await self._call(
-                    "POST",
-                    f"/jars/{_segment(jar_id)}/run",
-                    f"run the jar {self.config.jar!r}",
-                    timeout=SUBMIT_TIMEOUT,
-                    json=request,
-                )
+            _, body = await asyncio.shield(sending)
         except HandoffError as exc:
             # The cluster may have started the job although the answer was an error (a
             # lost connection, a timeout, a program that waited for its job): adopt it.
@@ -267,6 +270,33 @@ class FlinkHandoff:
         run = await self.poll(self._run(submitted, "CREATED"))
         log.add(f"flink: submitted job {run.id}, {run.state}")
         return run
+
+    def _sending(self, key: str, jar_id: str, request: dict[str, Any]) -> asyncio.Future[Any]:
+        """The submission as a task of its own: when the attempt is cancelled (a timeout, an
+        operator) while the cluster runs the program, the answer is still awaited, by
+        :meth:`find`, so the job that comes of it is found and stopped, not left running."""
+
+        async def send() -> tuple[int, Any]:
+            async with _submission_lock(self.config.url):
+                return await self._call(
+                    "POST",
+                    f"/jars/{_segment(jar_id)}/run",
+                    f"run the jar {self.config.jar!r}",
+                    timeout=SUBMIT_TIMEOUT,
+                    json=request,
+                )
+
+        sending = asyncio.ensure_future(send())
+        self._in_flight[key] = sending
+
+        def done(task: asyncio.Future[Any]) -> None:
+            if self._in_flight.get(key) is task:
+                del self._in_flight[key]
+            if not task.cancelled():
+                task.exception()  # retrieved here; the awaiting attempt reports it
+
+        sending.add_done_callback(done)
+        return sending
 
     async def rerun(self, run: DownstreamRun, ctx: RunContext) -> DownstreamRun:
         """A new job for this attempt (a Flink job cannot run twice); the newest job of the

@@ -282,6 +282,27 @@ def test_cancelling_the_run_cancels_the_flink_job(
     assert flink_job["jid"] == running["notes"]["downstream"]["id"]
 
 
+def test_a_timeout_during_the_submission_still_cancels_the_job(
+    tmp_path: Path, kafka_broker: KafkaBroker, flink_session: FlinkSession
+) -> None:
+    """The run times out while the cluster still runs the program's ``main`` (before Flink
+    answered with the job's id): eventflow waits for that answer and cancels the job it
+    brings, so no job of the run is left running."""
+    job = flink_session.sql_job(f"early-{uuid.uuid4().hex[:6]}", UNBOUNDED)
+    p, topic, name = project(tmp_path, kafka_broker, flink_session, job, timeout="2s")
+    p.start()
+    announce(kafka_broker, topic, {"dt": "2026-06-01", "rows": 20})
+    [record] = wait_until(lambda: finished(p), timeout=300)
+    assert record["status"] == "failed"
+    assert "timed out after 2s" in str(record["error"])
+    [flink_job] = wait_until(
+        lambda: [j for j in flink_session.jobs(key(name, record)) if j["state"] == "CANCELED"],
+        timeout=120,
+    )
+    assert p.stop() == 0
+    assert record["notes"]["downstream"]["id"] == flink_job["jid"]
+
+
 @pytest.mark.parametrize("point", ["handoff.after_submit", "handoff.after_note"])
 def test_sigkill_after_the_submission_adopts_the_job_after_the_restart(
     tmp_path: Path, kafka_broker: KafkaBroker, flink_session: FlinkSession, point: str

@@ -143,7 +143,9 @@ def test_flink_names_and_causes() -> None:
     assert flink.jar_name("a.jar", b"1") != flink.jar_name("a.jar", b"2")
     assert flink.jar_name("a.jar", b"1").startswith("eventflow-")
     first, second = flink.job_id_of("k", 1), flink.job_id_of("k", 2)
-    assert len(first) == 32 and int(first, 16) >= 0 and first != second
+    assert len(first) == 32
+    assert int(first, 16) >= 0
+    assert first != second
     trace = (
         "java.lang.RuntimeException: outer\n\tat x\nCaused by: a.B: middle\nCaused by: c.D: root"
     )
