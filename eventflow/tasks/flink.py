@@ -116,11 +116,6 @@ class FlinkStop(Model):
         description="With `savepoint`: emit MAX_WATERMARK first, so event-time windows and"
         " partition commits fire before the job ends (for a job that will not be resumed).",
     )
-    directory: str | None = Field(
-        default=None,
-        description="Where the savepoint goes (a URI Flink can write); default: the"
-        " cluster's `execution.checkpointing.savepoint-dir`.",
-    )
 
 
 class FlinkRun(HandoffSettings):
@@ -139,9 +134,6 @@ class FlinkRun(HandoffSettings):
         default_factory=list,
         description="The program's arguments, one item each (`{var}` is replaced; no shell).",
     )
-    parallelism: int | None = Field(
-        default=None, ge=1, description="The job's parallelism; default: the cluster's."
-    )
     configuration: dict[str, Text] = Field(
         default_factory=dict,
         description="Flink options for this job (`flinkConfiguration`; `{var}` is replaced)."
@@ -150,7 +142,7 @@ class FlinkRun(HandoffSettings):
     stop: FlinkStop = Field(
         default_factory=FlinkStop,
         description="How a timeout or an operator's cancel stops the job:"
-        " `{savepoint: bool, drain: bool, directory: URI}`.",
+        " `{savepoint: bool, drain: bool}`.",
     )
 
     @field_validator("url")
@@ -192,8 +184,8 @@ class RunLog:
 
 
 class FlinkHandoff:
-    """The Flink side of a hand-off: one ``httpx.AsyncClient``, the uploaded jar's id, the
-    jobs this process stopped and their savepoints."""
+    """The Flink side of a hand-off: one ``httpx.AsyncClient``, the jobs this process
+    stopped (with their savepoints), each job's run log and the submissions in flight."""
 
     system: ClassVar[str] = "flink"
 
@@ -250,8 +242,6 @@ class FlinkHandoff:
         }
         if self.config.entry_class:
             request["entryClass"] = self.config.entry_class
-        if self.config.parallelism:
-            request["parallelism"] = self.config.parallelism
         log = self._log_for(ctx, job_id)
         log.add(f"flink: submitting job {job_id} ({key}) from {jar_id}")
         sending = self._sending(key, jar_id, request)
@@ -397,10 +387,7 @@ class FlinkHandoff:
 
     async def _stop_with_savepoint(self, job_id: str) -> str:
         """Stop the job with a savepoint and wait until Flink wrote it; its path."""
-        stop = self.config.stop
-        request: dict[str, Any] = {"drain": stop.drain}
-        if stop.directory:
-            request["targetDirectory"] = stop.directory
+        request = {"drain": self.config.stop.drain}  # into the cluster's savepoint-dir
         _, body = await self._call(
             "POST", f"/jobs/{_segment(job_id)}/stop", f"stop job {job_id}", json=request
         )

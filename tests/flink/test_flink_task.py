@@ -49,6 +49,7 @@ rules:
         poll: 200ms
         poll_max: 1s
         stop: {stop}
+        {configuration}
       retries: {retries}
       backoff: {{initial: 100ms, jitter: false}}
       {timeout}
@@ -98,6 +99,7 @@ def project(
     retries: int = 0,
     timeout: str = "",
     stop: str = "{savepoint: false}",
+    configuration: str = "",
 ) -> tuple[Project, str, str]:
     topic = broker.topic(1)
     name = unique("flink")
@@ -112,6 +114,7 @@ def project(
         job=job,
         out=out,
         stop=stop,
+        configuration=f"configuration: {configuration}" if configuration else "",
         retries=retries,
         timeout=f"timeout: {timeout}" if timeout else "",
     )
@@ -232,7 +235,8 @@ def test_the_timeout_stops_an_unbounded_job_with_a_savepoint_on_record(
 ) -> None:
     """An unbounded job runs until the run's timeout: eventflow stops it with a savepoint
     (Flink ends it FINISHED), follows the savepoint until it completed and records its path
-    on the run (notes, output, log); the run fails as timed out."""
+    on the run (notes, output, log); the run fails as timed out. The job got the task's
+    rendered `configuration`."""
     job = flink_session.sql_job(f"unbounded-{uuid.uuid4().hex[:6]}", UNBOUNDED)
     p, topic, name = project(
         tmp_path,
@@ -241,6 +245,7 @@ def test_the_timeout_stops_an_unbounded_job_with_a_savepoint_on_record(
         job,
         timeout="45s",
         stop="{savepoint: true, drain: false}",
+        configuration='{execution.checkpointing.interval: "{rows}00 ms"}',
     )
     p.start()
     announce(kafka_broker, topic, {"dt": "2026-09-01", "rows": 20})
@@ -258,6 +263,8 @@ def test_the_timeout_stops_an_unbounded_job_with_a_savepoint_on_record(
     [flink_job] = flink_session.jobs(key(name, record))
     assert flink_job["state"] == "FINISHED"
     assert f"stopped with a savepoint at {savepoint}" in run_log(p, record["run_id"])
+    checkpoints = flink_session.get(f"/jobs/{flink_job['jid']}/checkpoints/config")
+    assert checkpoints["interval"] == 2000  # `configuration`, rendered, reached the job
 
 
 def test_cancelling_the_run_cancels_the_flink_job(
