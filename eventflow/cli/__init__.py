@@ -39,6 +39,7 @@ for _command in (
     run.run,
     inspect.status,
     inspect.why,
+    inspect.matches,
     inspect.runs,
     inspect.deadletters,
     inspect.graph,
