@@ -34,8 +34,9 @@ FILE RUN_ID``). When the attempt times out or an operator cancels the run, event
 the job, or with ``stop.savepoint`` stops it with a savepoint (``POST /jobs/:id/stop``,
 followed until the savepoint completed) and records the savepoint's path on the run
 (``notes.downstream.savepoint``, ``output.downstream.savepoint`` and the run log). A job
-eventflow stopped so ends ``FINISHED`` in Flink, but counts as cancelled: a retry submits a
-new job rather than adopting it.
+eventflow stopped so ends ``FINISHED`` in Flink, but counts as cancelled: a retry (the rule's
+``retries``, ``eventflow retry``) submits a new job rather than adopting it, restored from
+that savepoint (``savepointPath``).
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ UPLOAD_TIMEOUT = 300.0
 """Seconds a jar upload may take."""
 SAVEPOINT_POLL = 0.5
 """Seconds between two looks at a savepoint that is being written."""
+NOT_RUNNING_YET = "Not all required tasks are currently running"
+"""Flink's reason for refusing a savepoint of a job whose tasks are still being deployed."""
 OWN_CONFIG = "pipeline.name"
 """The Flink option eventflow sets to name the job (so it can find it again)."""
 _OUTCOMES: dict[str, Outcome] = {
@@ -200,6 +203,8 @@ class FlinkHandoff:
         """Jobs eventflow stopped: job id -> the savepoint's path (None: cancelled)."""
         self._logs: dict[str, RunLog] = {}
         """The run log of each job's attempt, by job id."""
+        self._savepoint_errors: dict[str, str] = {}
+        """Why the savepoint of a job eventflow then cancelled failed, by job id."""
         self._in_flight: dict[str, asyncio.Future[Any]] = {}
         """Submissions still waiting for the cluster's answer, by downstream key."""
         self._closed = False
@@ -228,7 +233,7 @@ class FlinkHandoff:
         self._log_for(ctx, run.id).add(f"flink: found job {run.id} ({key}), {run.state}")
         return run
 
-    async def submit(self, ctx: RunContext) -> DownstreamRun:
+    async def submit(self, ctx: RunContext, savepoint: str | None = None) -> DownstreamRun:
         key = downstream_key(ctx)
         jar_id = await self._jar(ctx)
         job_id = job_id_of(key, ctx.attempt)
@@ -242,8 +247,12 @@ class FlinkHandoff:
         }
         if self.config.entry_class:
             request["entryClass"] = self.config.entry_class
+        if savepoint:
+            request["savepointPath"] = savepoint
         log = self._log_for(ctx, job_id)
         log.add(f"flink: submitting job {job_id} ({key}) from {jar_id}")
+        if savepoint:
+            log.add(f"flink: restoring from the savepoint {savepoint}")
         sending = self._sending(key, jar_id, request)
         try:
             _, body = await asyncio.shield(sending)
@@ -289,9 +298,11 @@ class FlinkHandoff:
         return sending
 
     async def rerun(self, run: DownstreamRun, ctx: RunContext) -> DownstreamRun:
-        """A new job for this attempt (a Flink job cannot run twice); the newest job of the
-        name is the one ``find`` adopts."""
-        return await self.submit(ctx)
+        """A new job for this attempt (a Flink job cannot run twice), restored from the
+        savepoint eventflow stopped the previous job with, if any; the newest job of the name
+        is the one ``find`` adopts."""
+        savepoint = run.facts.get("savepoint")
+        return await self.submit(ctx, savepoint if isinstance(savepoint, str) else None)
 
     async def poll(self, run: DownstreamRun) -> DownstreamRun:
         _, body = await self._call("GET", f"/jobs/{_segment(run.id)}", f"read job {run.id}")
@@ -320,15 +331,16 @@ class FlinkHandoff:
         self._stopped[run.id] = None
         try:
             path = await self._stop_with_savepoint(run.id)
-        except HandoffError as exc:
-            self._note_line(run.id, f"flink: the savepoint of job {run.id} failed: {exc}")
+        except HandoffError as exc:  # the job must stop all the same: cancel it
+            self._savepoint_errors[run.id] = str(exc)
+            self._note_line(run.id, f"flink: {exc}; cancelling the job instead")
             await self._call(
                 "PATCH",
                 f"/jobs/{_segment(run.id)}",
                 f"cancel job {run.id}",
                 params={"mode": "cancel"},
             )
-            raise
+            return
         self._stopped[run.id] = path
         self._note_line(run.id, f"flink: job {run.id} stopped with a savepoint at {path}")
 
@@ -345,6 +357,8 @@ class FlinkHandoff:
             facts["stopped"] = "savepoint" if savepoint else "cancel"
             if savepoint:
                 facts["savepoint"] = savepoint
+            if job_id in self._savepoint_errors:
+                facts["savepoint_error"] = self._savepoint_errors[job_id]
             if outcome == "succeeded":
                 outcome = "cancelled"
         return DownstreamRun(job_id, page, state, outcome, facts=facts)
@@ -386,7 +400,18 @@ class FlinkHandoff:
             return uploaded
 
     async def _stop_with_savepoint(self, job_id: str) -> str:
-        """Stop the job with a savepoint and wait until Flink wrote it; its path."""
+        """Stop the job with a savepoint and wait until Flink wrote it; its path. A job whose
+        tasks are still being deployed cannot take one yet: asked again until they run (the
+        hand-off's cleanup time bounds the wait)."""
+        while True:
+            try:
+                return await self._savepoint(job_id)
+            except HandoffError as exc:
+                if NOT_RUNNING_YET not in str(exc):
+                    raise
+            await asyncio.sleep(SAVEPOINT_POLL)
+
+    async def _savepoint(self, job_id: str) -> str:
         request = {"drain": self.config.stop.drain}  # into the cluster's savepoint-dir
         _, body = await self._call(
             "POST", f"/jobs/{_segment(job_id)}/stop", f"stop job {job_id}", json=request

@@ -236,14 +236,15 @@ def test_the_timeout_stops_an_unbounded_job_with_a_savepoint_on_record(
     """An unbounded job runs until the run's timeout: eventflow stops it with a savepoint
     (Flink ends it FINISHED), follows the savepoint until it completed and records its path
     on the run (notes, output, log); the run fails as timed out. The job got the task's
-    rendered `configuration`."""
+    rendered `configuration`. `eventflow retry` submits a new job that resumes from the
+    savepoint."""
     job = flink_session.sql_job(f"unbounded-{uuid.uuid4().hex[:6]}", UNBOUNDED)
     p, topic, name = project(
         tmp_path,
         kafka_broker,
         flink_session,
         job,
-        timeout="45s",
+        timeout="60s",
         stop="{savepoint: true, drain: false}",
         configuration='{execution.checkpointing.interval: "{rows}00 ms"}',
     )
@@ -253,7 +254,7 @@ def test_the_timeout_stops_an_unbounded_job_with_a_savepoint_on_record(
     assert p.stop() == 0
 
     assert record["status"] == "failed"
-    assert "timed out after 45s" in str(record["error"])
+    assert record["error"] == "timed out after 1m"
     downstream = record["output"]["downstream"]
     savepoint = downstream["savepoint"]
     assert record["notes"]["downstream"]["savepoint"] == savepoint
@@ -265,6 +266,21 @@ def test_the_timeout_stops_an_unbounded_job_with_a_savepoint_on_record(
     assert f"stopped with a savepoint at {savepoint}" in run_log(p, record["run_id"])
     checkpoints = flink_session.get(f"/jobs/{flink_job['jid']}/checkpoints/config")
     assert checkpoints["interval"] == 2000  # `configuration`, rendered, reached the job
+
+    p.start()  # `eventflow retry`: a new job of the run, resumed from the savepoint
+    p.cli("retry", str(p.file), record["run_id"])
+    resumed = wait_until(
+        lambda: [j for j in flink_session.jobs(key(name, record)) if j["state"] == "RUNNING"],
+        timeout=300,
+    )[0]
+    restored = wait_until(
+        lambda: flink_session.get(f"/jobs/{resumed['jid']}/checkpoints")["latest"]["restored"],
+        timeout=120,
+    )
+    assert restored["external_path"] == savepoint
+    p.cli("cancel", str(p.file), record["run_id"])
+    wait_until(lambda: finished(p) and finished(p)[0]["attempt"] == 2, timeout=120)
+    assert p.stop() == 0
 
 
 def test_cancelling_the_run_cancels_the_flink_job(
