@@ -20,6 +20,9 @@ one dictionary lookup. The points:
 - ``backfill.before_commit``: a live backfill's chunk is decided, not yet committed.
 - ``backfill.after_commit``: the chunk and its position are committed, the request's row
   not yet updated.
+- ``deadletter.before_commit``: a redrive's event and the dead letter's outcome are
+  evaluated, nothing committed.
+- ``deadletter.after_commit``: both are committed, the rule's runs not yet dispatched.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ CHECK_POINTS = ("checks.after_claim", "checks.before_record")
 """The points reached only by a pipeline with data-quality checks."""
 BACKFILL_POINTS = ("backfill.before_commit", "backfill.after_commit")
 """The points reached only by a live backfill (tests/acceptance/test_live_backfill.py)."""
+DEADLETTER_POINTS = ("deadletter.before_commit", "deadletter.after_commit")
+"""The points reached only by a redrive (tests/acceptance/test_deadletters.py)."""
 
 
 def _parse(spec: str | None) -> dict[str, int]:
@@ -51,8 +56,8 @@ def _parse(spec: str | None) -> dict[str, int]:
         if not part:
             continue
         name, _, count = part.partition(":")
-        if name not in POINTS + CHECK_POINTS + BACKFILL_POINTS:
-            known = POINTS + CHECK_POINTS + BACKFILL_POINTS
+        known = POINTS + CHECK_POINTS + BACKFILL_POINTS + DEADLETTER_POINTS
+        if name not in known:
             raise SystemExit(f"EVENTFLOW_CRASH_AT: unknown crash point {name!r}; known: {known}")
         armed[name] = int(count or 1)
     return armed

@@ -48,6 +48,7 @@ from eventflow.records import (
     Changes,
     CheckGate,
     DeadLetter,
+    DeadLetterStatus,
     GateStatus,
     InboxItem,
     MatchKey,
@@ -66,6 +67,7 @@ from eventflow.store import _versions as v
 from eventflow.store import _workers
 from eventflow.store import dsn as dsn_options
 from eventflow.store._base import StoreLifecycle
+from eventflow.store._deadletters import DeadLetterAction
 from eventflow.store._sqlite_ops import SQLiteOps
 from eventflow.store._sqlite_sql import migrate
 from eventflow.types import RunPosition, Transaction
@@ -505,8 +507,9 @@ class SQLiteStore(StoreLifecycle):
         since: datetime | None = None,
         until: datetime | None = None,
         after: str | None = None,
+        status: DeadLetterStatus | None = None,
     ) -> list[DeadLetter]:
-        where = c.deadletter_filter(sensor, since, until, after)
+        where = c.deadletter_filter(sensor, since, until, after, status)
         return await self._read(SQLiteOps.list_deadletters, where, limit)
 
     async def count_deadletters(
@@ -515,8 +518,9 @@ class SQLiteStore(StoreLifecycle):
         sensor: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        status: DeadLetterStatus | None = None,
     ) -> int:
-        where = c.deadletter_filter(sensor, since, until)
+        where = c.deadletter_filter(sensor, since, until, None, status)
         return await self._read(SQLiteOps.count_deadletters, where)
 
     async def list_gates(
@@ -531,6 +535,17 @@ class SQLiteStore(StoreLifecycle):
     ) -> list[CheckGate]:
         where = g.gate_filter(rule=rule, dataset=dataset, key=key, status=status, run_id=run_id)
         return await self._read(SQLiteOps.list_gates, where, limit)
+
+    async def get_deadletter(self, event_id: str) -> DeadLetter | None:
+        return await self._read(SQLiteOps.get_deadletter, event_id)
+
+    async def act_on_deadletter(
+        self, event_id: str, action: DeadLetterAction, by: str, now: datetime
+    ) -> DeadLetter:
+        return await self._write(SQLiteOps.act_on_deadletter, event_id, action, by, now)
+
+    async def fetch_redrives(self, limit: int) -> list[DeadLetter]:
+        return await self._read(SQLiteOps.fetch_redrives, limit)
 
     async def counts(self) -> dict[str, int]:
         return await self._read(SQLiteOps.counts)
