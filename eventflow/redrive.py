@@ -20,8 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from eventflow.datasets import DatasetMatchError
 from eventflow.effects import redriven_observation
-from eventflow.events import InputRef, Observation
+from eventflow.events import InputRef, Observation, format_partition, observation_problem
+from eventflow.pipeline import CompiledPipeline
 from eventflow.records import DeadLetter, DeadLetterOutcome, StoredEvent
 from eventflow.records import history_entry as entry
 
@@ -81,3 +83,28 @@ def redrive(
 def _failed(letter: DeadLetter, by: str, now: datetime, error: str) -> Redrive:
     done = entry("redrive_failed", by, now, error)
     return Redrive(DeadLetterOutcome(letter.event_id, "open", error, done))
+
+
+def preview(pipeline: CompiledPipeline, letter: DeadLetter) -> str:
+    """What a redrive of ``letter`` would do with ``pipeline`` as it is (a dry run): the
+    datasets and partitions it would announce, or the error that keeps it a dead letter."""
+    if letter.message is None:
+        return "cannot be redriven: only an excerpt of the message was kept"
+    obs = redriven_observation(letter)
+    problem = observation_problem(obs, stored=True)
+    if problem is not None:
+        return f"would fail: {problem}"
+    announced, errors = [], []
+    for ds in pipeline.datasets_by_sensor.get(obs.sensor, ()):
+        try:
+            partition = ds.match(obs)
+        except DatasetMatchError as exc:
+            errors.append(str(exc))
+            continue
+        if partition is not None:
+            announced.append(f"{ds.name} {format_partition(partition)}")
+    if errors:
+        return "would fail: " + "; ".join(errors)
+    if not announced:
+        return f"would fail: {NOTHING_ANNOUNCED}"
+    return "would announce " + ", ".join(announced)

@@ -29,7 +29,6 @@ from eventflow.pipeline import CompiledPipeline
 from eventflow.records import RUN_STATUSES, RunStatus
 from eventflow.types import Store
 from eventflow.views import NotFound
-from eventflow.views import deadletters as deadletter_views
 from eventflow.views import runs as run_views
 from eventflow.views import status as status_views
 from eventflow.views import why as why_views
@@ -135,39 +134,6 @@ def _run_detail(
         print_json(detail.to_dict())
     else:
         render.run_detail(detail)
-
-
-@click.command()
-@FILE
-@click.option("--sensor", help="Only dead letters of this sensor.")
-@paging_options("dead letters", "Observed")
-@JSON_OPT
-def deadletters(
-    file: Path,
-    sensor: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    limit: int,
-    all_: bool,
-    as_json: bool,
-) -> None:
-    """List dead letters, newest first: observations that could not be processed, with
-    their source position, the error and the start of the message."""
-    pipeline = load(file)
-    query = functools.partial(
-        deadletter_views.deadletter_page,
-        sensor=sensor,
-        since=since,
-        until=until,
-    )
-    print_pages(
-        pipeline,
-        query,
-        limit=limit,
-        all_=all_,
-        as_json=as_json,
-        render=lambda letters: render.deadletters(letters, pipeline),
-    )
 
 
 @click.command()
