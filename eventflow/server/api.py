@@ -19,7 +19,6 @@ from eventflow.events import utcnow
 from eventflow.records import RUN_STATUSES, RunRecord
 from eventflow.server.hooks import HOOKS, HookRequest
 from eventflow.views import (
-    deadletters,
     matches,
     paging,
     pauses,
@@ -205,23 +204,6 @@ class Api:
             if not 1 <= attempt <= max(run.attempt, 1):
                 raise BadRequest(404, f"run {run.run_id} has no attempt {attempt}")
         return JSONResponse(runs.run_logs(self.pipeline, run, attempt).to_dict())
-
-    async def get_deadletters(self, request: Request) -> Response:
-        """A page of dead letters: ``items``, ``next`` and ``total``; ``deadletters``
-        repeats ``items`` for the clients of the list before paging."""
-        try:
-            page = await deadletters.deadletter_page(
-                self.store,
-                sensor=request.query_params.get("sensor"),
-                since=_time(request, "since"),
-                until=_time(request, "until"),
-                limit=_limit(request, 50),
-                cursor=request.query_params.get("cursor"),
-            )
-        except paging.BadCursor as exc:
-            raise BadRequest(400, str(exc)) from None
-        body = page.to_dict(deadletters.DeadLetterView.to_dict)
-        return JSONResponse({**body, "deadletters": body["items"]})
 
     async def get_sensors(self, request: Request) -> Response:
         """This worker's sensors, and (``reported``) every worker's from the store."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from eventflow import __version__
 from eventflow.records import RUN_STATUSES
-from eventflow.server import openapi_pauses
+from eventflow.server import openapi_deadletters, openapi_pauses
 from eventflow.server.credentials import MACHINE_PREFIX, PUBLIC_PATHS
 from eventflow.server.openapi_checks import paths as checks_paths
 
@@ -125,15 +125,6 @@ _MATCH = _obj(
     late_inputs={"type": "integer"},
     partial_run={"type": "boolean"},
     counts={"type": "object", "additionalProperties": {"type": "integer"}},
-)
-_DEADLETTER = _obj(
-    ["event_id", "sensor", "position", "error", "excerpt", "time"],
-    event_id=_STR,
-    sensor=_STR,
-    position={"type": "object"},
-    error=_STR,
-    excerpt={**_STR, "description": "The first bytes of the raw message."},
-    time=_STR,
 )
 _ERROR_AT = {
     "type": ["object", "null"],
@@ -463,22 +454,12 @@ def _document() -> Schema:
                 }
             },
             **checks_paths(guarded, json_only),
-            "/api/deadletters": {
-                "get": _get(
-                    "A page of observations that could not be processed, most recently"
-                    " recorded first: `items`, `next` and `total` as for runs; `deadletters`"
-                    " repeats `items` for clients of the list before paging.",
-                    _page(_DEADLETTER, "deadletters"),
-                    params=[
-                        _query("sensor", _STR, "Only this sensor."),
-                        _SINCE,
-                        _UNTIL,
-                        _CURSOR,
-                        _LIMIT,
-                    ],
-                    errors={"400": "A bad parameter, time or cursor."},
-                )
-            },
+            **openapi_deadletters.paths(
+                guarded,
+                json_only,
+                _page(openapi_deadletters.DEADLETTER, "deadletters"),
+                [_SINCE, _UNTIL, _CURSOR, _LIMIT],
+            ),
             "/api/sensors": {
                 "get": _get(
                     "Each sensor's health on this worker (up, retrying within its budget,"
