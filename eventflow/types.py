@@ -468,6 +468,32 @@ class Store(Protocol):
         """Delete up to ``limit`` events received before ``before`` (retention); returns how
         many. Call again while it returns ``limit``."""
 
+    async def list_events(
+        self,
+        limit: int = 100,
+        *,
+        dataset: str | None = None,
+        sensor: str | None = None,
+        partition: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: str | None = None,
+    ) -> list[StoredEvent]:
+        """The event log newest first: of ``sensor``; announcing ``dataset`` (and, with
+        ``partition``, a partition holding those values); received at or after ``since``
+        and before ``until``; logged before the event ``after`` (keyset paging)."""
+
+    async def count_events(
+        self,
+        *,
+        dataset: str | None = None,
+        sensor: str | None = None,
+        partition: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """How many :meth:`list_events` would list with the same filters, no limit."""
+
     async def list_deadletters(
         self,
         limit: int = 100,

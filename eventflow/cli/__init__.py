@@ -1,4 +1,4 @@
-"""The ``eventflow`` command: validate, run, status, why, runs, deadletters, graph, emit,
+"""The ``eventflow`` command: validate, run, status, why, runs, events, deadletters, graph, emit,
 retry, backfill, replay, plan, versions.
 
 Human output by default (rich tables), ``--json`` for scripts. Every command takes the
@@ -8,7 +8,7 @@ they parse options, call a view (:mod:`eventflow.views`) or an action, and rende
 a command needs it, which keeps ``eventflow --help`` fast.
 
 - :mod:`eventflow.cli.run`: ``validate``, ``run``;
-- :mod:`eventflow.cli.inspect`: ``status``, ``why``, ``runs``, ``graph``;
+- :mod:`eventflow.cli.inspect`: ``status``, ``why``, ``runs``, ``events``, ``graph``;
 - :mod:`eventflow.cli.deadletters`: ``deadletters`` (list, show, redrive, discard);
 - :mod:`eventflow.cli.checks`: ``checks`` (data-quality checks: list, rerun, override).
 - :mod:`eventflow.cli.plan`: ``plan``, ``versions``.
@@ -42,6 +42,7 @@ for _command in (
     inspect.why,
     inspect.runs,
     deadletters.deadletters,
+    inspect.events,
     inspect.graph,
     health.workers_command,
     act.emit,

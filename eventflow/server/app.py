@@ -93,7 +93,7 @@ def build_app(runtime: Runtime, credentials: Credentials, host: str = DEFAULT_HO
         Route("/api/sensors/{name}/pause", pauses.pause_sensor, methods=["POST"]),
         Route("/api/sensors/{name}/resume", pauses.resume_sensor, methods=["POST"]),
         Route("/api/workers", api.get_workers, methods=["GET"]),
-        Route("/api/events", api.emit, methods=["POST"]),
+        Route("/api/events", api.events, methods=["GET", "POST"]),
         *BackfillApi(runtime).routes(),
         Route("/hooks/{sensor}", api.hook, methods=["POST"]),
         Route("/hooks/{sensor}/{path:path}", api.hook, methods=["POST"]),

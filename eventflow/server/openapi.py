@@ -126,6 +126,20 @@ _MATCH = _obj(
     partial_run={"type": "boolean"},
     counts={"type": "object", "additionalProperties": {"type": "integer"}},
 )
+_EVENT = _obj(
+    ["id", "sensor", "key", "time", "received_at", "position", "datasets", "payload"],
+    id=_STR,
+    sensor=_STR,
+    key=_NSTR,
+    time=_STR,
+    received_at=_STR,
+    position={"type": "object"},
+    datasets={
+        "type": "array",
+        "items": _obj(["dataset", "partition"], dataset=_STR, partition=_PARTITION),
+    },
+    payload={"description": "The event's payload (any JSON)."},
+)
 _ERROR_AT = {
     "type": ["object", "null"],
     "required": ["message", "at"],
@@ -481,6 +495,35 @@ def _document() -> Schema:
             },
             **openapi_pauses.paths(guarded, json_only, _ERROR),
             "/api/events": {
+                "get": _get(
+                    "A page of the event log, most recently logged first: `items`, `next`"
+                    " and `total` as for runs (`since`/`until`: when it was received).",
+                    _obj(
+                        ["items", "next", "total"],
+                        items={"type": "array", "items": _EVENT},
+                        next=_NSTR,
+                        total={"type": "integer"},
+                    ),
+                    params=[
+                        _query("dataset", _STR, "Only events announcing this dataset."),
+                        _query("sensor", _STR, "Only this sensor."),
+                        {
+                            **_query(
+                                "partition",
+                                {"type": "array", "items": {"type": "string", "pattern": "="}},
+                                "Only events announcing a partition with `VAR=VALUE` (repeat"
+                                " for more variables).",
+                            ),
+                            "style": "form",
+                            "explode": True,
+                        },
+                        _SINCE,
+                        _UNTIL,
+                        _CURSOR,
+                        _LIMIT,
+                    ],
+                    errors={"400": "A bad parameter, time or cursor."},
+                ),
                 "post": {
                     "summary": "Announce a dataset partition by hand (like `eventflow emit`).",
                     "requestBody": {
@@ -496,7 +539,7 @@ def _document() -> Schema:
                         ),
                         "400": _error("Not JSON, no such dataset, or the wrong partition."),
                     },
-                }
+                },
             },
             "/hooks/{sensor}": {
                 "post": {

@@ -519,6 +519,42 @@ def deadletter_filter(
     }
 
 
+def event_filter(
+    dataset: str | None,
+    sensor: str | None,
+    partition: Mapping[str, str] | None,
+    since: datetime | None,
+    until: datetime | None,
+    after: str | None = None,
+) -> dict[str, Any]:
+    """The parameters of the ``list_events`` and ``count_events`` queries (None: any)."""
+    return {
+        "dataset": dataset,
+        "sensor": sensor,
+        "partition": json_text(dict(partition)) if partition else None,
+        "since": None if since is None else dt_text(since),
+        "until": None if until is None else dt_text(until),
+        "after": after,
+    }
+
+
+def event_matches(row: EventRow, where: Mapping[str, Any]) -> bool:
+    """Whether ``row`` passes ``where`` (:func:`event_filter`): the memory store's query."""
+    if where["sensor"] not in (None, row.sensor):
+        return False
+    if where["since"] is not None and row.received_at < where["since"]:
+        return False
+    if where["until"] is not None and row.received_at >= where["until"]:
+        return False
+    if where["dataset"] is None and where["partition"] is None:
+        return True
+    wanted = _loads(where["partition"]) if where["partition"] else {}
+    return any(
+        where["dataset"] in (None, name) and all(p.get(k) == v for k, v in wanted.items())
+        for name, p in _loads(row.datasets)
+    )
+
+
 def run_filter(
     rule: str | None,
     status: str | None,

@@ -411,6 +411,16 @@ class MemoryOps:
         rows.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
         return [decode_gate(r) for r in rows[: max(limit, 0)]]
 
+    def list_events(self, where: dict[str, Any], limit: int) -> list[StoredEvent]:
+        rows = [r for r in self.events.values() if c.event_matches(r, where)][::-1]
+        if where["after"] is not None:
+            ids = [r.id for r in rows]
+            rows = rows[ids.index(where["after"]) + 1 :] if where["after"] in ids else []
+        return [c.decode_event(r) for r in rows[: max(limit, 0)]]
+
+    def count_events(self, where: dict[str, Any]) -> int:
+        return sum(1 for r in self.events.values() if c.event_matches(r, where))
+
     def list_deadletters(self, where: dict[str, Any], limit: int) -> list[DeadLetter]:
         rows = self._deadletters_where(where)[::-1]
         if where["after"] is not None:

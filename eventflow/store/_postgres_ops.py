@@ -368,6 +368,15 @@ class PostgresOps:
         cur = await self.conn.execute(self.q["prune_events"], params)
         return cur.rowcount
 
+    async def list_events(self, where: dict[str, Any], limit: int) -> list[StoredEvent]:
+        rows = await self._all(self.q["list_events"], {**where, "limit": max(limit, 0)})
+        return [c.decode_event(row) for row in rows]
+
+    async def count_events(self, where: dict[str, Any]) -> int:
+        row = await self._one(self.q["count_events"], where)
+        assert row is not None
+        return int(row[0])
+
     async def list_deadletters(self, where: dict[str, Any], limit: int) -> list[DeadLetter]:
         rows = await self._all(self.q["list_deadletters"], {**where, "limit": max(limit, 0)})
         return [c.decode_deadletter(row) for row in rows]

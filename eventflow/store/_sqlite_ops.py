@@ -305,6 +305,13 @@ class SQLiteOps:
         params = {"before": c.dt_text(before), "limit": max(limit, 0)}
         return self.conn.execute(self.q["prune_events"], params).rowcount
 
+    def list_events(self, where: dict[str, Any], limit: int) -> list[StoredEvent]:
+        rows = self.conn.execute(self.q["list_events"], {**where, "limit": max(limit, 0)})
+        return [c.decode_event(row) for row in rows]
+
+    def count_events(self, where: dict[str, Any]) -> int:
+        return int(self.conn.execute(self.q["count_events"], where).fetchone()[0])
+
     def list_deadletters(self, where: dict[str, Any], limit: int) -> list[DeadLetter]:
         rows = self.conn.execute(self.q["list_deadletters"], {**where, "limit": max(limit, 0)})
         return [c.decode_deadletter(row) for row in rows]

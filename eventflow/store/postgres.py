@@ -673,6 +673,32 @@ class PostgresStore(StoreLifecycle):
     async def prune_events(self, before: datetime, limit: int) -> int:
         return await self._op("prune_events", lambda o: o.prune_events(before, limit))
 
+    async def list_events(
+        self,
+        limit: int = 100,
+        *,
+        dataset: str | None = None,
+        sensor: str | None = None,
+        partition: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: str | None = None,
+    ) -> list[StoredEvent]:
+        where = c.event_filter(dataset, sensor, partition, since, until, after)
+        return await self._op("list_events", lambda o: o.list_events(where, limit))
+
+    async def count_events(
+        self,
+        *,
+        dataset: str | None = None,
+        sensor: str | None = None,
+        partition: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        where = c.event_filter(dataset, sensor, partition, since, until)
+        return await self._op("count_events", lambda o: o.count_events(where))
+
     async def list_deadletters(
         self,
         limit: int = 100,

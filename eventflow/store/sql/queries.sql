@@ -42,6 +42,36 @@ WHERE rowid > :after
 ORDER BY rowid
 LIMIT :limit;
 
+-- name: list_events
+-- The event log newest first, of :sensor, received at or after :since and before :until,
+-- announcing :dataset and (the JSON object :partition) a partition with those values;
+-- logged before the event :after (keyset).
+SELECT id, sensor, key, time, position, payload, attributes, datasets, received_at
+FROM events
+WHERE (:sensor IS NULL OR sensor = :sensor)
+  AND (:since IS NULL OR received_at >= :since) AND (:until IS NULL OR received_at < :until)
+  AND ((:dataset IS NULL AND :partition IS NULL) OR EXISTS (
+        SELECT 1 FROM json_each(events.datasets) AS d
+        WHERE (:dataset IS NULL OR json_extract(d.value, '$[0]') = :dataset)
+          AND (:partition IS NULL OR NOT EXISTS (
+                SELECT 1 FROM json_each(:partition) AS p
+                WHERE json_extract(d.value, '$[1]."' || p.key || '"') IS NOT p.value))))
+  AND (:after IS NULL OR rowid < (SELECT rowid FROM events WHERE id = :after))
+ORDER BY rowid DESC
+LIMIT :limit;
+
+-- name: count_events
+-- How many events list_events finds with the same filters (no cursor, no limit).
+SELECT count(*) FROM events
+WHERE (:sensor IS NULL OR sensor = :sensor)
+  AND (:since IS NULL OR received_at >= :since) AND (:until IS NULL OR received_at < :until)
+  AND ((:dataset IS NULL AND :partition IS NULL) OR EXISTS (
+        SELECT 1 FROM json_each(events.datasets) AS d
+        WHERE (:dataset IS NULL OR json_extract(d.value, '$[0]') = :dataset)
+          AND (:partition IS NULL OR NOT EXISTS (
+                SELECT 1 FROM json_each(:partition) AS p
+                WHERE json_extract(d.value, '$[1]."' || p.key || '"') IS NOT p.value))));
+
 -- name: prune_events
 -- Delete up to :limit of the oldest events received before :before (retention).
 DELETE FROM events WHERE rowid IN (

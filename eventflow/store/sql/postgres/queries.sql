@@ -40,6 +40,34 @@ WHERE seq > %(after)s
 ORDER BY seq
 LIMIT %(limit)s;
 
+-- name: list_events
+-- The event log newest first, of %(sensor)s, received at or after %(since)s and before
+-- %(until)s, announcing %(dataset)s and (the JSON object %(partition)s) a partition with
+-- those values; logged before the event %(after)s (keyset).
+SELECT id, sensor, key, time, position, payload, attributes, datasets, received_at
+FROM events
+WHERE (%(sensor)s::text IS NULL OR sensor = %(sensor)s)
+  AND (%(since)s::text IS NULL OR received_at >= %(since)s)
+  AND (%(until)s::text IS NULL OR received_at < %(until)s)
+  AND ((%(dataset)s::text IS NULL AND %(partition)s::text IS NULL) OR EXISTS (
+        SELECT 1 FROM jsonb_array_elements(events.datasets::jsonb) AS d
+        WHERE (%(dataset)s::text IS NULL OR d->>0 = %(dataset)s)
+          AND (%(partition)s::text IS NULL OR d->1 @> %(partition)s::jsonb)))
+  AND (%(after)s::text IS NULL OR seq < (SELECT seq FROM events WHERE id = %(after)s))
+ORDER BY seq DESC
+LIMIT %(limit)s;
+
+-- name: count_events
+-- How many events list_events finds with the same filters (no cursor, no limit).
+SELECT count(*) FROM events
+WHERE (%(sensor)s::text IS NULL OR sensor = %(sensor)s)
+  AND (%(since)s::text IS NULL OR received_at >= %(since)s)
+  AND (%(until)s::text IS NULL OR received_at < %(until)s)
+  AND ((%(dataset)s::text IS NULL AND %(partition)s::text IS NULL) OR EXISTS (
+        SELECT 1 FROM jsonb_array_elements(events.datasets::jsonb) AS d
+        WHERE (%(dataset)s::text IS NULL OR d->>0 = %(dataset)s)
+          AND (%(partition)s::text IS NULL OR d->1 @> %(partition)s::jsonb)));
+
 -- name: prune_events
 -- Delete up to %(limit)s of the oldest events received before %(before)s (retention).
 DELETE FROM events WHERE seq IN (
