@@ -37,17 +37,15 @@ class BackfillApi:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/api/backfills", self.list_or_submit, methods=["GET", "POST"]),
+            # One route for both methods, so a 405 on this path names both in `Allow`.
+            Route("/api/backfills", self.collection, methods=["GET", "POST"]),
             Route("/api/backfills/preview", self.preview, methods=["GET"]),
             Route("/api/backfills/{backfill_id}", self.get, methods=["GET"]),
             Route("/api/backfills/{backfill_id}/cancel", self.cancel, methods=["POST"]),
         ]
 
-    async def list_or_submit(self, request: Request) -> Response:
-        """One route for both methods, so that its 405 answers name both in ``Allow``."""
-        if request.method == "POST":
-            return await self.submit(request)
-        return await self.list(request)
+    async def collection(self, request: Request) -> Response:
+        return await (self.submit if request.method == "POST" else self.list)(request)
 
     async def list(self, request: Request) -> Response:
         status = request.query_params.get("status")

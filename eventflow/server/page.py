@@ -183,15 +183,16 @@ def _match_rows(found: Sequence[PartialMatch]) -> list[Row]:
 
 
 def _run_rows(found: Sequence[RunRecord], operator: bool) -> list[Row]:
-    """The runs; an operator also gets a retry button on each failed one."""
+    """The runs; an operator also gets a retry button on each failed one and a cancel
+    button on each pending or running one."""
     rows = []
     for r in found:
         rid = escape(r.run_id)
-        retry = (
-            f' <button class="retry" data-run="{rid}">retry</button>'
-            if operator and r.status == "failed"
-            else ""
-        )
+        retry = ""
+        if operator and r.status == "failed":
+            retry = f' <button class="retry" data-run="{rid}">retry</button>'
+        elif operator and r.status in ("pending", "running") and r.cancel_requested is None:
+            retry = f' <button class="cancel" data-run="{rid}">cancel</button>'
         rows.append(
             (
                 r.run_id,
@@ -399,6 +400,12 @@ async function post(path) {{
 document.querySelectorAll("button.retry").forEach(function (b) {{
   b.addEventListener("click", function () {{
     post("/api/runs/" + encodeURIComponent(b.dataset.run) + "/retry");
+  }});
+}});
+document.querySelectorAll("button.cancel").forEach(function (b) {{
+  b.addEventListener("click", function () {{
+    if (confirm("Cancel run " + b.dataset.run + "?"))
+      post("/api/runs/" + encodeURIComponent(b.dataset.run) + "/cancel");
   }});
 }});
 document.querySelectorAll("button.check-action").forEach(function (b) {{

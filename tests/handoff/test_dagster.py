@@ -264,6 +264,35 @@ def test_timeout_terminates_the_dagster_run(
     assert run["runId"] == downstream_id
 
 
+def test_an_operator_cancel_terminates_the_dagster_run(
+    tmp_path: Path, kafka_broker: KafkaBroker, dagster_server: DagsterServer
+) -> None:
+    """`eventflow cancel` of a run whose Dagster run is in flight terminates that Dagster run
+    (CANCELED in Dagster) and ends eventflow's run `cancelled`, naming who cancelled it."""
+    p, topic = project(tmp_path, kafka_broker, dagster_server)
+    p.start()
+    announce(kafka_broker, topic, batch("2026-10-02", "cancel-me", sleep=300))
+
+    def handed_off() -> dict[str, Any] | None:
+        return next((r for r in p.runs() if r.get("notes", {}).get("downstream")), None)
+
+    record = wait_until(handed_off, timeout=120)
+    downstream_id = record["notes"]["downstream"]["id"]
+    p.cli("cancel", str(p.file), str(record["run_id"]))
+    [done] = wait_until(lambda: [r for r in p.runs() if r["status"] == "cancelled"], timeout=120)
+    assert p.stop() == 0
+    assert str(done["error"]).startswith("cancelled by cli:")
+    [run] = wait_until(
+        lambda: [
+            r
+            for r in dagster_server.runs(run_key(dagster_server, downstream_id))
+            if r["status"] == "CANCELED"
+        ],
+        timeout=60,
+    )
+    assert run["runId"] == downstream_id
+
+
 def test_sigkill_while_dagster_runs_adopts_the_run_after_restart(
     tmp_path: Path, kafka_broker: KafkaBroker, dagster_server: DagsterServer
 ) -> None:
