@@ -41,7 +41,7 @@ quickstart: install
 PYTEST_WORKERS ?= 2
 
 test: install-test lint
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=30
 
 lint: install-test
 	$(BIN)/ruff check .

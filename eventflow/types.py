@@ -431,8 +431,32 @@ class Store(Protocol):
 
     # reading state (status, why)
     async def list_matches(
-        self, *, rule: str | None = None, status: str | None = None, limit: int | None = None
-    ) -> list[MatchState]: ...
+        self,
+        *,
+        rule: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        partial: bool = False,
+        key: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: tuple[str, str] | None = None,
+    ) -> list[MatchState]:
+        """Rule states by rule and key, of one ``rule``, ``status`` or partition ``key``
+        (all given must hold); ``partial``: not fired; changed at or after ``since`` and
+        before ``until``; after the (rule, key) ``after`` (keyset paging)."""
+
+    async def count_matches(
+        self,
+        *,
+        rule: str | None = None,
+        status: str | None = None,
+        partial: bool = False,
+        key: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """How many :meth:`list_matches` would list with the same filters, no limit."""
 
     async def committed_seen_events(self, ids: Collection[str]) -> set[str]:
         """Like ``Transaction.seen_events`` but outside any transaction, from the last

@@ -40,6 +40,7 @@ for _command in (
     run.run,
     inspect.status,
     inspect.why,
+    inspect.matches,
     inspect.runs,
     deadletters.deadletters,
     inspect.events,

@@ -1,4 +1,5 @@
-"""The commands that read: ``status``, ``why``, ``runs``, ``deadletters``, ``graph``.
+"""The commands that read: ``status``, ``why``, ``matches``, ``runs``, ``events``,
+``graph``.
 
 Each parses its options, asks :mod:`eventflow.views` for the view and prints it: ``--json``
 as the view's ``to_dict()``, otherwise through :mod:`eventflow.cli.render`.
@@ -30,9 +31,11 @@ from eventflow.records import RUN_STATUSES, RunStatus
 from eventflow.types import Store
 from eventflow.views import NotFound
 from eventflow.views import events as event_views
+from eventflow.views import matches as match_views
 from eventflow.views import runs as run_views
 from eventflow.views import status as status_views
 from eventflow.views import why as why_views
+from eventflow.views.matches import MATCH_STATUSES
 
 
 @click.command()
@@ -180,6 +183,47 @@ def _run_detail(
         print_json(detail.to_dict())
     else:
         render.run_detail(detail)
+
+
+@click.command()
+@FILE
+@click.option("--rule", help="Only partial matches of this rule.")
+@click.option("--status", "status_", type=click.Choice(MATCH_STATUSES))
+@click.option(
+    "--partition",
+    "partition",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only this partition (repeat for each variable of the rule's `by`).",
+)
+@paging_options("partial matches", "Last changed")
+@JSON_OPT
+def matches(
+    file: Path,
+    rule: str | None,
+    status_: str | None,
+    partition: tuple[str, ...],
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    all_: bool,
+    as_json: bool,
+) -> None:
+    """List open, missed and expired partial matches by rule and partition: what arrived,
+    what is missing, when they expire."""
+    pipeline = load(file)
+    if rule is not None:
+        no_rule(pipeline, rule)
+    query = functools.partial(
+        match_views.match_page,
+        pipeline,
+        rule=rule,
+        status=status_,
+        partition=parse_pairs(partition),
+        since=since,
+        until=until,
+    )
+    print_pages(pipeline, query, limit=limit, all_=all_, as_json=as_json, render=render.matches)
 
 
 @click.command()

@@ -106,30 +106,7 @@ def status(view: Status) -> None:
         )
     out.print(table)
     if view.partial_matches:
-        table = Table(
-            "rule",
-            "partition",
-            "status",
-            "arrived",
-            "missing",
-            "expires at",
-            "deadline",
-            title="Partial matches",
-            title_justify="left",
-        )
-        for m in view.partial_matches:
-            p = m.to_dict()
-            add_row(
-                table,
-                p["rule"],
-                format_partition(p["partition"]),
-                p["status"],
-                ", ".join(with_counts(m)) or "-",
-                ", ".join(p["missing"]) or "-",
-                p["expires_at"] or p["quiet_until"] or "-",
-                f"{p['deadline']['at']} ({p['deadline']['state']})" if p["deadline"] else "-",
-            )
-        out.print(table)
+        matches(view.partial_matches)
     if view.held:
         table = Table(
             "run",
@@ -157,6 +134,34 @@ def status(view: Status) -> None:
     health.workers(view.workers)
     health.reliability(view.reliability)
     out.print(view.summary(), markup=False)
+
+
+def matches(found: Sequence[PartialMatch]) -> None:
+    """The partial matches' table: what arrived, what is missing, expiry and deadline."""
+    table = Table(
+        "rule",
+        "partition",
+        "status",
+        "arrived",
+        "missing",
+        "expires at",
+        "deadline",
+        title="Partial matches",
+        title_justify="left",
+    )
+    for m in found:
+        p = m.to_dict()
+        add_row(
+            table,
+            p["rule"],
+            format_partition(p["partition"]),
+            p["status"],
+            ", ".join(with_counts(m)) or "-",
+            ", ".join(p["missing"]) or "-",
+            p["expires_at"] or p["quiet_until"] or "-",
+            f"{p['deadline']['at']} ({p['deadline']['state']})" if p["deadline"] else "-",
+        )
+    out.print(table)
 
 
 def why(view: Why) -> None:

@@ -160,15 +160,25 @@ class Api:
         )
 
     async def get_matches(self, request: Request) -> Response:
-        rule = request.query_params.get("rule")
-        found = await matches.partial_matches(
-            self.pipeline,
-            self.store,
-            rule=rule,
-            status=_choice(request, "status", MATCH_STATUSES),
-            limit=_limit(request, 100),
-        )
-        return JSONResponse({"matches": [m.to_dict() for m in found]})
+        """A page of partial matches: ``items``, ``next`` and ``total``; ``matches`` repeats
+        ``items`` for the clients of the list before paging."""
+        params = request.query_params
+        try:
+            page = await matches.match_page(
+                self.pipeline,
+                self.store,
+                rule=params.get("rule"),
+                status=_choice(request, "status", MATCH_STATUSES),
+                partition=_partition(request),
+                since=_time(request, "since"),
+                until=_time(request, "until"),
+                limit=_limit(request, 100),
+                cursor=params.get("cursor"),
+            )
+        except paging.BadCursor as exc:
+            raise BadRequest(400, str(exc)) from None
+        body = page.to_dict(matches.PartialMatch.to_dict)
+        return JSONResponse({**body, "matches": body["items"]})
 
     async def get_runs(self, request: Request) -> Response:
         """A page of runs: ``items``, ``next`` (the ``cursor`` of the following page) and

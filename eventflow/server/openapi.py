@@ -48,6 +48,16 @@ def _query(name: str, schema: Schema, description: str) -> Schema:
 _LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 10_000}, "Most rows.")
 _SINCE = _query("since", _STR, "At or after: ISO 8601 or a duration before now (`2h`).")
 _UNTIL = _query("until", _STR, "Before: ISO 8601 or a duration before now.")
+_PARTITION_PARAM = {
+    **_query(
+        "partition",
+        {"type": "array", "items": {"type": "string", "pattern": "="}},
+        "Only this partition: `VAR=VALUE`, once per variable of the rule's `by`"
+        " (`partition.VAR=VALUE` is understood too).",
+    ),
+    "style": "form",
+    "explode": True,
+}
 _CURSOR = _query("cursor", _STR, "The `next` of the previous page.")
 _RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": _STR}
 
@@ -361,17 +371,24 @@ def _document() -> Schema:
             },
             "/api/matches": {
                 "get": _get(
-                    "Open, missed (deadline passed) and expired partial matches: what"
-                    " arrived, what is missing, when they expire (oldest first).",
-                    _obj(["matches"], matches={"type": "array", "items": _MATCH}),
+                    "A page of open, missed (deadline passed) and expired partial matches, by"
+                    " rule and partition: what arrived, what is missing, when they expire;"
+                    " `items`, the `cursor` of the next page in `next` (null on the last) and"
+                    " the `total` the filters select. `matches` repeats `items` for clients of"
+                    " the list before paging. `since`/`until` bound the match's last change.",
+                    _page(_MATCH, "matches"),
                     params=[
                         _query("rule", _STR, "Only this rule."),
                         _query(
                             "status", {"enum": ["open", "missed", "expired"]}, "Only this status."
                         ),
+                        _PARTITION_PARAM,
+                        _SINCE,
+                        _UNTIL,
+                        _CURSOR,
                         _LIMIT,
                     ],
-                    errors={"400": "A bad parameter.", "404": "No such rule."},
+                    errors={"400": "A bad parameter, time or cursor.", "404": "No such rule."},
                 )
             },
             "/api/runs": {
@@ -388,16 +405,7 @@ def _document() -> Schema:
                             {"enum": list(RUN_STATUSES)},
                             "Only this status.",
                         ),
-                        {
-                            **_query(
-                                "partition",
-                                {"type": "array", "items": {"type": "string", "pattern": "="}},
-                                "Only this partition: `VAR=VALUE`, once per variable of the"
-                                " rule's `by` (`partition.VAR=VALUE` is understood too).",
-                            ),
-                            "style": "form",
-                            "explode": True,
-                        },
+                        _PARTITION_PARAM,
                         _SINCE,
                         _UNTIL,
                         _CURSOR,

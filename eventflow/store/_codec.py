@@ -555,6 +555,28 @@ def event_matches(row: EventRow, where: Mapping[str, Any]) -> bool:
     )
 
 
+def match_filter(
+    rule: str | None,
+    status: str | None,
+    partial: bool,
+    key: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    after: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """The parameters of the ``list_matches`` and ``count_matches`` queries."""
+    return {
+        "rule": rule,
+        "status": status,
+        "partial": partial,
+        "key": key,
+        "since": None if since is None else dt_text(since),
+        "until": None if until is None else dt_text(until),
+        "after_rule": None if after is None else after[0],
+        "after_key": None if after is None else after[1],
+    }
+
+
 def run_filter(
     rule: str | None,
     status: str | None,

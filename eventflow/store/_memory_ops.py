@@ -352,20 +352,32 @@ class MemoryOps:
         self.inbox.put(new_id, c.inbox_row(item))
         return new_id
 
-    def list_matches(
-        self, rule: str | None, status: str | None, limit: int | None
-    ) -> list[MatchState]:
-        rows = sorted(
-            (
-                m
-                for m in self.matches.values()
-                if (rule is None or m.rule == rule) and (status is None or m.status == status)
-            ),
-            key=lambda m: (m.rule, m.key),
-        )
+    def list_matches(self, where: dict[str, Any], limit: int | None) -> list[MatchState]:
+        rows = sorted(self._matches_where(where), key=lambda m: (m.rule, m.key))
+        if where["after_rule"] is not None:
+            after = (where["after_rule"], where["after_key"])
+            rows = [m for m in rows if (m.rule, m.key) > after]
         if limit is not None:
             rows = rows[: max(limit, 0)]
         return [c.decode_match(m.state) for m in rows]
+
+    def count_matches(self, where: dict[str, Any]) -> int:
+        return sum(1 for _ in self._matches_where(where))
+
+    def _matches_where(self, where: dict[str, Any]) -> Iterator[Any]:
+        """The match rows ``where`` (of :func:`~eventflow.store._codec.match_filter`)
+        selects, in no order; the cursor is the caller's."""
+        for m in self.matches.values():
+            changed = m.updated_at
+            if (
+                (where["rule"] is None or m.rule == where["rule"])
+                and (where["status"] is None or m.status == where["status"])
+                and not (where["partial"] and m.status == "fired")
+                and (where["key"] is None or m.key == where["key"])
+                and (where["since"] is None or (changed is not None and changed >= where["since"]))
+                and (where["until"] is None or (changed is not None and changed < where["until"]))
+            ):
+                yield m
 
     def get_match(self, rule: str, key: str) -> MatchState | None:
         row = self.matches.get((rule, key))

@@ -328,12 +328,15 @@ class PostgresOps:
         assert row is not None
         return int(row[0])
 
-    async def list_matches(
-        self, rule: str | None, status: str | None, limit: int | None
-    ) -> list[MatchState]:
-        params = {"rule": rule, "status": status, "limit": None if limit is None else max(limit, 0)}
+    async def list_matches(self, where: dict[str, Any], limit: int | None) -> list[MatchState]:
+        params = {**where, "limit": None if limit is None else max(limit, 0)}
         rows = await self._all(self.q["list_matches"], params)
         return [c.decode_match(state) for (state,) in rows]
+
+    async def count_matches(self, where: dict[str, Any]) -> int:
+        row = await self._one(self.q["count_matches"], where)
+        assert row is not None
+        return int(row[0])
 
     async def get_match(self, rule: str, key: str) -> MatchState | None:
         row = await self._one(self.q["get_match"], {"rule": rule, "key": key})

@@ -258,12 +258,15 @@ class SQLiteOps:
         assert new_id is not None
         return new_id
 
-    def list_matches(
-        self, rule: str | None, status: str | None, limit: int | None
-    ) -> list[MatchState]:
-        params = {"rule": rule, "status": status, "limit": -1 if limit is None else max(limit, 0)}
+    def list_matches(self, where: dict[str, Any], limit: int | None) -> list[MatchState]:
+        params = {**where, "partial": int(where["partial"])}
+        params["limit"] = -1 if limit is None else max(limit, 0)
         rows = self.conn.execute(self.q["list_matches"], params)
         return [c.decode_match(state) for (state,) in rows]
+
+    def count_matches(self, where: dict[str, Any]) -> int:
+        params = {**where, "partial": int(where["partial"])}
+        return int(self.conn.execute(self.q["count_matches"], params).fetchone()[0])
 
     def get_match(self, rule: str, key: str) -> MatchState | None:
         row = self.conn.execute(self.q["get_match"], {"rule": rule, "key": key}).fetchone()

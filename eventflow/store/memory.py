@@ -242,9 +242,32 @@ class MemoryStore(StoreLifecycle):
         return await self._do(lambda o: o.add_inbox(item))
 
     async def list_matches(
-        self, *, rule: str | None = None, status: str | None = None, limit: int | None = None
+        self,
+        *,
+        rule: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        partial: bool = False,
+        key: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: tuple[str, str] | None = None,
     ) -> list[MatchState]:
-        return await self._do(lambda o: o.list_matches(rule, status, limit))
+        where = c.match_filter(rule, status, partial, key, since, until, after)
+        return await self._do(lambda o: o.list_matches(where, limit))
+
+    async def count_matches(
+        self,
+        *,
+        rule: str | None = None,
+        status: str | None = None,
+        partial: bool = False,
+        key: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        where = c.match_filter(rule, status, partial, key, since, until)
+        return await self._do(lambda o: o.count_matches(where))
 
     async def committed_seen_events(self, ids: Collection[str]) -> set[str]:
         self._check_open()  # committed tables only: no lock, like a second connection

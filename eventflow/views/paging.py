@@ -61,6 +61,22 @@ def decode(cursor: str) -> tuple[datetime, str]:
     return when, key
 
 
+def encode_names(first: str, second: str) -> str:
+    """The cursor after the item whose position is two names (a match: rule and key)."""
+    return base64.urlsafe_b64encode(json.dumps(["names", first, second]).encode()).decode()
+
+
+def decode_names(cursor: str) -> tuple[str, str]:
+    """The position a cursor of :func:`encode_names` holds; :class:`BadCursor` otherwise."""
+    try:
+        tag, first, second = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError, binascii.Error):
+        raise BadCursor(cursor) from None
+    if tag != "names" or not isinstance(first, str) or not isinstance(second, str):
+        raise BadCursor(cursor)
+    return first, second
+
+
 def parse_time(text: str, now: datetime) -> datetime:
     """``--since``/``--until``/``?since=``: an ISO 8601 time (UTC when it names no
     offset; a date is its midnight) or a duration meaning that long before ``now``."""

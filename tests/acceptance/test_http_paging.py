@@ -1,6 +1,6 @@
-"""Paged runs through the real server and the real CLI: the API's ``items``, ``next`` and
-``total``, the table's "showing 50 of N", ``--json`` staying an array with the notice on
-stderr, and ``--all`` listing everything."""
+"""Paged runs and partial matches through the real server and the real CLI: the API's
+``items``, ``next`` and ``total``, the table's "showing 50 of N", ``--json`` staying an array
+with the notice on stderr, and ``--all`` listing everything."""
 
 from __future__ import annotations
 
@@ -17,10 +17,14 @@ sensors:
   open: {type: http, auth: none}
 datasets:
   manual: {sensor: open, key: "manual/{n}"}
+  never: {sensor: open, key: "never/{n}"}
 rules:
   each:
     when: {any: [manual]}
     run: {command: [sh, -c, "test $EVENTFLOW_VAR_N != 7"]}
+  waiting:
+    when: {all: [manual, never], by: [n]}
+    run: {command: [sh, -c, "exit 0"]}
 engine: {poll_interval: 50ms}
 """
 
@@ -63,6 +67,26 @@ def test_api_and_cli_pages(tmp_path: Path) -> None:
         assert client.get("/api/runs", params={"since": "soon"}).status_code == 400
         assert client.get("/api/runs", params={"partition": "n"}).status_code == 400
 
+        open_keys: list[str] = []
+        cursor = None
+        while True:
+            params = {"limit": 40, **({"cursor": cursor} if cursor else {})}
+            body = client.get("/api/matches", params=params).json()
+            assert body["total"] == RUNS
+            assert body["matches"] == body["items"]
+            open_keys += [m["partition"]["n"] for m in body["items"]]
+            cursor = body["next"]
+            if cursor is None:
+                break
+        assert sorted(open_keys) == sorted(str(n) for n in range(RUNS))
+        assert open_keys == sorted(open_keys)  # by rule, then partition key
+        one = client.get("/api/matches", params={"partition": "n=12", "rule": "waiting"}).json()
+        assert (one["total"], one["items"][0]["missing"]) == (1, ["never"])
+        assert client.get("/api/matches", params={"status": "expired"}).json()["total"] == 0
+        assert client.get("/api/matches", params={"until": "1h"}).json()["total"] == 0
+        assert client.get("/api/matches", params={"cursor": "nope"}).status_code == 400
+        assert client.get("/api/matches", params={"rule": "nope"}).status_code == 404
+
     table = p.cli("runs", str(p.file))
     assert f"showing 50 of {RUNS} (use --limit/--all)" in table.stdout
     listed = p.cli("runs", str(p.file), "--json")
@@ -76,6 +100,12 @@ def test_api_and_cli_pages(tmp_path: Path) -> None:
     ] == {"n": "7"}
     assert p.cli_json("runs", "--partition", "n=12")[0]["partition"] == {"n": "12"}
     assert p.cli_json("runs", "--until", "1h") == []
+    table = p.cli("matches", str(p.file))
+    assert f"showing 50 of {RUNS} (use --limit/--all)" in table.stdout
+    listed = p.cli("matches", str(p.file), "--json", "--all")
+    assert len(json.loads(listed.stdout)) == RUNS
+    assert listed.stderr == ""
+    assert p.cli_json("matches", "--partition", "n=12")[0]["missing"] == ["never"]
     bad = p.cli("runs", str(p.file), "--since", "soon", check=False)
     assert bad.returncode == 2
     assert "ISO 8601" in bad.stderr

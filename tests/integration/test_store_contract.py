@@ -229,6 +229,30 @@ async def test_list_matches_filters_by_rule_status_and_limit(store: Store) -> No
     assert await store.list_matches(limit=0) == []
 
 
+async def test_list_matches_pages_by_key_with_partition_time_and_partial_filters(
+    store: Store,
+) -> None:
+    """Keyset paging after (rule, key), the partial filter (not fired), a partition key and
+    the time of the last change; count_matches counts what the filters select."""
+    states = [
+        dataclasses.replace(match("a", f"k{n}", "fired" if n == 3 else "open"), updated_at=at(n))
+        for n in range(6)
+    ] + [dataclasses.replace(match("b", "k0", "missed"), updated_at=at(9))]
+    await apply(store, matches={(m.rule, m.key): m for m in states})
+    first = await store.list_matches(partial=True, limit=3)
+    assert [(m.rule, m.key) for m in first] == [("a", "k0"), ("a", "k1"), ("a", "k2")]
+    rest = await store.list_matches(partial=True, after=("a", "k2"), limit=10)
+    assert [(m.rule, m.key) for m in rest] == [("a", "k4"), ("a", "k5"), ("b", "k0")]
+    assert await store.count_matches(partial=True) == 6
+    assert await store.count_matches() == 7
+    assert [m.rule for m in await store.list_matches(key="k0")] == ["a", "b"]
+    assert await store.count_matches(rule="a", key="k0") == 1
+    recent = await store.list_matches(since=at(4), until=at(9), partial=True)
+    assert [m.key for m in recent] == ["k4", "k5"]
+    assert await store.count_matches(since=at(4)) == 3
+    assert await store.count_matches(status="missed") == 1
+
+
 # --- runs --------------------------------------------------------------------------------
 
 

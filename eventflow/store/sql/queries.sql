@@ -128,11 +128,22 @@ CROSS JOIN matches AS m
 WHERE m.rule = json_extract(k.value, '$[0]') AND m.key = json_extract(k.value, '$[1]');
 
 -- name: list_matches
--- Rule states, optionally of one rule and/or one status, by rule and key (:limit -1 = all).
+-- Rule states by rule and key, of one rule, status or key; :partial = 1: not fired; changed
+-- in [:since, :until); after (:after_rule, :after_key) (keyset); :limit -1 = all.
 SELECT state FROM matches
 WHERE (:rule IS NULL OR rule = :rule) AND (:status IS NULL OR status = :status)
+  AND (:partial = 0 OR status <> 'fired') AND (:key IS NULL OR key = :key)
+  AND (:since IS NULL OR updated_at >= :since) AND (:until IS NULL OR updated_at < :until)
+  AND (:after_rule IS NULL OR (rule, key) > (:after_rule, :after_key))
 ORDER BY rule, key
 LIMIT :limit;
+
+-- name: count_matches
+-- How many matches list_matches finds with the same filters (no cursor, no limit).
+SELECT count(*) FROM matches
+WHERE (:rule IS NULL OR rule = :rule) AND (:status IS NULL OR status = :status)
+  AND (:partial = 0 OR status <> 'fired') AND (:key IS NULL OR key = :key)
+  AND (:since IS NULL OR updated_at >= :since) AND (:until IS NULL OR updated_at < :until);
 
 -- name: get_match
 -- One rule's state for one partition key.

@@ -133,11 +133,24 @@ FROM unnest(%(rules)b::text[], %(keys)b::text[]) AS k (rule, key)
 JOIN matches AS m ON m.rule = k.rule AND m.key = k.key;
 
 -- name: list_matches
--- Rule states, optionally of one rule and/or one status, by rule and key (NULL limit = all).
+-- Rule states by rule and key, of one rule, status or key; partial: not fired; changed in
+-- [since, until); after (after_rule, after_key) (keyset); NULL limit = all.
 SELECT state FROM matches
 WHERE (%(rule)s::text IS NULL OR rule = %(rule)s) AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (NOT %(partial)s OR status <> 'fired') AND (%(key)s::text IS NULL OR key = %(key)s)
+  AND (%(since)s::text IS NULL OR updated_at >= %(since)s)
+  AND (%(until)s::text IS NULL OR updated_at < %(until)s)
+  AND (%(after_rule)s::text IS NULL OR (rule, key) > (%(after_rule)s, %(after_key)s::text))
 ORDER BY rule, key
 LIMIT %(limit)s;
+
+-- name: count_matches
+-- How many matches list_matches finds with the same filters (no cursor, no limit).
+SELECT count(*) FROM matches
+WHERE (%(rule)s::text IS NULL OR rule = %(rule)s) AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (NOT %(partial)s OR status <> 'fired') AND (%(key)s::text IS NULL OR key = %(key)s)
+  AND (%(since)s::text IS NULL OR updated_at >= %(since)s)
+  AND (%(until)s::text IS NULL OR updated_at < %(until)s);
 
 -- name: get_match
 -- One rule's state for one partition key.
