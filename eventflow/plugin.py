@@ -6,8 +6,8 @@ stable surface that the built-in plugins in ``eventflow_sensors`` use too::
 
     from eventflow.plugin import Observation, PluginEnv, SensorConfig, SensorContext
 
-- **Protocols**: :class:`Sensor` (with the optional :class:`ListableSensor` and
-  :class:`ReplayableSensor`), :class:`Publisher`, :class:`MessageSender`,
+- **Protocols**: :class:`Sensor` (with the optional :class:`ListableSensor`,
+  :class:`ReplayableSensor` and :class:`ObjectSensor`), :class:`Publisher`, :class:`MessageSender`,
   :class:`TaskRunner`, :class:`Store` and its :class:`Transaction`.
 - **What flows**: :class:`Observation` (what a sensor saw, with its source position),
   :class:`Event` (the CloudEvents-shaped envelope built by the core), :class:`OutgoingMessage`,
@@ -18,7 +18,8 @@ stable surface that the built-in plugins in ``eventflow_sensors`` use too::
   connection; :mod:`backoff <eventflow.backoff>` for retry loops.
 - **Errors**: :class:`SensorError`, :class:`PublishError` (:class:`PublishRejected` for
   events a receiver refuses for good), :class:`TaskError`,
-  :class:`StoreError`, :class:`ClosedError`, all :class:`EventflowError`.
+  :class:`StoreError`, :class:`ClosedError`, all :class:`EventflowError`;
+  :func:`require_extra` raises :class:`MissingExtraError` naming the extra to install.
 - **Helpers**: templates (:func:`render`, :func:`placeholders`), :func:`glob_match`, ids
   (:func:`digest`, :func:`format_partition`), :func:`utcnow`, a sensor's Prometheus gauges
   (:func:`sensor_gauges`), the completion event types (:data:`DATASET_AVAILABLE`, ...), and
@@ -64,6 +65,8 @@ from eventflow.events import (
     format_partition,
     utcnow,
 )
+from eventflow.extras import MissingExtraError
+from eventflow.extras import require as require_extra
 from eventflow.lifecycle import Resource
 from eventflow.metrics import SensorGauges
 from eventflow.metrics import sensor as sensor_gauges
@@ -83,6 +86,7 @@ from eventflow.server.hooks import HOOKS, Hook, HookRequest, HookResponse
 from eventflow.types import (
     ListableSensor,
     MessageSender,
+    ObjectSensor,
     OutgoingMessage,
     PluginEnv,
     Publisher,
@@ -124,8 +128,10 @@ __all__ = [
     "InputRef",
     "ListableSensor",
     "MessageSender",
+    "MissingExtraError",
     "Model",
     "NewRun",
+    "ObjectSensor",
     "Observation",
     "OutboxItem",
     "OutgoingMessage",
@@ -160,6 +166,7 @@ __all__ = [
     "glob_match",
     "placeholders",
     "render",
+    "require_extra",
     "sensor_gauges",
     "utcnow",
 ]

@@ -16,6 +16,7 @@ import gc
 import random
 import time
 from collections.abc import Collection, Coroutine
+from datetime import timedelta
 from typing import Any
 
 from eventflow import backoff, health, metrics
@@ -155,9 +156,13 @@ class Runtime:
         await open_all(resources, "check", check_runners)
         engine = self.engine = Engine(pipeline, store)
         dispatcher = self.dispatcher = Dispatcher(pipeline, store, runners)
-        checker = self.checker = quality_checker.Checker(pipeline, store, check_runners)
-        if checker.active:
-            await checker.recover()
+        objects = quality_checker.object_sensors(pipeline, self.env)
+        # A store shared by workers (PostgreSQL) has a worker lease: a claim lasts as long.
+        lease = getattr(store, "lease_seconds", None)
+        claim_lease = timedelta(seconds=lease) if lease else quality_checker.CLAIM_LEASE
+        checker = self.checker = quality_checker.Checker(
+            pipeline, store, check_runners, objects=objects, claim_lease=claim_lease
+        )
         poll = pipeline.engine.poll_interval.total_seconds()
         drainers = [OutboxDrainer(n, p, store, poll) for n, p in publishers.items()]
 

@@ -116,6 +116,18 @@ class ListableSensor(Protocol):
 
 
 @runtime_checkable
+class ObjectSensor(Protocol):
+    """A sensor of an object store (S3) whose objects a data-quality ``exists`` check looks
+    for, with the sensor's client settings. Optional: the S3 sensor implements it."""
+
+    def object_url(self, key: str) -> str:
+        """The location of ``key`` in the sensor's source: ``s3://BUCKET/KEY``."""
+
+    async def object_sizes(self, url: str) -> list[tuple[str, int]]:
+        """The objects matching ``url`` (glob characters in the key) and their sizes."""
+
+
+@runtime_checkable
 class ReplayableSensor(Protocol):
     """A sensor that can read its source again from a point in time (Kafka: the offsets at
     that time), for ``eventflow replay --from-source``. Optional."""
@@ -566,10 +578,26 @@ class Store(Protocol):
         key: str | None = None,
         status: GateStatus | None = None,
         run_id: str | None = None,
+        run_ids: Collection[str] | None = None,
         limit: int = 100,
     ) -> list[CheckGate]:
-        """Produced partitions held by their rule's checks, newest first; written through
-        ``Changes.gates``."""
+        """Produced partitions held by their rule's checks, newest first (of the runs
+        ``run_ids`` when given); written through ``Changes.gates``."""
+
+    async def claim_gates(
+        self, now: datetime, until: datetime, limit: int
+    ) -> list[tuple[CheckGate, str]]:
+        """Claim up to ``limit`` gates to check for this store's worker until ``until``, at
+        once (two workers never claim one gate), oldest first: each becomes ``running``
+        with its evaluation (``attempt``) + 1 and comes back with its status before the
+        claim. Claimed are the ``pending`` gates and the ``running`` ones whose claim
+        expired before ``now`` (a dead or stalled worker's); a store for one worker also
+        takes a ``running`` gate another worker claimed (that worker is dead)."""
+
+    async def renew_gates(self, run_ids: Collection[str], until: datetime) -> set[str]:
+        """Extend this worker's claims of the running gates ``run_ids`` to ``until``;
+        returns those it still holds (the others were decided or taken over). ``until``
+        now releases them: any worker may claim them at once (a clean stop)."""
 
     async def counts(self) -> dict[str, int]:
         """``runs_pending``, ``runs_running``, ``runs_succeeded``, ``runs_failed``,

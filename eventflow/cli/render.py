@@ -18,13 +18,12 @@ from eventflow.cli.common import out
 from eventflow.durations import format_duration
 from eventflow.events import format_partition
 from eventflow.pipeline import CompiledPipeline
-from eventflow.records import RunRecord
 from eventflow.rules.core import MatchState, RuleSpec
 from eventflow.rules.expr import leaves
 from eventflow.views.deadletters import DeadLetterView
 from eventflow.views.events import EventView
 from eventflow.views.matches import PartialMatch
-from eventflow.views.runs import RunDetail, downstream_text
+from eventflow.views.runs import RunDetail, RunView, downstream_text
 from eventflow.views.status import Status
 from eventflow.views.why import Why
 
@@ -202,10 +201,17 @@ def why(view: Why) -> None:
         )
 
 
-def runs(records: Sequence[RunRecord]) -> None:
+def runs(records: Sequence[RunView]) -> None:
     with_downstream = any(r.downstream for r in records)
+    with_checks = any(r.checks is not None for r in records)
+    with_version = any(r.pipeline_version for r in records)
     columns = ["run", "rule", "partition", "status", "attempt", "created", "error"]
-    table = Table(*columns, *(["downstream"] if with_downstream else []))
+    extra = (
+        (["version"] if with_version else [])
+        + (["checks"] if with_checks else [])
+        + (["downstream"] if with_downstream else [])
+    )
+    table = Table(*columns, *extra)
     for r in records:
         cells = [
             r.run_id,
@@ -216,6 +222,10 @@ def runs(records: Sequence[RunRecord]) -> None:
             r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             (r.error or "")[:60],
         ]
+        if with_version:  # the version of the rule that fired the run
+            cells.append(r.pipeline_version or "-")
+        if with_checks:
+            cells.append(r.checks.text if r.checks is not None else "-")
         if with_downstream:
             cells.append(downstream_text(r))
         add_row(table, *cells)

@@ -22,6 +22,8 @@ from eventflow.tasks.inline import InlineCode, inline_code
 
 RUN_VARIABLES = ("run_id", "rule", "attempt", "partition")
 """Template variables every task has besides its rule's ``by`` variables."""
+CHECK_VARIABLES = ("pipeline_dir",)
+"""Template variables a check has besides its rule's ``by`` variables and the run's."""
 SAFE_IN_CODE = ("run_id", "rule", "attempt")
 """Variables eventflow makes from a restricted set of characters (letters, digits, ``_.-``):
 they may appear in a ``sh -c`` script. The others come from events."""
@@ -58,6 +60,11 @@ class Sections:
     )
     """Each rule's task's own variables (its plugin's ``template_variables``): under a path
     of its fields (``("http", "poll")``), the names its task adds (``id``)."""
+    check_tasks: dict[str, list[tuple[ConfigPath, Mapping[str, object]]]] = field(
+        default_factory=dict
+    )
+    """Each rule's ``command`` checks: the check's path and its task fields (``command``,
+    ``cwd``, ``env``), whose placeholders are checked as a task's are."""
 
 
 @dataclass
@@ -281,6 +288,10 @@ class _Checker:
             hook = self.s.tasks.get(f"{name}:{kind}")
             if by is not None and hook is not None:
                 self.placeholders(name, (*by, *variables), hook, ("rules", name, kind))
+        for path, fields in self.s.check_tasks.get(name, []):
+            # A check runs with the partition's variables and the run's, like the rule's task.
+            if by is not None:
+                self.placeholders(name, (*by, *CHECK_VARIABLES), fields, path)
 
     def params(self, name: str, by: tuple[str, ...], params: Mapping[str, str]) -> None:
         """Each ``params`` entry: a template variable name of its own, a valid expression."""

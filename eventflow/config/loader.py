@@ -32,7 +32,7 @@ from eventflow.config.models import (
     When,
 )
 from eventflow.config.plugins import Plugins, Task
-from eventflow.config.report import Problems
+from eventflow.config.report import ConfigPath, Problems
 from eventflow.config.rules import alert_name, alert_spec, compile_rule
 from eventflow.config.validation import report
 from eventflow.config.yaml_lines import parse_yaml
@@ -123,6 +123,18 @@ def _read(file: Path, problems: Problems) -> str | None:
     return None
 
 
+def _check_tasks(rule: str, section: object) -> list[tuple[ConfigPath, Mapping[str, object]]]:
+    """The ``command`` checks of a rule's raw section: each one's path and task fields."""
+    checks = _mapping(section).get("checks")
+    if not isinstance(checks, list):
+        return []
+    return [
+        (("rules", rule, "checks", i), {k: c[k] for k in ("command", "cwd", "env") if k in c})
+        for i, c in enumerate(checks)
+        if isinstance(c, Mapping) and "command" in c
+    ]
+
+
 def _compile(
     raw: dict[str, Any], file: Path, problems: Problems, env: str = DEFAULT_ENVIRONMENT
 ) -> CompiledPipeline | None:
@@ -156,12 +168,13 @@ def _compile(
         rules={n: _rule_view(v) for n, v in raw_rules.items()},
         tasks={n: t.fields for n, t in tasks.items()},
         task_variables={n: getattr(t.plugin, "template_variables", {}) for n, t in tasks.items()},
+        check_tasks={n: _check_tasks(n, v) for n, v in raw_rules.items()},
     )
     compiled = check(sections, problems)
     suites = {}
     if config is not None:
         _check_replay_memory(config, sensors, problems)
-        suites = compile_checks(config, raw_rules, plugins, problems)
+        suites = compile_checks(config, raw_rules, plugins, problems, sensors)
     if problems or config is None:
         return None
 

@@ -1,20 +1,24 @@
 """The checker: runs the checks of the partitions waiting for them, records each outcome.
 
-A pending gate is claimed (``running``, evaluation + 1) in a transaction of its own; its
-rule's checks run at once, each with its retries and timeout; the outcome is recorded in
-one transaction with what it causes (:func:`~eventflow.quality.gates.decided`). A gate left
-``running`` by a dead process goes back to ``pending`` at start-up and is checked again, so
-a crash never skips a check. An operator's re-run makes a gate ``pending`` from another
-process: the checker looks for pending gates at every poll interval.
+Pending gates are *claimed* by the store at once (:meth:`~eventflow.types.Store.claim_gates`:
+``running``, evaluation + 1, this worker, a lease of :data:`CLAIM_LEASE` renewed while the
+checks run), so two workers sharing a PostgreSQL store never run the same gate's checks.
+The rule's checks run, each with its retries and timeout; the outcome is recorded in one
+transaction with what it causes (:func:`~eventflow.quality.gates.decided`). A gate left
+``running`` by a dead worker is claimed again when its lease expires (at once by the next
+process on a single-worker store, SQLite or memory), so a crash never skips a check. An
+operator's re-run makes a gate ``pending`` from another process: the checker looks for
+pending gates at every poll interval.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from datetime import datetime, timedelta
 
 from eventflow import metrics
 from eventflow.aio import wait_event
@@ -27,11 +31,15 @@ from eventflow.pipeline import CompiledPipeline
 from eventflow.quality import gates
 from eventflow.quality.sources import Target, run_check
 from eventflow.quality.suite import CheckSuite
-from eventflow.records import Changes, CheckGate, RunRecord
-from eventflow.types import PluginEnv, Store, TaskRunner
+from eventflow.records import CheckGate, RunRecord
+from eventflow.types import ObjectSensor, PluginEnv, Store, TaskRunner
 
 CONCURRENCY = 4
 """Gates checked at once."""
+CLAIM_LEASE = timedelta(seconds=30)
+"""How long a claim holds without renewal, by default: a dead worker's gates are checked
+again by another worker this long after its last renewal (every third of it). On
+PostgreSQL the store's worker lease (its ``lease=`` DSN option) is used instead."""
 
 
 def check_runners(pipeline: CompiledPipeline, env: PluginEnv) -> dict[str, TaskRunner]:
@@ -44,6 +52,23 @@ def check_runners(pipeline: CompiledPipeline, env: PluginEnv) -> dict[str, TaskR
     return runners
 
 
+def object_sensors(pipeline: CompiledPipeline, env: PluginEnv) -> dict[str, ObjectSensor]:
+    """An instance of each sensor an ``exists`` check looks for objects through (its client
+    settings; it is not run), by name."""
+    wanted = {
+        name
+        for rule in pipeline.rules.values()
+        for spec in (rule.checks.checks if rule.checks is not None else ())
+        for location in spec.locations
+        for name in location.sensors
+    }
+    out: dict[str, ObjectSensor] = {}
+    for name in sorted(wanted):
+        spec = pipeline.sensors[name]
+        out[name] = spec.plugin(spec.name, spec.config, env)
+    return out
+
+
 class Checker:
     """Checks produced partitions until cancelled."""
 
@@ -53,11 +78,15 @@ class Checker:
         store: Store,
         runners: Mapping[str, TaskRunner],
         *,
+        objects: Mapping[str, ObjectSensor] | None = None,
+        claim_lease: timedelta = CLAIM_LEASE,
         rng: random.Random | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.store = store
         self.runners = runners
+        self.objects = dict(objects or {})
+        self.claim_lease = claim_lease
         self.rng = rng or random.Random()
         self.log = get_logger(component="checks")
         self.on_produced: Callable[[], None] = lambda: None
@@ -73,54 +102,57 @@ class Checker:
     def wake(self) -> None:
         self._wake.set()
 
-    async def recover(self) -> list[str]:
-        """At start-up: gates a dead process left ``running`` are checked again."""
-        now = utcnow()
-        stale = await self.store.list_gates(status="running", limit=10_000)
-        if stale:
-            back = [replace(g, status="pending", updated_at=now) for g in stale]
-            async with self.store.transaction() as tx:
-                await tx.apply(Changes(gates=back))
-            self.log.warning("checks_recovered", runs=[g.run_id for g in stale])
-        return [g.run_id for g in stale]
-
     async def run(self) -> None:
         poll = self.pipeline.engine.poll_interval.total_seconds()
+        renew_every = self.claim_lease.total_seconds() / 3
+        renewed = utcnow()
         while True:
             self._wake.clear()
             try:
+                if self._inflight and utcnow() - renewed >= timedelta(seconds=renew_every):
+                    renewed = utcnow()
+                    await self._renew(renewed)
                 await self._start_pending()
             except StoreError as exc:
                 if not exc.retriable:
                     raise
                 self.log.warning("store_retried", operation="checks", error=str(exc))
-            await wait_event(self._wake, poll)
+            await wait_event(self._wake, min(poll, renew_every) if self._inflight else poll)
 
     async def drain(self) -> None:
-        """Stop the checks under way: their gates stay ``running`` and are checked again
-        at the next start."""
+        """Stop the checks under way: their gates stay ``running`` with their claims
+        released (expired now), so the next start, or another worker, checks them again."""
         tasks = list(self._inflight.values())
+        held = set(self._inflight)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+        with contextlib.suppress(Exception):  # else the claims expire on their own
+            await self.store.renew_gates(held, utcnow())
 
     async def _start_pending(self) -> None:
         room = CONCURRENCY - len(self._inflight)
         if room <= 0:
             return
-        pending = await self.store.list_gates(status="pending", limit=room + len(self._inflight))
-        for gate in reversed(pending):  # oldest first
-            if gate.run_id in self._inflight or room <= 0:
-                continue
-            room -= 1
-            claimed = replace(gate, status="running", attempt=gate.attempt + 1, updated_at=utcnow())
-            async with self.store.transaction() as tx:
-                await tx.apply(Changes(gates=[claimed]))
+        now = utcnow()
+        claimed = await self.store.claim_gates(now, now + self.claim_lease, room)
+        taken = [gate.run_id for gate, was in claimed if was == "running"]
+        if taken:
+            self.log.warning("checks_recovered", runs=taken)
+        for gate, _ in claimed:
             crash_point("checks.after_claim")
-            task = asyncio.create_task(self._check(claimed), name=f"checks:{gate.run_id}")
+            task = asyncio.create_task(self._check(gate), name=f"checks:{gate.run_id}")
             self._inflight[gate.run_id] = task
             task.add_done_callback(functools.partial(self._done, gate.run_id))
+
+    async def _renew(self, now: datetime) -> None:
+        """Extend the claims of the gates being checked; one taken over by another worker
+        (this one stalled past its lease) is left to it."""
+        held = set(self._inflight)
+        kept = await self.store.renew_gates(held, now + self.claim_lease)
+        for run_id in held - kept:
+            self.log.warning("checks_claim_lost", run_id=run_id)
 
     def _done(self, run_id: str, task: asyncio.Task[None]) -> None:
         self._inflight.pop(run_id, None)
@@ -183,6 +215,7 @@ class Checker:
             folder=self.pipeline.runs_dir / run.run_id / "checks",
             pipeline=self.pipeline.name,
             log_max_bytes=self.pipeline.engine.log_max_bytes,
+            objects=self.objects,
         )
         previous = await self._previous(gate, suite)
         jobs = [

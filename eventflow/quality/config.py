@@ -98,7 +98,11 @@ class CheckConfig(Model):
     exists: tuple[str, ...] | None = Field(
         default=None,
         description="Files (glob patterns with `{var}`, relative to the pipeline file) that"
-        " must exist and not be empty; the value is the number of bytes found.",
+        " must exist and not be empty; the value is the number of bytes found. An"
+        " `s3://BUCKET/KEY` entry (glob characters in the key) names S3 objects, listed"
+        " with an S3 sensor's client settings (the produced dataset's sensor first); when"
+        " the produced dataset is an S3 dataset, an entry without `s3://` is a key in its"
+        " sensor's bucket.",
     )
     value: str | None = Field(
         default=None,

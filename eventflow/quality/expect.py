@@ -3,6 +3,7 @@ partition's value, and the age of a timestamp (freshness)."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 from eventflow.events import JSON
@@ -10,17 +11,22 @@ from eventflow.quality.config import Expect
 
 
 def number(value: JSON) -> float | None:
-    """``value`` as a number (a numeric string counts), or None."""
+    """``value`` as a finite number (a numeric string counts), or None (``inf`` and
+    ``nan`` are no count a check can compare)."""
     if isinstance(value, bool):
         return float(value)
+    found: float | None = None
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
         try:
-            return float(value.strip())
+            found = float(value)
+        except OverflowError:  # an int beyond any float
+            return None
+    elif isinstance(value, str):
+        try:
+            found = float(value.strip())
         except ValueError:
             return None
-    return None
+    return found if found is not None and math.isfinite(found) else None
 
 
 def timestamp(value: JSON) -> datetime | None:
@@ -29,13 +35,19 @@ def timestamp(value: JSON) -> datetime | None:
         try:
             parsed = datetime.fromisoformat(value.strip())
         except ValueError:
-            seconds = number(value)
-            return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+            return _epoch(number(value))
         return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-    seconds = number(value)
-    if seconds is None or isinstance(value, bool):
+    return None if isinstance(value, bool) else _epoch(number(value))
+
+
+def _epoch(seconds: float | None) -> datetime | None:
+    """The time ``seconds`` after the epoch; None beyond the years a datetime holds."""
+    if seconds is None:
         return None
-    return datetime.fromtimestamp(seconds, UTC)
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def judge(value: JSON, expect: Expect | None, previous: JSON, now: datetime) -> tuple[bool, str]:

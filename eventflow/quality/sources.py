@@ -13,7 +13,8 @@ import glob
 import json
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,10 @@ from eventflow.patterns import render
 from eventflow.payloads import InputEvent, params_context
 from eventflow.quality.expect import judge, number, timestamp
 from eventflow.quality.sql import query
-from eventflow.quality.suite import CheckSpec, CheckSuite
+from eventflow.quality.suite import CheckSpec, CheckSuite, Location
 from eventflow.records import RunRecord
 from eventflow.tasks import timeout_detail
-from eventflow.types import RunContext, TaskResult, TaskRunner
+from eventflow.types import ObjectSensor, RunContext, TaskResult, TaskRunner
 
 OUTPUT_EXCERPT = 2000
 """The last characters of what a check printed kept in its result and event."""
@@ -45,6 +46,8 @@ class Target:
     folder: Path
     pipeline: str
     log_max_bytes: int
+    objects: Mapping[str, ObjectSensor] = field(default_factory=dict)
+    """The object sensors (S3) by name, whose clients ``exists`` looks for objects with."""
 
     @property
     def variables(self) -> dict[str, str]:
@@ -129,11 +132,14 @@ async def _attempt(
         return Attempt(False, detail=timeout_detail(timeout or 0))
     except EventflowError as exc:
         return Attempt(False, detail=str(exc))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ArithmeticError) as exc:
         return Attempt(False, detail=f"{type(exc).__name__}: {exc}")
     if not got.passed:
         return got
-    ok, why = judge(got.value, spec.config.expect, previous, clock())
+    try:
+        ok, why = judge(got.value, spec.config.expect, previous, clock())
+    except (ValueError, ArithmeticError) as exc:  # a value no bound can be compared with
+        return Attempt(False, got.value, f"{type(exc).__name__}: {exc}", got.output)
     return Attempt(ok, got.value, why, got.output)
 
 
@@ -187,28 +193,58 @@ async def _builtin(
         )
         return Attempt(True, value)
     if config.exists is not None:
-        return await asyncio.to_thread(_exists, config.exists, target)
+        return await _exists(spec.locations or tuple(Location(p) for p in config.exists), target)
     assert spec.expression is not None
     items = [e.to_dict() for e in target.events]
     found = spec.expression.search(params_context(items, target.run.partition))
     return Attempt(True, found)
 
 
-def _exists(patterns: tuple[str, ...], target: Target) -> Attempt:
-    """Every pattern matches at least one file and none is empty; the value: total bytes."""
+async def _exists(locations: tuple[Location, ...], target: Target) -> Attempt:
+    """Every location matches at least one file or object and none is empty; the value:
+    the total bytes found."""
     total = 0
-    for pattern in patterns:
-        rendered = render(pattern, target.variables)
-        where = Path(rendered) if Path(rendered).is_absolute() else target.base_dir / rendered
-        paths = sorted(glob.glob(str(where), recursive=True))
-        if not paths:
+    # A value from an event is matched as itself: its `*`, `?` and `[` are no wildcards,
+    # and a `..` cannot lead the search out of the pattern's folder.
+    for name, value in target.run.partition.items():
+        if ".." in Path(value).parts:
+            return Attempt(False, 0, f"the partition value {name}={value!r} names a parent folder")
+    variables = {k: glob.escape(v) for k, v in target.variables.items()}
+    for location in locations:
+        rendered = render(location.pattern, variables)
+        if location.sensors:
+            found = await _objects(location, rendered, target)
+        else:
+            found = await asyncio.to_thread(_files, rendered, target.base_dir)
+        if not found:
             return Attempt(False, 0, f"nothing matches {rendered}")
-        for path in paths:
-            size = Path(path).stat().st_size
+        for name, size in found:
             if size == 0:
-                return Attempt(False, 0, f"{path} is empty")
+                return Attempt(False, 0, f"{name} is empty")
             total += size
     return Attempt(True, total)
+
+
+def _files(rendered: str, base_dir: Path) -> list[tuple[str, int]]:
+    where = Path(rendered) if Path(rendered).is_absolute() else base_dir / rendered
+    paths = sorted(glob.glob(str(where), recursive=True))
+    return [(path, Path(path).stat().st_size) for path in paths]
+
+
+async def _objects(location: Location, rendered: str, target: Target) -> list[tuple[str, int]]:
+    """The objects matching ``rendered``, listed by the first of the location's sensors
+    whose source holds them (its bucket), else by the first one (its client settings)."""
+    sensors = [target.objects[n] for n in location.sensors if n in target.objects]
+    if not sensors:
+        raise EventflowError(
+            f"no sensor to look for {rendered} with", hint="declare the location's sensor"
+        )
+    if location.relative:
+        sensor, url = sensors[0], sensors[0].object_url(rendered)
+    else:
+        sensor = next((s for s in sensors if rendered.startswith(s.object_url(""))), sensors[0])
+        url = rendered
+    return await sensor.object_sizes(url)
 
 
 def _last_value(stdout: Path) -> JSON:

@@ -1,8 +1,10 @@
 """A rule's ``checks:`` compiled: each check with its runner plugin (``command`` and
-``python`` checks reuse the task runners) or its compiled expression."""
+``python`` checks reuse the task runners), its compiled expression, or where each of its
+``exists`` locations is looked for (a local file, or objects through a sensor's client)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -11,11 +13,27 @@ import jmespath
 from jmespath.parser import ParsedResult
 
 from eventflow.quality.config import CheckConfig, ConnectionConfig, OnCheckFailure
+from eventflow.types import ObjectSensor
 
 if TYPE_CHECKING:
     from eventflow.config.models import PipelineConfig
     from eventflow.config.plugins import Plugins
     from eventflow.config.report import Problems
+    from eventflow.pipeline import SensorSpec
+
+
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://")
+
+
+@dataclass(frozen=True)
+class Location:
+    """One ``exists`` entry: a file pattern (``sensors`` empty), or objects looked for
+    through the first of ``sensors`` (object sensors, the produced dataset's first) whose
+    source holds them. ``relative``: a key in that sensor's source, not a URL."""
+
+    pattern: str
+    sensors: tuple[str, ...] = ()
+    relative: bool = False
 
 
 @dataclass(frozen=True)
@@ -29,6 +47,8 @@ class CheckSpec:
     task_config: Any = None
     expression: ParsedResult | None = None
     """A ``value`` check's JMESPath."""
+    locations: tuple[Location, ...] = ()
+    """An ``exists`` check's entries."""
 
     @property
     def name(self) -> str:
@@ -53,7 +73,11 @@ class CheckSuite:
 
 
 def compile_checks(
-    config: PipelineConfig, raw_rules: Mapping[str, Any], plugins: Plugins, problems: Problems
+    config: PipelineConfig,
+    raw_rules: Mapping[str, Any],
+    plugins: Plugins,
+    problems: Problems,
+    sensors: Mapping[str, SensorSpec] | None = None,
 ) -> dict[str, CheckSuite]:
     """The suite of every rule with ``checks:``; what is wrong goes to ``problems`` (a
     check without ``produces``, two checks of one name, an unknown connection, a command
@@ -83,6 +107,8 @@ def compile_checks(
                 )
             seen.add(check.name)
             spec = _compile_check(check, raw_checks[i], config, plugins, problems, path)
+            if spec is not None and check.exists is not None:
+                spec = _with_locations(spec, rc.produces, config, sensors or {}, problems, path)
             if spec is not None:
                 specs.append(spec)
         suites[rule] = CheckSuite(tuple(specs), rc.on_check_failure, dict(config.connections))
@@ -123,3 +149,46 @@ def _compile_check(
             return None
         return CheckSpec(check, expression=expression)
     return CheckSpec(check)
+
+
+def _with_locations(
+    spec: CheckSpec,
+    produces: str,
+    config: PipelineConfig,
+    sensors: Mapping[str, SensorSpec],
+    problems: Problems,
+    path: tuple[str | int, ...],
+) -> CheckSpec | None:
+    """Where each ``exists`` entry is looked for: a URL (``s3://...``) through the object
+    sensors of its scheme, a key of the produced dataset's source when that is an object
+    store (an S3 dataset), else a file. A URL no sensor can read is a problem."""
+    objects = {n: s for n, s in sensors.items() if _is_object_sensor(s)}
+    produced = config.datasets.get(produces)
+    own = produced.sensor if produced is not None and produced.sensor in objects else None
+    locations = []
+    assert spec.config.exists is not None
+    for i, entry in enumerate(spec.config.exists):
+        scheme = _SCHEME.match(entry)
+        if scheme is None:
+            locations.append(Location(entry, (own,), relative=True) if own else Location(entry))
+            continue
+        kind = scheme.group(1)
+        names = sorted(n for n, s in objects.items() if s.type == kind)
+        if not names:
+            problems.add(
+                f"`exists` names {kind}:// objects but no `{kind}` sensor gives the client"
+                " settings to look for them",
+                (*path, "exists", i),
+                hint=f"declare a sensor of type `{kind}` (its endpoint_url, region and profile"
+                " are used), or name a local file",
+            )
+            return None
+        if own in names:
+            names.remove(own)
+            names.insert(0, own)
+        locations.append(Location(entry, tuple(names)))
+    return CheckSpec(spec.config, locations=tuple(locations))
+
+
+def _is_object_sensor(spec: SensorSpec) -> bool:
+    return isinstance(spec.plugin, type) and issubclass(spec.plugin, ObjectSensor)

@@ -197,7 +197,7 @@ class Api:
             )
         except paging.BadCursor as exc:
             raise BadRequest(400, str(exc)) from None
-        body = page.to_dict(RunRecord.to_dict)
+        body = page.to_dict(runs.RunView.to_dict)
         return JSONResponse({**body, "runs": body["items"]})
 
     async def get_run(self, request: Request) -> Response:

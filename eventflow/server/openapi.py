@@ -83,6 +83,25 @@ _RUN = _obj(
         " run: system, id, url, state, outcome), `process` (a command's process group).",
     },
     inputs={"type": "array", "items": {"$ref": "#/components/schemas/Input"}},
+    checks={
+        "type": ["object", "null"],
+        "description": "The outcome of the data-quality checks of the partition the run"
+        " produced (null: its rule has no checks, or it produced nothing to check).",
+        "required": ["outcome", "text", "dataset", "failed", "results"],
+        "properties": {
+            "outcome": {"enum": ["pending", "passed", "blocked", "overridden"]},
+            "text": {
+                "type": "string",
+                "description": "`passed`, `failed: NAME`, `blocked`, `overridden`, `pending`.",
+            },
+            "dataset": _STR,
+            "failed": {"type": "array", "items": _STR},
+            "blocked_by": {"type": "array", "items": _STR},
+            "evaluation": {"type": "integer"},
+            "pipeline_version": _NSTR,
+            "results": {"type": "array", "items": {"type": "object"}},
+        },
+    },
 )
 _INPUT = _obj(
     ["event_id", "dataset", "partition", "sensor", "position", "time"],

@@ -32,7 +32,7 @@ from eventflow.views.deadletters import deadletter_page
 from eventflow.views.matches import PartialMatch
 from eventflow.views.pauses import pauses
 from eventflow.views.rules import RuleView
-from eventflow.views.runs import downstream_text
+from eventflow.views.runs import RunChecks, RunView, downstream_text
 from eventflow.views.sensors import SensorHealth, sensors
 from eventflow.views.status import status
 
@@ -182,9 +182,9 @@ def _match_rows(found: Sequence[PartialMatch]) -> list[Row]:
     return rows
 
 
-def _run_rows(found: Sequence[RunRecord], operator: bool) -> list[Row]:
-    """The runs; an operator also gets a retry button on each failed one and a cancel
-    button on each pending or running one."""
+def _run_rows(found: Sequence[RunView], operator: bool) -> list[Row]:
+    """The runs with their checks' outcome; an operator also gets a retry button on each
+    failed one and a cancel button on each pending or running one."""
     rows = []
     for r in found:
         rid = escape(r.run_id)
@@ -204,12 +204,22 @@ def _run_rows(found: Sequence[RunRecord], operator: bool) -> list[Row]:
                     f"{r.attempt}/{r.max_attempts}",
                     _iso(r.created_at.isoformat()),
                     escape((r.error or "")[:80]),
+                    _checks_cell(r.checks),
                     _downstream(r),
                     f'<button class="logs" data-run="{rid}">logs</button>{retry}',
                 ],
             )
         )
     return rows
+
+
+def _checks_cell(checks: RunChecks | None) -> str:
+    """The outcome of a run's checks, styled like a state (empty without checks)."""
+    if checks is None:
+        return ""
+    css = {"passed": "succeeded", "blocked": "failed", "overridden": "retrying"}
+    state = css.get(checks.outcome, "pending")
+    return f'<span class="state checks {state}">{escape(checks.text)}</span>'
 
 
 def _downstream(record: RunRecord) -> str:
@@ -304,7 +314,18 @@ async def render_page(runtime: Runtime, principal: Principal | None) -> str:
             "No open partial matches.",
         ),
         runs=_table(
-            ["run", "rule", "partition", "status", "attempt", "created", "error", "downstream", ""],
+            [
+                "run",
+                "rule",
+                "partition",
+                "status",
+                "attempt",
+                "created",
+                "error",
+                "checks",
+                "downstream",
+                "",
+            ],
             _run_rows(view.recent_runs, operator),
             "runs",
             "No runs yet.",

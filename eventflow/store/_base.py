@@ -10,6 +10,9 @@ deadlock.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal
@@ -25,6 +28,9 @@ class StoreLifecycle(Resource):
         self._state: Literal["new", "open", "closed"] = "new"
         self._lock = asyncio.Lock()
         self._owner: asyncio.Task[object] | None = None
+        self._claimant = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        """Who this store's ``claim_gates`` claims for (PostgreSQL: the worker id, once
+        registered)."""
 
     async def _open(self) -> None:
         raise NotImplementedError

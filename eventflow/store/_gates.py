@@ -1,9 +1,13 @@
 """How check gates (:class:`~eventflow.records.CheckGate`) become rows and back, shared by
-the SQLite, PostgreSQL and in-memory stores (the conventions of :mod:`._codec`)."""
+the SQLite, PostgreSQL and in-memory stores (the conventions of :mod:`._codec`).
+
+A gate's *claim* (``claimed_by``, ``claim_until``) is kept beside its row and written only by
+``claim_gates`` and ``renew_gates``: the upsert of a whole gate leaves it alone."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from eventflow.records import CheckGate, GateStatus
@@ -70,12 +74,48 @@ def gate_filter(
     key: str | None = None,
     status: str | None = None,
     run_id: str | None = None,
+    run_ids: Collection[str] | None = None,
 ) -> dict[str, str | None]:
-    """The named parameters of ``list_gates`` (None: any)."""
-    return {"rule": rule, "dataset": dataset, "key": key, "status": status, "run_id": run_id}
+    """The named parameters of ``list_gates`` (None: any); ``run_ids`` as a JSON array."""
+    return {
+        "rule": rule,
+        "dataset": dataset,
+        "key": key,
+        "status": status,
+        "run_id": run_id,
+        "run_ids": None if run_ids is None else json_text(sorted(run_ids)),
+    }
 
 
 def gate_matches(row: GateRow, where: Mapping[str, str | None]) -> bool:
     """Whether ``row`` passes ``where`` (:func:`gate_filter`): the memory store's query."""
     values = row._asdict()
-    return all(want is None or values[name] == want for name, want in where.items())
+    for name, want in where.items():
+        if want is None:
+            continue
+        if name == "run_ids":
+            if row.run_id not in json_loads(want):
+                return False
+        elif values[name] != want:
+            return False
+    return True
+
+
+def claim_params(worker: str, now: datetime, until: datetime, limit: int) -> dict[str, Any]:
+    """The parameters of the ``claim_gates`` queries."""
+    return {"worker": worker, "now": dt_text(now), "until": dt_text(until), "limit": limit}
+
+
+def renew_params(worker: str, run_ids: Collection[str], until: datetime) -> dict[str, Any]:
+    return {"worker": worker, "run_ids": json_text(sorted(run_ids)), "until": dt_text(until)}
+
+
+def claimable(status: str, claim: tuple[str, str] | None, worker: str, now_text: str) -> bool:
+    """Whether a single-worker store (SQLite, memory) lets ``worker`` claim a gate: it is
+    pending, or running with a claim that expired or is another worker's (the store admits
+    one worker at a time, so that one is dead). PostgreSQL waits for the claim to expire."""
+    if status == "pending":
+        return True
+    if status != "running":
+        return False
+    return claim is None or claim[1] < now_text or claim[0] != worker

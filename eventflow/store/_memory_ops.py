@@ -31,7 +31,7 @@ from eventflow.rules.core import MatchState
 from eventflow.store import COUNT_KEYS
 from eventflow.store import _codec as c
 from eventflow.store import _deadletters as dl
-from eventflow.store._gates import GateRow, decode_gate, gate_matches, gate_row
+from eventflow.store._gates import GateRow, claimable, decode_gate, gate_matches, gate_row
 from eventflow.store._pauses import MemoryPauses
 
 K = TypeVar("K")
@@ -100,6 +100,8 @@ class Tables:
     inbox: dict[int, c.InboxRow] = field(default_factory=dict)
     deadletters: dict[str, c.DeadLetterRow] = field(default_factory=dict)
     gates: dict[str, GateRow] = field(default_factory=dict)
+    gate_claims: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """``run_id -> (worker, claim_until)``: written by the claims alone, at once."""
     last_id: dict[str, int] = field(default_factory=lambda: {"outbox": 0, "inbox": 0})
     pauses: MemoryPauses = field(default_factory=MemoryPauses)
 
@@ -432,6 +434,43 @@ class MemoryOps:
 
     def count_events(self, where: dict[str, Any]) -> int:
         return sum(1 for r in self.events.values() if c.event_matches(r, where))
+
+    def claim_gates(self, params: dict[str, Any]) -> list[tuple[CheckGate, str]]:
+        """The SQLite store's claim: pending gates, and running ones whose claim expired or
+        is another (dead) worker's, oldest first."""
+        claims = self.tables.gate_claims
+        worker, now = params["worker"], params["now"]
+        rows = sorted(
+            (
+                r
+                for r in self.gates.values()
+                if claimable(r.status, claims.get(r.run_id), worker, now)
+            ),
+            key=lambda r: (r.created_at, r.run_id),
+        )[: max(params["limit"], 0)]
+        claimed = []
+        for r in rows:
+            new = r._replace(status="running", attempt=r.attempt + 1, updated_at=now)
+            self.gates.put(r.run_id, new)
+            claims[r.run_id] = (worker, params["until"])
+            claimed.append((decode_gate(new), r.status))
+        return claimed
+
+    def renew_gates(self, params: dict[str, Any]) -> set[str]:
+        claims = self.tables.gate_claims
+        held = set()
+        for run_id in c.json_loads(params["run_ids"]):
+            row = self.gates.get(run_id)
+            claim = claims.get(run_id)
+            if (
+                row is not None
+                and row.status == "running"
+                and claim
+                and claim[0] == params["worker"]
+            ):
+                claims[run_id] = (claim[0], params["until"])
+                held.add(run_id)
+        return held
 
     def list_deadletters(self, where: dict[str, Any], limit: int) -> list[DeadLetter]:
         rows = self._deadletters_where(where)[::-1]

@@ -407,6 +407,16 @@ class PostgresOps:
         params = {**where, "limit": max(limit, 0)}
         return [g.decode_gate(row) for row in await self._all(self.q["list_gates"], params)]
 
+    async def claim_gates(self, params: dict[str, Any]) -> list[tuple[CheckGate, str]]:
+        """Claim the gates to check (one ``UPDATE … FOR UPDATE SKIP LOCKED``: two workers
+        never claim one gate); each claimed gate with its status before, oldest first."""
+        rows = await self._all(self.q["claim_gates"], params)
+        claimed = [(g.decode_gate(row[:-1]), str(row[-1])) for row in rows]
+        return sorted(claimed, key=lambda c: (c[0].created_at, c[0].run_id))
+
+    async def renew_gates(self, params: dict[str, Any]) -> set[str]:
+        return {row[0] for row in await self._all(self.q["renew_gates"], params)}
+
     async def count_deadletters(self, where: dict[str, Any]) -> int:
         row = await self._one(self.q["count_deadletters"], where)
         assert row is not None

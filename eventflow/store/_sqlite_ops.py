@@ -341,6 +341,19 @@ class SQLiteOps:
         params = {**where, "limit": max(limit, 0)}
         return [g.decode_gate(row) for row in self.conn.execute(self.q["list_gates"], params)]
 
+    def claim_gates(self, params: dict[str, Any]) -> list[tuple[CheckGate, str]]:
+        """Claim (one write transaction: the store's only writer) the gates to check; each
+        claimed gate with its status before."""
+        found = list(self.conn.execute(self.q["gates_to_claim"], params))
+        claimed = []
+        for run_id, was in found:
+            row = self.conn.execute(self.q["claim_gate"], {**params, "run_id": run_id}).fetchone()
+            claimed.append((g.decode_gate(row), str(was)))
+        return claimed
+
+    def renew_gates(self, params: dict[str, Any]) -> set[str]:
+        return {row[0] for row in self.conn.execute(self.q["renew_gates"], params)}
+
     def count_deadletters(self, where: dict[str, Any]) -> int:
         return int(self.conn.execute(self.q["count_deadletters"], where).fetchone()[0])
 

@@ -346,10 +346,25 @@ class MemoryStore(StoreLifecycle):
         key: str | None = None,
         status: GateStatus | None = None,
         run_id: str | None = None,
+        run_ids: Collection[str] | None = None,
         limit: int = 100,
     ) -> list[CheckGate]:
-        where = g.gate_filter(rule=rule, dataset=dataset, key=key, status=status, run_id=run_id)
+        where = g.gate_filter(
+            rule=rule, dataset=dataset, key=key, status=status, run_id=run_id, run_ids=run_ids
+        )
         return await self._do(lambda o: o.list_gates(where, limit))
+
+    async def claim_gates(
+        self, now: datetime, until: datetime, limit: int
+    ) -> list[tuple[CheckGate, str]]:
+        params = g.claim_params(self._claimant, now, until, limit)
+        return await self._do(lambda o: o.claim_gates(params))
+
+    async def renew_gates(self, run_ids: Collection[str], until: datetime) -> set[str]:
+        if not run_ids:
+            return set()
+        params = g.renew_params(self._claimant, run_ids, until)
+        return await self._do(lambda o: o.renew_gates(params))
 
     async def count_deadletters(
         self,

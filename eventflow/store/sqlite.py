@@ -580,9 +580,12 @@ class SQLiteStore(StoreLifecycle):
         key: str | None = None,
         status: GateStatus | None = None,
         run_id: str | None = None,
+        run_ids: Collection[str] | None = None,
         limit: int = 100,
     ) -> list[CheckGate]:
-        where = g.gate_filter(rule=rule, dataset=dataset, key=key, status=status, run_id=run_id)
+        where = g.gate_filter(
+            rule=rule, dataset=dataset, key=key, status=status, run_id=run_id, run_ids=run_ids
+        )
         return await self._read(SQLiteOps.list_gates, where, limit)
 
     async def get_deadletter(self, event_id: str) -> DeadLetter | None:
@@ -595,6 +598,18 @@ class SQLiteStore(StoreLifecycle):
 
     async def fetch_redrives(self, limit: int) -> list[DeadLetter]:
         return await self._read(SQLiteOps.fetch_redrives, limit)
+
+    async def claim_gates(
+        self, now: datetime, until: datetime, limit: int
+    ) -> list[tuple[CheckGate, str]]:
+        params = g.claim_params(self._claimant, now, until, limit)
+        return await self._write(SQLiteOps.claim_gates, params)
+
+    async def renew_gates(self, run_ids: Collection[str], until: datetime) -> set[str]:
+        if not run_ids:
+            return set()
+        params = g.renew_params(self._claimant, run_ids, until)
+        return await self._write(SQLiteOps.renew_gates, params)
 
     async def counts(self) -> dict[str, int]:
         return await self._read(SQLiteOps.counts)

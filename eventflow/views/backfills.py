@@ -8,6 +8,7 @@ row keeps who asked and when (``requested_by``, ``cancel_requested``), and the l
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -108,8 +109,10 @@ async def submit(
 ) -> BackfillRequest:
     """Record a backfill request for the running pipeline (who asked: ``by``)."""
     bounds(pipeline, rule, lo, hi)
-    if rate is not None and not rate > 0:
-        raise bf.BackfillError(f"rate must be above 0 partitions a second, not {rate}")
+    if rate is not None and not (rate > 0 and math.isfinite(rate)):
+        raise bf.BackfillError(
+            f"rate must be a finite number of partitions a second above 0, not {rate}"
+        )
     request = new_request(
         rule, lo, hi, by, now, force=force, list_sources=list_sources, rate=rate,
         preview=preview_size,

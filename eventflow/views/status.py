@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventflow.pipeline import CompiledPipeline
-from eventflow.records import RunRecord
 from eventflow.store import redact_dsn
 from eventflow.types import Store
 from eventflow.views.checks import Held, held
@@ -18,6 +17,7 @@ from eventflow.views.matches import PartialMatch, partial_matches
 from eventflow.views.pauses import PauseView, by_name, pauses, with_pause
 from eventflow.views.reliability import RuleReliability, reliability
 from eventflow.views.rules import RuleView, rule_views
+from eventflow.views.runs import RunView, with_checks
 from eventflow.views.workers import SensorStatus, WorkerView, sensor_statuses, workers
 
 RECENT_RUNS = 20
@@ -32,7 +32,8 @@ class Status:
     partial_matches: tuple[PartialMatch, ...]
     counts: Mapping[str, int]
     """:meth:`Store.counts` and ``matches_missed`` (open matches whose deadline passed)."""
-    recent_runs: tuple[RunRecord, ...]
+    recent_runs: tuple[RunView, ...]
+    """The newest runs, each with its checks' outcome."""
     held: tuple[Held, ...] = ()
     """Produced partitions not announced: their checks pending, running or blocking."""
     pauses: tuple[PauseView, ...] = ()
@@ -89,7 +90,7 @@ async def status(
         rules=tuple(rule_views(pipeline, per_rule)),
         partial_matches=tuple(await partial_matches(pipeline, store, limit=limit)),
         counts=counts,
-        recent_runs=tuple(await store.list_runs(limit=runs)),
+        recent_runs=tuple(await with_checks(store, await store.list_runs(limit=runs))),
         held=tuple(await held(pipeline, store, limit=limit)),
         pauses=tuple(await pauses(store)),
         sensors=tuple(sensor_statuses(pipeline, found)),

@@ -247,6 +247,8 @@ class WebhookPublisher(Resource):
         body, headers = self.request(event)  # signed again: a fresh webhook-timestamp
         try:
             answer = await client.post(self.config.url, content=body, headers=headers)
+        except httpx.LocalProtocolError as exc:  # this request can never be sent as it is
+            return f"POST {self.where}: the request cannot be sent ({exc})"
         except httpx.HTTPError as exc:
             what = "timed out" if isinstance(exc, httpx.TimeoutException) else str(exc) or "failed"
             raise _Later(f"POST {self.where} {what} ({type(exc).__name__})") from None
@@ -268,7 +270,7 @@ class WebhookPublisher(Resource):
             envelope = event.model_dump(mode="json", exclude_none=True)
             body = _compact(envelope.pop("data"))
             headers["content-type"] = envelope.pop("datacontenttype")
-            headers.update({f"ce-{k}": str(v) for k, v in envelope.items()})
+            headers.update({f"ce-{k}": ce_header(str(v)) for k, v in envelope.items()})
         if self._keys:
             stamp = str(int(time.time()))
             headers["webhook-id"] = event.id
@@ -281,6 +283,16 @@ class WebhookPublisher(Resource):
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+
+
+def ce_header(value: str) -> str:
+    """An attribute's value as a ``ce-`` header: percent-encoded (UTF-8) where it is a space,
+    ``"``, ``%`` or outside printable ASCII, as the CloudEvents HTTP binding says, so a
+    partition value such as ``Zürich`` or one holding a newline is sent, not refused."""
+    return "".join(
+        ch if "!" <= ch <= "~" and ch not in '"%' else "".join(f"%{b:02X}" for b in ch.encode())
+        for ch in value
+    )
 
 
 class _Later(Exception):

@@ -50,6 +50,7 @@ from .client import Bucket, ObjectState, Queue, S3Problem
 from .config import Notifications, S3PublisherConfig, S3Readiness, S3SensorConfig
 from .listing import complete_objects
 from .notify import NotificationError, decode
+from .objects import object_sizes
 from .publish import S3Publisher
 from .state import Decision, Manifest, Mode, Tracker, dir_of, parse_manifest
 from .topics import Relay, cursor_of, own_entries, text_of, topic_sensor
@@ -130,6 +131,17 @@ class S3Sensor:
             dataclasses.replace(self._observation(k, s, "listing"), on_commit=None)
             for k, s in found
         ]
+
+    # --- objects (the `exists` data-quality check) ---------------------------------------
+
+    def object_url(self, key: str) -> str:
+        """The location of ``key`` in the sensor's bucket: ``s3://BUCKET/KEY``."""
+        return f"s3://{self.config.bucket}/{key.lstrip('/')}"
+
+    async def object_sizes(self, url: str) -> list[tuple[str, int]]:
+        """The objects matching ``url`` (a glob over keys) and their sizes, listed with this
+        sensor's endpoint, region and credentials."""
+        return await asyncio.to_thread(object_sizes, self.config, url)
 
     # --- running ---------------------------------------------------------------------
 

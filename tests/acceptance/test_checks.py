@@ -69,6 +69,14 @@ def test_an_empty_file_blocks_the_chain_until_fixed_and_rerun(tmp_path: Path) ->
     assert load["status"] == "succeeded"
     assert load["pipeline_version"]  # the gate records the version that produced it
     assert gates(p)[0]["pipeline_version"] == load["pipeline_version"]
+    # `runs` shows the outcome of the run's checks (the warning `rows` failed too).
+    assert load["checks"]["outcome"] == "blocked"
+    assert load["checks"]["text"] == "failed: not_empty"
+    assert load["checks"]["failed"] == ["not_empty", "rows"]
+    assert load["checks"]["pipeline_version"] == load["pipeline_version"]
+    table = p.cli("runs", str(p.file)).stdout
+    assert "checks" in table.splitlines()[1]
+    assert "not_empty" in table
     why = p.cli_json("why", "report", "dt=2026-01-01")
     assert why["blocked"]["loaded"]["reason"] == "blocked by check not_empty"
     assert why["blocked"]["loaded"]["run_id"] == load["run_id"]
@@ -101,8 +109,13 @@ def test_an_empty_file_blocks_the_chain_until_fixed_and_rerun(tmp_path: Path) ->
     p.cli("checks", str(p.file), "rerun", load["run_id"])
     wait_until(lambda: gate_status(p) == "passed" and len(gates(p)[0]["actions"]) == 2)  # type: ignore[arg-type]
     p.stop()
-    runs = collections.Counter(r["rule"] for r in p.runs())
+    listed = p.runs()
+    runs = collections.Counter(r["rule"] for r in listed)
     assert runs == {"load": 1, "report": 1}
+    checks = {r["rule"]: r["checks"] for r in listed}
+    assert checks["load"]["text"] == "passed"
+    assert checks["load"]["evaluation"] == 3  # blocked, re-run, re-run
+    assert checks["report"] is None  # its rule has no checks
     assert len(lines(tmp_path / "report.log")) == 1
 
 

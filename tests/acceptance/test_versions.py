@@ -166,6 +166,10 @@ def test_a_rename_survives_a_sigkill_during_its_first_start(tmp_path: Path) -> N
     version = {r["rule"]: r["pipeline_version"] for r in runs}
     assert version["join"] == v1_version
     assert version["join_v2"] != v1_version
+    table = p.cli("runs", str(p.file)).stdout
+    assert "version" in table
+    assert v1_version in table
+    assert version["join_v2"] in table
     assert p.cli_json("why", "join_v2", "p=p3")["status"] == "open"
     starts = p.cli_json("versions")["starts"]
     assert len(starts) == 2  # the killed start recorded nothing

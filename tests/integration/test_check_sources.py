@@ -205,6 +205,23 @@ async def test_exists_fails_on_an_empty_file_and_passes_on_data(tmp_path: Path) 
     assert result["value"] == 4
 
 
+async def test_exists_matches_a_partition_value_as_itself(tmp_path: Path) -> None:
+    """A value from an event is no wildcard (`*` finds only a folder named `*`) and cannot
+    name a parent folder."""
+    spec = {"name": "file", "exists": ["data/{dt}/part.csv"]}
+    (tmp_path / "data" / "2026-01-01").mkdir(parents=True)
+    (tmp_path / "data" / "2026-01-01" / "part.csv").write_text("a\n")
+    wild = await check(tmp_path, spec, target=target(tmp_path, dt="*"))
+    assert wild["passed"] is False
+    assert "nothing matches" in str(wild["detail"])
+    (tmp_path / "data" / "*").mkdir()
+    (tmp_path / "data" / "*" / "part.csv").write_text("b\n")
+    assert (await check(tmp_path, spec, target=target(tmp_path, dt="*")))["value"] == 2
+    up = await check(tmp_path, spec, target=target(tmp_path, dt="../../etc"))
+    assert up["passed"] is False
+    assert "names a parent folder" in str(up["detail"])
+
+
 async def test_value_checks_payloads_change_and_freshness(tmp_path: Path) -> None:
     """A value from the inputs' payloads is checked against the previous partition's value
     (within N%) and a timestamp against its maximum age."""

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from eventflow.records import Changes, CheckGate, InboxItem
+from eventflow.store.memory import MemoryStore
+from eventflow.store.postgres import PostgresStore
+from eventflow.store.sqlite import SQLiteStore
 from eventflow.types import Store
 from tests.integration import test_store_contract as contract
 
@@ -90,6 +94,8 @@ async def test_list_gates_is_newest_first_and_filters(store: Store) -> None:
     assert [g.run_id for g in await store.list_gates(status="blocked")] == ["b"]
     assert [g.run_id for g in await store.list_gates(run_id="a")] == ["a"]
     assert await store.list_gates(run_id="nope") == []
+    assert [g.run_id for g in await store.list_gates(run_ids=["a", "c", "nope"])] == ["c", "a"]
+    assert await store.list_gates(run_ids=[]) == []
 
 
 async def test_a_failed_transaction_writes_neither_the_gate_nor_its_announcement(
@@ -110,3 +116,82 @@ async def _apply_then_fail(store: Store, changes: Changes) -> None:
     async with store.transaction() as tx:
         await tx.apply(changes)
         raise RuntimeError("crash before commit")
+
+
+async def test_claim_takes_pending_gates_oldest_first_once_and_counts_the_evaluation(
+    store: Store,
+) -> None:
+    """A claim makes the oldest pending gates ``running`` with evaluation + 1; a second
+    claim while they are held finds none of them."""
+    await apply(store, Changes(gates=[gate("b", 1), gate("a", 0), gate("c", 2, status="passed")]))
+    first = await store.claim_gates(T0, T0 + timedelta(seconds=30), 1)
+    assert [(g.run_id, g.status, g.attempt, was) for g, was in first] == [
+        ("a", "running", 1, "pending")
+    ]
+    rest = await store.claim_gates(T0, T0 + timedelta(seconds=30), 10)
+    assert [g.run_id for g, _ in rest] == ["b"]
+    assert await store.claim_gates(T0, T0 + timedelta(seconds=30), 10) == []
+    (a,) = await store.list_gates(run_id="a")
+    assert (a.status, a.attempt) == ("running", 1)
+
+
+async def test_an_expired_claim_is_taken_over_and_a_renewed_one_is_not(store: Store) -> None:
+    """A running gate whose claim expired is claimed again (its status before: running);
+    renewing a claim keeps it, and renewal only holds the worker's own running gates."""
+    await apply(store, Changes(gates=[gate("a"), gate("b", 1)]))
+    await store.claim_gates(T0, T0 + timedelta(seconds=30), 10)
+    assert await store.renew_gates(["a", "nope"], T0 + timedelta(seconds=90)) == {"a"}
+    later = T0 + timedelta(seconds=60)
+    taken = await store.claim_gates(later, later + timedelta(seconds=30), 10)
+    assert [(g.run_id, g.attempt, was) for g, was in taken] == [("b", 2, "running")]
+    decided = replace((await store.list_gates(run_id="a"))[0], status="passed")
+    await apply(store, Changes(gates=[decided]))
+    assert await store.renew_gates(["a"], later) == set()  # decided: nothing to hold
+    assert await store.renew_gates([], later) == set()
+
+
+async def test_a_claim_released_by_renewing_to_now_is_claimed_at_once(store: Store) -> None:
+    """A clean stop renews its claims to now: the next claim takes them without waiting
+    for the lease."""
+    await apply(store, Changes(gates=[gate("a")]))
+    await store.claim_gates(T0, T0 + timedelta(seconds=30), 10)
+    await store.renew_gates(["a"], T0)
+    again = await store.claim_gates(T0 + timedelta(seconds=1), T0 + timedelta(seconds=31), 10)
+    assert [(g.run_id, g.attempt) for g, _ in again] == [("a", 2)]
+
+
+async def test_a_gate_written_whole_keeps_its_claim(store: Store) -> None:
+    """Writing a claimed gate (its results so far) leaves the claim: it is not claimed
+    again before the lease ends."""
+    await apply(store, Changes(gates=[gate("a")]))
+    ((claimed, _),) = await store.claim_gates(T0, T0 + timedelta(seconds=30), 10)
+    await apply(store, Changes(gates=[replace(claimed, results=({"check": "x"},))]))
+    assert await store.claim_gates(T0 + timedelta(seconds=10), T0, 10) == []
+
+
+async def test_a_second_worker_waits_for_the_lease_only_on_postgresql(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Another worker's live claim is left alone on PostgreSQL (shared by workers); a
+    single-worker store (SQLite) takes it at once, since its holder must be dead."""
+    dsn = request.getfixturevalue("postgres_dsn")
+    async with (
+        PostgresStore.from_dsn(dsn, tmp_path) as one,
+        PostgresStore.from_dsn(dsn, tmp_path) as two,
+    ):
+        await apply(one, Changes(gates=[gate("a")]))
+        assert len(await one.claim_gates(T0, T0 + timedelta(seconds=30), 10)) == 1
+        assert await two.claim_gates(T0 + timedelta(seconds=10), T0, 10) == []
+        late = T0 + timedelta(seconds=31)
+        assert [g.run_id for g, _ in await two.claim_gates(late, late, 10)] == ["a"]
+        assert await one.renew_gates(["a"], late) == set()  # taken over
+    async with SQLiteStore(tmp_path / "s.db") as first:
+        await apply(first, Changes(gates=[gate("a")]))
+        await first.claim_gates(T0, T0 + timedelta(seconds=30), 10)
+    async with SQLiteStore(tmp_path / "s.db") as second:  # the next process: the first is dead
+        taken = await second.claim_gates(T0 + timedelta(seconds=1), T0, 10)
+        assert [(g.run_id, was) for g, was in taken] == [("a", "running")]
+    async with MemoryStore() as mem:
+        await apply(mem, Changes(gates=[gate("a")]))
+        assert len(await mem.claim_gates(T0, T0 + timedelta(seconds=30), 10)) == 1
+        assert await mem.claim_gates(T0 + timedelta(seconds=1), T0, 10) == []  # its own

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.parse
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -117,6 +118,22 @@ async def test_binary_mode_puts_the_attributes_in_ce_headers(
     assert got.headers["ce-subject"] == "report/dt=2024-01-08"
     assert datetime.fromisoformat(got.headers["ce-time"]) == event(7).time
     assert verified(got) == "ev-0007"
+
+
+async def test_binary_mode_percent_encodes_a_partition_value_a_header_cannot_hold(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A subject from partition values outside printable ASCII (`Zürich`, a newline, a
+    space) is sent percent-encoded in `ce-subject`, as the CloudEvents HTTP binding says,
+    instead of stopping the publisher."""
+    receiver.start()
+    odd = event(3).model_copy(update={"subject": 'report/plant=Zürich a\n"b"%'})
+    async with publisher(tmp_path, receiver.url, mode="binary") as pub:
+        await pub.publish([odd, event(4)])
+    first, second = receiver.requests
+    assert first.headers["ce-subject"] == "report/plant=Z%C3%BCrich%20a%0A%22b%22%25"
+    assert urllib.parse.unquote(first.headers["ce-subject"]) == odd.subject
+    assert second.headers["ce-id"] == "ev-0004"
 
 
 async def test_outbox_delivers_every_event_through_an_outage_and_500s(

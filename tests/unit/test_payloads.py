@@ -277,6 +277,26 @@ def test_a_param_inside_a_shell_script_is_refused_like_a_partition_variable(
     )
 
 
+def test_a_partition_variable_inside_a_check_script_is_refused(tmp_path: Path) -> None:
+    """A `command` check is a task like `run`: `{dt}` in its `sh -c` script is refused, an
+    unknown `{var}` is reported, `{dt!sh}` and an argument of its own are accepted."""
+    found = problems_of(
+        tmp_path,
+        """
+        run: {command: [echo, "{dt}"]}
+        produces: done
+        checks:
+          - {name: rows, command: [sh, -c, 'wc -l < "out/{dt}.csv"']}
+          - {name: typo, command: [test, -s, "out/{day}.csv"]}
+          - {name: quoted, command: [sh, -c, 'wc -l < out/{dt!sh}.csv']}
+          - {name: argument, command: [sh, -c, 'test -s "$1"', sh, "{pipeline_dir}/{dt}"]}
+    """,
+    )
+    assert [line for line, _ in found] == [11, 12]
+    assert "would run as code" in found[0][1]
+    assert "unknown template variable `{day}`" in found[1][1]
+
+
 def test_params_are_template_variables_of_every_task_field(tmp_path: Path) -> None:
     """`{param}` is accepted in an HTTP URL, headers and body; an unknown name is still refused."""
     assert not problems_of(

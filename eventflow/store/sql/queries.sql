@@ -438,8 +438,36 @@ FROM check_gates
 WHERE (:rule IS NULL OR rule = :rule) AND (:dataset IS NULL OR dataset = :dataset)
     AND (:key IS NULL OR key = :key) AND (:status IS NULL OR status = :status)
     AND (:run_id IS NULL OR run_id = :run_id)
+    AND (:run_ids IS NULL OR run_id IN (SELECT value FROM json_each(:run_ids)))
 ORDER BY created_at DESC, run_id DESC
 LIMIT :limit;
+
+-- name: gates_to_claim
+-- The gates a checker may claim, oldest first: pending, or running with a claim that
+-- expired or is another worker's (the store admits one worker: that one is dead).
+SELECT run_id, status FROM check_gates
+WHERE status = 'pending'
+   OR (status = 'running'
+       AND (claim_until IS NULL OR claim_until < :now OR claimed_by IS NOT :worker))
+ORDER BY created_at, run_id
+LIMIT :limit;
+
+-- name: claim_gate
+-- Claim one gate of gates_to_claim for :worker until :until.
+UPDATE check_gates
+SET status = 'running', attempt = attempt + 1, claimed_by = :worker, claim_until = :until,
+    updated_at = :now
+WHERE run_id = :run_id
+RETURNING run_id, rule, dataset, key, partition, status, attempt, payload, results, actions,
+    pipeline_version, created_at, updated_at;
+
+-- name: renew_gates
+-- Extend :worker's claims of the running gates :run_ids (a JSON array) to :until; returns
+-- the ids it still holds.
+UPDATE check_gates SET claim_until = :until
+WHERE status = 'running' AND claimed_by = :worker
+    AND run_id IN (SELECT value FROM json_each(:run_ids))
+RETURNING run_id;
 
 -- name: claim_identity
 -- Make the store's identity when it has none (the first start); a later one is ignored.

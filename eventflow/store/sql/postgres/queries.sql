@@ -523,8 +523,37 @@ FROM check_gates
 WHERE (%(rule)s::text IS NULL OR rule = %(rule)s) AND (%(dataset)s::text IS NULL OR dataset = %(dataset)s)
     AND (%(key)s::text IS NULL OR key = %(key)s) AND (%(status)s::text IS NULL OR status = %(status)s)
     AND (%(run_id)s::text IS NULL OR run_id = %(run_id)s)
+    AND (%(run_ids)s::text IS NULL OR run_id IN (SELECT jsonb_array_elements_text(%(run_ids)s::jsonb)))
 ORDER BY created_at DESC, run_id DESC
 LIMIT %(limit)s;
+
+-- name: claim_gates
+-- Claim up to %(limit)s gates to check for %(worker)s until %(until)s, oldest first: the
+-- pending ones and the running ones whose claim expired (their worker died or stalled).
+-- SKIP LOCKED: a gate another worker is claiming at this moment is neither waited for nor
+-- claimed twice. Returns each claimed gate (GateRow order) and its status before.
+UPDATE check_gates AS g
+SET status = 'running', attempt = g.attempt + 1, claimed_by = %(worker)s,
+    claim_until = %(until)s, updated_at = %(now)s
+FROM (
+    SELECT run_id, status FROM check_gates
+    WHERE status = 'pending'
+       OR (status = 'running' AND (claim_until IS NULL OR claim_until < %(now)s))
+    ORDER BY created_at, run_id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+) AS old
+WHERE g.run_id = old.run_id
+RETURNING g.run_id, g.rule, g.dataset, g.key, g.partition, g.status, g.attempt, g.payload,
+    g.results, g.actions, g.pipeline_version, g.created_at, g.updated_at, old.status;
+
+-- name: renew_gates
+-- Extend %(worker)s's claims of the running gates %(run_ids)s (a JSON array) to %(until)s;
+-- returns the ids it still holds.
+UPDATE check_gates SET claim_until = %(until)s
+WHERE status = 'running' AND claimed_by = %(worker)s
+    AND run_id IN (SELECT jsonb_array_elements_text(%(run_ids)s::jsonb))
+RETURNING run_id;
 
 -- name: claim_identity
 -- Make the store's identity when it has none (the first start); a later one is ignored.
