@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +79,50 @@ def _cli(root: Path, command: str, *args: str) -> Any:
     return json.loads(done.stdout)
 
 
+def _wait(done: Callable[[], bool], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the pipeline did not get there in time")
+        time.sleep(0.2)
+
+
+def _started(root: Path) -> set[str]:
+    log = root / "starts.log"
+    return {line.split()[0] for line in log.read_text().splitlines()} if log.exists() else set()
+
+
+def _events(root: Path) -> int:
+    """Events in the process's event log (0 while it has not made its state file)."""
+    uri = f"file:{root / '.eventflow' / 'state.db'}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
+            return int(db.execute("SELECT count(*) FROM events").fetchone()[0])
+    except sqlite3.OperationalError:  # not made yet
+        return 0
+
+
 def _request(root: Path, backfill_id: str) -> dict[str, Any]:
     with contextlib.closing(sqlite3.connect(root / ".eventflow" / "state.db", timeout=30)) as db:
         row = db.execute(f"SELECT {COLUMNS} FROM backfills WHERE id = ?", (backfill_id,)).fetchone()
     return decode(row).to_dict()
+
+
+def _stages(runs: list[dict[str, Any]], landed: dict[str, float], starts: dict[str, float]) -> Any:
+    """Where each live run's latency went: landing -> run created (sensor and engine),
+    created -> claimed (the dispatcher), claimed -> task start (the process)."""
+    by_n = {r["partition"]["n"]: r for r in runs}
+    parts: dict[str, list[float]] = {"engine": [], "claim": [], "spawn": []}
+    for n, t in landed.items():
+        r = by_n.get(n)
+        if r is None or r["started_at"] is None or n not in starts:
+            continue
+        created = datetime.fromisoformat(r["created_at"]).timestamp()
+        claimed = datetime.fromisoformat(r["started_at"]).timestamp()
+        parts["engine"].append(created - t)
+        parts["claim"].append(claimed - created)
+        parts["spawn"].append(starts[n] - claimed)
+    return {k: percentiles(v) for k, v in parts.items() if v}
 
 
 def run(partitions: int = 1000, live: int = 150, spacing: float = 0.1, rate: float = 50) -> Any:
@@ -92,10 +134,16 @@ def run(partitions: int = 1000, live: int = 150, spacing: float = 0.1, rate: flo
         with eventflow_running(root, startup=2.0):
             for n in range(partitions):
                 _land(root, f"hist/{n:04d}/_SUCCESS")
-            time.sleep(5.0)  # the history is seen and logged (no rule fires for it)
+            _wait(lambda: _events(root) >= partitions)  # seen and logged; no rule fires
         v2 = V1.replace("engine:", HISTORY_RULE + "engine:")
         (root / "pipeline.yaml").write_text(v2.replace("RATE", f"{rate:g}"))
-        with eventflow_running(root, startup=6.0):  # past the start-up scan of the history
+        with eventflow_running(root, startup=1.0):
+            # Idle is measured once the process is past its start-up (the directory scan of
+            # the history): a file landed now has to start its task first. On a busy host a
+            # fixed sleep was not always enough, and the idle figures then measured the
+            # start-up, not the idle pipeline.
+            _land(root, "live/ready.csv")
+            _wait(lambda: "ready" in _started(root))
             idle = _live(root, 0, live, spacing)
             submitted = time.time()
             request = _cli(root, "backfill", "history", "--from", "0000", "--to", "9999")
@@ -104,7 +152,9 @@ def run(partitions: int = 1000, live: int = 150, spacing: float = 0.1, rate: flo
                 time.sleep(0.5)  # read the row directly: a CLI process a poll would load the host
                 request = _request(root, request["id"])
             fired_at = time.time()
-            wait_starts(root / "starts.log", 2 * live)
+            finished = datetime.fromisoformat(request["finished_at"]).timestamp()
+            during = {n: t for n, t in during.items() if t < finished}  # while it went on
+            wait_starts(root / "starts.log", 2 * live + 1)
             deadline = time.monotonic() + 300
             history = root / "history.log"
             while time.monotonic() < deadline:
@@ -113,7 +163,8 @@ def run(partitions: int = 1000, live: int = 150, spacing: float = 0.1, rate: flo
                 time.sleep(0.5)
             executed_at = time.time()
             runs = _cli(root, "runs", "--rule", "history", "--limit", "100000")
-        starts = wait_starts(root / "starts.log", 2 * live, timeout=1)
+            live_runs = _cli(root, "runs", "--rule", "start", "--limit", "100000")
+        starts = wait_starts(root / "starts.log", 2 * live + 1, timeout=1)
         executed = history.read_text().split() if history.exists() else []
         load_after = os.getloadavg()
     keys = [r["partition"]["n"] for r in runs]
@@ -133,6 +184,9 @@ def run(partitions: int = 1000, live: int = 150, spacing: float = 0.1, rate: flo
         "execute_seconds": executed_at - submitted,
         "idle": delays(idle),
         "during": delays(during),
+        "idle_stages": _stages(live_runs, idle, starts),
+        "during_stages": _stages(live_runs, during, starts),
+        "during_raw": sorted((t, starts[n] - t) for n, t in during.items() if n in starts),
         "load": {"before": load_before, "after": load_after},
     }
 
@@ -152,5 +206,14 @@ def report(r: dict[str, Any]) -> str:
         f"  during the backfill ({during['n']}): p50 {during['p50'] * 1000:.1f} ms,"
         f" p90 {during['p90'] * 1000:.1f} ms, p99 {during['p99'] * 1000:.1f} ms"
         f" (p50 {during['p50'] / idle['p50']:.2f}x, p99 {during['p99'] / idle['p99']:.2f}x idle)\n"
-        f"  load average before {r['load']['before'][0]:.1f}, after {r['load']['after'][0]:.1f}"
+        + "".join(
+            f"  stages {phase}: "
+            + ", ".join(
+                f"{k} p50 {v['p50'] * 1000:.1f} / p90 {v['p90'] * 1000:.1f} ms"
+                for k, v in r[f"{phase}_stages"].items()
+            )
+            + "\n"
+            for phase in ("idle", "during")
+        )
+        + f"  load average before {r['load']['before'][0]:.1f}, after {r['load']['after'][0]:.1f}"
     )

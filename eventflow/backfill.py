@@ -134,9 +134,15 @@ async def enumerate_partitions(
     list_sources: bool = True,
     clock: Callable[[], datetime] = utcnow,
     found: Found | None = None,
+    batch_size: int | None = None,
 ) -> tuple[list[RunRecord], list[MatchState], dict[str, StoredEvent]]:
     """What the rule would fire given every input that can be found: the scratch fires
-    (newest generation per partition), the incomplete partitions, and the input events."""
+    (newest generation per partition), the incomplete partitions, and the input events.
+
+    The scratch engine takes ``batch_size`` observations at a time (default
+    ``engine.batch_size``) and lets the event loop go on between two batches: inside
+    ``eventflow run`` (a live backfill) small ones keep the live events moving."""
+    size = batch_size or pipeline.engine.batch_size
     alone = replace(pipeline, rules={rule.name: rule}, publishers=[])
     scratch = MemoryStore()
     seen = found if found is not None else Found()
@@ -145,8 +151,9 @@ async def enumerate_partitions(
         if list_sources:
             observations = await _listed(pipeline, rule, seen)
             seen.listed = len(observations)
-            for start in range(0, len(observations), pipeline.engine.batch_size):
-                await engine.process(observations[start : start + pipeline.engine.batch_size])
+            for start in range(0, len(observations), size):
+                await engine.process(observations[start : start + size])
+                await asyncio.sleep(0)
         sensors = {EMIT_SENSOR, *(pipeline.datasets[d].sensor for d in rule.spec.datasets)}
         after = 0
         while page := await store.read_events(sensors=sensors, after=after, limit=LOG_PAGE):
@@ -164,8 +171,9 @@ async def enumerate_partitions(
                         InboxItem(e.sensor, name, partition, e.position, e.payload, e.time)
                     )
             engine.wake()
-            for start in range(0, len(observations), pipeline.engine.batch_size):
-                await engine.process(observations[start : start + pipeline.engine.batch_size])
+            for start in range(0, len(observations), size):
+                await engine.process(observations[start : start + size])
+                await asyncio.sleep(0)
             while (await scratch.counts())["inbox"]:
                 engine.wake()
                 await engine.process([])
@@ -227,12 +235,14 @@ async def plan(
     force: bool = False,
     list_sources: bool = True,
     clock: Callable[[], datetime] = utcnow,
+    batch_size: int | None = None,
 ) -> Plan:
     rule = pipeline.rules[rule_name]
     seen = Found()
     fires, incomplete, events = await enumerate_partitions(
-        pipeline, store, rule, list_sources=list_sources, clock=clock, found=seen
-    )
+        pipeline, store, rule, list_sources=list_sources, clock=clock, found=seen,
+        batch_size=batch_size,
+    )  # fmt: skip
     by = rule.spec.by
     result = Plan(rule_name, events=events)
     for fire in sorted(fires, key=lambda r: sort_key(r.partition, by)):
@@ -288,8 +298,10 @@ def _why_empty(
 
 async def decide(store: Store, rule: RuleRuntime, fire: RunRecord, force: bool) -> Item:
     partition, key = dict(fire.partition), fire.key
-    runs = await store.list_runs(rule=rule.name, key=key, limit=10_000)
-    state = await store.get_match(rule.name, key)
+    # Both from the last commit, off the writer's queue (SQLite): the engine's commits do
+    # not wait behind a backfill's decisions.
+    runs = await store.partition_runs(rule.name, key)
+    state = (await store.committed_matches([(rule.name, key)])).get((rule.name, key))
     statuses = {r.status for r in runs}
     if "succeeded" in statuses and not force:
         return Item(partition, key, "skip", "succeeded before")

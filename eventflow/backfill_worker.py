@@ -7,12 +7,15 @@ its own API takes one), oldest first, one at a time, and for each:
 1. **plans** it as ``eventflow backfill`` does (:func:`eventflow.backfill.plan`: the sensors'
    listings and the event log through a scratch engine);
 2. **fires** the partitions in key order, a small chunk per transaction at the request's
-   rate (``--rate``, else ``engine.backfill_rate``). Each chunk is decided again and
-   written while the engine is held between two batches (the engine is otherwise the only
-   writer of rule state), so a partition that fired live meanwhile is skipped, never fired
-   twice. The chunk's commit also writes the request's cursor (the last partition fired and
-   the counts) as a cursor row of the pseudo-sensor ``backfill:ID``: after a SIGKILL the
-   request resumes after that partition;
+   rate (``--rate``, else ``engine.backfill_rate``) at most. Each chunk is decided again,
+   then confirmed and written while the engine is held between two batches (the engine is
+   otherwise the only writer of rule state), so a partition that fired live meanwhile is
+   skipped, never fired twice. The chunk's commit also writes the request's cursor (the
+   last partition fired and the counts) as a cursor row of the pseudo-sensor
+   ``backfill:ID``: after a SIGKILL the request resumes after that partition. Live work
+   goes first: a chunk fires only when the rule's unfinished runs leave it room under
+   ``engine.backfill_max_runs``, and the wait after a chunk is at least as long as the
+   chunk took, and longer while the event loop runs late (:class:`_Pace`);
 3. leaves the runs to the pipeline's own dispatcher, which executes them with the live ones
    (the rule's ``run.concurrency`` and ``engine.max_runs`` apply), and records its progress
    in the row (``fired``, ``skipped``, ``incomplete``; ``message`` says why a backfill found
@@ -49,6 +52,15 @@ if TYPE_CHECKING:
 CHUNKS_PER_SECOND = 10
 """A rate is reached in this many chunks a second (fewer when it is below that)."""
 MAX_CHUNK = 100
+PLAN_BATCH = 50
+"""Observations the plan's scratch engine evaluates before the live work goes on."""
+ROOM_POLL = 0.05
+"""Seconds between two looks at the rule's unfinished runs while they fill
+``engine.backfill_max_runs``."""
+LATE = 0.01
+"""Seconds a backfill's wait may end late before it takes the process for busy."""
+SLOWEST = 16.0
+"""The most a busy process slows a backfill down (its rate divided by this)."""
 PROGRESS_EVERY = 0.5
 """Seconds between two updates of the request's row (and looks at its cancel request); the
 position committed with each chunk is what a restart resumes from."""
@@ -133,7 +145,8 @@ class BackfillWorker:
         request = request.progressed(status="running", updated_at=utcnow())
         await store.save_backfill(request)
         the_plan = await bf.plan(pipeline, store, rule.name, lo, hi, force=request.force,
-                                 list_sources=request.list_sources)  # fmt: skip
+                                 list_sources=request.list_sources,
+                                 batch_size=PLAN_BATCH)  # fmt: skip
         name = cursor_sensor(request.id)
         at = _Position.of((await store.load_cursors(name)).get("after"))
         if at.after is None:  # the first plan: what the counts are of
@@ -148,32 +161,42 @@ class BackfillWorker:
         )  # fmt: skip
         await store.save_backfill(request)
         rate = request.rate or pipeline.engine.backfill_rate
-        size = chunk_size(rate)
+        room = pipeline.engine.backfill_runs_limit
+        size = min(chunk_size(rate), room)
         loop = asyncio.get_running_loop()
-        looked = loop.time()
+        looked = -math.inf
+        pace = _Pace()
         for start in range(0, len(todo), size):
-            if start == 0 or loop.time() - looked >= PROGRESS_EVERY:
-                looked = loop.time()
-                current = await store.get_backfill(request.id)
-                if current is not None and current.cancel_requested:
-                    cancelled = request.progressed(
-                        cancel_requested=current.cancel_requested, fired=at.fired
-                    )
-                    return await self._cancelled(cancelled, log)
-                if start:
-                    request = request.progressed(
-                        fired=at.fired, skipped=at.base_skipped + at.skipped, updated_at=utcnow()
-                    )
-                    await store.save_backfill(request)
-            began = loop.time()
             chunk = todo[start : start + size]
+            while True:  # until the rule's runs leave room for the chunk's
+                if loop.time() - looked >= PROGRESS_EVERY:
+                    looked = loop.time()
+                    current = await store.get_backfill(request.id)
+                    if current is not None and current.cancel_requested:
+                        cancelled = request.progressed(
+                            cancel_requested=current.cancel_requested, fired=at.fired
+                        )
+                        return await self._cancelled(cancelled, log)
+                    if start:
+                        request = request.progressed(
+                            fired=at.fired, skipped=at.base_skipped + at.skipped,
+                            updated_at=utcnow(),
+                        )  # fmt: skip
+                        await store.save_backfill(request)
+                if await store.unfinished_runs(rule.name) + len(chunk) <= room:
+                    break
+                await asyncio.sleep(ROOM_POLL)
+            began = loop.time()
             fired = await self._fire(the_plan, rule, chunk, at, request.force, name)
             crash_point("backfill.after_commit")
             if fired:
                 self.on_runs()
-            pause = len(chunk) / rate - (loop.time() - began)
-            if pause > 0:
-                await asyncio.sleep(pause)
+            # The rate's pace, and at least as long as the chunk took: on a host too slow or
+            # too busy for the rate (the chunk's reads and commit wait for the CPU and the
+            # store) the backfill slows down, busy half the time at most, instead of going
+            # from one chunk to the next with the engine held at each.
+            took = loop.time() - began
+            await pace.pause(max(len(chunk) / rate - took, took))
         request = request.progressed(fired=at.fired, skipped=at.base_skipped + at.skipped)
         now = utcnow()
         request = request.progressed(
@@ -197,9 +220,24 @@ class BackfillWorker:
         cursor_name: str,
     ) -> int:
         """Decide the chunk again and fire it with the new position in one commit, the
-        engine held; ``at`` moves on. A partition that fired live meanwhile is skipped."""
+        engine held; ``at`` moves on. A partition that fired live meanwhile is skipped.
+
+        The decisions are made before the engine is held; held, one read of the chunk's rule
+        state confirms them (the engine is the only writer of rule state, and fires by
+        writing it): a partition whose state changed since is decided again. The engine
+        waits for that read and the commit only. The commit is not flushed to disk (a power
+        cut may lose it with the position it writes, and the chunk fires again with the
+        same run ids); claiming a run flushes it. Returns how many fired."""
+        store, fires = self.store, the_plan.fires
+        keys = [(rule.name, i.key) for i in chunk]
+        seen = await store.committed_matches(keys)
+        decided = [await bf.decide(store, rule, fires[i.key], force) for i in chunk]
         async with self.engine.held():
-            fresh = [await bf.decide(self.store, rule, the_plan.fires[i.key], force) for i in chunk]
+            current = await store.committed_matches(keys)
+            fresh = [
+                d if current.get(k) == seen.get(k) else await bf.decide(store, rule, fire, force)
+                for k, d, fire in zip(keys, decided, (fires[i.key] for i in chunk), strict=True)
+            ]
             firing = [i for i in fresh if i.action == "run"]
             changes = bf.fire_changes(rule, the_plan, firing, utcnow())
             moved = replace(
@@ -209,7 +247,7 @@ class BackfillWorker:
                 skipped=at.skipped + len(chunk) - len(firing),
             )
             changes.cursors[(cursor_name, "after")] = moved.to_json()
-            async with self.store.transaction() as tx:
+            async with store.transaction(durable=False) as tx:
                 crash_point("backfill.before_commit")
                 await tx.apply(changes)
         at.after, at.fired, at.skipped = moved.after, moved.fired, moved.skipped
@@ -225,6 +263,28 @@ class BackfillWorker:
         by = (request.cancel_requested or {}).get("by")
         log.info("backfill_cancelled", fired=request.fired, by=by)
         return request
+
+
+@dataclass(slots=True)
+class _Pace:
+    """The wait after each chunk, longer while the process is behind with its live work.
+
+    The sign is the event loop itself: a wait that ends later than asked (by more than
+    :data:`LATE`) means the loop had other work queued (events to evaluate, runs to start)
+    or the process waited for the CPU. Each late wait doubles the waits, up to
+    :data:`SLOWEST` times the rate's; each punctual one shortens them by a tenth."""
+
+    slower: float = 1.0
+
+    async def pause(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        wait = seconds * self.slower
+        began = loop.time()
+        await asyncio.sleep(wait)
+        if loop.time() - began - wait > LATE:
+            self.slower = min(SLOWEST, self.slower * 2)
+        else:
+            self.slower = max(1.0, self.slower * 0.9)
 
 
 @dataclass(slots=True)

@@ -313,7 +313,9 @@ class Store(Protocol):
     def transaction(self, *, durable: bool = True) -> AbstractAsyncContextManager[Transaction]:
         """A transaction. ``durable=False`` may skip flushing to disk at commit: a power cut
         (never a process crash) may then lose it, and a later durable commit flushes it.
-        Only for changes whose loss merely repeats work (claiming or finishing a run)."""
+        Only for changes whose loss merely repeats work (claiming or finishing a run; a live
+        backfill's chunk, lost with the position it writes, fires again with the same run
+        ids)."""
 
     async def lock_worker(self) -> None:
         """Claim the right to run the engine and dispatcher on this store, until ``close``.
@@ -469,6 +471,15 @@ class Store(Protocol):
         until: datetime | None = None,
     ) -> int:
         """How many :meth:`list_matches` would list with the same filters, no limit."""
+
+    async def partition_runs(self, rule: str, key: str) -> list[RunRecord]:
+        """Every run of one partition (``key``) of ``rule``, any generation and status, by
+        generation, from the last commit without waiting for an open transaction (through
+        an index: a backfill asks for each partition it decides)."""
+
+    async def unfinished_runs(self, rule: str) -> int:
+        """How many runs of ``rule`` are ``pending`` or ``running`` (a cheap count, through
+        the claim index: a live backfill asks before each chunk)."""
 
     async def committed_seen_events(self, ids: Collection[str]) -> set[str]:
         """Like ``Transaction.seen_events`` but outside any transaction, from the last

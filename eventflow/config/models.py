@@ -419,6 +419,18 @@ class EngineConfig(Model):
         description="Partitions a live backfill fires per second (`eventflow backfill --rate`"
         " overrides it per request), so live events go on meanwhile.",
     )
+    backfill_max_runs: int | None = Field(
+        default=None,
+        ge=1,
+        description="Runs of a live backfill's rule pending or running at once: the backfill"
+        " fires its next chunk only when there is room, so its runs never queue ahead of live"
+        " ones and the rest of `max_runs` stays free for them (default: half of `max_runs`).",
+    )
+
+    @property
+    def backfill_runs_limit(self) -> int:
+        """``backfill_max_runs``, or half of ``max_runs`` (at least one)."""
+        return self.backfill_max_runs or max(1, self.max_runs // 2)
 
 
 class TrustedProxyConfig(Model):

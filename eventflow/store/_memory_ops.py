@@ -34,6 +34,8 @@ from eventflow.store import _deadletters as dl
 from eventflow.store._gates import GateRow, claimable, decode_gate, gate_matches, gate_row
 from eventflow.store._pauses import MemoryPauses
 
+_UNFINISHED = ("pending", "running")
+
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -269,6 +271,10 @@ class MemoryOps:
         row = self.runs.get(run_id)
         return None if row is None else c.decode_run(row)
 
+    def partition_runs(self, rule: str, key: str) -> list[RunRecord]:
+        rows = [r for r in self.runs.values() if r.rule == rule and r.key == key]
+        return [c.decode_run(r) for r in sorted(rows, key=lambda r: (r.generation, r.run_id))]
+
     def list_runs(self, where: dict[str, Any], limit: int) -> list[RunRecord]:
         before = (where["before_at"], where["before_id"])
         rows = [
@@ -281,6 +287,9 @@ class MemoryOps:
 
     def count_runs(self, where: dict[str, Any]) -> int:
         return sum(1 for _ in self._runs_where(where))
+
+    def unfinished_runs(self, rule: str) -> int:
+        return sum(1 for r in self.runs.values() if r.rule == rule and r.status in _UNFINISHED)
 
     def _runs_where(self, where: dict[str, Any]) -> Iterator[Any]:
         """The run rows the filters of :func:`~eventflow.store._codec.run_filter` select."""

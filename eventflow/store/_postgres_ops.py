@@ -252,12 +252,21 @@ class PostgresOps:
         row = await self._one(self.q["get_run"], {"run_id": run_id})
         return None if row is None else c.decode_run(row)
 
+    async def partition_runs(self, rule: str, key: str) -> list[RunRecord]:
+        rows = await self._all(self.q["partition_runs"], {"rule": rule, "key": key})
+        return [c.decode_run(row) for row in rows]
+
     async def list_runs(self, where: dict[str, Any], limit: int) -> list[RunRecord]:
         params = {**where, "limit": max(limit, 0)}
         return [c.decode_run(row) for row in await self._all(self.q["list_runs"], params)]
 
     async def count_runs(self, where: dict[str, Any]) -> int:
         row = await self._one(self.q["count_runs"], where)
+        assert row is not None
+        return int(row[0])
+
+    async def unfinished_runs(self, rule: str) -> int:
+        row = await self._one(self.q["unfinished_runs"], {"rule": rule})
         assert row is not None
         return int(row[0])
 

@@ -190,12 +190,19 @@ class SQLiteOps:
         row = self.conn.execute(self.q["get_run"], {"run_id": run_id}).fetchone()
         return None if row is None else c.decode_run(row)
 
+    def partition_runs(self, rule: str, key: str) -> list[RunRecord]:
+        rows = self.conn.execute(self.q["partition_runs"], {"rule": rule, "key": key})
+        return [c.decode_run(row) for row in rows]
+
     def list_runs(self, where: dict[str, Any], limit: int) -> list[RunRecord]:
         params = {**where, "limit": max(limit, 0)}
         return [c.decode_run(row) for row in self.conn.execute(self.q["list_runs"], params)]
 
     def count_runs(self, where: dict[str, Any]) -> int:
         return int(self.conn.execute(self.q["count_runs"], where).fetchone()[0])
+
+    def unfinished_runs(self, rule: str) -> int:
+        return int(self.conn.execute(self.q["unfinished_runs"], {"rule": rule}).fetchone()[0])
 
     def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         params = {"run_id": run_id, "now": c.dt_text(now)}

@@ -564,6 +564,12 @@ class PostgresStore(StoreLifecycle):
         where = c.run_filter(rule, status, key, since, until)
         return await self._op("count_runs", lambda o: o.count_runs(where))
 
+    async def partition_runs(self, rule: str, key: str) -> list[RunRecord]:
+        return await self._read_committed("partition_runs", lambda o: o.partition_runs(rule, key))
+
+    async def unfinished_runs(self, rule: str) -> int:
+        return await self._read_committed("unfinished_runs", lambda o: o.unfinished_runs(rule))
+
     async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         return await self._op("retry_run", lambda o: o.retry_run(run_id, now))
 

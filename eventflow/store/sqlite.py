@@ -378,6 +378,12 @@ class SQLiteStore(StoreLifecycle):
         where = c.run_filter(rule, status, key, since, until)
         return await self._read(SQLiteOps.count_runs, where)
 
+    async def partition_runs(self, rule: str, key: str) -> list[RunRecord]:
+        return await self._read_committed(SQLiteOps.partition_runs, rule, key)
+
+    async def unfinished_runs(self, rule: str) -> int:
+        return await self._read_committed(SQLiteOps.unfinished_runs, rule)
+
     async def retry_run(self, run_id: str, now: datetime) -> RunRecord:
         return await self._write(SQLiteOps.retry_run, run_id, now)
 

@@ -10,6 +10,7 @@ import pytest
 
 from eventflow.backfill_requests import new_request
 from eventflow.errors import StoreError
+from eventflow.records import Changes, NewRun, RunUpdate
 from eventflow.store.memory import MemoryStore
 from eventflow.store.postgres import PostgresStore
 from eventflow.store.sqlite import SQLiteStore
@@ -86,3 +87,35 @@ async def test_a_cancel_request_is_kept_once_and_refused_for_an_ended_or_unknown
         await store.request_backfill_cancel(request.id, "api:ops", T0)
     with pytest.raises(StoreError, match="no backfill 'bf-none'"):
         await store.request_backfill_cancel("bf-none", "api:ops", T0)
+
+
+async def test_runs_of_one_partition_and_a_rule_s_unfinished_runs_are_counted_alike(
+    store: Store,
+) -> None:
+    """``partition_runs`` lists every generation of one partition of one rule (not another
+    rule's, not another partition's); ``unfinished_runs`` counts a rule's pending and
+    running runs, not its finished ones."""
+
+    def new(rule: str, key: str, generation: int) -> NewRun:
+        return NewRun(
+            run_id=f"{rule}-{key}-{generation}", rule=rule, key=key, partition={"dt": key},
+            generation=generation, inputs=(), max_attempts=1, created_at=T0,
+        )  # fmt: skip
+
+    runs = [new("daily", "a", 2), new("daily", "a", 1), new("daily", "b", 1), new("other", "a", 1)]
+    async with store.transaction() as tx:
+        await tx.apply(Changes(runs=runs))
+    assert [r.run_id for r in await store.partition_runs("daily", "a")] == [
+        "daily-a-1",
+        "daily-a-2",
+    ]
+    assert await store.partition_runs("daily", "c") == []
+    assert await store.unfinished_runs("daily") == 3
+    async with store.transaction() as tx:
+        claimed = await tx.claim_runs(T0, 1, {"other": 0})  # the oldest: daily-a-1
+        done = RunUpdate("daily-a-2", "succeeded", 1, T0, finished_at=T0)
+        await tx.apply(Changes(run_updates=[done]))
+    assert len(claimed) == 1
+    assert await store.unfinished_runs("daily") == 2  # one succeeded, one running, one pending
+    assert await store.unfinished_runs("other") == 1
+    assert await store.unfinished_runs("none") == 0

@@ -39,6 +39,7 @@ INDEXES = {
     "runs_claim",
     "runs_created",
     "runs_rule",
+    "runs_partition",
     "runs_cancel_requested",
     "pause_actions_name",
     "backfills_requested",

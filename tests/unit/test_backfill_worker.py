@@ -5,6 +5,9 @@ stops when cancelled, and says why a backfill found nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -13,11 +16,12 @@ import pytest
 
 from eventflow import backfill as bf
 from eventflow.backfill_requests import BackfillRequest, new_request
-from eventflow.backfill_worker import BackfillWorker, chunk_size, cursor_sensor
+from eventflow.backfill_worker import SLOWEST, BackfillWorker, _Pace, chunk_size, cursor_sensor
 from eventflow.config.loader import load_pipeline
 from eventflow.engine import Engine
 from eventflow.events import Observation, utcnow
 from eventflow.pipeline import CompiledPipeline
+from eventflow.records import Changes, RunUpdate
 from eventflow.store.memory import MemoryStore
 
 PIPELINE = """
@@ -31,6 +35,7 @@ rules:
   daily:
     when: {all: [orders], by: [dt]}
     run: {command: ["true"]}
+engine: {backfill_max_runs: 100}  # no dispatcher here: the runs stay pending
 """
 DAYS = [f"2024-05-{d:02d}" for d in range(1, 11)]
 
@@ -127,6 +132,70 @@ async def test_a_partition_that_fires_live_after_the_plan_is_skipped_not_fired_t
     assert await live.fired() == DAYS
 
 
+async def test_a_partition_that_fires_live_between_its_decision_and_the_hold_is_skipped(
+    tmp_path: Path, live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chunk is decided before the engine is held; day 5 fires live in between: the
+    read under the hold sees its rule state changed, decides it again and skips it."""
+    for dt in DAYS:
+        land(tmp_path, dt)
+    holding = live.engine.held
+
+    @contextlib.asynccontextmanager
+    async def live_fire_first() -> AsyncIterator[None]:
+        key = "orders/dt=2024-05-05/_SUCCESS"
+        if not await live.store.list_runs(limit=100):
+            await live.engine.submit(Observation("landing", {"path": key, "live": 1}, key=key))
+            await wait_for(lambda: live.store.list_runs(limit=100), lambda runs: len(runs) == 1)
+        async with holding():
+            yield
+
+    monkeypatch.setattr(live.engine, "held", live_fire_first)
+    done = await live.worker.carry_out(await live.request(rate=1000))  # one chunk of ten
+    assert (done.planned, done.fired, done.skipped) == (10, 9, 1)
+    assert await live.fired() == DAYS
+
+
+async def test_the_backfill_keeps_its_runs_within_backfill_max_runs(
+    tmp_path: Path, pipeline: CompiledPipeline
+) -> None:
+    """With ``backfill_max_runs: 3`` the backfill fires a chunk only while its rule has room
+    for it: never more than three runs pending or running, and it goes on as they finish
+    (chunks of three at most, whatever the rate)."""
+    for dt in DAYS:
+        land(tmp_path, dt)
+    limited = dataclasses.replace(
+        pipeline, engine=pipeline.engine.model_copy(update={"backfill_max_runs": 3})
+    )
+    live = Live(limited)
+    most = 0
+
+    async def finish_runs() -> None:
+        nonlocal most
+        while True:
+            pending = await live.store.list_runs(status="pending", limit=100)
+            most = max(most, len(pending))
+            if pending:
+                await asyncio.sleep(0.05)  # the runs take a while
+                updates = [RunUpdate(r.run_id, "succeeded", 1, utcnow()) for r in pending]
+                async with live.store.transaction() as tx:
+                    await tx.apply(Changes(run_updates=updates))
+            await asyncio.sleep(0.01)
+
+    async with live.store:
+        engine = asyncio.create_task(live.engine.run())
+        finisher = asyncio.create_task(finish_runs())
+        done = await live.worker.carry_out(await live.request(rate=1000))
+        finisher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await finisher
+        live.engine.stop()
+        await engine
+        assert await live.fired() == DAYS
+    assert (done.status, done.fired) == ("done", 10)
+    assert 1 <= most <= 3
+
+
 async def test_a_request_resumes_after_the_cursor_its_last_chunk_committed(
     tmp_path: Path, live: Live
 ) -> None:
@@ -139,8 +208,6 @@ async def test_a_request_resumes_after_the_cursor_its_last_chunk_committed(
     await live.store.save_backfill(request)
     cursor = {"after": ["2024-05-04"], "planned": 10, "base_skipped": 0, "fired": 4, "skipped": 0}
     async with live.store.transaction() as tx:
-        from eventflow.records import Changes
-
         await tx.apply(Changes(cursors={(cursor_sensor(request.id), "after"): cursor}))
     done = await live.worker.carry_out(request)
     assert (done.status, done.planned, done.fired) == ("done", 10, 10)
@@ -228,3 +295,20 @@ async def wait_for(
     while not ok(await read()):
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.02)
+
+
+async def test_the_backfill_slows_down_while_the_event_loop_is_behind() -> None:
+    """A wait that ends late (the loop was busy: another task held it 50 ms) doubles the
+    next waits; punctual waits bring them back to the rate's pace, never below."""
+    pace = _Pace()
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.001, time.sleep, 0.05)  # blocks the loop, as a busy process does
+    await pace.pause(0.01)
+    assert pace.slower == 2.0
+    for _ in range(10):
+        loop.call_later(0.001, time.sleep, 0.05)
+        await pace.pause(0.001)
+    assert pace.slower == SLOWEST
+    while pace.slower > 1.0:
+        await pace.pause(0.0)
+    assert pace.slower == 1.0

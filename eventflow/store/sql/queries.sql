@@ -215,6 +215,15 @@ SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, 
 FROM runs
 WHERE run_id = :run_id;
 
+-- name: partition_runs
+-- Every run of one partition of a rule, by generation (the runs_partition index).
+SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
+       created_at, updated_at, not_before, started_at, finished_at, error, output,
+       notes, cancel_requested
+FROM runs
+WHERE rule = :rule AND key = :key
+ORDER BY generation, run_id;
+
 -- name: list_runs
 -- Runs, optionally of one rule and/or one status, newest first.
 SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
@@ -234,6 +243,10 @@ SELECT count(*) FROM runs
 WHERE (:rule IS NULL OR rule = :rule) AND (:status IS NULL OR status = :status)
   AND (:key IS NULL OR key = :key)
   AND (:since IS NULL OR created_at >= :since) AND (:until IS NULL OR created_at < :until);
+
+-- name: unfinished_runs
+-- How many runs of :rule are pending or running (through the claim index, not a scan).
+SELECT count(*) FROM runs WHERE status IN ('pending', 'running') AND rule = :rule;
 
 -- name: retry_run
 -- Put a failed or cancelled run back to pending with at least one more allowed attempt.

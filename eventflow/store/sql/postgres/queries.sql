@@ -229,6 +229,15 @@ SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, 
 FROM runs
 WHERE run_id = %(run_id)s;
 
+-- name: partition_runs
+-- Every run of one partition of a rule, by generation (the runs_partition index).
+SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
+       created_at, updated_at, not_before, started_at, finished_at, error, output,
+       notes, cancel_requested
+FROM runs
+WHERE rule = %(rule)s AND key = %(key)s
+ORDER BY generation, run_id;
+
 -- name: list_runs
 -- Runs, optionally of one rule and/or one status, newest first.
 SELECT run_id, rule, key, partition, generation, status, attempt, max_attempts, inputs,
@@ -253,6 +262,10 @@ WHERE (%(rule)s::text IS NULL OR rule = %(rule)s)
   AND (%(key)s::text IS NULL OR key = %(key)s)
   AND (%(since)s::text IS NULL OR created_at >= %(since)s)
   AND (%(until)s::text IS NULL OR created_at < %(until)s);
+
+-- name: unfinished_runs
+-- How many runs of %(rule)s are pending or running (through the claim index, not a scan).
+SELECT count(*) FROM runs WHERE status IN ('pending', 'running') AND rule = %(rule)s;
 
 -- name: retry_run
 -- Put a failed or cancelled run back to pending with at least one more allowed attempt.
