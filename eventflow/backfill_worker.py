@@ -92,6 +92,8 @@ class BackfillWorker:
         """Called after a chunk created runs (wakes the dispatcher)."""
         self.log = get_logger(component="backfill")
         self._wake = asyncio.Event()
+        self._lost: asyncio.Event | None = None
+        """Set when this worker lost the backfills' lease (another one may go on)."""
 
     def wake(self) -> None:
         """Look at the requests now (one was submitted through this process's API)."""
@@ -103,6 +105,7 @@ class BackfillWorker:
         while True:
             try:
                 async with self.store.lease(f"backfills:{self.pipeline.name}") as lost:
+                    self._lost = lost
                     while not lost.is_set():
                         for request in reversed(await self.store.list_backfills(status="active")):
                             await self.carry_out(request)
@@ -119,11 +122,15 @@ class BackfillWorker:
             return await self._carry_out(request, log)
         except StoreError:
             raise  # the store's trouble, not the request's: it resumes later
-        except EventflowError as exc:
-            log.error("backfill_failed", error=str(exc))
+        except Exception as exc:  # the request's trouble: it fails, the worker goes on
+            detail = str(exc) if isinstance(exc, EventflowError) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, EventflowError):
+                log.error("backfill_failed", error=detail)
+            else:  # a bug: its traceback too
+                log.exception("backfill_failed", error=detail)
             now = utcnow()
             failed = request.progressed(
-                status="failed", message=str(exc), updated_at=now, finished_at=now
+                status="failed", message=detail, updated_at=now, finished_at=now
             )
             await self.store.save_backfill(failed)
             return failed
@@ -169,6 +176,11 @@ class BackfillWorker:
         for start in range(0, len(todo), size):
             chunk = todo[start : start + size]
             while True:  # until the rule's runs leave room for the chunk's
+                if self._lost is not None and self._lost.is_set():
+                    raise StoreError(
+                        "the backfills' lease was lost (the store's connection?): the request"
+                        " goes on where its position is, here or in another worker"
+                    )
                 if loop.time() - looked >= PROGRESS_EVERY:
                     looked = loop.time()
                     current = await store.get_backfill(request.id)

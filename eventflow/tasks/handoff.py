@@ -32,8 +32,8 @@ import functools
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
@@ -41,6 +41,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from eventflow import backoff
+from eventflow.crashpoints import crash_point
 from eventflow.durations import Duration
 from eventflow.events import JSON
 from eventflow.lifecycle import Resource
@@ -71,9 +72,12 @@ class DownstreamRun:
     """The state mapped by the adapter: ``running`` for every state that is not terminal."""
     detail: str = ""
     """Why it failed, in the system's words (one line)."""
+    facts: Mapping[str, JSON] = field(default_factory=dict)
+    """More of what the adapter knows and the run should show (Flink's savepoint path)."""
 
     def to_dict(self, system: str) -> dict[str, JSON]:
         return {
+            **self.facts,
             "system": system,
             "id": self.id,
             "url": self.url,
@@ -246,6 +250,7 @@ class _Attempt:
         if found is None:
             run = await self.call("submit", lambda: self.handoff.submit(self.ctx))
             self.log.info("handoff_submitted", downstream_id=run.id, state=run.state)
+            crash_point("handoff.after_submit")
         elif found.outcome in ("failed", "cancelled"):
             run = await self.call("rerun", lambda: self.handoff.rerun(found, self.ctx))
             self.log.info("handoff_rerun", downstream_id=run.id, previous=found.id, state=run.state)
@@ -253,6 +258,7 @@ class _Attempt:
             run = found
             self.log.info("handoff_adopted", downstream_id=run.id, state=run.state)
         await self.noted(run)
+        crash_point("handoff.after_note")
         return run
 
     async def wait(self, run: DownstreamRun) -> DownstreamRun:

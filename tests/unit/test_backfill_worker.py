@@ -19,6 +19,7 @@ from eventflow.backfill_requests import BackfillRequest, new_request
 from eventflow.backfill_worker import SLOWEST, BackfillWorker, _Pace, chunk_size, cursor_sensor
 from eventflow.config.loader import load_pipeline
 from eventflow.engine import Engine
+from eventflow.errors import StoreError
 from eventflow.events import Observation, utcnow
 from eventflow.pipeline import CompiledPipeline
 from eventflow.records import Changes, RunUpdate
@@ -267,6 +268,45 @@ async def test_a_request_for_a_rule_no_longer_in_the_pipeline_fails_with_the_rea
     failed = await live.worker.carry_out(request)
     assert failed.status == "failed"
     assert failed.message == "rule 'gone' is no longer in the pipeline"
+
+
+async def test_an_unexpected_error_fails_the_request_and_the_worker_goes_on(
+    tmp_path: Path, live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug met while carrying out a request ends that request failed with the error, and
+    the worker carries out the next one."""
+    for dt in DAYS[:2]:
+        land(tmp_path, dt)
+    broken, fine = await live.request(), await live.request()
+    real = bf.plan
+
+    async def once_broken(*args: Any, **kw: Any) -> bf.Plan:
+        monkeypatch.setattr(bf, "plan", real)
+        raise OverflowError("cannot convert float infinity to integer")
+
+    monkeypatch.setattr(bf, "plan", once_broken)
+    failed = await live.worker.carry_out(broken)
+    assert failed.status == "failed"
+    assert failed.message == "OverflowError: cannot convert float infinity to integer"
+    assert (await live.store.get_backfill(broken.id)).status == "failed"  # type: ignore[union-attr]
+    assert (await live.worker.carry_out(fine)).status == "done"
+    assert await live.fired() == DAYS[:2]
+
+
+async def test_a_worker_that_lost_the_lease_stops_before_its_next_chunk(
+    tmp_path: Path, live: Live
+) -> None:
+    """With the backfills' lease lost (another worker may take the request over) no chunk
+    fires: the store error ends the attempt, the request stays running to be resumed."""
+    land(tmp_path, DAYS[0])
+    request = await live.request()
+    lost = asyncio.Event()
+    lost.set()
+    live.worker._lost = lost
+    with pytest.raises(StoreError, match="lease was lost"):
+        await live.worker.carry_out(request)
+    assert await live.fired() == []
+    assert (await live.store.get_backfill(request.id)).status == "running"  # type: ignore[union-attr]
 
 
 async def test_the_engine_commits_nothing_while_it_is_held(pipeline: CompiledPipeline) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from eventflow.tasks import airflow, dagster
+from eventflow.tasks import airflow, dagster, flink
 from eventflow.tasks.handoff import DownstreamRun
 from eventflow.types import RunContext
 
@@ -100,3 +100,54 @@ async def test_airflow_sends_event_values_in_the_json_body_only(
         assert body["conf"]["batch"] == EVIL
     else:
         assert body["logical_date"] == EVIL
+
+
+async def test_flink_sends_event_values_as_whole_program_arguments(tmp_path: Path) -> None:
+    """Each rendered `args` item is one program argument (no shell splits a value with
+    spaces or quotes) and no value reaches the request's path or query."""
+    jar = tmp_path / "job.jar"
+    jar.write_bytes(b"PK\x03\x04 a jar")
+    run = flink.FlinkRun.model_validate(
+        {"url": "http://flink:8081", "jar": "job.jar", "args": ["--dt", "{dt}", "x {batch} y"]}
+    )
+    name = flink.jar_name("job.jar", jar.read_bytes())
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/jars":
+            return httpx.Response(200, json={"files": [{"id": f"abc_{name}", "name": name}]})
+        if request.url.path.endswith("/run"):
+            return httpx.Response(200, json={"jobid": json.loads(request.content)["jobId"]})
+        return httpx.Response(200, json={"state": "RUNNING"})
+
+    handoff = flink.FlinkHandoff(run, tmp_path)
+    handoff._client = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+    ctx = context(tmp_path)
+    result = await handoff.submit(ctx)
+    assert result.outcome == "running"
+    [_listing, submit, poll] = seen
+    assert submit.url.path == f"/jars/abc_{name}/run"
+    assert submit.url.query == b""
+    body = json.loads(submit.content)
+    assert body["programArgsList"] == ["--dt", EVIL, f"x {EVIL} y"]
+    assert body["flinkConfiguration"] == {"pipeline.name": "eventflow__p__run_1"}
+    assert body["jobId"] == flink.job_id_of("eventflow__p__run_1", 1) == result.id
+    assert poll.url.path == f"/jobs/{result.id}"
+
+
+def test_flink_names_and_causes() -> None:
+    """A jar's cluster name follows its content; a job id is 32 hex digits per attempt; a
+    Java trace is summed up by its last `Caused by`."""
+    assert flink.jar_name("a.jar", b"1") == flink.jar_name("a.jar", b"1")
+    assert flink.jar_name("a.jar", b"1") != flink.jar_name("a.jar", b"2")
+    assert flink.jar_name("a.jar", b"1").startswith("eventflow-")
+    first, second = flink.job_id_of("k", 1), flink.job_id_of("k", 2)
+    assert len(first) == 32
+    assert int(first, 16) >= 0
+    assert first != second
+    trace = (
+        "java.lang.RuntimeException: outer\n\tat x\nCaused by: a.B: middle\nCaused by: c.D: root"
+    )
+    assert flink.last_cause(trace) == "c.D: root"
+    assert flink.last_cause("one line\n\tat y") == "one line"
