@@ -341,15 +341,21 @@ async def write_runs(
     rule = pipeline.rules[the_plan.rule]
     todo = the_plan.of("run")
     for start in range(0, len(todo), CHUNK):
-        changes = fire_changes(rule, the_plan, todo[start : start + CHUNK], clock())
+        chunk = todo[start : start + CHUNK]
+        changes = fire_changes(rule, the_plan, chunk, clock(), pipeline.version.rule(rule.name))
         async with store.transaction() as tx:
             await tx.apply(changes)
 
 
 def fire_changes(
-    rule: RuleRuntime, the_plan: Plan, items: Sequence[Item], now: datetime
+    rule: RuleRuntime,
+    the_plan: Plan,
+    items: Sequence[Item],
+    now: datetime,
+    version: str = "",
 ) -> Changes:
-    """What firing ``items`` writes: their input events, their rule state (fired) and runs."""
+    """What firing ``items`` writes: their input events, their rule state (fired) and runs
+    (made by ``version`` of the rule, as the engine's fires record it)."""
     changes = Changes()
     for item in items:
         assert item.run_id is not None
@@ -379,6 +385,7 @@ def fire_changes(
                 inputs=item.inputs,
                 max_attempts=rule.max_attempts,
                 created_at=now,
+                pipeline_version=version,
             )
         )
     return changes

@@ -251,7 +251,8 @@ class BackfillWorker:
                 for k, d, fire in zip(keys, decided, (fires[i.key] for i in chunk), strict=True)
             ]
             firing = [i for i in fresh if i.action == "run"]
-            changes = bf.fire_changes(rule, the_plan, firing, utcnow())
+            version = self.pipeline.version.rule(rule.name)
+            changes = bf.fire_changes(rule, the_plan, firing, utcnow(), version)
             moved = replace(
                 at,
                 after=bf.sort_key(chunk[-1].partition, rule.spec.by),

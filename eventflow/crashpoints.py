@@ -22,6 +22,9 @@ one dictionary lookup. The points:
 - ``backfill.before_commit``: a live backfill's chunk is decided, not yet committed.
 - ``backfill.after_commit``: the chunk and its position are committed, the request's row
   not yet updated.
+- ``deadletter.before_commit``: a redrive's event and the dead letter's outcome are
+  evaluated, nothing committed.
+- ``deadletter.after_commit``: both are committed, the rule's runs not yet dispatched.
 - ``handoff.after_submit``: a hand-off task started its downstream run, its id is not yet
   noted on the run.
 - ``handoff.after_note``: the downstream run is noted on the run, not yet waited for.
@@ -48,6 +51,8 @@ CHECK_POINTS = ("checks.after_claim", "checks.before_record")
 """The points reached only by a pipeline with data-quality checks."""
 BACKFILL_POINTS = ("backfill.before_commit", "backfill.after_commit")
 """The points reached only by a live backfill (tests/acceptance/test_live_backfill.py)."""
+DEADLETTER_POINTS = ("deadletter.before_commit", "deadletter.after_commit")
+"""The points reached only by a redrive (tests/acceptance/test_deadletters.py)."""
 HANDOFF_POINTS = ("handoff.after_submit", "handoff.after_note")
 """The points reached only by a hand-off task (tests/flink/test_flink_task.py)."""
 
@@ -59,7 +64,7 @@ def _parse(spec: str | None) -> dict[str, int]:
         if not part:
             continue
         name, _, count = part.partition(":")
-        known = POINTS + CHECK_POINTS + BACKFILL_POINTS + HANDOFF_POINTS
+        known = POINTS + CHECK_POINTS + BACKFILL_POINTS + DEADLETTER_POINTS + HANDOFF_POINTS
         if name not in known:
             raise SystemExit(f"EVENTFLOW_CRASH_AT: unknown crash point {name!r}; known: {known}")
         armed[name] = int(count or 1)

@@ -15,10 +15,21 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+import orjson
+
 from eventflow import completion
-from eventflow.events import Event, InputRef, Observation
+from eventflow.events import JSON, Event, InputRef, Observation
 from eventflow.pipeline import CompiledPipeline, RuleRuntime
-from eventflow.records import Changes, DeadLetter, InboxItem, MatchKey, NewRun, StoredEvent, Timer
+from eventflow.records import (
+    DEADLETTER_MESSAGE_LIMIT,
+    Changes,
+    DeadLetter,
+    InboxItem,
+    MatchKey,
+    NewRun,
+    StoredEvent,
+    Timer,
+)
 from eventflow.rules.core import (
     CancelTimer,
     DeadlineMissed,
@@ -63,6 +74,8 @@ class Batch:
     arrivals: list[InputRef] = field(default_factory=list)
     timers: list[Timer] = field(default_factory=list)
     inbox: list[InboxItem] = field(default_factory=list)
+    redrives: list[DeadLetter] = field(default_factory=list)
+    """Dead letters whose redrive is requested (:mod:`eventflow.redrive`)."""
     acks: list[Callable[[], None]] = field(default_factory=list)
     stats: BatchStats = field(default_factory=BatchStats)
     observations: list[Observation] = field(default_factory=list)
@@ -85,7 +98,8 @@ class Batch:
 
 
 def dead_letter(obs: Observation, eid: str, error: str, now: datetime) -> DeadLetter:
-    """The dead letter of an observation that could not be processed."""
+    """The dead letter of an observation that could not be processed: with the whole
+    observation (:func:`kept_message`) when a redrive can evaluate it again."""
     excerpt = repr(obs.payload)[:1024] if obs.payload is not None else (obs.key or "")
     return DeadLetter(
         event_id=eid,
@@ -94,6 +108,41 @@ def dead_letter(obs: Observation, eid: str, error: str, now: datetime) -> DeadLe
         error=error,
         excerpt=excerpt,
         time=now,
+        message=kept_message(obs),
+    )
+
+
+def kept_message(obs: Observation) -> dict[str, JSON] | None:
+    """What a dead letter keeps of ``obs`` for a redrive (its key, source time, payload and
+    attributes), or None: the sensor could not decode it (``error``: only an excerpt of the
+    raw bytes is there), or it is larger than :data:`DEADLETTER_MESSAGE_LIMIT`."""
+    if obs.error is not None:
+        return None
+    message: dict[str, JSON] = {
+        "key": obs.key,
+        "time": None if obs.time is None else obs.time.isoformat(),
+        "payload": obs.payload,
+        "attributes": dict(obs.attributes),
+    }
+    try:
+        size = len(orjson.dumps(message))
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    return message if size <= DEADLETTER_MESSAGE_LIMIT else None
+
+
+def redriven_observation(letter: DeadLetter) -> Observation:
+    """The observation a dead letter kept, as its sensor handed it over (no cursor, nothing
+    to acknowledge: the source was acknowledged when the dead letter was committed)."""
+    m = letter.message or {}
+    when = m.get("time")
+    return Observation(
+        sensor=letter.sensor,
+        position=dict(letter.position),
+        key=m.get("key"),
+        time=None if when is None else datetime.fromisoformat(when),
+        payload=m.get("payload"),
+        attributes=dict(m.get("attributes") or {}),
     )
 
 

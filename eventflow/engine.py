@@ -48,6 +48,7 @@ from eventflow.events import (
 from eventflow.log import get_logger
 from eventflow.pipeline import CompiledPipeline, RuleRuntime
 from eventflow.records import DeadLetter, MatchKey, StoredEvent, Timer
+from eventflow.redrive import Evaluated, redrive
 from eventflow.rules.core import (
     EXPECT,
     on_expected,
@@ -270,9 +271,10 @@ class Engine:
         if poll_due:  # reads through the writer's connection: they wait for its commit
             self._last_poll = now
             batch.inbox = await self.store.fetch_inbox(self.pipeline.engine.batch_size)
+            batch.redrives = await self.store.fetch_redrives(self.pipeline.engine.batch_size)
         if timers_due or poll_due:
             batch.timers = await self.store.due_timers(now, self.pipeline.engine.batch_size)
-        if not prepared.observations and not batch.inbox and not batch.timers:
+        if not (prepared.observations or batch.inbox or batch.timers or batch.redrives):
             if timers_due:
                 self._timers_stale = True
             return None
@@ -288,6 +290,8 @@ class Engine:
             try:
                 async with self.store.transaction() as tx:
                     crash_point("engine.before_commit")
+                    if batch.changes.deadletter_outcomes:
+                        crash_point("deadletter.before_commit")
                     if batch.changes:
                         await tx.apply(batch.changes)
                 break
@@ -313,6 +317,9 @@ class Engine:
             batch = again if again is not None else Batch(now=first.now)
         self.space.cleared("commit")
         crash_point("engine.after_commit")
+        if batch.changes.deadletter_outcomes:
+            crash_point("deadletter.after_commit")
+            self._log_redrives(batch)
         for ack in batch.acks:
             ack()
         _count(batch, time.perf_counter() - started)
@@ -380,6 +387,38 @@ class Engine:
                 )
             )
             self.effects.arrive(batch, ref)
+        if batch.redrives:
+            await self._redrive(batch)
+
+    async def _redrive(self, batch: Batch) -> None:
+        """Evaluate the kept observations of the dead letters whose redrive is requested
+        (:mod:`eventflow.redrive`): their events and outcomes join the batch."""
+        logged = await self.store.get_events([d.event_id for d in batch.redrives])
+        by_id = {e.id: e for e in logged}
+        for letter in batch.redrives:
+            done = redrive(letter, self._evaluate_kept, by_id.get(letter.event_id), batch.now)
+            batch.changes.deadletter_outcomes.append(done.outcome)
+            if done.event is not None:
+                batch.stats.events += 1
+                batch.changes.events.append(done.event)
+            for ref in done.refs:
+                self.effects.arrive(batch, ref)
+
+    def _evaluate_kept(self, obs: Observation) -> Evaluated:
+        now = self.clock()
+        try:
+            found = self._observe(obs, now)
+        except _Unstorable as exc:
+            return Evaluated(None, (), [exc.problem])
+        return Evaluated(found.event, found.refs, [d.error for d in found.deadletters])
+
+    def _log_redrives(self, batch: Batch) -> None:
+        for o in batch.changes.deadletter_outcomes:
+            bound = {"event_id": o.event_id, "by": o.entry.get("by")}
+            if o.status == "redriven":
+                self.log.info("deadletter_redriven", **bound)
+            else:
+                self.log.warning("deadletter_redrive_failed", error=o.error, **bound)
 
     def _observe(self, obs: Observation, now: datetime) -> _Observed:
         """The dataset partitions ``obs`` announces (or why it cannot be processed).

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from eventflow.events import JSON, Event, InputRef
@@ -204,6 +204,49 @@ class DeadLetter:
     excerpt: str
     """The first bytes of the raw message or payload, for a human to look at."""
     time: datetime
+    message: Mapping[str, JSON] | None = None
+    """The whole observation as received (``key``, ``time``, ``payload``, ``attributes``),
+    which a redrive evaluates again; None when only the excerpt is kept (the sensor could
+    not decode the message, or it is larger than :data:`DEADLETTER_MESSAGE_LIMIT`)."""
+    status: DeadLetterStatus = "open"
+    requested_by: str | None = None
+    """Who asked for a redrive the running pipeline has not carried out yet (None: none)."""
+    requested_at: datetime | None = None
+    history: tuple[Mapping[str, JSON], ...] = ()
+    """The operators' audit trail, oldest first: ``{action, by, at, error?}`` with action
+    ``redrive_requested``, ``redriven``, ``redrive_failed`` or ``discarded``."""
+
+
+DeadLetterStatus = Literal["open", "redriven", "discarded"]
+DEADLETTER_STATUSES: tuple[DeadLetterStatus, ...] = ("open", "redriven", "discarded")
+"""``open`` (listed by default; a redrive may be requested), ``redriven`` (its event was
+admitted by a redrive), ``discarded`` (kept for the audit, hidden by default)."""
+
+DEADLETTER_MESSAGE_LIMIT = 1024 * 1024
+"""The most bytes (as compact JSON) of an observation a dead letter keeps whole for a
+redrive; a larger one keeps only its excerpt and cannot be redriven."""
+
+
+def history_entry(action: str, by: str, now: datetime, error: str | None = None) -> dict[str, JSON]:
+    """One entry of a dead letter's history: what was done, by whom, when (and the error of
+    a failed redrive)."""
+    found: dict[str, JSON] = {"action": action, "by": by, "at": now.astimezone(UTC).isoformat()}
+    if error is not None:
+        found["error"] = error
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterOutcome:
+    """What a redrive did to a dead letter, committed with the batch that admitted its
+    event (``redriven``) or recorded the new error (``open``): the row changes only while
+    its redrive is still requested, so two commits never both carry it out."""
+
+    event_id: str
+    status: Literal["open", "redriven"]
+    error: str
+    entry: Mapping[str, JSON]
+    """The history entry appended."""
 
 
 GateStatus = Literal["pending", "running", "passed", "blocked", "overridden"]
@@ -281,6 +324,7 @@ class Changes:
     inbox_add: list[InboxItem] = field(default_factory=list)
     inbox_delete: list[int] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
+    deadletter_outcomes: list[DeadLetterOutcome] = field(default_factory=list)
     gates: list[CheckGate] = field(default_factory=list)
     """Upserted by ``run_id``."""
     starts: list[VersionStart] = field(default_factory=list)
@@ -301,6 +345,7 @@ class Changes:
                 self.inbox_add,
                 self.inbox_delete,
                 self.deadletters,
+                self.deadletter_outcomes,
                 self.gates,
                 self.starts,
             )

@@ -45,7 +45,15 @@ from eventflow.errors import EventflowError
 from eventflow.events import Observation, utcnow
 from eventflow.log import get_logger
 from eventflow.pipeline import CompiledPipeline
-from eventflow.records import Changes, InboxItem, MatchKey, NewRun, StoredEvent, Timer
+from eventflow.records import (
+    Changes,
+    DeadLetter,
+    InboxItem,
+    MatchKey,
+    NewRun,
+    StoredEvent,
+    Timer,
+)
 from eventflow.rules.core import MatchState
 from eventflow.types import PluginEnv, ReplayableSensor, Store, Transaction
 
@@ -250,6 +258,9 @@ class _ReplayStore:
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         return []
+
+    async def fetch_redrives(self, limit: int) -> list[DeadLetter]:
+        return []  # the running pipeline carries redrives out, never a replay
 
     async def committed_matches(self, keys: Collection[MatchKey]) -> dict[MatchKey, MatchState]:
         found = {k: self._overlay[k] for k in keys if k in self._overlay}

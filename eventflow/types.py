@@ -27,6 +27,7 @@ from eventflow.records import (
     Changes,
     CheckGate,
     DeadLetter,
+    DeadLetterStatus,
     GateStatus,
     InboxItem,
     MatchKey,
@@ -518,6 +519,32 @@ class Store(Protocol):
         """Delete up to ``limit`` events received before ``before`` (retention); returns how
         many. Call again while it returns ``limit``."""
 
+    async def list_events(
+        self,
+        limit: int = 100,
+        *,
+        dataset: str | None = None,
+        sensor: str | None = None,
+        partition: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: str | None = None,
+    ) -> list[StoredEvent]:
+        """The event log newest first: of ``sensor``; announcing ``dataset`` (and, with
+        ``partition``, a partition holding those values); received at or after ``since``
+        and before ``until``; logged before the event ``after`` (keyset paging)."""
+
+    async def count_events(
+        self,
+        *,
+        dataset: str | None = None,
+        sensor: str | None = None,
+        partition: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """How many :meth:`list_events` would list with the same filters, no limit."""
+
     async def list_deadletters(
         self,
         limit: int = 100,
@@ -526,10 +553,12 @@ class Store(Protocol):
         since: datetime | None = None,
         until: datetime | None = None,
         after: str | None = None,
+        status: DeadLetterStatus | None = None,
     ) -> list[DeadLetter]:
         """Most recently recorded first; of ``sensor``; whose ``time`` is at or after
         ``since`` and before ``until``; recorded before the dead letter of event id
-        ``after`` (keyset paging: pass the last one's id for the next page)."""
+        ``after`` (keyset paging: pass the last one's id for the next page); with
+        ``status`` (None: any)."""
 
     async def count_deadletters(
         self,
@@ -537,8 +566,23 @@ class Store(Protocol):
         sensor: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        status: DeadLetterStatus | None = None,
     ) -> int:
         """How many :meth:`list_deadletters` would list with the same filters, no limit."""
+
+    async def get_deadletter(self, event_id: str) -> DeadLetter | None: ...
+
+    async def act_on_deadletter(
+        self, event_id: str, action: Literal["redrive", "discard"], by: str, now: datetime
+    ) -> DeadLetter:
+        """Request a redrive of an open dead letter that kept its message (the running
+        engine carries it out: :meth:`fetch_redrives`, ``Changes.deadletter_outcomes``), or
+        discard an open one; either appends ``{action, by, at}`` to its history. Raises
+        :class:`~eventflow.store._deadletters.DeadLetterRefused` when it does not apply."""
+
+    async def fetch_redrives(self, limit: int) -> list[DeadLetter]:
+        """Open dead letters whose redrive is requested, oldest first (on a shared store,
+        only on the worker that polls the inbox)."""
 
     # data-quality checks
     async def list_gates(

@@ -1,4 +1,4 @@
-"""The ``eventflow`` command: validate, run, status, why, runs, deadletters, graph, emit,
+"""The ``eventflow`` command: validate, run, status, why, runs, events, deadletters, graph, emit,
 retry, backfill, replay, plan, versions.
 
 Human output by default (rich tables), ``--json`` for scripts. Every command takes the
@@ -8,7 +8,8 @@ they parse options, call a view (:mod:`eventflow.views`) or an action, and rende
 a command needs it, which keeps ``eventflow --help`` fast.
 
 - :mod:`eventflow.cli.run`: ``validate``, ``run``;
-- :mod:`eventflow.cli.inspect`: ``status``, ``why``, ``runs``, ``deadletters``, ``graph``;
+- :mod:`eventflow.cli.inspect`: ``status``, ``why``, ``runs``, ``events``, ``graph``;
+- :mod:`eventflow.cli.deadletters`: ``deadletters`` (list, show, redrive, discard);
 - :mod:`eventflow.cli.checks`: ``checks`` (data-quality checks: list, rerun, override).
 - :mod:`eventflow.cli.plan`: ``plan``, ``versions``.
 - :mod:`eventflow.cli.act`: ``emit``, ``retry``, ``cancel``, ``replay``;
@@ -21,7 +22,7 @@ from __future__ import annotations
 import click
 
 from eventflow import __version__
-from eventflow.cli import act, backfills, checks, health, inspect, pause, plan, run
+from eventflow.cli import act, backfills, checks, deadletters, health, inspect, pause, plan, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,7 +42,8 @@ for _command in (
     inspect.why,
     inspect.matches,
     inspect.runs,
-    inspect.deadletters,
+    deadletters.deadletters,
+    inspect.events,
     inspect.graph,
     health.workers_command,
     act.emit,

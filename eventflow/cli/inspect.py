@@ -1,4 +1,4 @@
-"""The commands that read: ``status``, ``why``, ``matches``, ``runs``, ``deadletters``,
+"""The commands that read: ``status``, ``why``, ``matches``, ``runs``, ``events``,
 ``graph``.
 
 Each parses its options, asks :mod:`eventflow.views` for the view and prints it: ``--json``
@@ -30,7 +30,7 @@ from eventflow.pipeline import CompiledPipeline
 from eventflow.records import RUN_STATUSES, RunStatus
 from eventflow.types import Store
 from eventflow.views import NotFound
-from eventflow.views import deadletters as deadletter_views
+from eventflow.views import events as event_views
 from eventflow.views import matches as match_views
 from eventflow.views import runs as run_views
 from eventflow.views import status as status_views
@@ -75,6 +75,51 @@ def why(file: Path, rule: str, partition: tuple[str, ...], as_json: bool) -> Non
         print_json(view.to_dict())
     else:
         render.why(view)
+
+
+@click.command()
+@FILE
+@click.option("--dataset", help="Only events announcing this dataset.")
+@click.option("--sensor", help="Only events of this sensor.")
+@click.option(
+    "--partition",
+    "partition",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only events announcing a partition with this value (repeat for more variables).",
+)
+@paging_options("events", "Received")
+@JSON_OPT
+def events(
+    file: Path,
+    dataset: str | None,
+    sensor: str | None,
+    partition: tuple[str, ...],
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    all_: bool,
+    as_json: bool,
+) -> None:
+    """List the event log, newest first: what the sensors announced (and what was emitted
+    or produced), with its source position and the partitions it announced."""
+    pipeline = load(file)
+    query = functools.partial(
+        event_views.event_page,
+        dataset=dataset,
+        sensor=sensor,
+        partition=parse_pairs(partition),
+        since=since,
+        until=until,
+    )
+    print_pages(
+        pipeline,
+        query,
+        limit=limit,
+        all_=all_,
+        as_json=as_json,
+        render=lambda found: render.events(found, pipeline),
+    )
 
 
 @click.command()
@@ -179,39 +224,6 @@ def matches(
         until=until,
     )
     print_pages(pipeline, query, limit=limit, all_=all_, as_json=as_json, render=render.matches)
-
-
-@click.command()
-@FILE
-@click.option("--sensor", help="Only dead letters of this sensor.")
-@paging_options("dead letters", "Observed")
-@JSON_OPT
-def deadletters(
-    file: Path,
-    sensor: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    limit: int,
-    all_: bool,
-    as_json: bool,
-) -> None:
-    """List dead letters, newest first: observations that could not be processed, with
-    their source position, the error and the start of the message."""
-    pipeline = load(file)
-    query = functools.partial(
-        deadletter_views.deadletter_page,
-        sensor=sensor,
-        since=since,
-        until=until,
-    )
-    print_pages(
-        pipeline,
-        query,
-        limit=limit,
-        all_=all_,
-        as_json=as_json,
-        render=lambda letters: render.deadletters(letters, pipeline),
-    )
 
 
 @click.command()

@@ -21,6 +21,7 @@ from eventflow.pipeline import CompiledPipeline
 from eventflow.rules.core import MatchState, RuleSpec
 from eventflow.rules.expr import leaves
 from eventflow.views.deadletters import DeadLetterView
+from eventflow.views.events import EventView
 from eventflow.views.matches import PartialMatch
 from eventflow.views.runs import RunDetail, RunView, downstream_text
 from eventflow.views.status import Status
@@ -271,6 +272,24 @@ def deadletters(letters: Sequence[DeadLetterView], pipeline: CompiledPipeline) -
             " ".join(f"{k}={v}" for k, v in d.position.items()),
             d.error[:80],
             d.excerpt[:40],
+        )
+    out.print(table)
+
+
+def events(found: Sequence[EventView], pipeline: CompiledPipeline) -> None:
+    if not found:
+        out.print(f"{pipeline.name}: no events", markup=False)
+        return
+    table = Table("received", "sensor", "announced", "position", "id", title="Events")
+    for view in found:
+        e = view.event
+        add_row(
+            table,
+            e.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.sensor,
+            ", ".join(f"{n} {format_partition(p)}" for n, p in e.datasets),
+            " ".join(f"{k}={v}" for k, v in e.position.items()),
+            e.id,
         )
     out.print(table)
 

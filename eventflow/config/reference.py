@@ -191,6 +191,15 @@ def generate_cli() -> str:
             max_content_width=100,
         )
         parts.append(f"## `eventflow {name}`\n\n```text\n{command.get_help(sub)}\n```\n")
+        if isinstance(command, click.Group):  # its subcommands too (FILE comes first)
+            for child in command.list_commands(sub):
+                subcommand = command.get_command(sub, child)
+                assert subcommand is not None
+                title = f"eventflow {name} FILE {child}"
+                leaf = click.Context(
+                    subcommand, info_name=title, terminal_width=100, max_content_width=100
+                )
+                parts.append(f"### `{title}`\n\n```text\n{subcommand.get_help(leaf)}\n```\n")
     return "\n".join(parts)
 
 

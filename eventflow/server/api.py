@@ -19,7 +19,7 @@ from eventflow.events import utcnow
 from eventflow.records import RUN_STATUSES, RunRecord
 from eventflow.server.hooks import HOOKS, HookRequest
 from eventflow.views import (
-    deadletters,
+    events,
     matches,
     paging,
     pauses,
@@ -221,23 +221,6 @@ class Api:
                 raise BadRequest(404, f"run {run.run_id} has no attempt {attempt}")
         return JSONResponse(runs.run_logs(self.pipeline, run, attempt).to_dict())
 
-    async def get_deadletters(self, request: Request) -> Response:
-        """A page of dead letters: ``items``, ``next`` and ``total``; ``deadletters``
-        repeats ``items`` for the clients of the list before paging."""
-        try:
-            page = await deadletters.deadletter_page(
-                self.store,
-                sensor=request.query_params.get("sensor"),
-                since=_time(request, "since"),
-                until=_time(request, "until"),
-                limit=_limit(request, 50),
-                cursor=request.query_params.get("cursor"),
-            )
-        except paging.BadCursor as exc:
-            raise BadRequest(400, str(exc)) from None
-        body = page.to_dict(deadletters.DeadLetterView.to_dict)
-        return JSONResponse({**body, "deadletters": body["items"]})
-
     async def get_sensors(self, request: Request) -> Response:
         """This worker's sensors, and (``reported``) every worker's from the store."""
         paused = pauses.by_name(await pauses.pauses(self.store), "sensor")
@@ -288,6 +271,30 @@ class Api:
         if self.runtime.dispatcher is not None:
             self.runtime.dispatcher.cancel_requested()
         return JSONResponse(record.to_dict(), status_code=202)
+
+    async def events(self, request: Request) -> Response:
+        """``GET`` a page of the event log, ``POST`` an emit: one route, so that its 405
+        answers name both methods."""
+        if request.method == "POST":
+            return await self.emit(request)
+        return await self.get_events(request)
+
+    async def get_events(self, request: Request) -> Response:
+        """A page of the event log, newest first: ``items``, ``next`` and ``total``."""
+        try:
+            page = await events.event_page(
+                self.store,
+                dataset=request.query_params.get("dataset"),
+                sensor=request.query_params.get("sensor"),
+                partition=_partition(request),
+                since=_time(request, "since"),
+                until=_time(request, "until"),
+                limit=_limit(request, 50),
+                cursor=request.query_params.get("cursor"),
+            )
+        except paging.BadCursor as exc:
+            raise BadRequest(400, str(exc)) from None
+        return JSONResponse(page.to_dict(events.EventView.to_dict))
 
     async def emit(self, request: Request) -> Response:
         try:

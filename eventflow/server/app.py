@@ -19,6 +19,7 @@ from eventflow.lifecycle import Resource
 from eventflow.log import get_logger
 from eventflow.server.api import Api, BadRequest, problem
 from eventflow.server.api_checks import ChecksApi
+from eventflow.server.api_deadletters import DeadLettersApi
 from eventflow.server.api_pauses import PauseApi
 from eventflow.server.api_versions import VersionsApi
 from eventflow.server.auth import Auth, SignIn
@@ -84,7 +85,7 @@ def build_app(runtime: Runtime, credentials: Credentials, host: str = DEFAULT_HO
         Route("/api/runs/{run_id}/logs", api.get_run_logs, methods=["GET"]),
         Route("/api/runs/{run_id}/retry", api.retry_run, methods=["POST"]),
         Route("/api/runs/{run_id}/cancel", api.cancel_run, methods=["POST"]),
-        Route("/api/deadletters", api.get_deadletters, methods=["GET"]),
+        *DeadLettersApi(runtime).routes(),
         Route("/api/checks", checks_api.get_checks, methods=["GET"]),
         Route("/api/checks/{run_id}/rerun", checks_api.rerun, methods=["POST"]),
         Route("/api/checks/{run_id}/override", checks_api.override, methods=["POST"]),
@@ -96,7 +97,7 @@ def build_app(runtime: Runtime, credentials: Credentials, host: str = DEFAULT_HO
         Route("/api/workers", api.get_workers, methods=["GET"]),
         Route("/api/versions", versions.get_versions, methods=["GET"]),
         Route("/api/plan", versions.get_plan, methods=["GET"]),
-        Route("/api/events", api.emit, methods=["POST"]),
+        Route("/api/events", api.events, methods=["GET", "POST"]),
         *BackfillApi(runtime).routes(),
         Route("/hooks/{sensor}", api.hook, methods=["POST"]),
         Route("/hooks/{sensor}/{path:path}", api.hook, methods=["POST"]),

@@ -10,7 +10,7 @@ from typing import Any
 
 from eventflow import __version__
 from eventflow.records import RUN_STATUSES
-from eventflow.server import openapi_pauses
+from eventflow.server import openapi_deadletters, openapi_pauses
 from eventflow.server.credentials import MACHINE_PREFIX, PUBLIC_PATHS
 from eventflow.server.openapi_checks import paths as checks_paths
 from eventflow.server.openapi_versions import paths as versions_paths
@@ -164,14 +164,19 @@ _MATCH = _obj(
         "description": "The rule version its generation opened under (null: before versions).",
     },
 )
-_DEADLETTER = _obj(
-    ["event_id", "sensor", "position", "error", "excerpt", "time"],
-    event_id=_STR,
+_EVENT = _obj(
+    ["id", "sensor", "key", "time", "received_at", "position", "datasets", "payload"],
+    id=_STR,
     sensor=_STR,
-    position={"type": "object"},
-    error=_STR,
-    excerpt={**_STR, "description": "The first bytes of the raw message."},
+    key=_NSTR,
     time=_STR,
+    received_at=_STR,
+    position={"type": "object"},
+    datasets={
+        "type": "array",
+        "items": _obj(["dataset", "partition"], dataset=_STR, partition=_PARTITION),
+    },
+    payload={"description": "The event's payload (any JSON)."},
 )
 _ERROR_AT = {
     "type": ["object", "null"],
@@ -499,22 +504,12 @@ def _document() -> Schema:
                 }
             },
             **checks_paths(guarded, json_only),
-            "/api/deadletters": {
-                "get": _get(
-                    "A page of observations that could not be processed, most recently"
-                    " recorded first: `items`, `next` and `total` as for runs; `deadletters`"
-                    " repeats `items` for clients of the list before paging.",
-                    _page(_DEADLETTER, "deadletters"),
-                    params=[
-                        _query("sensor", _STR, "Only this sensor."),
-                        _SINCE,
-                        _UNTIL,
-                        _CURSOR,
-                        _LIMIT,
-                    ],
-                    errors={"400": "A bad parameter, time or cursor."},
-                )
-            },
+            **openapi_deadletters.paths(
+                guarded,
+                json_only,
+                _page(openapi_deadletters.DEADLETTER, "deadletters"),
+                [_SINCE, _UNTIL, _CURSOR, _LIMIT],
+            ),
             "/api/sensors": {
                 "get": _get(
                     "Each sensor's health on this worker (up, retrying within its budget,"
@@ -537,6 +532,35 @@ def _document() -> Schema:
             **openapi_pauses.paths(guarded, json_only, _ERROR),
             **versions_paths(_LIMIT, _CURSOR),
             "/api/events": {
+                "get": _get(
+                    "A page of the event log, most recently logged first: `items`, `next`"
+                    " and `total` as for runs (`since`/`until`: when it was received).",
+                    _obj(
+                        ["items", "next", "total"],
+                        items={"type": "array", "items": _EVENT},
+                        next=_NSTR,
+                        total={"type": "integer"},
+                    ),
+                    params=[
+                        _query("dataset", _STR, "Only events announcing this dataset."),
+                        _query("sensor", _STR, "Only this sensor."),
+                        {
+                            **_query(
+                                "partition",
+                                {"type": "array", "items": {"type": "string", "pattern": "="}},
+                                "Only events announcing a partition with `VAR=VALUE` (repeat"
+                                " for more variables).",
+                            ),
+                            "style": "form",
+                            "explode": True,
+                        },
+                        _SINCE,
+                        _UNTIL,
+                        _CURSOR,
+                        _LIMIT,
+                    ],
+                    errors={"400": "A bad parameter, time or cursor."},
+                ),
                 "post": {
                     "summary": "Announce a dataset partition by hand (like `eventflow emit`).",
                     "requestBody": {
@@ -552,7 +576,7 @@ def _document() -> Schema:
                         ),
                         "400": _error("Not JSON, no such dataset, or the wrong partition."),
                     },
-                }
+                },
             },
             "/hooks/{sensor}": {
                 "post": {

@@ -20,11 +20,16 @@ from eventflow.pipeline import PRODUCED_SENSOR_PREFIX
 from eventflow.records import RunRecord
 from eventflow.server.credentials import ANONYMOUS, Principal
 from eventflow.server.page_backfills import backfills_section
+from eventflow.server.page_deadletters import (
+    DEADLETTER_HEADERS,
+    DEADLETTER_SCRIPT,
+    deadletter_rows,
+)
 from eventflow.server.page_health import health_section
 from eventflow.server.page_pauses import PAUSE_HEADERS, PAUSE_SCRIPT, pause_rows
 from eventflow.server.page_versions import short, versions_section
 from eventflow.views.checks import Held
-from eventflow.views.deadletters import DeadLetterView, deadletter_page
+from eventflow.views.deadletters import deadletter_page
 from eventflow.views.matches import PartialMatch
 from eventflow.views.pauses import pauses
 from eventflow.views.rules import RuleView
@@ -228,26 +233,6 @@ def _downstream(record: RunRecord) -> str:
     return text
 
 
-def _deadletter_rows(found: Sequence[DeadLetterView]) -> list[Row]:
-    rows = []
-    for view in found:
-        d = view.to_dict()
-        position = " ".join(f"{k}={v}" for k, v in d["position"].items())
-        rows.append(
-            (
-                d["event_id"],
-                [
-                    _iso(d["time"]),
-                    escape(d["sensor"]),
-                    escape(position),
-                    escape(d["error"][:120]),
-                    f"<code>{escape(d['excerpt'][:60])}</code>",
-                ],
-            )
-        )
-    return rows
-
-
 def _checks_rows(found: Sequence[Held], operator: bool) -> list[Row]:
     """Produced partitions held by their checks; an operator gets re-run and override
     buttons (posted as JSON, same-origin: the guard refuses a cross-site post)."""
@@ -363,11 +348,12 @@ async def render_page(runtime: Runtime, principal: Principal | None) -> str:
         + PAUSE_SCRIPT,
         health=health_section(view),
         deadletters=_table(
-            ["time", "sensor", "position", "error", "excerpt"],
-            _deadletter_rows(letters),
+            DEADLETTER_HEADERS,
+            deadletter_rows(letters, operator),
             "deadletters",
-            "No dead letters.",
-        ),
+            "No open dead letters.",
+        )
+        + DEADLETTER_SCRIPT,
         backfills=await backfills_section(runtime, principal),
         versions=await versions_section(runtime),
     )

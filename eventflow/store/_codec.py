@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 from pydantic import ValidationError
@@ -28,6 +28,7 @@ from eventflow.events import JSON, Event, InputRef
 from eventflow.records import (
     PIPELINE_VERSION_NOTE,
     DeadLetter,
+    DeadLetterStatus,
     InboxItem,
     NewRun,
     OutboxItem,
@@ -245,6 +246,11 @@ class DeadLetterRow(NamedTuple):
     error: str
     excerpt: str
     time: str
+    message: str | None = None
+    status: str = "open"
+    requested_by: str | None = None
+    requested_at: str | None = None
+    history: str = "[]"
 
 
 # --- encoders ------------------------------------------------------------------------------
@@ -396,6 +402,11 @@ def deadletter_row(d: DeadLetter) -> DeadLetterRow:
         d.error,
         d.excerpt,
         dt_text(d.time),
+        None if d.message is None else json_text(dict(d.message), "dead letter message"),
+        d.status,
+        d.requested_by,
+        None if d.requested_at is None else dt_text(d.requested_at),
+        json_text([dict(h) for h in d.history], "dead letter history"),
     )
 
 
@@ -474,20 +485,74 @@ def decode_inbox(id_: int, row: Sequence[Any]) -> InboxItem:
 
 
 def decode_deadletter(row: Sequence[Any]) -> DeadLetter:
-    event_id, sensor, position, error, excerpt, time = row
-    return DeadLetter(event_id, sensor, _loads(position), error, excerpt, text_dt(time))
+    r = DeadLetterRow(*row)
+    return DeadLetter(
+        r.event_id,
+        r.sensor,
+        _loads(r.position),
+        r.error,
+        r.excerpt,
+        text_dt(r.time),
+        message=None if r.message is None else _loads(r.message),
+        status=cast(DeadLetterStatus, r.status),
+        requested_by=r.requested_by,
+        requested_at=opt_text_dt(r.requested_at),
+        history=tuple(_loads(r.history)),
+    )
 
 
 def deadletter_filter(
-    sensor: str | None, since: datetime | None, until: datetime | None, after: str | None = None
+    sensor: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    after: str | None = None,
+    status: str | None = None,
 ) -> dict[str, Any]:
-    """The parameters of the ``list_deadletters`` and ``count_deadletters`` queries."""
+    """The parameters of the ``list_deadletters`` and ``count_deadletters`` queries
+    (``status`` None: any)."""
     return {
+        "status": status,
         "sensor": sensor,
         "since": None if since is None else dt_text(since),
         "until": None if until is None else dt_text(until),
         "after": after,
     }
+
+
+def event_filter(
+    dataset: str | None,
+    sensor: str | None,
+    partition: Mapping[str, str] | None,
+    since: datetime | None,
+    until: datetime | None,
+    after: str | None = None,
+) -> dict[str, Any]:
+    """The parameters of the ``list_events`` and ``count_events`` queries (None: any)."""
+    return {
+        "dataset": dataset,
+        "sensor": sensor,
+        "partition": json_text(dict(partition)) if partition else None,
+        "since": None if since is None else dt_text(since),
+        "until": None if until is None else dt_text(until),
+        "after": after,
+    }
+
+
+def event_matches(row: EventRow, where: Mapping[str, Any]) -> bool:
+    """Whether ``row`` passes ``where`` (:func:`event_filter`): the memory store's query."""
+    if where["sensor"] not in (None, row.sensor):
+        return False
+    if where["since"] is not None and row.received_at < where["since"]:
+        return False
+    if where["until"] is not None and row.received_at >= where["until"]:
+        return False
+    if where["dataset"] is None and where["partition"] is None:
+        return True
+    wanted = _loads(where["partition"]) if where["partition"] else {}
+    return any(
+        where["dataset"] in (None, name) and all(p.get(k) == v for k, v in wanted.items())
+        for name, p in _loads(row.datasets)
+    )
 
 
 def match_filter(

@@ -30,6 +30,7 @@ from eventflow.records import (
 from eventflow.rules.core import MatchState
 from eventflow.store import COUNT_KEYS
 from eventflow.store import _codec as c
+from eventflow.store import _deadletters as dl
 from eventflow.store._gates import GateRow, claimable, decode_gate, gate_matches, gate_row
 from eventflow.store._pauses import MemoryPauses
 from eventflow.store._versions import start_row
@@ -235,6 +236,9 @@ class MemoryOps:
         for d in letters:
             if d.event_id not in self.deadletters:
                 self.deadletters.put(d.event_id, d)
+        for done in ch.deadletter_outcomes:
+            row = dl.memory_outcome(self.deadletters.get(done.event_id), dl.outcome_params(done))
+            self.deadletters.put(done.event_id, row)
         for gate in gates:
             old_gate = self.gates.get(gate.run_id)
             created = old_gate.created_at if old_gate is not None else gate.created_at
@@ -437,6 +441,16 @@ class MemoryOps:
         rows.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
         return [decode_gate(r) for r in rows[: max(limit, 0)]]
 
+    def list_events(self, where: dict[str, Any], limit: int) -> list[StoredEvent]:
+        rows = [r for r in self.events.values() if c.event_matches(r, where)][::-1]
+        if where["after"] is not None:
+            ids = [r.id for r in rows]
+            rows = rows[ids.index(where["after"]) + 1 :] if where["after"] in ids else []
+        return [c.decode_event(r) for r in rows[: max(limit, 0)]]
+
+    def count_events(self, where: dict[str, Any]) -> int:
+        return sum(1 for r in self.events.values() if c.event_matches(r, where))
+
     def claim_gates(self, params: dict[str, Any]) -> list[tuple[CheckGate, str]]:
         """The SQLite store's claim: pending gates, and running ones whose claim expired or
         is another (dead) worker's, oldest first."""
@@ -484,12 +498,35 @@ class MemoryOps:
     def count_deadletters(self, where: dict[str, Any]) -> int:
         return len(self._deadletters_where(where))
 
+    def get_deadletter(self, event_id: str) -> DeadLetter | None:
+        row = self.deadletters.get(event_id)
+        return None if row is None else c.decode_deadletter(row)
+
+    def act_on_deadletter(
+        self, event_id: str, action: dl.DeadLetterAction, by: str, now: datetime
+    ) -> DeadLetter:
+        row = self.deadletters.get(event_id)
+        new = dl.memory_act(row, dl.act_params(event_id, action, by, now), action)
+        if new is None:
+            raise dl.refused(event_id, self.get_deadletter(event_id), action)
+        self.deadletters.put(event_id, new)
+        return c.decode_deadletter(new)
+
+    def fetch_redrives(self, limit: int) -> list[DeadLetter]:
+        rows = [
+            r
+            for r in self.deadletters.values()
+            if r.requested_at is not None and r.status == "open"
+        ]
+        return [c.decode_deadletter(r) for r in rows[: max(limit, 0)]]
+
     def _deadletters_where(self, where: dict[str, Any]) -> list[c.DeadLetterRow]:
         """The dead letters (oldest first) the filters of ``deadletter_filter`` select."""
         return [
             r
             for r in self.deadletters.values()
             if where["sensor"] in (None, r.sensor)
+            and where["status"] in (None, r.status)
             and (where["since"] is None or r.time >= where["since"])
             and (where["until"] is None or r.time < where["until"])
         ]

@@ -39,6 +39,7 @@ from eventflow.records import (
 from eventflow.rules.core import MatchState
 from eventflow.store import COUNT_KEYS, _pauses
 from eventflow.store import _codec as c
+from eventflow.store import _deadletters as dl
 from eventflow.store import _gates as g
 from eventflow.store._postgres_sql import queries
 from eventflow.store._versions import start_row
@@ -166,6 +167,10 @@ class PostgresOps:
         await self._write_matches(matches)
         for sql, rows in writes:
             await self._many(sql, rows)
+        for outcome in sorted(ch.deadletter_outcomes, key=lambda o: o.event_id):
+            done = await self.conn.execute(q["redrive_outcome"], dl.outcome_params(outcome))
+            if not done.rowcount:
+                raise dl.not_requested(outcome.event_id)
 
     async def _insert_logged(self, sql: str, rows: Sequence[Sequence[Any]], what: str) -> None:
         """Insert events or dead letters (one statement); an id this store reported unseen
@@ -377,8 +382,36 @@ class PostgresOps:
         cur = await self.conn.execute(self.q["prune_events"], params)
         return cur.rowcount
 
+    async def list_events(self, where: dict[str, Any], limit: int) -> list[StoredEvent]:
+        rows = await self._all(self.q["list_events"], {**where, "limit": max(limit, 0)})
+        return [c.decode_event(row) for row in rows]
+
+    async def count_events(self, where: dict[str, Any]) -> int:
+        row = await self._one(self.q["count_events"], where)
+        assert row is not None
+        return int(row[0])
+
     async def list_deadletters(self, where: dict[str, Any], limit: int) -> list[DeadLetter]:
         rows = await self._all(self.q["list_deadletters"], {**where, "limit": max(limit, 0)})
+        return [c.decode_deadletter(row) for row in rows]
+
+    async def get_deadletter(self, event_id: str) -> DeadLetter | None:
+        row = await self._one(self.q["get_deadletter"], {"event_id": event_id})
+        return None if row is None else c.decode_deadletter(row)
+
+    async def act_on_deadletter(
+        self, event_id: str, action: dl.DeadLetterAction, by: str, now: datetime
+    ) -> DeadLetter:
+        query = "request_redrive" if action == "redrive" else "discard_deadletter"
+        params = dl.act_params(event_id, action, by, now)
+        changed = (await self.conn.execute(self.q[query], params)).rowcount
+        letter = await self.get_deadletter(event_id)
+        if not changed or letter is None:
+            raise dl.refused(event_id, letter, action)
+        return letter
+
+    async def fetch_redrives(self, limit: int) -> list[DeadLetter]:
+        rows = await self._all(self.q["fetch_redrives"], {"limit": max(limit, 0)})
         return [c.decode_deadletter(row) for row in rows]
 
     async def list_gates(self, where: dict[str, Any], limit: int) -> list[CheckGate]:

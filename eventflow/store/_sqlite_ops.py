@@ -31,6 +31,7 @@ from eventflow.records import (
 from eventflow.rules.core import MatchState
 from eventflow.store import COUNT_KEYS, _pauses
 from eventflow.store import _codec as c
+from eventflow.store import _deadletters as dl
 from eventflow.store import _gates as g
 from eventflow.store._sqlite_sql import queries
 from eventflow.store._versions import start_row
@@ -162,6 +163,10 @@ class SQLiteOps:
         for sql, rows in writes:
             if rows:
                 self.conn.executemany(sql, rows)
+        for outcome in ch.deadletter_outcomes:
+            p = dl.outcome_params(outcome)
+            if not self.conn.execute(q["redrive_outcome"], p).rowcount:
+                raise dl.not_requested(outcome.event_id)
 
     # the Store protocol
 
@@ -312,8 +317,33 @@ class SQLiteOps:
         params = {"before": c.dt_text(before), "limit": max(limit, 0)}
         return self.conn.execute(self.q["prune_events"], params).rowcount
 
+    def list_events(self, where: dict[str, Any], limit: int) -> list[StoredEvent]:
+        rows = self.conn.execute(self.q["list_events"], {**where, "limit": max(limit, 0)})
+        return [c.decode_event(row) for row in rows]
+
+    def count_events(self, where: dict[str, Any]) -> int:
+        return int(self.conn.execute(self.q["count_events"], where).fetchone()[0])
+
     def list_deadletters(self, where: dict[str, Any], limit: int) -> list[DeadLetter]:
         rows = self.conn.execute(self.q["list_deadletters"], {**where, "limit": max(limit, 0)})
+        return [c.decode_deadletter(row) for row in rows]
+
+    def get_deadletter(self, event_id: str) -> DeadLetter | None:
+        row = self.conn.execute(self.q["get_deadletter"], {"event_id": event_id}).fetchone()
+        return None if row is None else c.decode_deadletter(row)
+
+    def act_on_deadletter(
+        self, event_id: str, action: dl.DeadLetterAction, by: str, now: datetime
+    ) -> DeadLetter:
+        query = "request_redrive" if action == "redrive" else "discard_deadletter"
+        changed = self.conn.execute(self.q[query], dl.act_params(event_id, action, by, now))
+        letter = self.get_deadletter(event_id)
+        if not changed.rowcount or letter is None:
+            raise dl.refused(event_id, letter, action)
+        return letter
+
+    def fetch_redrives(self, limit: int) -> list[DeadLetter]:
+        rows = self.conn.execute(self.q["fetch_redrives"], {"limit": max(limit, 0)})
         return [c.decode_deadletter(row) for row in rows]
 
     def list_gates(self, where: dict[str, Any], limit: int) -> list[CheckGate]:

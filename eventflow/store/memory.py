@@ -23,6 +23,7 @@ from eventflow.records import (
     Changes,
     CheckGate,
     DeadLetter,
+    DeadLetterStatus,
     GateStatus,
     InboxItem,
     MatchKey,
@@ -39,6 +40,7 @@ from eventflow.store import _gates as g
 from eventflow.store import _workers, scheme_of
 from eventflow.store._backfill_ops import MemoryBackfills
 from eventflow.store._base import StoreLifecycle
+from eventflow.store._deadletters import DeadLetterAction
 from eventflow.store._memory_ops import MemoryOps, Tables
 from eventflow.store._versions import MemoryVersions
 from eventflow.types import RunPosition, Transaction
@@ -305,6 +307,32 @@ class MemoryStore(StoreLifecycle):
     async def prune_events(self, before: datetime, limit: int) -> int:
         return await self._do(lambda o: o.prune_events(before, limit))
 
+    async def list_events(
+        self,
+        limit: int = 100,
+        *,
+        dataset: str | None = None,
+        sensor: str | None = None,
+        partition: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: str | None = None,
+    ) -> list[StoredEvent]:
+        where = c.event_filter(dataset, sensor, partition, since, until, after)
+        return await self._do(lambda o: o.list_events(where, limit))
+
+    async def count_events(
+        self,
+        *,
+        dataset: str | None = None,
+        sensor: str | None = None,
+        partition: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        where = c.event_filter(dataset, sensor, partition, since, until)
+        return await self._do(lambda o: o.count_events(where))
+
     async def list_deadletters(
         self,
         limit: int = 100,
@@ -313,8 +341,9 @@ class MemoryStore(StoreLifecycle):
         since: datetime | None = None,
         until: datetime | None = None,
         after: str | None = None,
+        status: DeadLetterStatus | None = None,
     ) -> list[DeadLetter]:
-        where = c.deadletter_filter(sensor, since, until, after)
+        where = c.deadletter_filter(sensor, since, until, after, status)
         return await self._do(lambda o: o.list_deadletters(where, limit))
 
     async def list_gates(
@@ -351,9 +380,21 @@ class MemoryStore(StoreLifecycle):
         sensor: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        status: DeadLetterStatus | None = None,
     ) -> int:
-        where = c.deadletter_filter(sensor, since, until)
+        where = c.deadletter_filter(sensor, since, until, None, status)
         return await self._do(lambda o: o.count_deadletters(where))
+
+    async def get_deadletter(self, event_id: str) -> DeadLetter | None:
+        return await self._do(lambda o: o.get_deadletter(event_id))
+
+    async def act_on_deadletter(
+        self, event_id: str, action: DeadLetterAction, by: str, now: datetime
+    ) -> DeadLetter:
+        return await self._do(lambda o: o.act_on_deadletter(event_id, action, by, now))
+
+    async def fetch_redrives(self, limit: int) -> list[DeadLetter]:
+        return await self._do(lambda o: o.fetch_redrives(limit))
 
     async def counts(self) -> dict[str, int]:
         return await self._do(MemoryOps.counts)

@@ -56,6 +56,7 @@ from eventflow.records import (
     Changes,
     CheckGate,
     DeadLetter,
+    DeadLetterStatus,
     GateStatus,
     InboxItem,
     MatchKey,
@@ -74,6 +75,7 @@ from eventflow.store import _versions as v
 from eventflow.store import _workers, redact_dsn
 from eventflow.store import dsn as dsn_options
 from eventflow.store._base import StoreLifecycle
+from eventflow.store._deadletters import DeadLetterAction
 from eventflow.store._postgres_ops import PostgresOps, ReadGuard
 from eventflow.store._postgres_sql import migrate, queries
 from eventflow.types import RunPosition, Transaction
@@ -700,6 +702,32 @@ class PostgresStore(StoreLifecycle):
     async def prune_events(self, before: datetime, limit: int) -> int:
         return await self._op("prune_events", lambda o: o.prune_events(before, limit))
 
+    async def list_events(
+        self,
+        limit: int = 100,
+        *,
+        dataset: str | None = None,
+        sensor: str | None = None,
+        partition: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: str | None = None,
+    ) -> list[StoredEvent]:
+        where = c.event_filter(dataset, sensor, partition, since, until, after)
+        return await self._op("list_events", lambda o: o.list_events(where, limit))
+
+    async def count_events(
+        self,
+        *,
+        dataset: str | None = None,
+        sensor: str | None = None,
+        partition: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        where = c.event_filter(dataset, sensor, partition, since, until)
+        return await self._op("count_events", lambda o: o.count_events(where))
+
     async def list_deadletters(
         self,
         limit: int = 100,
@@ -708,8 +736,9 @@ class PostgresStore(StoreLifecycle):
         since: datetime | None = None,
         until: datetime | None = None,
         after: str | None = None,
+        status: DeadLetterStatus | None = None,
     ) -> list[DeadLetter]:
-        where = c.deadletter_filter(sensor, since, until, after)
+        where = c.deadletter_filter(sensor, since, until, after, status)
         return await self._op("list_deadletters", lambda o: o.list_deadletters(where, limit))
 
     async def list_gates(
@@ -746,9 +775,25 @@ class PostgresStore(StoreLifecycle):
         sensor: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        status: DeadLetterStatus | None = None,
     ) -> int:
-        where = c.deadletter_filter(sensor, since, until)
+        where = c.deadletter_filter(sensor, since, until, None, status)
         return await self._op("count_deadletters", lambda o: o.count_deadletters(where))
+
+    async def get_deadletter(self, event_id: str) -> DeadLetter | None:
+        return await self._op("get_deadletter", lambda o: o.get_deadletter(event_id))
+
+    async def act_on_deadletter(
+        self, event_id: str, action: DeadLetterAction, by: str, now: datetime
+    ) -> DeadLetter:
+        return await self._op(
+            "act_on_deadletter", lambda o: o.act_on_deadletter(event_id, action, by, now)
+        )
+
+    async def fetch_redrives(self, limit: int) -> list[DeadLetter]:
+        if not await self._leader(_POLLS_LEASE):
+            return []
+        return await self._op("fetch_redrives", lambda o: o.fetch_redrives(limit))
 
     async def counts(self) -> dict[str, int]:
         return await self._op("counts", PostgresOps.counts)

@@ -48,6 +48,7 @@ from eventflow.records import (
     Changes,
     CheckGate,
     DeadLetter,
+    DeadLetterStatus,
     GateStatus,
     InboxItem,
     MatchKey,
@@ -66,6 +67,7 @@ from eventflow.store import _versions as v
 from eventflow.store import _workers
 from eventflow.store import dsn as dsn_options
 from eventflow.store._base import StoreLifecycle
+from eventflow.store._deadletters import DeadLetterAction
 from eventflow.store._sqlite_ops import SQLiteOps
 from eventflow.store._sqlite_sql import migrate
 from eventflow.types import RunPosition, Transaction
@@ -526,6 +528,32 @@ class SQLiteStore(StoreLifecycle):
     async def prune_events(self, before: datetime, limit: int) -> int:
         return await self._write(SQLiteOps.prune_events, before, limit)
 
+    async def list_events(
+        self,
+        limit: int = 100,
+        *,
+        dataset: str | None = None,
+        sensor: str | None = None,
+        partition: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: str | None = None,
+    ) -> list[StoredEvent]:
+        where = c.event_filter(dataset, sensor, partition, since, until, after)
+        return await self._read(SQLiteOps.list_events, where, limit)
+
+    async def count_events(
+        self,
+        *,
+        dataset: str | None = None,
+        sensor: str | None = None,
+        partition: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        where = c.event_filter(dataset, sensor, partition, since, until)
+        return await self._read(SQLiteOps.count_events, where)
+
     async def list_deadletters(
         self,
         limit: int = 100,
@@ -534,8 +562,9 @@ class SQLiteStore(StoreLifecycle):
         since: datetime | None = None,
         until: datetime | None = None,
         after: str | None = None,
+        status: DeadLetterStatus | None = None,
     ) -> list[DeadLetter]:
-        where = c.deadletter_filter(sensor, since, until, after)
+        where = c.deadletter_filter(sensor, since, until, after, status)
         return await self._read(SQLiteOps.list_deadletters, where, limit)
 
     async def count_deadletters(
@@ -544,8 +573,9 @@ class SQLiteStore(StoreLifecycle):
         sensor: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        status: DeadLetterStatus | None = None,
     ) -> int:
-        where = c.deadletter_filter(sensor, since, until)
+        where = c.deadletter_filter(sensor, since, until, None, status)
         return await self._read(SQLiteOps.count_deadletters, where)
 
     async def list_gates(
@@ -563,6 +593,17 @@ class SQLiteStore(StoreLifecycle):
             rule=rule, dataset=dataset, key=key, status=status, run_id=run_id, run_ids=run_ids
         )
         return await self._read(SQLiteOps.list_gates, where, limit)
+
+    async def get_deadletter(self, event_id: str) -> DeadLetter | None:
+        return await self._read(SQLiteOps.get_deadletter, event_id)
+
+    async def act_on_deadletter(
+        self, event_id: str, action: DeadLetterAction, by: str, now: datetime
+    ) -> DeadLetter:
+        return await self._write(SQLiteOps.act_on_deadletter, event_id, action, by, now)
+
+    async def fetch_redrives(self, limit: int) -> list[DeadLetter]:
+        return await self._read(SQLiteOps.fetch_redrives, limit)
 
     async def claim_gates(
         self, now: datetime, until: datetime, limit: int

@@ -50,6 +50,8 @@ INDEXES = {
     "check_gates_status",
     "check_gates_dataset",
     "pipeline_starts_version",
+    "deadletters_status",
+    "deadletters_requested",
 }
 
 

@@ -53,6 +53,8 @@ INDEXES = {
     "check_gates_dataset",
     "events_received",
     "pipeline_starts_version",
+    "deadletters_status",
+    "deadletters_requested",
 }
 
 

@@ -93,6 +93,8 @@ async def test_a_live_backfill_fires_each_partition_once_in_chunks_and_records_i
     assert done.finished_at is not None
     assert done.message is None
     assert await live.fired() == DAYS
+    version = live.worker.pipeline.version.rule("daily")
+    assert {r.pipeline_version for r in await live.store.list_runs(limit=100)} == {version}
     assert await live.store.load_cursors(cursor_sensor(done.id)) == {}  # finished with it
     again = await live.worker.carry_out(await live.request(rate=1000))
     assert (again.status, again.planned, again.fired, again.skipped) == ("done", 0, 0, 10)

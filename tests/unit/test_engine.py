@@ -261,3 +261,36 @@ async def test_pipelined_batches_see_the_state_of_the_batch_still_committing(
         engine.stop()
         await runner
         assert await runs(store) == [("report", f"d{d}", 1) for d in sorted(range(20), key=str)]
+
+
+async def test_a_redrive_feeds_the_kept_message_through_the_fixed_pipeline_once(
+    tmp_path: Path,
+) -> None:
+    """A dead letter whose redrive is requested is evaluated with the engine's (fixed)
+    pipeline: its event keeps the dead letter's id and fires the rule once, and the dead
+    letter is redriven in the same commit; a message that still fails stays open."""
+    bad = Observation(sensor="feed", position={"offset": 1}, key="m/1", payload={"day": "d9"})
+    worse = Observation(sensor="feed", position={"offset": 2}, key="m/2", payload={"no": 1})
+    async with MemoryStore() as store:
+        stats = await Engine(pipeline(tmp_path), store, clock=Clock()).process([bad, worse])
+        assert stats.deadletters == 2
+        (tmp_path / "p.yaml").write_text(PIPELINE.replace("payload.dt", "payload.day"))
+        fixed = Engine(load_pipeline(tmp_path / "p.yaml"), store, clock=Clock())
+        for letter in (bad, worse):
+            await store.act_on_deadletter(letter.id, "redrive", "cli:ops", Clock()())
+        stats = await fixed.process([])
+        assert (stats.events, stats.fires) == (1, 1)
+        done, still = await store.get_deadletter(bad.id), await store.get_deadletter(worse.id)
+        assert done is not None
+        assert still is not None
+        assert (done.status, [h["action"] for h in done.history]) == (
+            "redriven",
+            ["redrive_requested", "redriven"],
+        )
+        assert still.status == "open"
+        assert still.history[-1]["action"] == "redrive_failed"
+        assert [e.id for e in await store.get_events([bad.id])] == [bad.id]
+        fixed.wake()
+        stats = await fixed.process([bad])  # a redelivery of the original: a duplicate
+        assert (stats.fires, stats.duplicates) == (0, 1)
+        assert (await store.counts())["runs_pending"] == 1

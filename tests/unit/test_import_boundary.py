@@ -23,6 +23,7 @@ EXTRA_MODULES = {
     "eventflow.server.app": {"starlette", "uvicorn"},
     "eventflow.server.api": {"starlette"},
     "eventflow.server.api_checks": {"starlette"},
+    "eventflow.server.api_deadletters": {"starlette"},
     "eventflow.server.api_pauses": {"starlette"},
     "eventflow.server.api_versions": {"starlette"},
     "eventflow.server.backfills_api": {"starlette"},

@@ -42,6 +42,36 @@ WHERE rowid > :after
 ORDER BY rowid
 LIMIT :limit;
 
+-- name: list_events
+-- The event log newest first, of :sensor, received at or after :since and before :until,
+-- announcing :dataset and (the JSON object :partition) a partition with those values;
+-- logged before the event :after (keyset).
+SELECT id, sensor, key, time, position, payload, attributes, datasets, received_at
+FROM events
+WHERE (:sensor IS NULL OR sensor = :sensor)
+  AND (:since IS NULL OR received_at >= :since) AND (:until IS NULL OR received_at < :until)
+  AND ((:dataset IS NULL AND :partition IS NULL) OR EXISTS (
+        SELECT 1 FROM json_each(events.datasets) AS d
+        WHERE (:dataset IS NULL OR json_extract(d.value, '$[0]') = :dataset)
+          AND (:partition IS NULL OR NOT EXISTS (
+                SELECT 1 FROM json_each(:partition) AS p
+                WHERE json_extract(d.value, '$[1]."' || p.key || '"') IS NOT p.value))))
+  AND (:after IS NULL OR rowid < (SELECT rowid FROM events WHERE id = :after))
+ORDER BY rowid DESC
+LIMIT :limit;
+
+-- name: count_events
+-- How many events list_events finds with the same filters (no cursor, no limit).
+SELECT count(*) FROM events
+WHERE (:sensor IS NULL OR sensor = :sensor)
+  AND (:since IS NULL OR received_at >= :since) AND (:until IS NULL OR received_at < :until)
+  AND ((:dataset IS NULL AND :partition IS NULL) OR EXISTS (
+        SELECT 1 FROM json_each(events.datasets) AS d
+        WHERE (:dataset IS NULL OR json_extract(d.value, '$[0]') = :dataset)
+          AND (:partition IS NULL OR NOT EXISTS (
+                SELECT 1 FROM json_each(:partition) AS p
+                WHERE json_extract(d.value, '$[1]."' || p.key || '"') IS NOT p.value))));
+
 -- name: prune_events
 -- Delete up to :limit of the oldest events received before :before (retention).
 DELETE FROM events WHERE rowid IN (
@@ -312,14 +342,18 @@ DELETE FROM inbox WHERE id = ?;
 
 -- name: insert_deadletters
 -- Keep observations that could not be processed; the first per event id wins.
-INSERT OR IGNORE INTO deadletters (event_id, sensor, position, error, excerpt, time)
-VALUES (?, ?, ?, ?, ?, ?);
+INSERT OR IGNORE INTO deadletters (
+    event_id, sensor, position, error, excerpt, time,
+    message, status, requested_by, requested_at, history
+)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: list_deadletters
 -- Dead letters, most recently recorded first; recorded before the one of :after (keyset).
-SELECT event_id, sensor, position, error, excerpt, time
+SELECT event_id, sensor, position, error, excerpt, time,
+       message, status, requested_by, requested_at, history
 FROM deadletters
-WHERE (:sensor IS NULL OR sensor = :sensor)
+WHERE (:status IS NULL OR status = :status) AND (:sensor IS NULL OR sensor = :sensor)
   AND (:since IS NULL OR time >= :since) AND (:until IS NULL OR time < :until)
   AND (:after IS NULL OR seq < (SELECT seq FROM deadletters WHERE event_id = :after))
 ORDER BY seq DESC
@@ -328,8 +362,46 @@ LIMIT :limit;
 -- name: count_deadletters
 -- How many dead letters list_deadletters finds with the same filters (no cursor, no limit).
 SELECT count(*) FROM deadletters
-WHERE (:sensor IS NULL OR sensor = :sensor)
+WHERE (:status IS NULL OR status = :status) AND (:sensor IS NULL OR sensor = :sensor)
   AND (:since IS NULL OR time >= :since) AND (:until IS NULL OR time < :until);
+
+-- name: get_deadletter
+-- The dead letter of event id :event_id.
+SELECT event_id, sensor, position, error, excerpt, time,
+       message, status, requested_by, requested_at, history
+FROM deadletters
+WHERE event_id = :event_id;
+
+-- name: request_redrive
+-- Ask the running pipeline to redrive an open dead letter that kept its message and has no
+-- redrive requested yet; :entry (JSON) is appended to its history.
+UPDATE deadletters
+SET requested_by = :by, requested_at = :at, history = json_insert(history, '$[#]', json(:entry))
+WHERE event_id = :event_id AND status = 'open' AND message IS NOT NULL
+  AND requested_at IS NULL;
+
+-- name: discard_deadletter
+-- Mark an open dead letter discarded (a redrive requested of it is withdrawn).
+UPDATE deadletters
+SET status = 'discarded', requested_by = NULL, requested_at = NULL,
+    history = json_insert(history, '$[#]', json(:entry))
+WHERE event_id = :event_id AND status = 'open';
+
+-- name: fetch_redrives
+-- The dead letters whose redrive is requested, oldest first.
+SELECT event_id, sensor, position, error, excerpt, time,
+       message, status, requested_by, requested_at, history
+FROM deadletters
+WHERE requested_at IS NOT NULL AND status = 'open'
+ORDER BY seq
+LIMIT :limit;
+
+-- name: redrive_outcome
+-- What a redrive did (status, error, history entry), only while it is still requested.
+UPDATE deadletters
+SET status = :status, error = :error, requested_by = NULL, requested_at = NULL,
+    history = json_insert(history, '$[#]', json(:entry))
+WHERE event_id = :event_id AND status = 'open' AND requested_at IS NOT NULL;
 
 -- name: counts
 -- The figures shown by `eventflow status`, in the order of eventflow.store.COUNT_KEYS.

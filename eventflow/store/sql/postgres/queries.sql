@@ -40,6 +40,34 @@ WHERE seq > %(after)s
 ORDER BY seq
 LIMIT %(limit)s;
 
+-- name: list_events
+-- The event log newest first, of %(sensor)s, received at or after %(since)s and before
+-- %(until)s, announcing %(dataset)s and (the JSON object %(partition)s) a partition with
+-- those values; logged before the event %(after)s (keyset).
+SELECT id, sensor, key, time, position, payload, attributes, datasets, received_at
+FROM events
+WHERE (%(sensor)s::text IS NULL OR sensor = %(sensor)s)
+  AND (%(since)s::text IS NULL OR received_at >= %(since)s)
+  AND (%(until)s::text IS NULL OR received_at < %(until)s)
+  AND ((%(dataset)s::text IS NULL AND %(partition)s::text IS NULL) OR EXISTS (
+        SELECT 1 FROM jsonb_array_elements(events.datasets::jsonb) AS d
+        WHERE (%(dataset)s::text IS NULL OR d->>0 = %(dataset)s)
+          AND (%(partition)s::text IS NULL OR d->1 @> %(partition)s::jsonb)))
+  AND (%(after)s::text IS NULL OR seq < (SELECT seq FROM events WHERE id = %(after)s))
+ORDER BY seq DESC
+LIMIT %(limit)s;
+
+-- name: count_events
+-- How many events list_events finds with the same filters (no cursor, no limit).
+SELECT count(*) FROM events
+WHERE (%(sensor)s::text IS NULL OR sensor = %(sensor)s)
+  AND (%(since)s::text IS NULL OR received_at >= %(since)s)
+  AND (%(until)s::text IS NULL OR received_at < %(until)s)
+  AND ((%(dataset)s::text IS NULL AND %(partition)s::text IS NULL) OR EXISTS (
+        SELECT 1 FROM jsonb_array_elements(events.datasets::jsonb) AS d
+        WHERE (%(dataset)s::text IS NULL OR d->>0 = %(dataset)s)
+          AND (%(partition)s::text IS NULL OR d->1 @> %(partition)s::jsonb)));
+
 -- name: prune_events
 -- Delete up to %(limit)s of the oldest events received before %(before)s (retention).
 DELETE FROM events WHERE seq IN (
@@ -343,16 +371,24 @@ DELETE FROM inbox WHERE id = %s;
 -- name: insert_deadletters
 -- Keep observations that could not be processed; the first per event id wins. Returns the
 -- ids actually inserted.
-INSERT INTO deadletters (event_id, sensor, position, error, excerpt, time)
-SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[])
+INSERT INTO deadletters (
+    event_id, sensor, position, error, excerpt, time,
+    message, status, requested_by, requested_at, history
+)
+SELECT * FROM unnest(
+    %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+    %b::text[], %b::text[], %b::text[], %b::text[], %b::text[]
+)
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id;
 
 -- name: list_deadletters
 -- Dead letters, most recently recorded first; recorded before the one of :after (keyset).
-SELECT event_id, sensor, position, error, excerpt, time
+SELECT event_id, sensor, position, error, excerpt, time,
+       message, status, requested_by, requested_at, history
 FROM deadletters
-WHERE (%(sensor)s::text IS NULL OR sensor = %(sensor)s)
+WHERE (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(sensor)s::text IS NULL OR sensor = %(sensor)s)
   AND (%(since)s::text IS NULL OR time >= %(since)s)
   AND (%(until)s::text IS NULL OR time < %(until)s)
   AND (%(after)s::text IS NULL
@@ -363,9 +399,49 @@ LIMIT %(limit)s;
 -- name: count_deadletters
 -- How many dead letters list_deadletters finds with the same filters (no cursor, no limit).
 SELECT count(*) FROM deadletters
-WHERE (%(sensor)s::text IS NULL OR sensor = %(sensor)s)
+WHERE (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(sensor)s::text IS NULL OR sensor = %(sensor)s)
   AND (%(since)s::text IS NULL OR time >= %(since)s)
   AND (%(until)s::text IS NULL OR time < %(until)s);
+
+-- name: get_deadletter
+-- The dead letter of event id %(event_id)s.
+SELECT event_id, sensor, position, error, excerpt, time,
+       message, status, requested_by, requested_at, history
+FROM deadletters
+WHERE event_id = %(event_id)s;
+
+-- name: request_redrive
+-- Ask the running pipeline to redrive an open dead letter that kept its message and has no
+-- redrive requested yet; %(entry)s (JSON) is appended to its history.
+UPDATE deadletters
+SET requested_by = %(by)s, requested_at = %(at)s,
+    history = (history::jsonb || jsonb_build_array(%(entry)s::jsonb))::text
+WHERE event_id = %(event_id)s AND status = 'open' AND message IS NOT NULL
+  AND requested_at IS NULL;
+
+-- name: discard_deadletter
+-- Mark an open dead letter discarded (a redrive requested of it is withdrawn).
+UPDATE deadletters
+SET status = 'discarded', requested_by = NULL, requested_at = NULL,
+    history = (history::jsonb || jsonb_build_array(%(entry)s::jsonb))::text
+WHERE event_id = %(event_id)s AND status = 'open';
+
+-- name: fetch_redrives
+-- The dead letters whose redrive is requested, oldest first.
+SELECT event_id, sensor, position, error, excerpt, time,
+       message, status, requested_by, requested_at, history
+FROM deadletters
+WHERE requested_at IS NOT NULL AND status = 'open'
+ORDER BY seq
+LIMIT %(limit)s;
+
+-- name: redrive_outcome
+-- What a redrive did (status, error, history entry), only while it is still requested.
+UPDATE deadletters
+SET status = %(status)s, error = %(error)s, requested_by = NULL, requested_at = NULL,
+    history = (history::jsonb || jsonb_build_array(%(entry)s::jsonb))::text
+WHERE event_id = %(event_id)s AND status = 'open' AND requested_at IS NOT NULL;
 
 -- name: counts
 -- The figures shown by `eventflow status`, in the order of eventflow.store.COUNT_KEYS.
