@@ -189,7 +189,7 @@ async def enumerate_partitions(
 
 async def _listed(pipeline: CompiledPipeline, rule: RuleRuntime, seen: Found) -> list[Observation]:
     """What the sensors of the rule's datasets that can list have now, once each."""
-    env = PluginEnv(pipeline=pipeline.name, base_dir=pipeline.base_dir)
+    env = PluginEnv(pipeline.name, pipeline.base_dir, pipeline.environment)
     prefixes: dict[str, set[str]] = {}
     for name in rule.spec.datasets:
         ds = pipeline.datasets[name]
@@ -422,7 +422,7 @@ async def execute(
 ) -> None:
     """Run the plan's runs (new and resumed) to their end, ``concurrency`` at a time."""
     rule = pipeline.rules[the_plan.rule]
-    env = PluginEnv(pipeline=pipeline.name, base_dir=pipeline.base_dir)
+    env = PluginEnv(pipeline.name, pipeline.base_dir, pipeline.environment)
     limited = replace(pipeline, engine=pipeline.engine.model_copy(update={"max_runs": concurrency}))
     changed = asyncio.Event()
     finished: set[str] = set()

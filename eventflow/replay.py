@@ -180,7 +180,7 @@ async def _source_pages(
     pipeline: CompiledPipeline, sensors: Iterable[str], since: datetime | None, size: int
 ) -> AsyncIterator[list[StoredEvent]]:
     """Pages of what replayable sensors re-read from their sources since ``since``."""
-    env = PluginEnv(pipeline=pipeline.name, base_dir=pipeline.base_dir)
+    env = PluginEnv(pipeline.name, pipeline.base_dir, pipeline.environment)
     for name in sensors:
         spec = pipeline.sensors[name]
         sensor = cast(ReplayableSensor, spec.plugin(spec.name, spec.config, env))

@@ -116,7 +116,9 @@ class Runtime:
         self.own_process = own_process
         self.accept = tuple(accept)
         self.store = store or open_store(pipeline.state_dsn, pipeline.base_dir)
-        self.env = PluginEnv(pipeline=pipeline.name, base_dir=pipeline.base_dir)
+        self.env = PluginEnv(
+            pipeline=pipeline.name, base_dir=pipeline.base_dir, environment=pipeline.environment
+        )
         self.log = get_logger(pipeline=pipeline.name)
         self.sensors: dict[str, SensorHandle] = {}
         self.leases: set[str] = set()

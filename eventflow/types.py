@@ -55,6 +55,14 @@ class PluginEnv:
     pipeline: str
     base_dir: Path
     """The directory of the pipeline file: relative paths in the config are resolved here."""
+    environment: str = "default"
+    """The environment the pipeline runs in (``--env``). A plugin that names itself to a
+    shared system by default (a Kafka consumer group, an MQTT client id) adds it when it is
+    not ``default``, so two environments of one pipeline never share that name."""
+
+    def scoped(self, name: str) -> str:
+        """``name`` of the pipeline's default environment, ``name.ENV`` of another one."""
+        return name if self.environment == "default" else f"{name}.{self.environment}"
 
 
 # --- sensors -------------------------------------------------------------------------------

@@ -133,7 +133,9 @@ class KafkaSensorConfig(SensorConfig, KafkaConnection):
     )
     group_id: str | None = Field(
         default=None,
-        description="Kafka consumer group; default `eventflow.PIPELINE.SENSOR`. Workers of one"
+        description="Kafka consumer group; default `eventflow.PIPELINE.SENSOR` (with `.ENV`"
+        " appended in an environment other than `default`, so staging never joins production's"
+        " group). Workers of one"
         " pipeline share its partitions; offsets are committed to it after eventflow's own"
         " checkpoint, so Kafka tooling shows the lag.",
     )

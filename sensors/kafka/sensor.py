@@ -127,7 +127,9 @@ class KafkaSensor:
             config = KafkaSensorConfig.model_validate(config)
         self.name = name
         self.config = config
-        self.group_id = config.group_id or f"eventflow.{env.pipeline}.{name}"
+        # Per environment: staging must never join production's group (and take its
+        # partitions) because both run the same file against one Kafka cluster.
+        self.group_id = config.group_id or env.scoped(f"eventflow.{env.pipeline}.{name}")
         self._decode = DECODERS[config.format]
         self._event_time = event_time_reader(config.watermark.time)
         self._owned: set[TopicPartition] = set()

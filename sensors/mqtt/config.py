@@ -66,7 +66,8 @@ class MqttConnection(Model):
     )
     client_id: str | None = Field(
         default=None,
-        description="Client id. Sensor default: `eventflow-<pipeline>-<sensor>`, stable so"
+        description="Client id. Sensor default: `eventflow-<pipeline>-<sensor>` (the pipeline"
+        " name with `.ENV` in an environment other than `default`), stable so"
         " the broker keeps the session (with `share_group`, plus `-<hostname>`: each worker"
         " needs its own; several workers on one host set it, e.g. `ef-${WORKER}`);"
         " publishers and senders default to a random one.",

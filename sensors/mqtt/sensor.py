@@ -102,7 +102,10 @@ class MqttSensor:
         # Members of a shared subscription each need a session of their own: by default the
         # host name tells them apart (a pod, a VM); several on one host set `client_id`.
         member = socket.gethostname() if config.share_group else None
-        self.client_id = config.client_id or stable_client_id(env.pipeline, name, member)
+        # Per environment too: a second session with production's client id would take over
+        # (and end) production's session on the broker.
+        pipeline = env.scoped(env.pipeline)
+        self.client_id = config.client_id or stable_client_id(pipeline, name, member)
         self._id = jmespath.compile(config.id) if config.id else None
 
     async def run(self, ctx: SensorContext) -> None:

@@ -12,6 +12,10 @@ from eventflow.cli import main
 from eventflow.config.loader import load_pipeline
 from eventflow.environments import WrongEnvironment, check_identity, new_identity
 from eventflow.errors import ConfigError
+from eventflow.runtime import Runtime
+from eventflow.types import PluginEnv
+from eventflow_sensors.kafka.sensor import KafkaSensor
+from eventflow_sensors.mqtt.sensor import MqttSensor
 
 FILE = """
 name: shop
@@ -106,3 +110,24 @@ def test_a_store_of_another_environment_is_refused_naming_both() -> None:
     message = str(caught.value)
     assert "`production`" in message
     assert "`staging`" in message
+
+
+def test_a_shared_systems_default_names_differ_per_environment(tmp_path: Path) -> None:
+    """The Kafka consumer group and the MQTT client id a sensor takes by default hold the
+    environment when it is not `default`: staging never joins production's group or takes
+    over its broker session; an explicit name stays as written."""
+    kafka = {"type": "kafka", "bootstrap_servers": "127.0.0.1:9092", "topic": "t"}
+    mqtt = {"type": "mqtt", "host": "127.0.0.1", "topic": "a/#"}
+    prod, staging = PluginEnv("shop", tmp_path), PluginEnv("shop", tmp_path, "staging")
+    assert KafkaSensor("stream", kafka, prod).group_id == "eventflow.shop.stream"
+    assert KafkaSensor("stream", kafka, staging).group_id == "eventflow.shop.stream.staging"
+    named = {**kafka, "group_id": "mine"}
+    assert KafkaSensor("stream", named, staging).group_id == "mine"
+    assert MqttSensor("plant", mqtt, prod).client_id == "eventflow-shop-plant"
+    assert MqttSensor("plant", mqtt, staging).client_id != "eventflow-shop-plant"
+    assert "staging" in MqttSensor("plant", mqtt, staging).client_id
+
+
+def test_the_runtime_gives_plugins_the_environment(pipeline_file: Path) -> None:
+    runtime = Runtime(load_pipeline(pipeline_file, {"LANDING": "./landing"}, env="staging"))
+    assert runtime.env.environment == "staging"
