@@ -38,7 +38,6 @@ from eventflow.crashpoints import crash_point
 from eventflow.errors import EventflowError
 from eventflow.pipeline import CompiledPipeline
 from eventflow.plan import (
-    FAR_FUTURE,
     Plan,
     live_state,
     make_plan,
@@ -116,7 +115,7 @@ async def start_version(
     migrating = bool(plan.accepted or plan.renames or plan.dataset_renames)
     retimed = retimed_rules(plan)
     if migrating or retimed:
-        timers = await store.due_timers(FAR_FUTURE, 10_000_000)
+        timers = await store.timers(10_000_000)
         if migrating:
             migrated = await _migrate(pipeline, store, plan, now, changes, timers)
         moved = await _retime(pipeline, store, retimed, changes, timers)

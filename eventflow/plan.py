@@ -570,7 +570,7 @@ async def live_state(store: Store, rules: Iterable[str]) -> dict[str, LiveState]
     """The live state of each rule in the store."""
     counts = await store.match_counts()
     timers: dict[str, int] = {}
-    for timer in await store.due_timers(FAR_FUTURE, 10_000_000):
+    for timer in await store.timers(10_000_000):
         timers[timer.rule] = timers.get(timer.rule, 0) + 1
     out: dict[str, LiveState] = {}
     for rule in set(rules) | set(counts) | set(timers):

@@ -443,6 +443,11 @@ class Store(Protocol):
     # timers
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]: ...
 
+    async def timers(self, limit: int) -> list[Timer]:
+        """Every timer, soonest first, on any worker: what ``plan`` and a version's start read
+        (``due_timers`` answers only the worker that fires timers: nothing on the others)."""
+        ...
+
     async def next_timer_due(self) -> datetime | None: ...
 
     # outbox and inbox

@@ -46,6 +46,10 @@ _loads = json_loads = orjson.loads
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+"""A time after every timer's: what "every timer" is due by."""
+
+
 def _dumps(value: JSON) -> str:
     """Compact JSON text (orjson: several times faster than ``json`` on the commit path)."""
     return orjson.dumps(value, option=_OPTIONS).decode()

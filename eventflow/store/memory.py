@@ -40,6 +40,7 @@ from eventflow.store import _gates as g
 from eventflow.store import _workers, scheme_of
 from eventflow.store._backfill_ops import MemoryBackfills
 from eventflow.store._base import StoreLifecycle
+from eventflow.store._codec import FAR_FUTURE
 from eventflow.store._deadletters import DeadLetterAction
 from eventflow.store._memory_ops import MemoryOps, Tables
 from eventflow.store._versions import MemoryVersions
@@ -233,6 +234,9 @@ class MemoryStore(StoreLifecycle):
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         return await self._do(lambda o: o.due_timers(now, limit))
+
+    async def timers(self, limit: int) -> list[Timer]:
+        return await self.due_timers(FAR_FUTURE, limit)
 
     async def next_timer_due(self) -> datetime | None:
         return await self._do(MemoryOps.next_timer_due)

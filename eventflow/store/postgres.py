@@ -75,6 +75,7 @@ from eventflow.store import _versions as v
 from eventflow.store import _workers, redact_dsn
 from eventflow.store import dsn as dsn_options
 from eventflow.store._base import StoreLifecycle
+from eventflow.store._codec import FAR_FUTURE
 from eventflow.store._deadletters import DeadLetterAction
 from eventflow.store._postgres_ops import PostgresOps, ReadGuard
 from eventflow.store._postgres_sql import migrate, queries
@@ -620,6 +621,9 @@ class PostgresStore(StoreLifecycle):
         if not await self._leader(_POLLS_LEASE):
             return []
         return await self._op("due_timers", lambda o: o.due_timers(now, limit))
+
+    async def timers(self, limit: int) -> list[Timer]:
+        return await self._op("timers", lambda o: o.due_timers(FAR_FUTURE, limit))
 
     async def next_timer_due(self) -> datetime | None:
         return await self._op("next_timer_due", PostgresOps.next_timer_due)

@@ -67,6 +67,7 @@ from eventflow.store import _versions as v
 from eventflow.store import _workers
 from eventflow.store import dsn as dsn_options
 from eventflow.store._base import StoreLifecycle
+from eventflow.store._codec import FAR_FUTURE
 from eventflow.store._deadletters import DeadLetterAction
 from eventflow.store._sqlite_ops import SQLiteOps
 from eventflow.store._sqlite_sql import migrate
@@ -428,6 +429,9 @@ class SQLiteStore(StoreLifecycle):
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         return await self._read(SQLiteOps.due_timers, now, limit)
+
+    async def timers(self, limit: int) -> list[Timer]:
+        return await self.due_timers(FAR_FUTURE, limit)
 
     async def next_timer_due(self) -> datetime | None:
         return await self._read(SQLiteOps.next_timer_due)

@@ -271,6 +271,7 @@ async def test_one_worker_drains_each_outbox_and_polls_timers_and_inbox(
     assert len(await b.fetch_inbox(10)) == 1
     assert await a.due_timers(now, 10) == []
     assert await a.fetch_inbox(10) == []
+    assert len(await a.timers(10)) == 1  # what plan and a version's start read: any worker
     await b.close()  # the holder goes: its leases pass on (once its session has ended)
 
     async def taken_over() -> bool:

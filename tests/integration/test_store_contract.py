@@ -475,6 +475,16 @@ async def test_timers_add_replace_due_next_and_delete(store: Store) -> None:
     assert (await store.counts())["timers"] == 2
 
 
+async def test_timers_lists_every_timer_soonest_first(store: Store) -> None:
+    """``timers`` reads every timer (due or not), soonest first, up to ``limit``."""
+    await apply(
+        store,
+        timers_add=[Timer("expiry", "r", "k1", 1, at(30)), Timer("deadline", "r", "k2", 1, at(5))],
+    )
+    assert [t.key for t in await store.timers(10)] == ["k2", "k1"]
+    assert len(await store.timers(1)) == 1
+
+
 async def test_a_timer_added_and_deleted_in_one_batch_is_gone(store: Store) -> None:
     """Within one apply, timers are added before deletes, so schedule-then-cancel leaves none."""
     await apply(
