@@ -47,6 +47,7 @@ from eventflow.tasks.handoff import (
     downstream_key,
     request_json,
 )
+from eventflow.tasks.http import BaseUrl
 from eventflow.types import RunContext
 
 REQUEST_TIMEOUT = 30.0
@@ -87,7 +88,7 @@ class AirflowAuth(Model):
 class AirflowRun(HandoffSettings):
     """The DAG an ``airflow`` task triggers and how to reach its API server."""
 
-    url: str = Field(description="The Airflow API server, e.g. `http://127.0.0.1:8080`.")
+    url: BaseUrl = Field(description="The Airflow API server, e.g. `http://127.0.0.1:8080`.")
     dag: str = Field(min_length=1, description="The DAG id.")
     conf: dict[str, Any] = Field(
         default_factory=dict,
@@ -103,13 +104,6 @@ class AirflowRun(HandoffSettings):
         description="The DAG run's logical date (ISO 8601 with a zone; `{var}` is replaced);"
         " null: none.",
     )
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.lower().startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http:// or https:// URL")
-        return value.rstrip("/")
 
     @field_validator("conf")
     @classmethod

@@ -69,6 +69,7 @@ from eventflow.tasks.handoff import (
     downstream_key,
     safe_url,
 )
+from eventflow.tasks.http import BaseUrl
 from eventflow.types import RunContext
 
 REQUEST_TIMEOUT = 30.0
@@ -124,7 +125,7 @@ class FlinkStop(Model):
 class FlinkRun(HandoffSettings):
     """The jar a ``flink`` task runs and the cluster it runs it on."""
 
-    url: str = Field(description="The Flink REST API, e.g. `http://127.0.0.1:8081`.")
+    url: BaseUrl = Field(description="The Flink REST API, e.g. `http://127.0.0.1:8081`.")
     jar: str = Field(
         min_length=1,
         description="The job's jar, a path relative to the pipeline file (uploaded once per"
@@ -147,13 +148,6 @@ class FlinkRun(HandoffSettings):
         description="How a timeout or an operator's cancel stops the job:"
         " `{savepoint: bool, drain: bool}`.",
     )
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.lower().startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http:// or https:// URL")
-        return value.rstrip("/")
 
     @field_validator("configuration")
     @classmethod

@@ -80,7 +80,13 @@ def _status_codes(value: tuple[int, ...]) -> tuple[int, ...]:
     return value
 
 
+def _base_url(value: str) -> str:
+    return _http_url(value).rstrip("/")
+
+
 Url = Annotated[str, AfterValidator(_http_url)]
+BaseUrl = Annotated[str, AfterValidator(_base_url)]
+"""An http(s) URL that paths are appended to (an API's base): without its trailing ``/``."""
 Method = Annotated[str, AfterValidator(_http_method)]
 Expression = Annotated[str, AfterValidator(_jmespath)]
 """A JMESPath expression, compiled when the config is loaded (a bad one is a config error)."""

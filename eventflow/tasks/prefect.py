@@ -40,6 +40,7 @@ from eventflow.tasks.handoff import (
     downstream_key,
     request_json,
 )
+from eventflow.tasks.http import BaseUrl
 from eventflow.types import RunContext
 
 OUTCOMES: dict[str, Outcome] = {
@@ -60,7 +61,7 @@ CLOUD_API = "api.prefect.cloud"
 class PrefectRun(HandoffSettings):
     """What a ``prefect`` task runs and how it reaches Prefect."""
 
-    url: str = Field(
+    url: BaseUrl = Field(
         description="Prefect's API URL (`PREFECT_API_URL`): `http://HOST:4200/api`, or"
         " `https://api.prefect.cloud/api/accounts/ID/workspaces/ID`."
     )
@@ -88,13 +89,6 @@ class PrefectRun(HandoffSettings):
     request_timeout: Duration = Field(
         default=timedelta(seconds=30), description="Limit of each request to Prefect's API."
     )
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.lower().startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http:// or https:// URL")
-        return value.rstrip("/")
 
     @field_validator("deployment")
     @classmethod
