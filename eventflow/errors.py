@@ -76,6 +76,11 @@ class StoreError(EventflowError):
     """The state store failed or holds something this version cannot read."""
 
 
+class NotOpenError(StoreError):
+    """A store was used before ``open()`` (for example by an HTTP request that arrives
+    while the runtime starts)."""
+
+
 class WorkerBusy(StoreError):
     """Another ``eventflow run`` holds the store's worker lock (one per SQLite file)."""
 

@@ -18,7 +18,8 @@ stable surface that the built-in plugins in ``eventflow_sensors`` use too::
   connection; :mod:`backoff <eventflow.backoff>` for retry loops.
 - **Errors**: :class:`SensorError`, :class:`PublishError` (:class:`PublishRejected` for
   events a receiver refuses for good), :class:`TaskError`,
-  :class:`StoreError`, :class:`ClosedError`, all :class:`EventflowError`;
+  :class:`StoreError` (:class:`NotOpenError` for a store used before it opens, which the
+  HTTP server answers 503), :class:`ClosedError`, all :class:`EventflowError`;
   :func:`require_extra` raises :class:`MissingExtraError` naming the extra to install.
 - **Helpers**: templates (:func:`render`, :func:`placeholders`), :func:`glob_match`, ids
   (:func:`digest`, :func:`format_partition`), :func:`utcnow`, a sensor's Prometheus gauges
@@ -49,6 +50,7 @@ from eventflow.durations import Duration
 from eventflow.errors import (
     ClosedError,
     EventflowError,
+    NotOpenError,
     PublishError,
     PublishRejected,
     SensorError,
@@ -131,6 +133,7 @@ __all__ = [
     "MissingExtraError",
     "Model",
     "NewRun",
+    "NotOpenError",
     "ObjectSensor",
     "Observation",
     "OutboxItem",

@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from eventflow.errors import ClosedError, EventflowError, StoreError
+from eventflow.errors import ClosedError, EventflowError, NotOpenError, StoreError
 from eventflow.lifecycle import Resource
 from eventflow.log import get_logger
 from eventflow.server.api import Api, BadRequest, problem
@@ -117,7 +117,9 @@ def build_app(runtime: Runtime, credentials: Credentials, host: str = DEFAULT_HO
         return problem(404, exc.message)
 
     async def store_error(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, ClosedError):
+        # The socket is bound before the runtime opens its store (a webhook sensor must find
+        # the server), and it answers until the runtime has closed it: both are "not now".
+        if isinstance(exc, ClosedError | NotOpenError):
             return problem(503, "the pipeline is starting or stopping", **{"Retry-After": "1"})
         if isinstance(exc, StoreError):
             return problem(409, str(exc))

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal
 
-from eventflow.errors import ClosedError, StoreError
+from eventflow.errors import ClosedError, NotOpenError, StoreError
 from eventflow.lifecycle import Resource
 
 
@@ -78,7 +78,7 @@ class StoreLifecycle(Resource):
     def _check_open(self) -> None:
         self._raise_if_closed()
         if self._state != "open":
-            raise StoreError(
+            raise NotOpenError(
                 f"{self!r} is not open", hint="use `async with store:` or `await store.open()`"
             )
 

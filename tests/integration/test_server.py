@@ -156,6 +156,45 @@ async def test_health_readiness_and_api(tmp_path: Path, monkeypatch: Any) -> Non
         assert (await client.get("/api/matches", params={"status": "x"})).status_code == 400
 
 
+async def test_before_the_store_opens_and_after_it_closes_the_api_answers_503(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The socket is bound before the runtime opens its store and still answers after the
+    runtime closed it: in both windows every store-backed route answers 503 with
+    Retry-After (a client's "try again"), never a 409 that reads like its own mistake, and
+    never the store's path."""
+    monkeypatch.setenv("TEST_HOOK_TOKEN", TOKEN)
+    file = tmp_path / "pipeline.yaml"
+    file.write_text(PIPELINE)
+    runtime = Runtime(load_pipeline(file))
+    stop = asyncio.Event()
+    routes = ("/api/sensors", "/api/status", "/api/runs", "/api/matches", "/")
+
+    async def not_now(client: httpx.AsyncClient) -> None:
+        for route in routes:
+            answer = await client.get(route)
+            assert answer.status_code == 503, (route, answer.status_code, answer.text)
+            assert answer.headers["retry-after"] == "1"
+            assert "state.db" not in answer.text
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 503
+
+    async with (
+        HttpServer(runtime, "127.0.0.1", 0) as server,
+        httpx.AsyncClient(base_url=server.url, timeout=10) as client,
+    ):
+        await not_now(client)
+        task = asyncio.create_task(runtime.run(stop))
+        for _ in range(200):
+            if (await client.get("/readyz")).status_code == 200:
+                break
+            await asyncio.sleep(0.02)
+        assert (await client.get("/api/sensors")).status_code == 200
+        stop.set()
+        await task
+        await not_now(client)
+
+
 async def test_metrics_move_when_events_arrive_and_runs_finish(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
