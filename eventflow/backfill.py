@@ -363,7 +363,9 @@ def fire_changes(
         for ref in item.inputs:
             inputs[ref.dataset] = (*inputs.get(ref.dataset, ()), ref)
             if ref.event_id in the_plan.events:
-                changes.events.append(the_plan.events[ref.event_id])
+                # Logged as listed: when the sensor observes one live, the other rules of the
+                # pipeline still get it (this rule's fired state has it: a duplicate there).
+                changes.listed_events.append(the_plan.events[ref.event_id])
         changes.matches[(rule.name, item.key)] = MatchState(
             rule=rule.name,
             key=item.key,

@@ -310,6 +310,10 @@ class Changes:
     """Everything one engine batch (or one run transition) writes, committed at once."""
 
     events: list[StoredEvent] = field(default_factory=list)
+    listed_events: list[StoredEvent] = field(default_factory=list)
+    """Events a backfill found by listing a source, logged marked as not observed live (one
+    already logged stays as it is): the live intake takes them as new when their sensor
+    observes them, so the pipeline's other rules get them too."""
     cursors: dict[tuple[str, str], JSON] = field(default_factory=dict)
     """``(sensor, cursor key) -> value``, upserted."""
     matches: dict[MatchKey, MatchState] = field(default_factory=dict)
@@ -334,6 +338,7 @@ class Changes:
         return any(
             (
                 self.events,
+                self.listed_events,
                 self.cursors,
                 self.matches,
                 self.runs,

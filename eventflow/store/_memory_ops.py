@@ -96,6 +96,8 @@ class Overlay(Generic[K, V]):
 @dataclass
 class Tables:
     events: dict[str, c.EventRow] = field(default_factory=dict)
+    listed: dict[str, bool] = field(default_factory=dict)
+    """Ids of the events a backfill logged from a listing and no sensor observed yet."""
     cursors: dict[tuple[str, str], c.CursorRow] = field(default_factory=dict)
     matches: dict[MatchKey, c.MatchRow] = field(default_factory=dict)
     runs: dict[str, c.RunRow] = field(default_factory=dict)
@@ -116,6 +118,7 @@ class MemoryOps:
     def __init__(self, t: Tables) -> None:
         self.tables = t
         self.events = Overlay(t.events)
+        self.listed = Overlay(t.listed)
         self.cursors = Overlay(t.cursors)
         self.matches = Overlay(t.matches)
         self.runs = Overlay(t.runs)
@@ -130,6 +133,7 @@ class MemoryOps:
 
     def commit(self) -> None:
         self.events.commit()
+        self.listed.commit()
         self.cursors.commit()
         self.matches.commit()
         self.runs.commit()
@@ -147,7 +151,9 @@ class MemoryOps:
     # transaction methods
 
     def seen_events(self, ids: Collection[str]) -> set[str]:
-        return {i for i in ids if i in self.events or i in self.deadletters}
+        return {
+            i for i in ids if (i in self.events and i not in self.listed) or i in self.deadletters
+        }
 
     def get_matches(self, keys: Collection[MatchKey]) -> dict[MatchKey, MatchState]:
         found = ((k, self.matches.get(k)) for k in keys)
@@ -191,6 +197,7 @@ class MemoryOps:
         # Encode everything first (a value that cannot be stored changes nothing), then
         # write in the SQLite store's order: timers and inbox rows are added before deletes.
         events = [c.event_row(e) for e in ch.events]
+        listed = [c.event_row(e) for e in ch.listed_events]
         cursors = [c.cursor_row(s, k, v) for (s, k), v in ch.cursors.items()]
         matches = [c.match_row(m) for m in ch.matches.values()]
         runs = [c.new_run_row(r) for r in ch.runs]
@@ -207,6 +214,12 @@ class MemoryOps:
         for e in events:
             if e.id not in self.events:
                 self.events.put(e.id, e)
+            elif e.id in self.listed:  # observed live at last
+                self.listed.delete(e.id)
+        for e in listed:
+            if e.id not in self.events:
+                self.events.put(e.id, e)
+                self.listed.put(e.id, True)
         for cur in cursors:
             self.cursors.put((cur.sensor, cur.key), cur)
         for m in matches:
@@ -434,6 +447,7 @@ class MemoryOps:
         )
         for _, event_id in old[: max(limit, 0)]:
             self.events.delete(event_id)
+            self.listed.delete(event_id)
         return min(len(old), max(limit, 0))
 
     def list_gates(self, where: dict[str, Any], limit: int) -> list[CheckGate]:

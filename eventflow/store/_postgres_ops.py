@@ -147,6 +147,7 @@ class PostgresOps:
         # Encode everything first (a value that cannot be stored writes nothing). Rows are
         # written in key order, so two workers' transactions lock them in the same order.
         events = sorted((c.event_row(e) for e in ch.events), key=lambda r: r.id)
+        listed = sorted((c.event_row(e) for e in ch.listed_events), key=lambda r: r.id)
         letters = sorted((c.deadletter_row(d) for d in ch.deadletters), key=lambda r: r.event_id)
         matches = sorted((c.match_row(m) for m in ch.matches.values()), key=_match_order)
         writes: list[tuple[str, Sequence[Sequence[Any]]]] = [
@@ -163,6 +164,9 @@ class PostgresOps:
             (q["insert_start"], [start_row(start) for start in ch.starts]),
         ]
         await self._insert_logged(q["insert_events"], events, "event")
+        if listed:
+            columns = [list(col) for col in zip(*listed, strict=True)]
+            await self.conn.execute(q["insert_listed_events"], columns)
         await self._insert_logged(q["insert_deadletters"], letters, "dead letter")
         await self._write_matches(matches)
         for sql, rows in writes:

@@ -146,6 +146,7 @@ class SQLiteOps:
         # before deletes: a timer scheduled and cancelled in one batch is gone.
         writes: list[tuple[str, Sequence[Sequence[Any]]]] = [
             (q["insert_events"], [c.event_row(e) for e in ch.events]),
+            (q["insert_listed_events"], [c.event_row(e) for e in ch.listed_events]),
             (q["upsert_cursors"], [c.cursor_row(s, k, v) for (s, k), v in ch.cursors.items()]),
             (q["upsert_matches"], [c.match_row(m) for m in ch.matches.values()]),
             (q["insert_runs"], [c.new_run_row(r) for r in ch.runs]),

@@ -1,7 +1,8 @@
-"""The live backfill worker over the SQLite and PostgreSQL stores, with the engine running
-and live events arriving: each partition fires once (a partition that fires live between
-the chunk's decision and its commit is skipped), and the backfill keeps its runs within
-``engine.backfill_max_runs`` while they are executed."""
+"""The live backfill worker over the memory, SQLite and PostgreSQL stores, with the engine
+running and live events arriving: each partition fires once (a partition that fires live
+between the chunk's decision and its commit is skipped), the backfill keeps its runs within
+``engine.backfill_max_runs`` while they are executed, and a file it listed still reaches the
+pipeline's other rules once the sensor observes it."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from eventflow.engine import Engine
 from eventflow.events import Observation, utcnow
 from eventflow.pipeline import CompiledPipeline
 from eventflow.records import Changes, RunUpdate
+from eventflow.store.memory import MemoryStore
 from eventflow.store.postgres import PostgresStore
 from eventflow.store.sqlite import SQLiteStore
 from eventflow.types import Store
@@ -48,10 +50,12 @@ def pipeline(tmp_path: Path) -> CompiledPipeline:
     return load_pipeline(tmp_path / "p.yaml")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     s: Store
-    if request.param == "sqlite":
+    if request.param == "memory":
+        s = MemoryStore()
+    elif request.param == "sqlite":
         s = SQLiteStore(tmp_path / "s.db")
     else:
         s = PostgresStore.from_dsn(request.getfixturevalue("postgres_dsn"), tmp_path)
@@ -116,3 +120,67 @@ async def test_a_live_backfill_fires_each_partition_once_within_its_share_of_run
     runs = await store.list_runs(rule="daily", limit=100)
     assert sorted(r.partition["dt"] for r in runs) == DAYS  # one run per day
     assert max(most) <= 4
+
+
+TWO_RULES = """
+name: two
+sensors:
+  landing: {type: directory, path: ./landing}
+datasets:
+  orders: {sensor: landing, key: "orders/dt={dt}/_SUCCESS"}
+rules:
+  daily:
+    when: {all: [orders], by: [dt]}
+    run: {command: ["true"]}
+  audit:
+    when: {all: [orders], by: [dt]}
+    run: {command: ["true"]}
+"""
+
+
+async def test_a_file_a_backfill_listed_reaches_the_other_rules_when_observed_live(
+    tmp_path: Path, store: Store
+) -> None:
+    """A backfill of `daily` logs the files it listed (the sensor has not observed them).
+    When the sensor observes one, `audit` (another rule of the same dataset) fires on it as
+    it would have without the backfill, `daily` does not fire again, and a redelivery of
+    the same file fires nothing."""
+    (tmp_path / "p.yaml").write_text(TWO_RULES)
+    for dt in DAYS[:3]:
+        path = tmp_path / "landing" / "orders" / f"dt={dt}" / "_SUCCESS"
+        path.parent.mkdir(parents=True)
+        path.write_text("")
+    pipeline = load_pipeline(tmp_path / "p.yaml")
+    engine = Engine(pipeline, store)
+    worker = BackfillWorker(pipeline, store, engine)
+    request = new_request("daily", "2024-05-01", "2024-05-31", "test", utcnow(), rate=200)
+    await store.save_backfill(request)
+
+    async def fired(rule: str) -> list[str]:
+        return sorted(r.partition["dt"] for r in await store.list_runs(rule=rule, limit=100))
+
+    async def observe(position: dict[str, object], key: str) -> None:
+        """Hand the engine the sensor's observation; return once it is committed."""
+        committed = asyncio.Event()
+        await engine.submit(Observation("landing", position, key=key, on_commit=committed.set))
+        await asyncio.wait_for(committed.wait(), 10)
+
+    running = asyncio.create_task(engine.run())
+    try:
+        done = await asyncio.wait_for(worker.carry_out(request), 60)
+        assert (done.status, done.fired) == ("done", 3)
+        assert await fired("daily") == DAYS[:3]
+        assert await fired("audit") == []
+        [first] = [r for r in await store.list_runs(rule="daily", limit=100)
+                   if r.partition["dt"] == DAYS[0]]  # fmt: skip
+        [ref] = first.inputs
+        key = f"orders/dt={DAYS[0]}/_SUCCESS"
+        await observe(dict(ref.position), key)  # what the listing saw, observed live
+        assert await fired("audit") == [DAYS[0]]
+        await observe(dict(ref.position), key)  # a redelivery
+    finally:
+        engine.stop()
+        await running
+    assert await fired("daily") == DAYS[:3]
+    assert await fired("audit") == [DAYS[0]]
+    assert len(await store.get_events([ref.event_id])) == 1

@@ -10,14 +10,24 @@
 -- Sets of ids and keys are passed as one JSON array and expanded with json_each().
 
 -- name: insert_events
--- Log observed events; a second event with the same id is ignored (EventRow order).
-INSERT OR IGNORE INTO events
+-- Log observed events; a second event with the same id is ignored (EventRow order), except
+-- that it clears the mark of one a backfill logged from a listing (now observed live).
+INSERT INTO events
     (id, sensor, key, time, position, payload, attributes, datasets, received_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET listed = 0 WHERE events.listed = 1;
+
+-- name: insert_listed_events
+-- Log the events a backfill found by listing a source, marked as not observed live; one
+-- already logged stays as it is (EventRow order).
+INSERT OR IGNORE INTO events
+    (id, sensor, key, time, position, payload, attributes, datasets, received_at, listed)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1);
 
 -- name: seen_events
--- The ids among the JSON array :ids that are in the event log or dead-lettered.
-SELECT id FROM events WHERE id IN (SELECT value FROM json_each(:ids))
+-- The ids among the JSON array :ids that were observed (logged and not only listed by a
+-- backfill) or dead-lettered.
+SELECT id FROM events WHERE id IN (SELECT value FROM json_each(:ids)) AND listed = 0
 UNION
 SELECT event_id FROM deadletters WHERE event_id IN (SELECT value FROM json_each(:ids));
 

@@ -7,19 +7,32 @@
 -- psycopg escapes the elements of a text-format array one by one in Python.
 
 -- name: insert_events
--- Log observed events; a second event with the same id is ignored (EventRow order).
--- Returns the ids actually inserted (the store checks them against what it reported unseen).
+-- Log observed events; a second event with the same id is ignored (EventRow order), except
+-- that it clears the mark of one a backfill logged from a listing (now observed live).
+-- Returns the ids inserted or unmarked (the store checks them against what it reported
+-- unseen).
 INSERT INTO events
     (id, sensor, key, time, position, payload, attributes, datasets, received_at)
 SELECT * FROM unnest(
     %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
     %b::text[], %b::text[])
-ON CONFLICT (id) DO NOTHING
+ON CONFLICT (id) DO UPDATE SET listed = false WHERE events.listed
 RETURNING id;
 
+-- name: insert_listed_events
+-- Log the events a backfill found by listing a source, marked as not observed live; one
+-- already logged stays as it is (EventRow order).
+INSERT INTO events
+    (id, sensor, key, time, position, payload, attributes, datasets, received_at, listed)
+SELECT *, true FROM unnest(
+    %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+    %b::text[], %b::text[])
+ON CONFLICT (id) DO NOTHING;
+
 -- name: seen_events
--- The ids among the array %(ids)s that are in the event log or dead-lettered.
-SELECT id FROM events WHERE id = ANY(%(ids)b::text[])
+-- The ids among the array %(ids)s that were observed (logged and not only listed by a
+-- backfill) or dead-lettered.
+SELECT id FROM events WHERE id = ANY(%(ids)b::text[]) AND NOT listed
 UNION
 SELECT event_id FROM deadletters WHERE event_id = ANY(%(ids)b::text[]);
 
