@@ -40,14 +40,19 @@ engine: {max_runs: 8, backfill_max_runs: 4}
 DAYS = [f"2024-05-{d:02d}" for d in range(1, 21)]
 
 
-@pytest.fixture
-def pipeline(tmp_path: Path) -> CompiledPipeline:
-    (tmp_path / "p.yaml").write_text(PIPELINE)
-    for dt in DAYS:
-        path = tmp_path / "landing" / "orders" / f"dt={dt}" / "_SUCCESS"
+def landed(root: Path, text: str, days: list[str]) -> CompiledPipeline:
+    """The pipeline ``text`` in ``root``, with each day's ``_SUCCESS`` landed."""
+    (root / "p.yaml").write_text(text)
+    for dt in days:
+        path = root / "landing" / "orders" / f"dt={dt}" / "_SUCCESS"
         path.parent.mkdir(parents=True)
         path.write_text("")
-    return load_pipeline(tmp_path / "p.yaml")
+    return load_pipeline(root / "p.yaml")
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> CompiledPipeline:
+    return landed(tmp_path, PIPELINE, DAYS)
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
@@ -145,12 +150,7 @@ async def test_a_file_a_backfill_listed_reaches_the_other_rules_when_observed_li
     When the sensor observes one, `audit` (another rule of the same dataset) fires on it as
     it would have without the backfill, `daily` does not fire again, and a redelivery of
     the same file fires nothing."""
-    (tmp_path / "p.yaml").write_text(TWO_RULES)
-    for dt in DAYS[:3]:
-        path = tmp_path / "landing" / "orders" / f"dt={dt}" / "_SUCCESS"
-        path.parent.mkdir(parents=True)
-        path.write_text("")
-    pipeline = load_pipeline(tmp_path / "p.yaml")
+    pipeline = landed(tmp_path, TWO_RULES, DAYS[:3])
     engine = Engine(pipeline, store)
     worker = BackfillWorker(pipeline, store, engine)
     request = new_request("daily", "2024-05-01", "2024-05-31", "test", utcnow(), rate=200)
