@@ -296,6 +296,12 @@ class Transaction(Protocol):
 
     async def get_matches(self, keys: Collection[MatchKey]) -> dict[MatchKey, MatchState]: ...
 
+    async def get_gate(self, run_id: str) -> CheckGate | None:
+        """The check gate of the run's produced partition, read in the transaction and held
+        until it ends (PostgreSQL locks the row), so what the transaction writes of it is
+        decided on what it is: an operator's action and a checker's result never overwrite
+        each other."""
+
     async def claim_runs(
         self, now: datetime, limit: int, rule_limits: Mapping[str, int]
     ) -> list[RunRecord]:

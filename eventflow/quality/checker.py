@@ -171,12 +171,14 @@ class Checker:
         else:
             results = await self._evaluate(gate, suite, run)
         crash_point("checks.before_record")
-        current = await gates.get_gate(self.store, gate.run_id)
-        if current is None or current.status != "running" or current.attempt != gate.attempt:
-            log.info("checks_superseded", status=current.status if current else None)
-            return
-        changes = gates.decided(self.pipeline, gate, results, run, utcnow())
+        # Read and written in one transaction that holds the gate: an operator's override or
+        # rerun committed meanwhile supersedes these results, one still to come waits.
         async with self.store.transaction() as tx:
+            current = await tx.get_gate(gate.run_id)
+            if current is None or current.status != "running" or current.attempt != gate.attempt:
+                log.info("checks_superseded", status=current.status if current else None)
+                return
+            changes = gates.decided(self.pipeline, current, results, run, utcnow())
             await tx.apply(changes)
         decided = changes.gates[0]
         for r in results:

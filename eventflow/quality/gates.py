@@ -110,28 +110,31 @@ async def act(
     """An operator's ``rerun`` (the checks run again: the gate is ``pending``) or
     ``override`` (the partition is announced without its checks), audited in the gate's
     ``actions`` and the log. Raises StoreError when there is no gate or the action does not
-    apply to its status."""
-    gate = await get_gate(store, run_id)
-    if gate is None:
-        raise StoreError(
-            f"run {run_id} produced no partition held by checks",
-            hint="`eventflow checks list FILE` shows the gates",
-        )
-    if gate.status not in _CAN[action]:
-        allowed = ", ".join(_CAN[action])
-        raise StoreError(
-            f"cannot {action} the checks of run {run_id}: its partition is {gate.status}",
-            hint=f"{action} applies to a partition that is {allowed}",
-        )
-    entry: dict[str, JSON] = {"action": action, "by": by, "at": now.isoformat()}
-    if reason:
-        entry["reason"] = reason
-    status: GateStatus = "pending" if action == "rerun" else "overridden"
-    new = replace(gate, status=status, actions=(*gate.actions, entry), updated_at=now)
-    changes = Changes(gates=[new])
-    if action == "override":
-        changes.inbox_add.append(announcement(new, now))
+    apply to its status.
+
+    The gate is read and written in one transaction that holds it: a checker recording its
+    result meanwhile (another process, another worker) waits, then sees the action."""
     async with store.transaction() as tx:
+        gate = await tx.get_gate(run_id)
+        if gate is None:
+            raise StoreError(
+                f"run {run_id} produced no partition held by checks",
+                hint="`eventflow checks list FILE` shows the gates",
+            )
+        if gate.status not in _CAN[action]:
+            allowed = ", ".join(_CAN[action])
+            raise StoreError(
+                f"cannot {action} the checks of run {run_id}: its partition is {gate.status}",
+                hint=f"{action} applies to a partition that is {allowed}",
+            )
+        entry: dict[str, JSON] = {"action": action, "by": by, "at": now.isoformat()}
+        if reason:
+            entry["reason"] = reason
+        status: GateStatus = "pending" if action == "rerun" else "overridden"
+        new = replace(gate, status=status, actions=(*gate.actions, entry), updated_at=now)
+        changes = Changes(gates=[new])
+        if action == "override":
+            changes.inbox_add.append(announcement(new, now))
         await tx.apply(changes)
     log = get_logger(component="checks")
     log.warning(

@@ -450,6 +450,10 @@ class MemoryOps:
             self.listed.delete(event_id)
         return min(len(old), max(limit, 0))
 
+    def get_gate(self, run_id: str) -> CheckGate | None:
+        row = self.gates.get(run_id)
+        return decode_gate(row) if row is not None else None
+
     def list_gates(self, where: dict[str, Any], limit: int) -> list[CheckGate]:
         rows = [r for r in self.gates.values() if gate_matches(r, where)]
         rows.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)

@@ -422,6 +422,11 @@ class PostgresOps:
         params = {**where, "limit": max(limit, 0)}
         return [g.decode_gate(row) for row in await self._all(self.q["list_gates"], params)]
 
+    async def get_gate(self, run_id: str) -> CheckGate | None:
+        """The gate, its row locked until the transaction ends (``FOR UPDATE``)."""
+        row = await self._one(self.q["lock_gate"], {"run_id": run_id})
+        return g.decode_gate(row) if row is not None else None
+
     async def claim_gates(self, params: dict[str, Any]) -> list[tuple[CheckGate, str]]:
         """Claim the gates to check (one ``UPDATE … FOR UPDATE SKIP LOCKED``: two workers
         never claim one gate); each claimed gate with its status before, oldest first."""

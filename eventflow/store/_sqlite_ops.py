@@ -351,6 +351,10 @@ class SQLiteOps:
         params = {**where, "limit": max(limit, 0)}
         return [g.decode_gate(row) for row in self.conn.execute(self.q["list_gates"], params)]
 
+    def get_gate(self, run_id: str) -> CheckGate | None:
+        found = self.list_gates(g.gate_filter(run_id=run_id), 1)
+        return found[0] if found else None
+
     def claim_gates(self, params: dict[str, Any]) -> list[tuple[CheckGate, str]]:
         """Claim (one write transaction: the store's only writer) the gates to check; each
         claimed gate with its status before."""

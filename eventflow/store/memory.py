@@ -70,6 +70,9 @@ class _MemoryTransaction:
     async def get_matches(self, keys: Collection[MatchKey]) -> dict[MatchKey, MatchState]:
         return self._live().get_matches(keys)
 
+    async def get_gate(self, run_id: str) -> CheckGate | None:
+        return self._live().get_gate(run_id)
+
     async def claim_runs(
         self, now: datetime, limit: int, rule_limits: Mapping[str, int]
     ) -> list[RunRecord]:

@@ -864,6 +864,9 @@ class _PostgresTransaction:
         wanted = list(keys)
         return await self._store._tx_call(self, lambda o: o.get_matches(wanted))
 
+    async def get_gate(self, run_id: str) -> CheckGate | None:
+        return await self._store._tx_call(self, lambda o: o.get_gate(run_id))
+
     async def claim_runs(
         self, now: datetime, limit: int, rule_limits: Mapping[str, int]
     ) -> list[RunRecord]:

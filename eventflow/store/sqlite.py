@@ -688,6 +688,10 @@ class _SQLiteTransaction:
     async def get_matches(self, keys: Collection[MatchKey]) -> dict[MatchKey, MatchState]:
         return await self._call(SQLiteOps.get_matches, list(keys))
 
+    async def get_gate(self, run_id: str) -> CheckGate | None:
+        # Held: the transaction is BEGIN IMMEDIATE (the file's one writer until it ends).
+        return await self._call(SQLiteOps.get_gate, run_id)
+
     async def claim_runs(
         self, now: datetime, limit: int, rule_limits: Mapping[str, int]
     ) -> list[RunRecord]:

@@ -3,12 +3,14 @@ filters, and committed atomically with the announcement they cause."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from eventflow.errors import StoreError
 from eventflow.records import Changes, CheckGate, InboxItem
 from eventflow.store.memory import MemoryStore
 from eventflow.store.postgres import PostgresStore
@@ -195,3 +197,48 @@ async def test_a_second_worker_waits_for_the_lease_only_on_postgresql(
         await apply(mem, Changes(gates=[gate("a")]))
         assert len(await mem.claim_gates(T0, T0 + timedelta(seconds=30), 10)) == 1
         assert await mem.claim_gates(T0 + timedelta(seconds=1), T0, 10) == []  # its own
+
+
+async def test_get_gate_in_a_transaction_reads_it_as_committed_and_sees_its_own_writes(
+    store: Store,
+) -> None:
+    await apply(store, Changes(gates=[gate("a")]))
+    async with store.transaction() as tx:
+        assert await tx.get_gate("missing") is None
+        found = await tx.get_gate("a")
+        assert found is not None
+        assert found.status == "pending"
+        await tx.apply(Changes(gates=[replace(found, status="running", attempt=1)]))
+        again = await tx.get_gate("a")
+        assert again is not None
+        assert (again.status, again.attempt) == ("running", 1)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_an_operators_action_waits_for_a_checker_holding_the_gate_in_another_process(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    """A checker (one store) reads the running gate in its transaction; an operator's
+    override through another store (the CLI's process, another worker) waits for that
+    transaction, then finds the partition passed and is refused: the checker's result and
+    the override never overwrite each other."""
+    from eventflow.quality import gates
+
+    def open_store() -> Store:
+        if kind == "sqlite":
+            return SQLiteStore(tmp_path / "s.db")
+        return PostgresStore.from_dsn(request.getfixturevalue("postgres_dsn"), tmp_path)
+
+    async with open_store() as checker, open_store() as operator:
+        await apply(checker, Changes(gates=[gate("a", status="running", attempt=1)]))
+        async with checker.transaction() as tx:
+            current = await tx.get_gate("a")
+            assert current is not None
+            override = asyncio.create_task(gates.act(operator, "a", "override", "ops", T0))
+            await asyncio.sleep(0.5)
+            assert not override.done()  # it waits for the checker's transaction
+            await tx.apply(Changes(gates=[replace(current, status="passed")]))
+        with pytest.raises(StoreError, match="its partition is passed"):
+            await asyncio.wait_for(override, 30)
+        [after] = await operator.list_gates(run_id="a")
+        assert (after.status, after.actions) == ("passed", ())

@@ -553,6 +553,15 @@ WHERE (%(rule)s::text IS NULL OR rule = %(rule)s) AND (%(dataset)s::text IS NULL
 ORDER BY created_at DESC, run_id DESC
 LIMIT %(limit)s;
 
+-- name: lock_gate
+-- One check gate, its row locked until the transaction ends: an operator's action and a
+-- checker's result are each decided on the gate as it is, never on a copy read before.
+SELECT run_id, rule, dataset, key, partition, status, attempt, payload, results, actions,
+    pipeline_version, created_at, updated_at
+FROM check_gates
+WHERE run_id = %(run_id)s
+FOR UPDATE;
+
 -- name: claim_gates
 -- Claim up to %(limit)s gates to check for %(worker)s until %(until)s, oldest first: the
 -- pending ones and the running ones whose claim expired (their worker died or stalled).
