@@ -259,7 +259,7 @@ MATCHES = Gauge(
 )
 STORE_DEADLETTERS = Gauge(
     "eventflow_deadletters_stored",
-    "Dead letters kept in the store.",
+    "Dead letters in the store waiting for an action (neither redriven nor discarded).",
     registry=REGISTRY,
 )
 

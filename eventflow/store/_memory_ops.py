@@ -555,7 +555,8 @@ class MemoryOps:
         figures = [runs[s] for s in RUN_STATUSES]
         figures += [matches[s] for s in ("open", "fired", "expired")]
         figures += [self.events.count(), self.outbox.count(), self.timers.count()]
-        figures += [self.inbox.count(), self.deadletters.count()]
+        open_letters = sum(1 for r in self.deadletters.values() if r.status == "open")
+        figures += [self.inbox.count(), open_letters]
         return dict(zip(COUNT_KEYS, figures, strict=True))
 
 

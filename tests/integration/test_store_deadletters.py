@@ -99,7 +99,8 @@ async def test_a_failed_redrive_keeps_it_open_with_the_new_error(store: Store) -
 
 
 async def test_discarded_dead_letters_are_kept_and_filtered_by_status(store: Store) -> None:
-    """A discard withdraws a pending redrive, is audited, and lists only by its status."""
+    """A discard withdraws a pending redrive, is audited, lists only by its status, and
+    leaves the count of dead letters to act on."""
     await apply(store, Changes(deadletters=[letter("e1"), letter("e2", 1), letter("e3", 2)]))
     await store.act_on_deadletter("e2", "redrive", "cli:ops", T0)
     gone = await store.act_on_deadletter("e2", "discard", "cli:ops", T0 + timedelta(minutes=5))
@@ -112,6 +113,7 @@ async def test_discarded_dead_letters_are_kept_and_filtered_by_status(store: Sto
     assert await store.count_deadletters(status="open") == 2
     assert [d.event_id for d in await store.list_deadletters(status="discarded")] == ["e2"]
     assert await store.count_deadletters() == 3
+    assert (await store.counts())["deadletters"] == 2  # status's figure: those to act on
     page = await store.list_deadletters(1, status="open", after="e3")
     assert [d.event_id for d in page] == ["e1"]
 

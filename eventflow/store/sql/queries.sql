@@ -428,7 +428,7 @@ SELECT
     (SELECT count(*) FROM outbox),
     (SELECT count(*) FROM timers),
     (SELECT count(*) FROM inbox),
-    (SELECT count(*) FROM deadletters);
+    (SELECT count(*) FROM deadletters WHERE status = 'open');
 
 -- name: has_migrations_table
 -- Whether the schema_migrations table exists (an empty file has none).

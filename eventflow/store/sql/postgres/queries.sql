@@ -471,7 +471,7 @@ SELECT
     (SELECT count(*) FROM outbox),
     (SELECT count(*) FROM timers),
     (SELECT count(*) FROM inbox),
-    (SELECT count(*) FROM deadletters);
+    (SELECT count(*) FROM deadletters WHERE status = 'open');
 
 -- name: register_worker
 -- Start (or renew) this worker's lease of %(lease)s seconds, by the database's clock.
