@@ -71,9 +71,14 @@ def _family(pid: int) -> set[int]:
     the children its other threads started (``airflow standalone`` starts its parts so)."""
     pids = {pid}
     children: list[str] = []
-    for thread in Path(f"/proc/{pid}/task").glob("*"):
+    tasks = Path(f"/proc/{pid}/task")
+    try:
+        threads = os.listdir(tasks)
+    except OSError:  # the process exited meanwhile (Path.glob raised here: a flaky start)
+        return pids
+    for thread in threads:
         try:
-            children += (thread / "children").read_text().split()
+            children += (tasks / thread / "children").read_text().split()
         except OSError:
             continue
     for child in children:
