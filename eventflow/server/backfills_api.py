@@ -5,10 +5,15 @@ The handlers go through :mod:`eventflow.views.backfills`, as ``eventflow backfil
 operate one (the routes are POSTs, so :mod:`eventflow.server.auth` asks for it and the
 guard refuses cross-site posts), and the request names the principal that made it. A
 request submitted here wakes this process's backfill worker at once.
+
+A preview plans the backfill in this process (the sensors' listings and the event log): one
+runs at a time, in small batches that let the live events go first; a second one asked
+meanwhile answers 429 with ``Retry-After``, so a reader cannot pile plans on the pipeline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +23,7 @@ from starlette.routing import Route
 
 from eventflow import backfill as bf
 from eventflow.backfill_requests import BACKFILL_STATUSES
+from eventflow.backfill_worker import PLAN_BATCH
 from eventflow.events import utcnow
 from eventflow.server.api import BadRequest, _limit
 from eventflow.views import backfills as views
@@ -34,6 +40,7 @@ def _principal(request: Request) -> str:
 class BackfillApi:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self._previewing = asyncio.Lock()
 
     def routes(self) -> list[Route]:
         return [
@@ -64,13 +71,18 @@ class BackfillApi:
         rule, lo, hi = params.get("rule"), params.get("from"), params.get("to")
         if not rule or not lo or not hi:
             raise BadRequest(400, "give rule, from and to (the partition range)")
-        try:
-            found = await views.preview(
-                self.runtime.pipeline, self.runtime.store, rule, lo, hi,
-                force=params.get("force") in ("1", "true"),
-            )  # fmt: skip
-        except bf.BackfillError as exc:
-            raise BadRequest(400, str(exc)) from None
+        if self._previewing.locked():
+            raise BadRequest(
+                429, "another backfill preview is being planned; try again", {"Retry-After": "2"}
+            )
+        async with self._previewing:
+            try:
+                found = await views.preview(
+                    self.runtime.pipeline, self.runtime.store, rule, lo, hi,
+                    force=params.get("force") in ("1", "true"), batch_size=PLAN_BATCH,
+                )  # fmt: skip
+            except bf.BackfillError as exc:
+                raise BadRequest(400, str(exc)) from None
         return JSONResponse(found.to_dict())
 
     async def submit(self, request: Request) -> Response:

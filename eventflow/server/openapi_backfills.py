@@ -108,7 +108,10 @@ def backfill_paths(guarded: Schema, json_only: Schema) -> Schema:
                     _query("to", _STR, "Last partition, inclusive (required)."),
                     _query("force", {"enum": ["true", "false", "1", "0"]}, "Succeeded again."),
                 ],
-                errors={"400": "No such rule, or a bad range."},
+                errors={
+                    "400": "No such rule, or a bad range.",
+                    "429": "Another preview is being planned (one at a time); see Retry-After.",
+                },
             )
         },
         "/api/backfills/{backfill_id}": {

@@ -73,11 +73,13 @@ async def preview(
     force: bool = False,
     list_sources: bool = True,
     rows: int = PREVIEW_ROWS,
+    batch_size: int | None = None,
 ) -> Preview:
-    """The dry-run plan of a backfill: nothing is written."""
+    """The dry-run plan of a backfill: nothing is written. ``batch_size``: observations the
+    plan's scratch engine takes at a time (small inside a running pipeline)."""
     the_plan = await bf.plan(
         pipeline, store, rule, *bounds(pipeline, rule, lo, hi), force=force,
-        list_sources=list_sources,
+        list_sources=list_sources, batch_size=batch_size,
     )  # fmt: skip
     counts = {a: len(the_plan.of(a)) for a in ("run", "resume", "skip", "incomplete")}
     partitions = [
