@@ -300,7 +300,9 @@ async def decide(store: Store, rule: RuleRuntime, fire: RunRecord, force: bool) 
     partition, key = dict(fire.partition), fire.key
     # Both from the last commit, off the writer's queue (SQLite): the engine's commits do
     # not wait behind a backfill's decisions.
-    runs = await store.partition_runs(rule.name, key)
+    runs = list(await store.partition_runs(rule.name, key))
+    if rule.renamed_from is not None:  # what ran under the former name ran for this rule
+        runs += await store.partition_runs(rule.renamed_from, key)
     state = (await store.committed_matches([(rule.name, key)])).get((rule.name, key))
     statuses = {r.status for r in runs}
     if "succeeded" in statuses and not force:

@@ -118,6 +118,9 @@ class Dispatcher:
         }
         if claim_only is not None:
             self._limits.update({name: 0 for name in pipeline.rules if name not in claim_only})
+        for name, rule in pipeline.rules.items():  # runs made under a rule's former name
+            if rule.renamed_from is not None and name in self._limits:
+                self._limits.setdefault(rule.renamed_from, self._limits[name])
 
     def wake(self) -> None:
         self._wake.set()

@@ -70,6 +70,8 @@ class RuleRuntime:
     """The rule's ``params``: template variables evaluated over the inputs at run start."""
     checks: CheckSuite | None = None
     """The data-quality checks its produced partitions pass before they are announced."""
+    renamed_from: str | None = None
+    """The rule's former name (``renamed_from:``): the runs made under it are its runs."""
 
     @property
     def name(self) -> str:

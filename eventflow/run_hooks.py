@@ -51,7 +51,8 @@ def failure_hook(
 
     One per failed attempt number: ``eventflow retry`` of a failed run that fails again
     reports again."""
-    hook = pipeline.rules.get(hook_name(run.rule, "on_failure"))
+    # A run made before its rule was renamed has the hook of the rule's name now.
+    hook = pipeline.rules.get(hook_name(pipeline.current_name(run.rule), "on_failure"))
     if hook is None:
         return None
     new = NewRun(

@@ -197,6 +197,7 @@ def _compile(
             schedule_start=compiled_rule.schedule_start,
             params=compiled_rule.params,
             checks=suites.get(name),
+            renamed_from=rc.renamed_from,
         )
         if isinstance(rc.on_deadline, DeadlineAlert) and alert_name(name) in tasks:
             alert_task = tasks[alert_name(name)]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from eventflow import backfill as bf
 from eventflow.backfill_requests import new_request
 from eventflow.backfill_worker import BackfillWorker
 from eventflow.config.loader import load_pipeline
@@ -24,6 +25,7 @@ from eventflow.store.memory import MemoryStore
 from eventflow.store.postgres import PostgresStore
 from eventflow.store.sqlite import SQLiteStore
 from eventflow.types import Store
+from eventflow.views import backfills
 
 PIPELINE = """
 name: live
@@ -184,3 +186,43 @@ async def test_a_file_a_backfill_listed_reaches_the_other_rules_when_observed_li
     assert await fired("daily") == DAYS[:3]
     assert await fired("audit") == [DAYS[0]]
     assert len(await store.get_events([ref.event_id])) == 1
+
+
+async def test_a_backfill_of_a_renamed_rule_skips_what_ran_under_its_former_name(
+    tmp_path: Path, store: Store
+) -> None:
+    """Days that succeeded under `daily` are skipped by a backfill of `report` (`renamed_from:
+    daily`), the rest fire as `report`; without the former name's runs the backfill took
+    them for never run and fired them a second time."""
+    pipeline = landed(tmp_path, PIPELINE, DAYS[:4])
+    engine = Engine(pipeline, store)
+    running = asyncio.create_task(engine.run())
+    try:
+        for dt in DAYS[:2]:
+            key = f"orders/dt={dt}/_SUCCESS"
+            committed = asyncio.Event()
+            await engine.submit(Observation("landing", {"path": key}, key=key,
+                                            on_commit=committed.set))  # fmt: skip
+            await asyncio.wait_for(committed.wait(), 10)
+    finally:
+        engine.stop()
+        await running
+    first = await store.list_runs(rule="daily", limit=100)
+    assert sorted(r.partition["dt"] for r in first) == DAYS[:2]
+    updates = [RunUpdate(r.run_id, "succeeded", 1, utcnow()) for r in first]
+    async with store.transaction() as tx:
+        await tx.apply(Changes(run_updates=updates))
+
+    (tmp_path / "p.yaml").write_text(
+        PIPELINE.replace("  daily:\n", "  report:\n    renamed_from: daily\n")
+    )
+    renamed = load_pipeline(tmp_path / "p.yaml")
+    lo, hi = backfills.bounds(renamed, "report", DAYS[0], DAYS[-1])
+    the_plan = await bf.plan(renamed, store, "report", lo, hi)
+    actions = {i.partition["dt"]: (i.action, i.reason) for i in the_plan.items}
+    assert actions == {
+        DAYS[0]: ("skip", "succeeded before"),
+        DAYS[1]: ("skip", "succeeded before"),
+        DAYS[2]: ("run", "never ran"),
+        DAYS[3]: ("run", "never ran"),
+    }

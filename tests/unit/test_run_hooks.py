@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ import pytest
 from eventflow.config.loader import check_file
 from eventflow.dispatcher import Dispatcher
 from eventflow.engine import Engine
-from eventflow.run_hooks import hook_params, log_tail
+from eventflow.records import RunRecord
+from eventflow.run_hooks import failure_hook, hook_params, log_tail
 from eventflow.store.memory import MemoryStore
 from tests.unit.test_dispatcher import emit, runners, setup, until
 
@@ -166,3 +168,26 @@ def test_log_tail_is_the_end_of_stderr_else_stdout(tmp_path: Path) -> None:
     assert log_tail(tmp_path, 1) == "out\n"
     (tmp_path / "attempt-1.stderr").write_text("x" * 5000 + "the end\n")
     assert log_tail(tmp_path, 1, limit=8) == "the end\n"
+
+
+def test_a_run_made_before_its_rule_was_renamed_gets_the_renamed_rules_hook(
+    tmp_path: Path,
+) -> None:
+    """A run of `job` that fails after `job` became `report` (`renamed_from: job`) runs
+    `report:on_failure`, and the dispatcher limits it by `report`'s concurrency."""
+    pipeline, _ = setup(
+        tmp_path,
+        """  report:
+    renamed_from: job
+    when: {any: [ready], by: [dt]}
+    run: {command: ["false"], concurrency: 2}
+    on_failure: {command: [echo, "{failed_rule}"]}""",
+    )
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    run = RunRecord("r1", "job", "dt=d1", {"dt": "d1"}, 1, "failed", 1, 1, (), now, now)
+    made = failure_hook(pipeline, run, "exit 1", now)
+    assert made is not None
+    assert made[0].rule == "report:on_failure"
+    assert made[1].facts["hook"]["failed_rule"] == "job"  # type: ignore[index,call-overload]
+    dispatcher = Dispatcher(pipeline, MemoryStore(), {})
+    assert dispatcher._limits == {"report": 2, "job": 2}
