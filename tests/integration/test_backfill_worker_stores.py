@@ -129,20 +129,11 @@ async def test_a_live_backfill_fires_each_partition_once_within_its_share_of_run
     assert max(most) <= 4
 
 
-TWO_RULES = """
-name: two
-sensors:
-  landing: {type: directory, path: ./landing}
-datasets:
-  orders: {sensor: landing, key: "orders/dt={dt}/_SUCCESS"}
-rules:
-  daily:
-    when: {all: [orders], by: [dt]}
-    run: {command: ["true"]}
-  audit:
-    when: {all: [orders], by: [dt]}
-    run: {command: ["true"]}
-"""
+TWO_RULES = PIPELINE.replace(
+    "engine:",
+    '  audit:\n    when: {all: [orders], by: [dt]}\n    run: {command: ["true"]}\nengine:',
+)
+"""The pipeline with a second rule, `audit`, on the same dataset."""
 
 
 async def test_a_file_a_backfill_listed_reaches_the_other_rules_when_observed_live(
